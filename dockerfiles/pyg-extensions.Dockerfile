@@ -1,0 +1,8 @@
+# PyG's compiled extensions, built from source against this torch for the matrix's GPU architectures.
+ENV TORCH_CUDA_ARCH_LIST="{{ cuda.arch_list }}" FORCE_CUDA=1 CCACHE_DIR=/root/.cache/ccache
+RUN --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=cache,target=/root/.cache/ccache {{ secret_mount }} \
+    {{ with_ca }} \
+    PATH=/usr/lib/ccache:$PATH \
+    pip install --no-build-isolation{% for ext in pyg_extensions %} {{ pin(ext) }}{% endfor %}
+

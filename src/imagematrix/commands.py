@@ -1,0 +1,81 @@
+"""What each CLI task does. ``tasks.py`` only parses options and calls these."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from .docker import BuildOptions, build_argv, build_env, detect_builder
+from .matrix import Matrix, cell_id, load_matrix
+from .plan import Plan, Selection, make_plan, select_cells
+from .render import render_cell, write_context
+
+
+def console(stderr: bool = False) -> Console:
+    # Wide enough for one row per cell when piped into a CI log.
+    return Console(stderr=stderr, width=None if sys.stdout.isatty() else 160, highlight=False)
+
+
+def load(matrix: str | Path) -> Matrix:
+    m = load_matrix(matrix)
+    err = console(stderr=True)
+    for w in m.warnings:
+        err.print(f"[yellow]warning:[/] {w}")
+    return m
+
+
+def show_matrix(matrix: str | Path, sel: Selection) -> int:
+    m = load(matrix)
+    cells = select_cells(m, sel)
+    table = Table(title=f"{m.image} — {len(cells)} of {len(m.cells)} cells ({sel.describe()})", title_justify="left")
+    for col in ("cell", "CUDA", "Python", "target", "parent", "phase", "tag"):
+        table.add_column(col, no_wrap=True)
+    for c in cells:
+        t = c.target
+        parent = f"{t.parent} ({t.relation})" if t.parent else "-"
+        table.add_row(c.id, c.cuda.version, c.python, t.name, parent, ",".join(map(str, c.phases)) or "-", c.tag)
+    out = console()
+    out.print(table)
+    for (cuda, python), (targets, why) in _excluded_families(m, sel).items():
+        out.print(f"excluded: CUDA {cuda} + Python {python} ({', '.join(targets)}): {why}")
+    return 0
+
+
+def _excluded_families(m: Matrix, sel: Selection) -> dict[tuple[str, str], tuple[list[str], str]]:
+    fams: dict[tuple[str, str], tuple[list[str], str]] = {}
+    for cuda in sel.cudas or m.cudas:
+        for python in sel.pythons or m.pythons:
+            for t in sel.targets or m.targets:
+                why = m.excluded.get(cell_id(cuda, python, t))
+                if why:
+                    fams.setdefault((cuda, python), ([], why))[0].append(t)
+    return fams
+
+
+def render(matrix: str | Path, sel: Selection, out_dir: Path) -> int:
+    m = load(matrix)
+    out = console()
+    for c in select_cells(m, sel):
+        ctx = write_context(render_cell(m, c), out_dir)
+        out.print(f"{c.id}: {ctx / 'Dockerfile'}  {ctx / 'cell.json'}")
+    return 0
+
+
+def plan(matrix: str | Path, sel: Selection, build_dir: Path) -> Plan:
+    return make_plan(load(matrix), sel, build_dir)
+
+
+def print_dry_run(p: Plan, options: BuildOptions, builder: str | None = None) -> int:
+    builder = builder or detect_builder()
+    out = console()
+    env = " ".join(f"{k}={v}" for k, v in build_env(builder).items())
+    out.print(f"plan: {len(p.steps)} cell(s) for {p.selection.describe()} (parents first; nothing is run)")
+    for i, step in enumerate(p.steps, 1):
+        needs = f"  after {', '.join(step.needs)}" if step.needs else ""
+        out.print(f"{i:>3}. {step.cell.id}  stages {' -> '.join(step.rendered.stages)}{needs}")
+        out.print(f"     {env} {shlex.join(build_argv(step, options, builder))}", soft_wrap=True)
+    return 0

@@ -1,0 +1,632 @@
+"""Load and validate ``matrix.yaml``, the one source of truth, into plain dataclasses.
+
+Two layers: a pydantic schema checks the shape of the file (keys, types), then
+``_resolve`` checks what the shape cannot (graph, references, exclusions) and
+builds the frozen ``Matrix`` that every other module works on. Every problem is
+reported with its file, line and key path.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from .errors import MatrixError, Problem
+
+SCHEMA_VERSION = 1
+FEATURES = ("cpp_extension", "cuda_extension", "torch_compile", "pyg", "ray", "marimo")
+FRAGMENT_SUFFIX = ".Dockerfile"
+
+# Docker's reference grammar (distribution/reference), split into name and tag.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*(?::[0-9]+)?"
+NAME_RE = re.compile(rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*$")
+TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
+DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}$")
+VERSION_RE = re.compile(r"^\d+(?:\.\d+){1,2}$")
+TARGET_RE = re.compile(r"^[a-z][a-z0-9-]*$")
+CRON_FIELD = r"[\d*/,\-]+"
+CRON_RE = re.compile(rf"^{CRON_FIELD}(?:\s+{CRON_FIELD}){{4}}$")
+
+
+def valid_reference(ref: str) -> bool:
+    """True if ``ref`` is a Docker image reference: name[:tag][@digest]."""
+    name, _, digest = ref.partition("@")
+    if digest and not DIGEST_RE.match(digest):
+        return False
+    tag = ""
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > slash:
+        name, tag = name[:colon], name[colon + 1 :]
+        if not TAG_RE.match(tag):
+            return False
+    return bool(NAME_RE.match(name)) and len(name) <= 255
+
+
+# --- schema: the shape of the file -------------------------------------------------
+
+
+def _version(value: Any) -> Any:
+    # YAML reads 3.10 as the float 3.1: refuse numbers instead of guessing.
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError(
+            f"write versions as quoted strings, e.g. \"{value}\": YAML reads an unquoted "
+            f"{value!r} as a number (3.10 becomes 3.1)"
+        )
+    if isinstance(value, str) and not VERSION_RE.match(value):
+        raise ValueError(f"{value!r} is not a version like \"3.13\" or \"12.8.1\"")
+    return value
+
+
+Version = Annotated[str, BeforeValidator(_version)]
+Feature = Literal["cpp_extension", "cuda_extension", "torch_compile", "pyg", "ray", "marimo"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class CudaSpec(_Model):
+    torch_cuda: Version = Field(description="CUDA major.minor the torch wheels are built with")
+    torch_index: str | None = Field(None, description="pip index of the torch wheels; null: PyPI")
+    arch_list: str = Field("", description="TORCH_CUDA_ARCH_LIST for source builds")
+    bases: dict[str, str] = Field(description="base image per role, e.g. devel, runtime")
+
+
+class ExcludeSpec(_Model):
+    cuda: Version | None = None
+    python: Version | None = None
+    target: str | None = None
+    reason: str
+
+
+class TargetSpec(_Model):
+    description: str = ""
+    extends: str | None = None
+    slim: str | None = None
+    base: str | None = None
+    prune: list[str] = []
+    fragments: list[str]
+    features: list[Feature] = []
+    drop_features: list[Feature] = []
+    pyg_extensions: list[str] = []
+    options: dict[str, bool | int | str] = {}
+    budget_gb: float | int | None = None
+
+
+class PhaseCellsSpec(_Model):
+    cuda: Version
+    python: Version
+    targets: list[str]
+
+
+class PhaseSpec(_Model):
+    name: str = ""
+    cells: list[PhaseCellsSpec]
+
+
+class ScheduleRunSpec(_Model):
+    cron: str
+    phases: list[int] | Literal["all"]
+
+
+class ScheduleSpec(_Model):
+    timezone: str = "UTC"
+    runs: list[ScheduleRunSpec] = []
+
+
+class HostSpec(_Model):
+    buildkit: bool = True
+    min_free_disk_gb: float | int = 0
+    min_memory_gb: float | int = 0
+
+
+class BuildSpec(_Model):
+    fragments_dir: str = "dockerfiles"
+    ca_cert: str | None = None
+
+
+class MatrixSpec(_Model):
+    schema_: int = Field(alias="schema")
+    image: str
+    tag: str = "cu{cuda}-py{python}-{target}"
+    labels: dict[str, str] = {}
+    python: list[Version]
+    cuda: dict[Version, CudaSpec]
+    exclude: list[ExcludeSpec] = []
+    packages: dict[str, str] = {}
+    targets: dict[str, TargetSpec]
+    phases: dict[int, PhaseSpec] = {}
+    schedule: ScheduleSpec = ScheduleSpec()
+    host: HostSpec = HostSpec()
+    build: BuildSpec = BuildSpec()
+
+
+# --- the resolved matrix: what the rest of the package uses ------------------------
+
+
+@dataclass(frozen=True)
+class Cuda:
+    version: str
+    torch_cuda: str
+    torch_index: str | None
+    arch_list: str
+    bases: dict[str, str]
+
+    @property
+    def tag(self) -> str:
+        """The wheel tag of torch's CUDA, e.g. ``cu128``."""
+        return "cu" + self.torch_cuda.replace(".", "")
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    description: str
+    parent: str | None
+    relation: Literal["extends", "slim"] | None
+    base: str | None
+    prune: tuple[str, ...]
+    fragments: tuple[str, ...]
+    features: tuple[str, ...]
+    pyg_extensions: tuple[str, ...]
+    options: dict[str, bool | int | str]
+    budget_gb: float | None
+    lineage: tuple[str, ...]
+
+    @property
+    def kind(self) -> str:
+        """``runtime`` for slim copies, else ``devel``."""
+        return "runtime" if self.relation == "slim" else "devel"
+
+
+@dataclass(frozen=True)
+class Cell:
+    cuda: Cuda
+    python: str
+    target: Target
+    tag: str
+    image: str
+    phases: tuple[int, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return cell_id(self.cuda.version, self.python, self.target.name)
+
+    @property
+    def family(self) -> tuple[str, str]:
+        return (self.cuda.version, self.python)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.image}:{self.tag}"
+
+
+def cell_id(cuda: str, python: str, target: str) -> str:
+    return f"cu{cuda}-py{python}-{target}"
+
+
+@dataclass(frozen=True)
+class Phase:
+    number: int
+    name: str
+    cells: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ScheduleRun:
+    cron: str
+    phases: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Matrix:
+    path: Path
+    image: str
+    tag_template: str
+    labels: dict[str, str]
+    pythons: tuple[str, ...]
+    cudas: dict[str, Cuda]
+    targets: dict[str, Target]
+    excluded: dict[str, str]  # cell id -> reason
+    packages: dict[str, str]
+    phases: dict[int, Phase]
+    timezone: str
+    schedule: tuple[ScheduleRun, ...]
+    host: HostSpec
+    fragments_dir: Path
+    ca_cert: Path | None
+    cells: tuple[Cell, ...]
+    warnings: tuple[str, ...] = field(default=())
+
+    def cell(self, cid: str) -> Cell:
+        for c in self.cells:
+            if c.id == cid:
+                return c
+        raise KeyError(cid)
+
+    def stage_cell(self, cell: Cell, target: str) -> Cell:
+        """The cell of an ancestor stage, in the same family (it may be excluded)."""
+        return make_cell(self, self.cudas[cell.cuda.version], cell.python, self.targets[target])
+
+    def target_order(self) -> list[str]:
+        """Targets parents-first, ties in file order."""
+        names = list(self.targets)
+        return sorted(names, key=lambda n: (len(self.targets[n].lineage), names.index(n)))
+
+
+def make_cell(m: Matrix, cuda: Cuda, python: str, target: Target, phases=()) -> Cell:
+    tag = render_tag(m.tag_template, cuda, python, target.name)
+    return Cell(cuda=cuda, python=python, target=target, tag=tag, image=m.image, phases=phases)
+
+
+TAG_FIELDS = ("cuda", "cuda_tag", "torch_cuda", "python", "python_nodot", "target")
+
+
+def render_tag(template: str, cuda: Cuda, python: str, target: str) -> str:
+    return template.format(
+        cuda=cuda.version,
+        cuda_tag=cuda.tag,
+        torch_cuda=cuda.torch_cuda,
+        python=python,
+        python_nodot=python.replace(".", ""),
+        target=target,
+    )
+
+
+# --- loading -------------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None,
+                    f"duplicate key {key!r} (first at line {seen[key]})",
+                    key_node.start_mark,
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _lines(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:
+    """Map each key path (as strings) to the line it starts on."""
+    out = {} if out is None else out
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            p = (*path, str(k.value))
+            out[p] = k.start_mark.line + 1
+            _lines(v, p, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            _lines(v, (*path, str(i)), out)
+    return out
+
+
+class _Locator:
+    def __init__(self, file: Path, lines: dict[tuple, int]):
+        self.file, self.lines = file, lines
+
+    def line(self, path: tuple) -> int | None:
+        p = tuple(str(x) for x in path)
+        while p and p not in self.lines:
+            p = p[:-1]
+        return self.lines.get(p)
+
+    def problem(self, path: tuple, message: str) -> Problem:
+        return Problem(self.file, self.line(path), tuple(path), message)
+
+
+def load_matrix(path: str | Path) -> Matrix:
+    """Read, check and resolve a matrix file; raise ``MatrixError`` listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise MatrixError([Problem(path, None, (), "no such file (pass --matrix FILE, or run from the project's top directory)")]) from None
+    except OSError as exc:
+        raise MatrixError([Problem(path, None, (), f"cannot read: {exc.strerror}")]) from None
+    try:
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise MatrixError([Problem(path, line, (), f"not valid YAML: {exc.problem or exc}")]) from None
+    if not isinstance(data, dict):
+        raise MatrixError([Problem(path, 1, (), "expected a mapping of keys (schema, image, python, cuda, targets, ...)")])
+    loc = _Locator(path, _lines(node))
+    try:
+        spec = MatrixSpec.model_validate(data)
+    except ValidationError as exc:
+        raise MatrixError([_schema_problem(loc, err) for err in exc.errors()]) from None
+    return _resolve(spec, path, loc)
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    """Keys allowed at the mapping that holds ``loc[-1]`` (for 'unknown key' messages)."""
+    ann: Any = MatrixSpec
+    for part in loc[:-1]:
+        ann = _unwrap(ann)
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            f = next((f for n, f in ann.model_fields.items() if (f.alias or n) == part), None)
+            if f is None:
+                return []
+            ann = f.annotation
+        elif typing.get_origin(ann) is dict:
+            ann = typing.get_args(ann)[1]
+        elif typing.get_origin(ann) is list:
+            ann = typing.get_args(ann)[0]
+    ann = _unwrap(ann)
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return [f.alias or n for n, f in ann.model_fields.items()]
+    return []
+
+
+def _unwrap(ann: Any) -> Any:
+    """Strip Optional/Union down to the one model or container inside."""
+    if typing.get_origin(ann) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(ann) if a is not type(None)]
+        for a in args:
+            if (isinstance(a, type) and issubclass(a, BaseModel)) or typing.get_origin(a) in (dict, list):
+                return a
+        return args[0] if args else ann
+    return ann
+
+
+def _schema_problem(loc: _Locator, err: dict) -> Problem:
+    where = tuple(p for p in err["loc"] if p != "[key]")
+    # pydantic names union members in loc (e.g. 'list[int]'); they are not keys.
+    where = tuple(p for p in where if not (isinstance(p, str) and ("[" in p or p in ("str", "int", "float", "bool"))))
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(where)
+        msg = f"unknown key {where[-1]!r}" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
+    elif kind == "missing":
+        msg = "required key is missing"
+    elif kind == "value_error":
+        msg = str(err["ctx"]["error"])
+    else:
+        got = err.get("input")
+        shown = repr(got) if not isinstance(got, (dict, list)) else type(got).__name__
+        msg = f"{err['msg']} (got {shown})"
+    if where and where[-1] == "schema_":
+        where = (*where[:-1], "schema")
+    return loc.problem(where, msg)
+
+
+def _resolve(spec: MatrixSpec, path: Path, loc: _Locator) -> Matrix:
+    problems: list[Problem] = []
+    warnings: list[str] = []
+    bad = lambda where, msg: problems.append(loc.problem(where, msg))  # noqa: E731
+
+    if spec.schema_ != SCHEMA_VERSION:
+        bad(("schema",), f"schema {spec.schema_} is not supported (this imagematrix reads schema {SCHEMA_VERSION})")
+    if not NAME_RE.match(spec.image):
+        bad(("image",), f"{spec.image!r} is not a valid image name (lowercase [a-z0-9._-/] components, optional registry host)")
+    for i, v in enumerate(spec.python):
+        if v in spec.python[:i]:
+            bad(("python", i), f"python {v} is listed twice")
+    if not spec.python:
+        bad(("python",), "list at least one Python version")
+    if not spec.cuda:
+        bad(("cuda",), "list at least one CUDA version")
+
+    fragments_dir = (path.parent / spec.build.fragments_dir).resolve()
+    available = sorted(p.name[: -len(FRAGMENT_SUFFIX)] for p in fragments_dir.glob(f"*{FRAGMENT_SUFFIX}")) if fragments_dir.is_dir() else []
+    if not fragments_dir.is_dir():
+        bad(("build", "fragments_dir"), f"directory {fragments_dir} does not exist")
+
+    cudas: dict[str, Cuda] = {}
+    for ver, c in spec.cuda.items():
+        for role, ref in c.bases.items():
+            if not valid_reference(ref):
+                bad(("cuda", ver, "bases", role), f"{ref!r} is not a valid image reference (name[:tag][@digest])")
+        if ver.split(".")[0] != c.torch_cuda.split(".")[0]:
+            bad(("cuda", ver, "torch_cuda"), f"torch_cuda {c.torch_cuda} has another major version than CUDA {ver}; torch's CUDA major must match the toolkit's")
+        cudas[ver] = Cuda(ver, c.torch_cuda, c.torch_index, c.arch_list, dict(c.bases))
+
+    # Target graph: references, one parent relation, no cycles.
+    names = list(spec.targets)
+    for name, t in spec.targets.items():
+        where = ("targets", name)
+        if not TARGET_RE.match(name):
+            bad(where, f"target name {name!r} must match [a-z][a-z0-9-]* (it names a Dockerfile stage)")
+        if t.extends and t.slim:
+            bad(where, "set either 'extends' (add to the parent image) or 'slim' (copy the parent's environment onto a plain base), not both")
+        for rel in ("extends", "slim"):
+            parent = getattr(t, rel)
+            if parent is not None and parent not in spec.targets:
+                bad((*where, rel), f"unknown target {parent!r} (allowed: {', '.join(n for n in names if n != name)})")
+        if t.extends and t.base:
+            bad((*where, "base"), "a target that extends another starts from its parent, not from a base image: remove 'base'")
+        if not t.extends and not t.base:
+            bad(where, f"a root or slim target needs 'base' (a role of cuda.*.bases, e.g. {', '.join(_roles(spec)) or 'devel'})")
+        if t.base:
+            for ver, c in spec.cuda.items():
+                if t.base not in c.bases:
+                    bad((*where, "base"), f"cuda {ver} has no base image for role {t.base!r} (it has: {', '.join(c.bases) or 'none'})")
+        if t.prune and not t.slim:
+            bad((*where, "prune"), "'prune' only applies to slim targets (it trims the parent before the copy)")
+        for key in ("fragments", "prune"):
+            for i, frag in enumerate(getattr(t, key)):
+                if fragments_dir.is_dir() and frag not in available:
+                    bad((*where, key, i), f"no fragment {frag}{FRAGMENT_SUFFIX} in {fragments_dir} (available: {', '.join(available)})")
+        if t.budget_gb is not None and t.budget_gb <= 0:
+            bad((*where, "budget_gb"), "must be a positive number of GB")
+
+    lineages: dict[str, tuple[str, ...]] = {}
+    for name in names:
+        chain, cur = [name], name
+        while True:
+            t = spec.targets[cur]
+            parent = t.extends or t.slim
+            if parent is None or parent not in spec.targets:
+                break
+            if parent in chain:
+                cycle = " -> ".join([*chain[chain.index(parent):], parent][::-1])
+                bad(("targets", name), f"the target graph has a cycle: {cycle}")
+                break
+            chain.append(parent)
+            cur = parent
+        lineages[name] = tuple(reversed(chain))
+    if problems:
+        raise MatrixError(problems)
+
+    targets: dict[str, Target] = {}
+    for name in sorted(names, key=lambda n: len(lineages[n])):
+        t = spec.targets[name]
+        parent = t.extends or t.slim
+        inherited = targets[parent] if parent else None
+        feats = set(inherited.features if inherited else ()) | set(t.features)
+        feats -= set(t.drop_features)
+        targets[name] = Target(
+            name=name,
+            description=t.description,
+            parent=parent,
+            relation="extends" if t.extends else "slim" if t.slim else None,
+            base=t.base,
+            prune=tuple(t.prune),
+            fragments=tuple(t.fragments),
+            features=tuple(f for f in FEATURES if f in feats),
+            pyg_extensions=tuple(dict.fromkeys([*(inherited.pyg_extensions if inherited else ()), *t.pyg_extensions])),
+            options=dict(t.options),
+            budget_gb=float(t.budget_gb) if t.budget_gb is not None else None,
+            lineage=lineages[name],
+        )
+    targets = {n: targets[n] for n in names}
+
+    # Exclusions.
+    excluded: dict[str, str] = {}
+    for i, e in enumerate(spec.exclude):
+        where = ("exclude", i)
+        if e.cuda is not None and e.cuda not in spec.cuda:
+            bad((*where, "cuda"), f"unknown CUDA version {e.cuda} (allowed: {', '.join(spec.cuda)})")
+        if e.python is not None and e.python not in spec.python:
+            bad((*where, "python"), f"unknown Python version {e.python} (allowed: {', '.join(spec.python)})")
+        if e.target is not None and e.target not in spec.targets:
+            bad((*where, "target"), f"unknown target {e.target!r} (allowed: {', '.join(names)})")
+        if e.cuda is None and e.python is None and e.target is None:
+            bad(where, "an exclusion needs at least one of cuda, python, target")
+        for cv in spec.cuda:
+            for pv in spec.python:
+                for tn in names:
+                    if (e.cuda in (None, cv)) and (e.python in (None, pv)) and (e.target in (None, tn)):
+                        excluded.setdefault(cell_id(cv, pv, tn), e.reason)
+
+    # Phases name existing, included cells, once each.
+    phase_of: dict[str, list[int]] = {}
+    phases: dict[int, Phase] = {}
+    for num, ph in spec.phases.items():
+        ids: list[str] = []
+        for i, pc in enumerate(ph.cells):
+            where = ("phases", num, "cells", i)
+            if pc.cuda not in spec.cuda:
+                bad((*where, "cuda"), f"unknown CUDA version {pc.cuda} (allowed: {', '.join(spec.cuda)})")
+                continue
+            if pc.python not in spec.python:
+                bad((*where, "python"), f"unknown Python version {pc.python} (allowed: {', '.join(spec.python)})")
+                continue
+            for j, tn in enumerate(pc.targets):
+                cid = cell_id(pc.cuda, pc.python, tn)
+                if tn not in spec.targets:
+                    bad((*where, "targets", j), f"unknown target {tn!r} (allowed: {', '.join(names)})")
+                elif cid in excluded:
+                    bad((*where, "targets", j), f"cell {cid} is excluded ({excluded[cid]}); remove it from the phase or from 'exclude'")
+                elif cid in ids:
+                    bad((*where, "targets", j), f"cell {cid} is listed twice in phase {num}")
+                else:
+                    ids.append(cid)
+                    phase_of.setdefault(cid, []).append(num)
+        phases[num] = Phase(num, ph.name, tuple(ids))
+
+    # Tag template and schedule.
+    try:
+        sample = render_tag(spec.tag, next(iter(cudas.values())), spec.python[0], names[0]) if cudas and spec.python else ""
+    except (KeyError, IndexError, ValueError) as exc:
+        bad(("tag",), f"bad placeholder {exc} in tag template (allowed: {', '.join('{' + f + '}' for f in TAG_FIELDS)})")
+        sample = ""
+    if sample and not TAG_RE.match(sample):
+        bad(("tag",), f"renders tags like {sample!r}, which Docker rejects (allowed: [A-Za-z0-9_.-], at most 128, not starting with . or -)")
+    schedule: list[ScheduleRun] = []
+    for i, run in enumerate(spec.schedule.runs):
+        if not CRON_RE.match(run.cron.strip()):
+            bad(("schedule", "runs", i, "cron"), f"{run.cron!r} is not a 5-field cron expression (minute hour day month weekday)")
+        if run.phases == "all":
+            nums = tuple(phases)
+        else:
+            nums = tuple(run.phases)
+            for j, n in enumerate(nums):
+                if n not in phases:
+                    bad(("schedule", "runs", i, "phases", j), f"unknown phase {n} (allowed: {', '.join(map(str, phases))}, or 'all')")
+        schedule.append(ScheduleRun(run.cron.strip(), nums))
+    if problems:
+        raise MatrixError(problems)
+
+    m = Matrix(
+        path=path,
+        image=spec.image,
+        tag_template=spec.tag,
+        labels=dict(spec.labels),
+        pythons=tuple(spec.python),
+        cudas=cudas,
+        targets=targets,
+        excluded=excluded,
+        packages=dict(spec.packages),
+        phases=phases,
+        timezone=spec.schedule.timezone,
+        schedule=tuple(schedule),
+        host=spec.host,
+        fragments_dir=fragments_dir,
+        ca_cert=(path.parent / spec.build.ca_cert) if spec.build.ca_cert else None,
+        cells=(),
+    )
+    cells: list[Cell] = []
+    tags: dict[str, str] = {}
+    for cv, cuda in cudas.items():
+        for pv in spec.python:
+            for tn in m.target_order():
+                cid = cell_id(cv, pv, tn)
+                if cid in excluded:
+                    continue
+                cell = make_cell(m, cuda, pv, targets[tn], tuple(phase_of.get(cid, ())))
+                if not TAG_RE.match(cell.tag):
+                    bad(("tag",), f"cell {cid} renders tag {cell.tag!r}, which Docker rejects")
+                elif cell.tag in tags:
+                    bad(("tag",), f"cells {tags[cell.tag]} and {cid} both render tag {cell.tag!r}: add the missing placeholder")
+                tags[cell.tag] = cid
+                cells.append(cell)
+                if phases and not cell.phases:
+                    warnings.append(f"{path}: cell {cid} is in no phase: `invoke build --phase N` never builds it")
+    if problems:
+        raise MatrixError(problems)
+    return _replace(m, cells=tuple(cells), warnings=tuple(warnings))
+
+
+def _replace(m: Matrix, **changes) -> Matrix:
+    from dataclasses import replace
+
+    return replace(m, **changes)
+
+
+def _roles(spec: MatrixSpec) -> list[str]:
+    return sorted({r for c in spec.cuda.values() for r in c.bases})

@@ -1,0 +1,133 @@
+"""Select cells with the CLI's filters and order them into a build plan.
+
+The plan is the single answer to "what would be built, in which order, from
+which files": the CLI, nox sessions and CI all call ``make_plan``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import UsageError
+from .matrix import Cell, Matrix
+from .render import Rendered, render_cell
+
+
+@dataclass(frozen=True)
+class Selection:
+    """CLI filters; empty tuples mean "any"."""
+
+    phases: tuple[int, ...] = ()
+    cudas: tuple[str, ...] = ()
+    pythons: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()
+
+    @classmethod
+    def from_options(cls, phase=(), cuda=(), python=(), target=()) -> Selection:
+        def norm(values) -> tuple[str, ...]:
+            if values is None:
+                return ()
+            if isinstance(values, (str, int)):
+                values = [values]
+            return tuple(str(v).strip() for v in values if str(v).strip())
+
+        phases: list[int] = []
+        for p in norm(phase):
+            if p == "0":
+                continue  # invoke's default for "no phase"
+            try:
+                phases.append(int(p))
+            except ValueError:
+                raise UsageError(f"--phase takes a phase number, not {p!r}") from None
+        return cls(tuple(phases), norm(cuda), norm(python), norm(target))
+
+    def describe(self) -> str:
+        parts = [
+            f"{name} {', '.join(map(str, vals))}"
+            for name, vals in (("phase", self.phases), ("cuda", self.cudas), ("python", self.pythons), ("target", self.targets))
+            if vals
+        ]
+        return "; ".join(parts) or "all cells"
+
+
+def _check_values(kind: str, given: Iterable, allowed: Iterable) -> None:
+    allowed = list(allowed)
+    for v in given:
+        if v not in allowed:
+            raise UsageError(f"unknown {kind} {v!r} (the matrix has: {', '.join(map(str, allowed)) or 'none'})")
+
+
+def select_cells(m: Matrix, sel: Selection) -> list[Cell]:
+    """Cells matching every filter, families in phase (or matrix) order, parents first."""
+    _check_values("phase", sel.phases, m.phases)
+    _check_values("CUDA version", sel.cudas, m.cudas)
+    _check_values("Python version", sel.pythons, m.pythons)
+    _check_values("target", sel.targets, m.targets)
+    chosen = [
+        c
+        for c in m.cells
+        if (not sel.phases or set(c.phases) & set(sel.phases))
+        and (not sel.cudas or c.cuda.version in sel.cudas)
+        and (not sel.pythons or c.python in sel.pythons)
+        and (not sel.targets or c.target.name in sel.targets)
+    ]
+    if not chosen:
+        excluded = [
+            f"{cid} ({why})"
+            for cid, why in m.excluded.items()
+            if (not sel.cudas or any(cid.startswith(f"cu{v}-") for v in sel.cudas))
+            and (not sel.pythons or any(f"-py{v}-" in cid for v in sel.pythons))
+        ]
+        hint = f"; excluded there: {', '.join(excluded[:3])}" if excluded else ""
+        raise UsageError(f"no cell matches {sel.describe()}{hint} (see `invoke matrix`)")
+    family_rank: dict[tuple[str, str], int] = {}
+    for num in sorted(sel.phases or m.phases):
+        for cid in m.phases[num].cells:
+            family_rank.setdefault(m.cell(cid).family, len(family_rank))
+    for c in m.cells:
+        family_rank.setdefault(c.family, len(family_rank))
+    order = m.target_order()
+    return sorted(chosen, key=lambda c: (family_rank[c.family], order.index(c.target.name)))
+
+
+@dataclass(frozen=True)
+class BuildStep:
+    cell: Cell
+    rendered: Rendered
+    context: Path
+    needs: tuple[str, ...] = field(default=())  # planned cells this one builds on (its ancestors)
+
+    @property
+    def dockerfile(self) -> Path:
+        return self.context / "Dockerfile"
+
+
+@dataclass(frozen=True)
+class Plan:
+    matrix: Matrix
+    selection: Selection
+    steps: tuple[BuildStep, ...]
+    build_dir: Path
+
+    def dependants(self, cid: str) -> list[str]:
+        """Planned cells that cannot be built if ``cid`` fails."""
+        return [s.cell.id for s in self.steps if cid in s.needs]
+
+
+def make_plan(m: Matrix, sel: Selection, build_dir: Path = Path("build")) -> Plan:
+    cells = select_cells(m, sel)
+    ids = {c.id for c in cells}
+    steps = []
+    for c in cells:
+        ancestors = [m.stage_cell(c, t).id for t in c.target.lineage[:-1]]
+        steps.append(
+            BuildStep(
+                cell=c,
+                rendered=render_cell(m, c),
+                context=build_dir / c.id,
+                needs=tuple(a for a in ancestors if a in ids),
+            )
+        )
+    return Plan(m, sel, tuple(steps), build_dir)

@@ -1,0 +1,253 @@
+"""Turn one cell into one multi-stage Dockerfile and its build context.
+
+A cell's Dockerfile holds one stage per target of its lineage (``devel`` →
+``ray-devel`` → ``ray-runtime``). Each stage's text depends only on its own
+cell, so the shared stages of a family are byte-identical across cells and
+BuildKit builds them once. A slim target gets a ``prune-<target>`` stage, a
+throw-away copy of its parent that is trimmed before the runtime stage copies
+from it.
+
+Rendering is pure: the same matrix and fragments give byte-identical output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from .errors import UsageError
+from .matrix import FRAGMENT_SUFFIX, SCHEMA_VERSION, Cell, Matrix
+
+CA_SECRET_ID = "ca-bundle"
+CA_SECRET_PATH = f"/run/secrets/{CA_SECRET_ID}"
+MANIFEST_PATH = "/etc/imagematrix/cell.json"
+FILES_DIR = "files"  # fragments' support files: dockerfiles/files -> <context>/files
+LABEL_PREFIX = "imagematrix"
+
+# Every network step mounts the CA bundle secret (absent unless --ca-cert is given)
+# and points pip, uv, curl and requests at it; nothing is written into a layer.
+SECRET_MOUNT = f"--mount=type=secret,id={CA_SECRET_ID}"
+WITH_CA = (
+    f"if [ -s {CA_SECRET_PATH} ]; then export PIP_CERT={CA_SECRET_PATH} "
+    f"SSL_CERT_FILE={CA_SECRET_PATH} REQUESTS_CA_BUNDLE={CA_SECRET_PATH} "
+    f"CURL_CA_BUNDLE={CA_SECRET_PATH} UV_NATIVE_TLS=true; fi &&"
+)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """Everything a build of one cell needs: Dockerfile text and context files."""
+
+    cell: Cell
+    dockerfile: str
+    manifest: dict
+    input_hash: str
+    stages: tuple[str, ...]
+    files: dict[str, bytes]  # context-relative path -> content (includes the manifests)
+
+    @property
+    def stage(self) -> str:
+        """The stage to build (``--target``)."""
+        return self.cell.target.name
+
+
+def prune_stage(target: str) -> str:
+    return f"prune-{target}"
+
+
+def _environment(fragments_dir: Path) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(fragments_dir)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+
+
+def _support_files(m: Matrix) -> dict[str, bytes]:
+    root = m.fragments_dir / FILES_DIR
+    if not root.is_dir():
+        return {}
+    return {
+        f"{FILES_DIR}/{p.relative_to(root).as_posix()}": p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _hash(*parts: str | bytes) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        b = p.encode() if isinstance(p, str) else p
+        h.update(len(b).to_bytes(8, "big"))
+        h.update(b)
+    return "sha256:" + h.hexdigest()
+
+
+def manifest(m: Matrix, cell: Cell, input_hash: str) -> dict:
+    """The image contract, written to /etc/imagematrix/cell.json and mirrored in labels."""
+    t = cell.target
+    return {
+        "schema": SCHEMA_VERSION,
+        "id": cell.id,
+        "image": cell.image,
+        "tag": cell.tag,
+        "ref": cell.ref,
+        "target": t.name,
+        "kind": t.kind,
+        "parent": t.parent,
+        "relation": t.relation,
+        "lineage": list(t.lineage),
+        "cuda": cell.cuda.version,
+        "torch_cuda": cell.cuda.torch_cuda,
+        "python": cell.python,
+        "torch": m.packages.get("torch", ""),
+        "features": list(t.features),
+        "pyg_extensions": list(t.pyg_extensions),
+        "input_hash": input_hash,
+    }
+
+
+def labels(m: Matrix, man: dict, base_image: str) -> dict[str, str]:
+    out = {
+        "org.opencontainers.image.title": man["image"],
+        "org.opencontainers.image.version": man["tag"],
+        "org.opencontainers.image.description": (
+            f"{man['target']} image: CUDA {man['cuda']}, Python {man['python']}, torch {man['torch'] or 'unpinned'}"
+        ),
+        "org.opencontainers.image.base.name": base_image,
+        **m.labels,
+    }
+    for key in ("id", "cuda", "torch_cuda", "python", "torch", "target", "kind", "parent", "input_hash"):
+        name = "cell" if key == "id" else key.replace("_", "-")
+        out[f"{LABEL_PREFIX}.{name}"] = man[key] or ""
+    out[f"{LABEL_PREFIX}.features"] = ",".join(man["features"])
+    out[f"{LABEL_PREFIX}.pyg-extensions"] = ",".join(man["pyg_extensions"])
+    out[f"{LABEL_PREFIX}.schema"] = str(SCHEMA_VERSION)
+    return out
+
+
+def _label_block(lab: dict[str, str]) -> str:
+    lines = [f"{k}={json.dumps(v)}" for k, v in lab.items()]
+    return "LABEL " + " \\\n      ".join(lines) + "\n"
+
+
+def render_cell(m: Matrix, cell: Cell) -> Rendered:
+    """Render ``cell`` (and the stages of its lineage) into a Dockerfile and context."""
+    env = _environment(m.fragments_dir)
+    support = _support_files(m)
+    support_hash = _hash(*(x for k in sorted(support) for x in (k, support[k])))
+    stages_text: list[str] = []
+    stage_names: list[str] = []
+    files: dict[str, bytes] = dict(support)
+    parent_hash = _hash("imagematrix", str(SCHEMA_VERSION), support_hash)
+    man: dict = {}
+    for name in cell.target.lineage:
+        sc = m.stage_cell(cell, name)
+        t = sc.target
+        ctx = {
+            "cell": sc,
+            "target": t,
+            "cuda": sc.cuda,
+            "python": sc.python,
+            "python_nodot": sc.python.replace(".", ""),
+            "packages": m.packages,
+            "options": t.options,
+            "features": t.features,
+            "pyg_extensions": t.pyg_extensions,
+            "stage": t.name,
+            "parent_stage": t.parent,
+            "source_stage": prune_stage(t.name) if t.prune else t.parent,
+            "secret_mount": SECRET_MOUNT,
+            "with_ca": WITH_CA,
+            "pin": lambda name, extras=None, _p=m.packages: _pin(name, _p, extras),
+        }
+        parts: list[str] = []
+        if t.relation == "slim" and t.prune:
+            parts.append(f"FROM {t.parent} AS {prune_stage(t.name)}\n")
+            parts += [_fragment(env, f, ctx) for f in t.prune]
+            parts.append("\n")
+            stage_names.append(prune_stage(t.name))
+        base_image = sc.cuda.bases[t.base] if t.base else ""
+        parts.append(f"FROM {t.parent if t.relation == 'extends' else base_image} AS {t.name}\n")
+        parts += [_fragment(env, f, ctx) for f in t.fragments]
+        body = "".join(parts)
+        stage_hash = _hash(parent_hash, body)
+        man = manifest(m, sc, stage_hash)
+        man_path = f"imagematrix/{t.name}.json"
+        files[man_path] = (json.dumps(man, indent=2, sort_keys=True) + "\n").encode()
+        inherited_base = base_image or _root_base(m, sc)
+        tail = f"COPY {man_path} {MANIFEST_PATH}\n" + _label_block(labels(m, man, inherited_base))
+        stages_text.append(f"# ---- stage {t.name}: {sc.id} ----\n{body}{tail}")
+        stage_names.append(t.name)
+        parent_hash = stage_hash
+    header = (
+        f"# Rendered by imagematrix from {m.path.name} for cell {cell.id}.\n"
+        f"# Do not edit: change {m.path.name} or the fragments in {m.fragments_dir.name}/ and run `invoke render`.\n"
+        f"# Build: docker buildx build --target {cell.target.name} -f Dockerfile .\n\n"
+    )
+    dockerfile = header + "\n".join(stages_text)
+    files["cell.json"] = files[f"imagematrix/{cell.target.name}.json"]
+    return Rendered(cell, dockerfile, man, man["input_hash"], tuple(stage_names), files)
+
+
+def _root_base(m: Matrix, cell: Cell) -> str:
+    name = cell.target.lineage[0]
+    return cell.cuda.bases[m.targets[name].base or ""]
+
+
+def _pin(name: str, packages: dict[str, str], extras: str | None) -> str:
+    spec = f"{name}[{extras}]" if extras else name
+    version = packages.get(name)
+    return f"{spec}=={version}" if version else spec
+
+
+def _fragment(env: jinja2.Environment, name: str, ctx: dict) -> str:
+    file = f"{name}{FRAGMENT_SUFFIX}"
+    try:
+        text = env.get_template(file).render(ctx)
+    except jinja2.TemplateSyntaxError as exc:
+        raise UsageError(f"{exc.filename or file}:{exc.lineno}: template syntax error: {exc.message}") from None
+    except jinja2.UndefinedError as exc:
+        raise UsageError(
+            f"{env.loader.searchpath[0]}/{file}: {exc.message} while rendering cell {ctx['cell'].id} "
+            "(values come from matrix.yaml: packages, targets.*.options, cuda.*)"
+        ) from None
+    if not text.endswith("\n"):
+        text += "\n"
+    return f"# fragment: {name}\n{text}"
+
+
+def write_context(r: Rendered, out_dir: Path) -> Path:
+    """Write the Dockerfile and context files to ``out_dir/<cell id>/``; returns that directory.
+
+    Files are replaced atomically and stale ones removed, so a context never mixes renders.
+    """
+    ctx = out_dir / r.cell.id
+    ctx.mkdir(parents=True, exist_ok=True)
+    wanted = {"Dockerfile": r.dockerfile.encode(), **r.files}
+    for rel, data in wanted.items():
+        dest = ctx / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.is_file() and dest.read_bytes() == data:
+            continue
+        tmp = dest.with_name(dest.name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(dest)
+    for sub in ("imagematrix", FILES_DIR):
+        root = ctx / sub
+        if root.is_dir():
+            for p in sorted(root.rglob("*"), reverse=True):
+                rel = p.relative_to(ctx).as_posix()
+                if p.is_file() and rel not in wanted:
+                    p.unlink()
+                elif p.is_dir() and not any(p.iterdir()):
+                    shutil.rmtree(p)
+    return ctx

@@ -1,0 +1,89 @@
+"""imagematrix tasks: `invoke --list` shows them, `invoke --help TASK` their options."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from invoke import Exit, task
+
+from imagematrix import commands
+from imagematrix.docker import BuildOptions
+from imagematrix.errors import ImagematrixError
+from imagematrix.plan import Selection
+
+FILTER_HELP = {
+    "phase": "only cells of build phase N (repeatable)",
+    "cuda": "only this CUDA version, e.g. 12.8.1 (repeatable)",
+    "python": "only this Python version, e.g. 3.13 (repeatable)",
+    "target": "only this target, e.g. runtime (repeatable)",
+    "matrix": "matrix file (default: matrix.yaml)",
+}
+FILTERS = {"iterable": ["phase", "cuda", "python", "target"], "help": FILTER_HELP}
+
+
+def _cli(fn):
+    """Turn package errors into a message and an exit code, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            code = fn(*args, **kwargs)
+        except ImagematrixError as exc:
+            raise Exit(f"error: {exc}", code=exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise Exit("interrupted", code=130) from None
+        if code:
+            raise Exit(code=code)
+
+    return wrapper
+
+
+def _selection(phase, cuda, python, target) -> Selection:
+    return Selection.from_options(phase, cuda, python, target)
+
+
+@task(**FILTERS)
+@_cli
+def matrix(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yaml"):
+    """Show the cells of the matrix: id, CUDA, Python, target, parent, phases, tag."""
+    return commands.show_matrix(matrix, _selection(phase, cuda, python, target))
+
+
+@task(iterable=FILTERS["iterable"], help={**FILTER_HELP, "out": "output directory (default: build)"})
+@_cli
+def render(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yaml", out="build"):
+    """Write build/<cell>/Dockerfile and cell.json for the selected cells."""
+    return commands.render(matrix, _selection(phase, cuda, python, target), Path(out))
+
+
+@task(
+    iterable=[*FILTERS["iterable"], "cache_from", "cache_to"],
+    help={
+        **FILTER_HELP,
+        "dry_run": "print the ordered plan and the exact docker commands; run nothing",
+        "no_cache": "build without BuildKit's cache",
+        "pull": "always pull newer base images",
+        "cache_from": "BuildKit --cache-from source, e.g. type=local,src=DIR (repeatable)",
+        "cache_to": "BuildKit --cache-to destination (repeatable)",
+        "ca_cert": "CA bundle for TLS-inspecting proxies, handed to pip/uv/curl as a BuildKit secret",
+        "out": "build directory: contexts, logs, status (default: build)",
+    },
+)
+@_cli
+def build(
+    c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yaml",
+    dry_run=False, no_cache=False, pull=False, cache_from=None, cache_to=None, ca_cert="", out="build",
+):
+    """Build the selected cells, parents first (--dry-run: show the plan and commands)."""
+    p = commands.plan(matrix, _selection(phase, cuda, python, target), Path(out))
+    options = BuildOptions(
+        no_cache=no_cache,
+        pull=pull,
+        cache_from=tuple(cache_from or ()),
+        cache_to=tuple(cache_to or ()),
+        ca_cert=Path(ca_cert) if ca_cert else p.matrix.ca_cert,
+    )
+    if dry_run:
+        return commands.print_dry_run(p, options)
+    raise Exit("error: real builds are not available yet; use --dry-run", code=2)

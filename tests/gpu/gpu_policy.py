@@ -1,0 +1,798 @@
+"""Pure decisions of the GPU suite: no torch, no I/O, stdlib only.
+
+Everything here is a function of plain values (version strings, lists,
+texts read elsewhere) so it can be unit-tested on a CPU machine; the tests in
+this folder gather the values and turn the decisions into pass/fail.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+# --------------------------------------------------------------------------
+# Vocabulary of the cell manifest (/etc/imagematrix/cell.json, schema 1)
+# --------------------------------------------------------------------------
+
+SCHEMA = 1
+DEFAULT_CELL_PATH = "/etc/imagematrix/cell.json"
+CELL_ENV = "IMAGEMATRIX_CELL"
+KINDS = ("devel", "runtime")
+RELATIONS = ("extends", "slim")
+FEATURES = ("cpp_extension", "cuda_extension", "torch_compile", "pyg", "ray", "marimo")
+PYG_EXTENSIONS = ("pyg_lib", "torch_scatter", "torch_sparse", "torch_cluster", "torch_spline_conv")
+# The flag torch_geometric.typing sets when the extension imported; PyG
+# silently sets it False when the import raises ImportError.
+PYG_WITH_FLAGS = {
+    "pyg_lib": "WITH_PYG_LIB",
+    "torch_scatter": "WITH_TORCH_SCATTER",
+    "torch_sparse": "WITH_TORCH_SPARSE",
+    "torch_cluster": "WITH_TORCH_CLUSTER",
+    "torch_spline_conv": "WITH_TORCH_SPLINE_CONV",
+}
+# Distribution names on PyPI / data.pyg.org (for the fix in messages).
+PYG_DISTRIBUTIONS = {
+    "pyg_lib": "pyg-lib",
+    "torch_scatter": "torch-scatter",
+    "torch_sparse": "torch-sparse",
+    "torch_cluster": "torch-cluster",
+    "torch_spline_conv": "torch-spline-conv",
+}
+
+HOST_HOWTO = (
+    "On a bare host (no image), describe the current interpreter first:\n"
+    "    python tests/gpu/describe_host.py --cuda <toolkit X.Y.Z> --out cell.json\n"
+    "    python -m pytest tests/gpu --cell cell.json\n"
+    f"(or set {CELL_ENV}=cell.json)."
+)
+
+_MAJOR_MINOR = re.compile(r"^(\d+)\.(\d+)$")
+_TOOLKIT = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?$")
+_TORCH_VERSION = re.compile(r"^\d+\.\d+(?:\.\d+)?(?:[a-z0-9.]*)?$")
+
+
+class ManifestError(ValueError):
+    """The cell manifest is missing or malformed; the text says where and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """What the image claims about itself (the subset the suite checks)."""
+
+    id: str
+    kind: str
+    python: str
+    cuda: str | None  # the cell's toolkit X.Y.Z; None only in a CPU-only host description
+    torch_cuda: str | None  # X.Y torch was built with
+    torch: str | None  # pinned torch version, None when the matrix does not pin it
+    features: frozenset[str]
+    pyg_extensions: tuple[str, ...]
+    target: str = ""
+    source: str = ""
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def declares(self, feature: str) -> bool:
+        # A CUDA extension build needs the C++ toolchain too.
+        if feature == "cpp_extension" and "cuda_extension" in self.features:
+            return True
+        return feature in self.features
+
+    def skip_reason(self, feature: str) -> str:
+        return f"cell {self.id} declares no {feature!r} feature"
+
+    @property
+    def cuda_mm(self) -> tuple[int, int] | None:
+        return major_minor(self.cuda) if self.cuda else None
+
+    @property
+    def torch_cuda_mm(self) -> tuple[int, int] | None:
+        return major_minor(self.torch_cuda) if self.torch_cuda else None
+
+
+def parse_cell(data: Any, source: str = "cell.json") -> Cell:
+    """Validate a decoded manifest; raise ManifestError listing every problem."""
+    if not isinstance(data, dict):
+        raise ManifestError(f"{source}: expected a JSON object, got {type(data).__name__}")
+    problems: list[str] = []
+
+    def bad(key: str, text: str) -> None:
+        problems.append(f"{source}: key {key!r}: {text}")
+
+    schema = data.get("schema")
+    if schema != SCHEMA:
+        bad("schema", f"{schema!r} is not supported (this suite reads schema {SCHEMA})")
+    cell_id = data.get("id")
+    if not isinstance(cell_id, str) or not cell_id:
+        bad("id", "missing or empty (a string like 'cu12.8.1-py3.13-runtime')")
+        cell_id = "?"
+    kind = data.get("kind")
+    if kind not in KINDS:
+        bad("kind", f"{kind!r} is not one of {', '.join(KINDS)}")
+    relation = data.get("relation")
+    if relation is not None and relation not in RELATIONS:
+        bad("relation", f"{relation!r} is not one of {', '.join(RELATIONS)} or null")
+    python = data.get("python")
+    if not isinstance(python, str) or not _MAJOR_MINOR.match(python):
+        bad("python", f"{python!r} is not a major.minor version like '3.13'")
+
+    cuda = data.get("cuda")
+    torch_cuda = data.get("torch_cuda")
+    if cuda in (None, ""):
+        cuda = None
+        if torch_cuda not in (None, ""):
+            bad("torch_cuda", f"{torch_cuda!r} given but 'cuda' is null (a CPU-only description)")
+        torch_cuda = None
+    else:
+        if not isinstance(cuda, str) or not _TOOLKIT.match(cuda):
+            bad("cuda", f"{cuda!r} is not a toolkit version like '12.8.1'")
+        if not isinstance(torch_cuda, str) or not _MAJOR_MINOR.match(torch_cuda):
+            bad("torch_cuda", f"{torch_cuda!r} is not a major.minor version like '12.8'")
+        elif isinstance(cuda, str) and _TOOLKIT.match(cuda):
+            if major_minor(cuda)[0] != major_minor(torch_cuda)[0]:
+                bad(
+                    "torch_cuda",
+                    f"{torch_cuda} has another CUDA major than the toolkit {cuda}: "
+                    "nvcc's major must equal torch's (extensions built by nvcc link torch's runtime)",
+                )
+
+    torch_version = data.get("torch")
+    if torch_version in (None, ""):
+        torch_version = None
+    elif not isinstance(torch_version, str) or not _TORCH_VERSION.match(torch_version):
+        bad("torch", f"{torch_version!r} is not a version like '2.9.1' (or empty when unpinned)")
+
+    features = data.get("features", [])
+    if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
+        bad("features", "must be a list of strings")
+        features = []
+    unknown = sorted(set(features) - set(FEATURES))
+    if unknown:
+        bad("features", f"unknown {', '.join(unknown)} (allowed: {', '.join(FEATURES)})")
+    if cuda is None and "cuda_extension" in features:
+        bad("features", "'cuda_extension' needs a CUDA toolkit but 'cuda' is null")
+
+    pyg_ext = data.get("pyg_extensions", [])
+    if pyg_ext is None:
+        pyg_ext = []
+    if not isinstance(pyg_ext, list) or not all(isinstance(e, str) for e in pyg_ext):
+        bad("pyg_extensions", "must be a list of strings")
+        pyg_ext = []
+    unknown = sorted(set(pyg_ext) - set(PYG_EXTENSIONS))
+    if unknown:
+        bad("pyg_extensions", f"unknown {', '.join(unknown)} (allowed: {', '.join(PYG_EXTENSIONS)})")
+    if pyg_ext and "pyg" not in features:
+        bad("pyg_extensions", "lists PyG extensions but 'features' has no 'pyg'")
+
+    if problems:
+        raise ManifestError("invalid cell manifest:\n  " + "\n  ".join(problems))
+    return Cell(
+        id=cell_id,
+        kind=kind,
+        python=python,
+        cuda=cuda,
+        torch_cuda=torch_cuda,
+        torch=torch_version,
+        features=frozenset(features),
+        pyg_extensions=tuple(e for e in PYG_EXTENSIONS if e in pyg_ext),
+        target=str(data.get("target") or ""),
+        source=source,
+        raw=data,
+    )
+
+
+def parse_cell_text(text: str, source: str) -> Cell:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"{source}: not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    return parse_cell(data, source)
+
+
+def choose_cell_path(option: str | None, env: Mapping[str, str], exists) -> tuple[str, str]:
+    """Return (path, where it came from); raise ManifestError naming every place looked at."""
+    if option:
+        if not exists(option):
+            raise ManifestError(f"--cell {option}: no such file.\n{HOST_HOWTO}")
+        return option, "--cell"
+    if env.get(CELL_ENV):
+        path = env[CELL_ENV]
+        if not exists(path):
+            raise ManifestError(f"{CELL_ENV}={path}: no such file.\n{HOST_HOWTO}")
+        return path, CELL_ENV
+    if exists(DEFAULT_CELL_PATH):
+        return DEFAULT_CELL_PATH, "image"
+    raise ManifestError(
+        f"no cell manifest: not given with --cell, {CELL_ENV} is unset and "
+        f"{DEFAULT_CELL_PATH} does not exist (every imagematrix image carries it).\n{HOST_HOWTO}"
+    )
+
+
+# --------------------------------------------------------------------------
+# Versions
+# --------------------------------------------------------------------------
+
+
+def major_minor(version: str) -> tuple[int, int]:
+    """'12.8.1' -> (12, 8); '13.0' -> (13, 0)."""
+    m = re.match(r"^\s*(\d+)\.(\d+)", str(version))
+    if not m:
+        raise ValueError(f"not a version: {version!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def fmt_mm(mm: Sequence[int] | None) -> str:
+    return "none" if mm is None else f"{mm[0]}.{mm[1]}"
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """'580.159.04' -> (580, 159, 4); ignores anything after the numbers."""
+    m = re.match(r"^\s*(\d+(?:\.\d+)*)", str(version))
+    if not m:
+        raise ValueError(f"not a version: {version!r}")
+    return tuple(int(p) for p in m.group(1).split("."))
+
+
+def cuda_int(value: int) -> tuple[int, int] | None:
+    """CUDA's integer versions (12080, 13000) -> (12, 8); -1/0/None -> None."""
+    if value is None or value <= 0:
+        return None
+    return value // 1000, (value % 1000) // 10
+
+
+def cudnn_int(value: int | None) -> tuple[int, int, int] | None:
+    """torch.backends.cudnn.version(): 8902 -> (8, 9, 2), 91002 -> (9, 10, 2)."""
+    if not value:
+        return None
+    if value >= 10000:  # cuDNN 9 switched to major*10000 + minor*100 + patch
+        return value // 10000, (value % 10000) // 100, value % 100
+    return value // 1000, (value % 1000) // 100, value % 100
+
+
+def base_version(version: str) -> str:
+    """'2.9.1+cu128' -> '2.9.1'."""
+    return str(version).split("+", 1)[0]
+
+
+def parse_nvcc_version(text: str) -> tuple[int, int] | None:
+    m = re.search(r"release (\d+)\.(\d+)", text)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def parse_nvcc_full_version(text: str) -> str | None:
+    m = re.search(r"\bV(\d+\.\d+\.\d+)", text)
+    return m.group(1) if m else None
+
+
+# --------------------------------------------------------------------------
+# Driver policy (NVIDIA's CUDA compatibility rules, Linux x86_64)
+# --------------------------------------------------------------------------
+
+# Driver that ships with each toolkit: native support, PTX JIT works.
+NATIVE_DRIVER: dict[tuple[int, int], str] = {
+    (11, 0): "450.51.05",
+    (11, 1): "455.23",
+    (11, 2): "460.27.03",
+    (11, 3): "465.19.01",
+    (11, 4): "470.42.01",
+    (11, 5): "495.29.05",
+    (11, 6): "510.39.01",
+    (11, 7): "515.43.04",
+    (11, 8): "520.61.05",
+    (12, 0): "525.60.13",
+    (12, 1): "530.30.02",
+    (12, 2): "535.54.03",
+    (12, 3): "545.23.06",
+    (12, 4): "550.54.14",
+    (12, 5): "555.42.02",
+    (12, 6): "560.28.03",
+    (12, 8): "570.26",
+    (12, 9): "575.51.03",
+    (13, 0): "580.65.06",
+    (13, 1): "590.44.01",
+}
+# Oldest driver of each major's branch: minor-version compatibility (no PTX JIT).
+MINOR_COMPAT_DRIVER: dict[int, str] = {11: "450", 12: "525", 13: "580"}
+
+
+def native_driver(cuda: tuple[int, int]) -> str | None:
+    """Driver needed to run CUDA X.Y natively (the next known toolkit's if X.Y is absent)."""
+    if cuda in NATIVE_DRIVER:
+        return NATIVE_DRIVER[cuda]
+    newer = sorted(k for k in NATIVE_DRIVER if k > cuda and k[0] == cuda[0])
+    return NATIVE_DRIVER[newer[0]] if newer else None
+
+
+@dataclass(frozen=True)
+class DriverDecision:
+    ok: bool
+    mode: str  # "native" | "minor-compat" | "unsupported"
+    ptx_jit: bool
+    message: str
+
+
+def driver_policy(
+    driver_cuda: tuple[int, int],
+    image_cuda: tuple[int, int],
+    driver_version: str | None = None,
+    subject: str = "this image",
+) -> DriverDecision:
+    """Can a driver that reports CUDA `driver_cuda` run code built with CUDA `image_cuda`?"""
+    dv = driver_version or "(version unknown)"
+    head = f"driver {dv} supports CUDA <= {fmt_mm(driver_cuda)}"
+    native = native_driver(image_cuda)
+    branch_min = MINOR_COMPAT_DRIVER.get(image_cuda[0])
+    need = (
+        f"{subject} needs >= {native or 'a driver for'} for CUDA {fmt_mm(image_cuda)} native"
+        if native
+        else f"{subject} needs a driver that supports CUDA {fmt_mm(image_cuda)} natively"
+    )
+    if branch_min:
+        need += f", or >= {branch_min} with minor-version compatibility and no PTX JIT"
+
+    if tuple(driver_cuda) >= tuple(image_cuda):
+        return DriverDecision(True, "native", True, f"{head}; {subject} is built for CUDA {fmt_mm(image_cuda)}: supported natively (PTX JIT works)")
+
+    same_major = driver_cuda[0] == image_cuda[0]
+    branch_ok = branch_min is not None and (
+        driver_version is None or version_tuple(driver_version) >= version_tuple(branch_min)
+    )
+    if same_major and branch_ok:
+        return DriverDecision(
+            True,
+            "minor-compat",
+            False,
+            f"{head}; {need}. Running under minor-version compatibility: kernels must ship as SASS "
+            "for this GPU, PTX cannot be JIT-compiled ('the provided PTX was compiled with an "
+            f"unsupported toolchain'). For full support upgrade the driver to >= {native or 'a newer branch'}.",
+        )
+    fix = f"upgrade the host driver to >= {native}" if native else "upgrade the host driver"
+    if branch_min:
+        fix += f" (any {image_cuda[0]}.x driver >= {branch_min} works without PTX JIT)"
+    fix += f", or use an image built for CUDA <= {fmt_mm(driver_cuda)}"
+    M, m = image_cuda
+    return DriverDecision(
+        False,
+        "unsupported",
+        False,
+        f"{head}; {need}. This is 'CUDA driver version is insufficient for CUDA runtime version'. "
+        f"Fix: {fix}. Forward compatibility (package cuda-compat-{M}-{m}, libs in "
+        f"/usr/local/cuda-{M}.{m}/compat on LD_LIBRARY_PATH) works on datacenter GPUs only.",
+    )
+
+
+# cuInit / driver API error codes worth a hint (cuda.h CUresult).
+CU_ERRORS: dict[int, tuple[str, str]] = {
+    3: ("CUDA_ERROR_NOT_INITIALIZED", "the driver did not initialise; see the driver's kernel log (dmesg)"),
+    34: (
+        "CUDA_ERROR_STUB_LIBRARY",
+        "libcuda.so.1 is the toolkit's stub (lib64/stubs) shadowing the real driver: remove the "
+        "stubs directory from LD_LIBRARY_PATH / ld.so.conf",
+    ),
+    46: (
+        "CUDA_ERROR_DEVICE_UNAVAILABLE",
+        "the GPU is busy or unavailable (exclusive-process compute mode used by another process, or "
+        "a MIG instance not assigned): check `nvidia-smi -q -d COMPUTE`",
+    ),
+    100: (
+        "CUDA_ERROR_NO_DEVICE",
+        "no CUDA-capable device is visible: start the container with GPUs (`docker run --gpus all`, "
+        "or CDI `--device nvidia.com/gpu=all`), and check CUDA_VISIBLE_DEVICES / NVIDIA_VISIBLE_DEVICES",
+    ),
+    101: ("CUDA_ERROR_INVALID_DEVICE", "CUDA_VISIBLE_DEVICES names a device that does not exist"),
+    304: (
+        "CUDA_ERROR_OPERATING_SYSTEM",
+        "an OS call failed inside the driver: /dev/nvidia* are not accessible to this user, or "
+        "the container lacks the device cgroup permissions",
+    ),
+    802: (
+        "CUDA_ERROR_SYSTEM_NOT_READY",
+        "the system is not ready: on NVSwitch machines start nvidia-fabricmanager (versions must match the driver)",
+    ),
+    803: (
+        "CUDA_ERROR_SYSTEM_DRIVER_MISMATCH",
+        "the user-space libcuda.so.1 does not match the kernel driver: the image ships a cuda-compat "
+        "libcuda (forward compatibility) or a stale driver library that shadows the host's. Fix: drop "
+        "/usr/local/cuda-X.Y/compat from LD_LIBRARY_PATH/ldconfig, or run on a host driver that "
+        "supports this CUDA natively",
+    ),
+    804: (
+        "CUDA_ERROR_COMPAT_NOT_SUPPORTED_ON_DEVICE",
+        "forward compatibility (cuda-compat libs) was tried on a GPU that does not support it: it "
+        "works on datacenter GPUs only. Fix: upgrade the host driver instead, or remove the compat libs",
+    ),
+    999: (
+        "CUDA_ERROR_UNKNOWN",
+        "unknown driver error: usually nvidia-uvm is not loaded or /dev/nvidia-uvm is missing, or the "
+        "driver was upgraded without a reboot (kernel module and libraries differ). Fix: `sudo modprobe "
+        "nvidia-uvm`, reboot after driver upgrades, check that `nvidia-smi` works on the host",
+    ),
+}
+
+
+def cuinit_hint(code: int, name: str | None = None, text: str | None = None) -> str:
+    """One line for a failed cuInit: name, code, the driver's text, then what to do."""
+    known_name, hint = CU_ERRORS.get(code, (None, "see `nvidia-smi` and the kernel log (dmesg) on the host"))
+    label = name or known_name or "CUresult"
+    said = f" ({text})" if text else ""
+    return f"cuInit(0) returned {label} ({code}){said}: {hint}"
+
+
+# --------------------------------------------------------------------------
+# GPU presence: skip (absent) versus fail (present but broken)
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GpuState:
+    status: str  # "ok" | "absent" | "broken"
+    reason: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def classify_gpu(
+    libcuda_error: str | None,
+    init_code: int | None,
+    init_name: str | None,
+    init_text: str | None,
+    torch_cuda: str | None,
+    torch_available: bool,
+    device_count: int,
+    init_warning: str | None = None,
+) -> GpuState:
+    """absent = no driver or no device (skip, or fail under --require-gpu); broken = always fail."""
+    if libcuda_error is not None:
+        return GpuState(
+            "absent",
+            f"no GPU visible: libcuda.so.1 could not be loaded ({libcuda_error}); this host has no "
+            "NVIDIA driver, or the container was started without GPU access (docker run --gpus all)",
+        )
+    if init_code == 100:
+        return GpuState("absent", "no GPU visible: " + cuinit_hint(100, init_name, init_text))
+    if init_code not in (0, None):
+        return GpuState("broken", cuinit_hint(init_code, init_name, init_text))
+    if torch_cuda is None:
+        return GpuState(
+            "broken",
+            "the NVIDIA driver works but torch is a CPU-only build (torch.version.cuda is None): the "
+            "GPU checks cannot run and training would silently use the CPU. Fix: install torch from "
+            "the CUDA wheel index (https://download.pytorch.org/whl/cuXYZ)",
+        )
+    if not torch_available or device_count < 1:
+        said = f": {init_warning}" if init_warning else ""
+        return GpuState(
+            "broken",
+            f"cuInit succeeded but torch.cuda.is_available() is {torch_available} with "
+            f"{device_count} device(s){said}",
+        )
+    return GpuState("ok", "")
+
+
+# --------------------------------------------------------------------------
+# Architecture coverage: compute capability vs torch.cuda.get_arch_list()
+# --------------------------------------------------------------------------
+
+_ARCH = re.compile(r"^(sm|compute)_(\d+)(\d)([af]?)$")
+
+
+@dataclass(frozen=True)
+class Arch:
+    kind: str  # "sm" (SASS) or "compute" (PTX)
+    major: int
+    minor: int
+    suffix: str  # "", "a" (arch-specific: exact match only) or "f" (family)
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}_{self.major}{self.minor}{self.suffix}"
+
+
+def parse_arch(entry: str) -> Arch | None:
+    m = _ARCH.match(entry.strip())
+    if not m:
+        return None
+    return Arch(m.group(1), int(m.group(2)), int(m.group(3)), m.group(4))
+
+
+def sass_runs_on(arch: Arch, cc: tuple[int, int]) -> bool:
+    """SASS sm_XY runs on the same major with minor >= Y; sm_XYa only on exactly X.Y."""
+    if arch.kind != "sm":
+        return False
+    if arch.suffix == "a":
+        return (arch.major, arch.minor) == tuple(cc)
+    return arch.major == cc[0] and arch.minor <= cc[1]
+
+
+def ptx_jits_on(arch: Arch, cc: tuple[int, int]) -> bool:
+    """PTX compute_XY JIT-compiles for any newer GPU (arch-specific PTX only for its own)."""
+    if arch.kind != "compute":
+        return False
+    if arch.suffix == "a":
+        return (arch.major, arch.minor) == tuple(cc)
+    if arch.suffix == "f":
+        return arch.major == cc[0] and arch.minor <= cc[1]
+    return (arch.major, arch.minor) <= tuple(cc)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    ok: bool
+    via: str  # "sass:sm_90", "ptx:compute_90" or ""
+    message: str
+
+
+def arch_coverage(
+    cc: tuple[int, int],
+    arch_list: Iterable[str],
+    ptx_jit: bool = True,
+    device: str = "this GPU",
+    who: str = "torch",
+) -> Coverage:
+    arches = [a for a in (parse_arch(e) for e in arch_list) if a]
+    sm = f"sm_{cc[0]}{cc[1]}"
+    shipped = " ".join(a.name for a in arches) or "nothing"
+    for a in arches:
+        if sass_runs_on(a, cc):
+            return Coverage(True, f"sass:{a.name}", f"{device} ({sm}) runs {who}'s SASS {a.name}")
+    ptx = [a for a in arches if ptx_jits_on(a, cc)]
+    if ptx and ptx_jit:
+        return Coverage(
+            True,
+            f"ptx:{ptx[-1].name}",
+            f"{device} ({sm}) has no SASS in {who}; its PTX {ptx[-1].name} is JIT-compiled at first "
+            "use (slow start, needs a driver that supports the image's CUDA natively)",
+        )
+    why = (
+        f"its PTX ({' '.join(a.name for a in ptx)}) cannot be JIT-compiled because the driver runs this "
+        "CUDA only under minor-version compatibility"
+        if ptx
+        else "and no PTX it could JIT-compile"
+    )
+    return Coverage(
+        False,
+        "",
+        f"{device} is {sm} (compute capability {cc[0]}.{cc[1]}) but {who} ships only {shipped}: no "
+        f"SASS for the {sm} family {why}. This is 'no kernel image is available for execution on the "
+        f"device' / '{sm} is not compatible with the current PyTorch installation'. Fix: use a build "
+        f"whose arch list includes {sm} (TORCH_CUDA_ARCH_LIST='{cc[0]}.{cc[1]}' for source builds; "
+        "newer CUDA wheels for new GPUs, e.g. cu128+ for sm_120, while cu13 wheels start at sm_75)",
+    )
+
+
+def elf_arches(cuobjdump_list_elf: str) -> list[str]:
+    """`cuobjdump --list-elf x.so` lines like 'ELF file 1: x.1.sm_90.cubin' -> ['sm_90']."""
+    return sorted(set(re.findall(r"\.(sm_\d+[af]?)\.cubin", cuobjdump_list_elf)))
+
+
+# --------------------------------------------------------------------------
+# torch.__config__.show() and friends
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TorchConfig:
+    cuda_runtime: str | None
+    cudnn: str | None
+    cxx11_abi: int | None
+    settings: Mapping[str, str]
+
+    @property
+    def use_cuda(self) -> bool:
+        return self.settings.get("USE_CUDA", "").upper() in ("ON", "1", "TRUE")
+
+
+def parse_torch_config(text: str) -> TorchConfig:
+    runtime = re.search(r"^\s*-\s*CUDA Runtime (\d+\.\d+)", text, re.M)
+    cudnn = re.search(r"^\s*-\s*CuDNN ([\d.]+)", text, re.M)
+    abi = re.search(r"-D_GLIBCXX_USE_CXX11_ABI=(\d)", text)
+    settings: dict[str, str] = {}
+    m = re.search(r"Build settings:(.*)$", text, re.M | re.S)
+    if m:
+        body = m.group(1).strip()
+        # "KEY=value, KEY2=value with spaces, ..." (values have no ", UPPER=" inside)
+        for part in re.split(r",\s*(?=[A-Z][A-Z0-9_]*=)", body):
+            if "=" in part:
+                k, v = part.split("=", 1)
+                settings[k.strip()] = v.strip().rstrip(",").strip()
+    return TorchConfig(
+        cuda_runtime=runtime.group(1) if runtime else None,
+        cudnn=cudnn.group(1) if cudnn else None,
+        cxx11_abi=int(abi.group(1)) if abi else None,
+        settings=settings,
+    )
+
+
+def cxx11_abi_problem(torch_flag: bool, config: TorchConfig) -> str | None:
+    """torch._C._GLIBCXX_USE_CXX11_ABI must agree with the flag torch was compiled with."""
+    # Builds from 2.7 on no longer print the flag: the compiler default (1) applies.
+    built = config.cxx11_abi if config.cxx11_abi is not None else 1
+    if int(bool(torch_flag)) == built:
+        return None
+    return (
+        f"torch._C._GLIBCXX_USE_CXX11_ABI is {bool(torch_flag)} but torch.__config__.show() says it "
+        f"was compiled with -D_GLIBCXX_USE_CXX11_ABI={built}: extensions built for one ABI fail with "
+        "'undefined symbol ...RKSs...' in the other. Fix: reinstall torch from one source (pip wheels "
+        "and conda packages differ) and rebuild extensions against it"
+    )
+
+
+def cudnn_problem(runtime: tuple[int, int, int] | None, compiled: tuple[int, ...] | None) -> str | None:
+    if runtime is None or compiled is None:
+        return None
+    if runtime[0] != compiled[0] or tuple(runtime[:2]) < tuple(compiled[:2]):
+        r, c = ".".join(map(str, runtime)), ".".join(map(str, compiled))
+        return (
+            f"cuDNN {r} is loaded but torch was compiled against cuDNN {c}: convolutions fail or fall "
+            "back. Fix: install the cuDNN torch pins (pip: the nvidia-cudnn-cuXX version in torch's "
+            "requirements) and make sure no other libcudnn shadows it on LD_LIBRARY_PATH"
+        )
+    return None
+
+
+# --------------------------------------------------------------------------
+# ABI of the interpreter: wheel tags and extension suffixes
+# --------------------------------------------------------------------------
+
+
+def wheel_tags(wheel_metadata: str) -> list[str]:
+    return [line.split(":", 1)[1].strip() for line in wheel_metadata.splitlines() if line.startswith("Tag:")]
+
+
+def wheel_tag_problem(tags: Sequence[str], py: tuple[int, int], abiflags: str = "") -> str | None:
+    """torch's WHEEL tag must be cpXY-cpXY (or abi3 from an older cpXY) for the running interpreter."""
+    want = f"cp{py[0]}{py[1]}"
+    for tag in tags:
+        parts = tag.split("-")
+        if len(parts) != 3:
+            continue
+        interp, abi, _plat = parts
+        if abi == want + abiflags and interp == want:
+            return None
+        if abi == "abi3" and interp.startswith("cp"):
+            try:
+                if (int(interp[2]), int(interp[3:])) <= tuple(py):
+                    return None
+            except ValueError:
+                continue
+    return (
+        f"torch's wheel is tagged {', '.join(tags) or 'nothing'} but this is CPython {py[0]}.{py[1]}{abiflags} "
+        f"(needs {want}-{want}{abiflags}): its extension modules fail with 'dynamic module does not define "
+        "module export function (PyInit__C)'. Fix: install torch with the image's own python "
+        f"(python{py[0]}.{py[1]} -m pip install torch ...)"
+    )
+
+
+_CPYTHON_SUFFIX = re.compile(r"(\.cpython-[^./]+\.so)$")
+
+
+def foreign_extension(filename: str, ext_suffixes: Sequence[str]) -> bool:
+    """True for a CPython extension module built for another interpreter or platform."""
+    m = _CPYTHON_SUFFIX.search(filename)
+    return bool(m) and m.group(1) not in ext_suffixes
+
+
+# --------------------------------------------------------------------------
+# PyG extensions: wheel local versions and compiled CUDA versions
+# --------------------------------------------------------------------------
+
+
+def pyg_expected_local(torch_version: str, torch_cuda: str | None) -> str:
+    """torch 2.9.1 + CUDA 12.8 -> 'pt29cu128' (data.pyg.org's local version)."""
+    major, minor = major_minor(torch_version)
+    cu = "cpu" if not torch_cuda else "cu" + "".join(str(p) for p in major_minor(torch_cuda))
+    return f"pt{major}{minor}{cu}"
+
+
+def pyg_local_problem(name: str, version: str, torch_version: str, torch_cuda: str | None) -> str | None:
+    """'2.1.2+pt29cu128' must name the installed torch's major.minor and CUDA."""
+    if "+" not in version:
+        return None  # a source build: no local version to compare
+    local = version.split("+", 1)[1]
+    want = pyg_expected_local(torch_version, torch_cuda)
+    if not re.match(r"^pt\d+(cu\d+|cpu)$", local) or local == want:
+        return None
+    dist = PYG_DISTRIBUTIONS.get(name, name)
+    idx = f"torch-{base_version(torch_version)}+{want[want.index('cu'):] if 'cu' in want else 'cpu'}"
+    return (
+        f"{name} {version} was built for {local}, but the installed torch is {torch_version} "
+        f"({want}): its kernels link another torch/CUDA ABI. Fix: pip install --force-reinstall "
+        f"{dist} -f https://data.pyg.org/whl/{idx}.html"
+    )
+
+
+def pyg_cuda_problem(name: str, ext_cuda: int | None, torch_cuda: str | None) -> str | None:
+    """Extension's cuda_version() (e.g. 12080) must be > 0 and equal torch's CUDA major.minor."""
+    if torch_cuda is None:
+        return None
+    got = cuda_int(ext_cuda) if ext_cuda is not None else None
+    want = major_minor(torch_cuda)
+    dist = PYG_DISTRIBUTIONS.get(name, name)
+    if got is None:
+        return (
+            f"{name} is a CPU-only build (cuda_version() == {ext_cuda}) next to a CUDA {torch_cuda} "
+            f"torch: its GPU kernels are missing. Fix: pip install {dist} from the CUDA wheel index "
+            f"(https://data.pyg.org/whl/torch-<ver>+cu{want[0]}{want[1]}.html)"
+        )
+    if got != want:
+        return (
+            f"{name} was compiled with CUDA {fmt_mm(got)} but torch with CUDA {torch_cuda}: 'Detected "
+            "that PyTorch and torch_scatter were compiled with different CUDA versions'. Fix: install "
+            f"the {dist} wheel for cu{want[0]}{want[1]} or rebuild it against this torch"
+        )
+    return None
+
+
+# --------------------------------------------------------------------------
+# Loaded libraries (/proc/self/maps)
+# --------------------------------------------------------------------------
+
+
+def mapped_paths(maps_text: str) -> list[str]:
+    paths = []
+    for line in maps_text.splitlines():
+        parts = line.split(None, 5)
+        if len(parts) == 6 and parts[5].startswith("/"):
+            path = parts[5].strip()
+            if path not in paths:
+                paths.append(path)
+    return paths
+
+
+def loaded_library(paths: Iterable[str], stem: str) -> list[tuple[str, int | None]]:
+    """Paths of `stem`.so.N in a maps listing, with N (the SONAME major) when present."""
+    out = []
+    rx = re.compile(rf"/{re.escape(stem)}\.so(?:\.(\d+))?[\d.]*$")
+    for p in paths:
+        m = rx.search(p)
+        if m:
+            out.append((p, int(m.group(1)) if m.group(1) else None))
+    return out
+
+
+def dist_cuda_major(dist_name: str) -> int | None:
+    """'nvidia-nccl-cu13' -> 13."""
+    m = re.search(r"-cu(\d+)$", dist_name.lower().replace("_", "-"))
+    return int(m.group(1)) if m else None
+
+
+# --------------------------------------------------------------------------
+# Small thresholds
+# --------------------------------------------------------------------------
+
+SHM_MIN_BYTES = 1 << 30
+
+
+def shm_warning(shm_bytes: int | None) -> str | None:
+    if shm_bytes is None or shm_bytes >= SHM_MIN_BYTES:
+        return None
+    return (
+        f"/dev/shm is {shm_bytes // (1 << 20)} MiB (< 1 GiB): DataLoader workers and inductor's "
+        "compile workers exchange tensors through it and die with 'bus error'. Run the container "
+        "with --shm-size=1g (or --ipc=host)"
+    )
+
+
+def nvcc_problem(nvcc: tuple[int, int] | None, cell_cuda: tuple[int, int] | None, torch_cuda: tuple[int, int] | None) -> str | None:
+    if nvcc is None:
+        return (
+            "nvcc was not found (neither $CUDA_HOME/bin/nvcc nor on PATH): 'CUDA_HOME environment "
+            "variable is not set'. Fix: install the CUDA toolkit's compiler (a devel image) and set "
+            "CUDA_HOME=/usr/local/cuda"
+        )
+    if torch_cuda is not None and nvcc[0] != torch_cuda[0]:
+        return (
+            f"nvcc is CUDA {fmt_mm(nvcc)} but torch was built with CUDA {fmt_mm(torch_cuda)}: "
+            "torch.utils.cpp_extension refuses mismatched majors ('The detected CUDA version mismatches "
+            "the version that was used to compile PyTorch'). Fix: use a toolkit of the same major "
+            f"({torch_cuda[0]}.x) or a torch built for CUDA {nvcc[0]}"
+        )
+    if cell_cuda is not None and nvcc != cell_cuda:
+        return (
+            f"nvcc is CUDA {fmt_mm(nvcc)} but the cell declares toolkit {fmt_mm(cell_cuda)}: the image "
+            "was built from another base than its label says. Fix: rebuild the image or correct its manifest"
+        )
+    return None
