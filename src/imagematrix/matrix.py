@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import types
 import typing
+import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -21,7 +22,6 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from .errors import MatrixError, Problem
 
 SCHEMA_VERSION = 1
-FEATURES = ("cpp_extension", "cuda_extension", "torch_compile", "pyg", "ray", "marimo")
 FRAGMENT_SUFFIX = ".Dockerfile"
 
 # Docker's reference grammar (distribution/reference), split into name and tag.
@@ -32,8 +32,27 @@ TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
 DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}$")
 VERSION_RE = re.compile(r"^\d+(?:\.\d+){1,2}$")
 TARGET_RE = re.compile(r"^[a-z][a-z0-9-]*$")
-CRON_FIELD = r"[\d*/,\-]+"
-CRON_RE = re.compile(rf"^{CRON_FIELD}(?:\s+{CRON_FIELD}){{4}}$")
+# The five fields of a cron expression and the numbers each allows (as GitHub Actions reads them).
+CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 6))
+_CRON_ITEM = re.compile(r"^(?:\*|(\d+)(?:-(\d+))?)(?:/(\d+))?$")
+
+
+def cron_problem(expr: str) -> str | None:
+    """Why ``expr`` is not a 5-field numeric cron expression, or None if it is one."""
+    fields = expr.split()
+    if len(fields) != len(CRON_FIELDS):
+        return f"has {len(fields)} fields; cron needs 5: minute hour day-of-month month day-of-week (e.g. \"0 2 * * 1\")"
+    for text, (name, lo, hi) in zip(fields, CRON_FIELDS, strict=True):
+        for item in text.split(","):
+            m = _CRON_ITEM.match(item)
+            if not m:
+                return f"{name} field {text!r} is not *, N, N-M, a list of those, or any of them with /STEP"
+            for n in filter(None, m.groups()[:2]):
+                if not lo <= int(n) <= hi:
+                    return f"{name} {n} is out of range {lo}-{hi}"
+            if m.group(3) is not None and int(m.group(3)) == 0:
+                return f"{name} step /0 is not allowed"
+    return None
 
 
 def valid_reference(ref: str) -> bool:
@@ -54,13 +73,14 @@ def valid_reference(ref: str) -> bool:
 # --- schema: the shape of the file -------------------------------------------------
 
 
+class UnquotedVersion(ValueError):
+    """A version YAML read as a number; the loader puts the text the user wrote back."""
+
+
 def _version(value: Any) -> Any:
     # YAML reads 3.10 as the float 3.1: refuse numbers instead of guessing.
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        raise ValueError(
-            f"write versions as quoted strings, e.g. \"{value}\": YAML reads an unquoted "
-            f"{value!r} as a number (3.10 becomes 3.1)"
-        )
+        raise UnquotedVersion(value)
     if isinstance(value, str) and not VERSION_RE.match(value):
         raise ValueError(f"{value!r} is not a version like \"3.13\" or \"12.8.1\"")
     return value
@@ -68,6 +88,7 @@ def _version(value: Any) -> Any:
 
 Version = Annotated[str, BeforeValidator(_version)]
 Feature = Literal["cpp_extension", "cuda_extension", "torch_compile", "pyg", "ray", "marimo"]
+FEATURES: tuple[str, ...] = typing.get_args(Feature)
 
 
 class _Model(BaseModel):
@@ -148,6 +169,16 @@ class MatrixSpec(_Model):
     schedule: ScheduleSpec = ScheduleSpec()
     host: HostSpec = HostSpec()
     build: BuildSpec = BuildSpec()
+
+
+def matrix_json_schema() -> dict:
+    """JSON Schema of the file's shape, for editors (yaml-language-server) and other tools.
+
+    It covers keys and types only; references between sections (a phase naming
+    an excluded cell, a cycle of targets) are checked by ``load_matrix``.
+    """
+    schema = MatrixSpec.model_json_schema(by_alias=True, mode="validation")
+    return {**schema, "$schema": "https://json-schema.org/draft/2020-12/schema", "title": "imagematrix matrix.yaml"}
 
 
 # --- the resolved matrix: what the rest of the package uses ------------------------
@@ -285,42 +316,48 @@ def render_tag(template: str, cuda: Cuda, python: str, target: str) -> str:
 # --- loading -------------------------------------------------------------------------
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last)."""
+class _Index:
+    """Where each key path sits in the file, and the text the user wrote there.
 
-    def construct_mapping(self, node, deep=False):
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None,
-                    f"duplicate key {key!r} (first at line {seen[key]})",
-                    key_node.start_mark,
-                )
-            seen[key] = line
-        return super().construct_mapping(node, deep=deep)
+    Built from the composed YAML nodes before anything is converted, so a
+    message can quote ``3.10`` even though YAML turned it into ``3.1``.
+    Duplicate keys are found here too: PyYAML would silently keep the last one.
+    """
 
+    def __init__(self, file: Path, root: yaml.Node):
+        self.file = file
+        self.lines: dict[tuple[str, ...], int] = {}
+        self.texts: dict[tuple[str, ...], str] = {}  # scalar values as written
+        self.key_texts: dict[tuple[str, ...], str] = {}  # mapping keys as written
+        self.duplicates: list[Problem] = []
+        self._keys = yaml.SafeLoader("")  # converts keys the way the real load will
+        self._walk(root, ())
 
-def _lines(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:
-    """Map each key path (as strings) to the line it starts on."""
-    out = {} if out is None else out
-    out.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            p = (*path, str(k.value))
-            out[p] = k.start_mark.line + 1
-            _lines(v, p, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, v in enumerate(node.value):
-            _lines(v, (*path, str(i)), out)
-    return out
-
-
-class _Locator:
-    def __init__(self, file: Path, lines: dict[tuple, int]):
-        self.file, self.lines = file, lines
+    def _walk(self, node: yaml.Node, path: tuple[str, ...]) -> None:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.ScalarNode):
+            self.texts[path] = node.value
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                self._walk(v, (*path, str(i)))
+        elif isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for k, v in node.value:
+                if not isinstance(k, yaml.ScalarNode) or k.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self._keys.construct_object(k)
+                p, line = (*path, str(key)), k.start_mark.line + 1
+                if key in seen:
+                    self.duplicates.append(Problem(
+                        self.file, line, p,
+                        f"duplicate key {k.value!r} (first at line {seen[key]}); "
+                        "YAML would silently keep only the last one: merge them or rename one",
+                    ))
+                    continue
+                seen[key] = line
+                self.lines[p] = line
+                self.key_texts[p] = k.value
+                self._walk(v, p)
 
     def line(self, path: tuple) -> int | None:
         p = tuple(str(x) for x in path)
@@ -332,6 +369,37 @@ class _Locator:
         return Problem(self.file, self.line(path), tuple(path), message)
 
 
+# libyaml parses ~6x faster; the pure-Python loader words errors the same on every host.
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _parse(path: Path, text: str) -> tuple[Any, yaml.Node | None]:
+    """YAML text -> (data, root node); syntax errors become a located problem."""
+    loader = _FAST_LOADER(text)
+    try:
+        node = loader.get_single_node()
+        return (loader.construct_document(node) if node is not None else None), node
+    except yaml.YAMLError:
+        pass  # parse again below, for the portable message
+    finally:
+        loader.dispose()
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        return (loader.construct_document(node) if node is not None else None), node
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        msg = f"not valid YAML: {exc.problem or exc}"
+        ctx = exc.context_mark
+        if exc.context and ctx and mark and ctx.line != mark.line:
+            msg += f" ({exc.context} that starts at line {ctx.line + 1})"
+        if "\\t" in msg or "\t" in msg:
+            msg += "; indent with spaces, YAML does not allow tabs there"
+        raise MatrixError([Problem(path, mark.line + 1 if mark else None, (), msg)]) from None
+    finally:
+        loader.dispose()
+
+
 def load_matrix(path: str | Path) -> Matrix:
     """Read, check and resolve a matrix file; raise ``MatrixError`` listing every problem."""
     path = Path(path)
@@ -339,26 +407,18 @@ def load_matrix(path: str | Path) -> Matrix:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise MatrixError([Problem(path, None, (), "no such file (pass --matrix FILE, or run from the project's top directory)")]) from None
-    except OSError as exc:
-        raise MatrixError([Problem(path, None, (), f"cannot read: {exc.strerror}")]) from None
-    try:
-        loader = _Loader(text)
-        try:
-            node = loader.get_single_node()
-            data = loader.construct_document(node) if node is not None else None
-        finally:
-            loader.dispose()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        raise MatrixError([Problem(path, line, (), f"not valid YAML: {exc.problem or exc}")]) from None
-    if not isinstance(data, dict):
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MatrixError([Problem(path, None, (), f"cannot read: {getattr(exc, 'strerror', None) or exc}")]) from None
+    data, node = _parse(path, text)
+    if not isinstance(data, dict) or node is None:
         raise MatrixError([Problem(path, 1, (), "expected a mapping of keys (schema, image, python, cuda, targets, ...)")])
-    loc = _Locator(path, _lines(node))
+    loc = _Index(path, node)
+    if loc.duplicates:
+        raise MatrixError(loc.duplicates)
     try:
         spec = MatrixSpec.model_validate(data)
     except ValidationError as exc:
-        raise MatrixError([_schema_problem(loc, err) for err in exc.errors()]) from None
+        raise MatrixError(_schema_problems(loc, exc.errors())) from None
     return _resolve(spec, path, loc)
 
 
@@ -393,28 +453,89 @@ def _unwrap(ann: Any) -> Any:
     return ann
 
 
-def _schema_problem(loc: _Locator, err: dict) -> Problem:
-    where = tuple(p for p in err["loc"] if p != "[key]")
-    # pydantic names union members in loc (e.g. 'list[int]'); they are not keys.
-    where = tuple(p for p in where if not (isinstance(p, str) and ("[" in p or p in ("str", "int", "float", "bool"))))
+# What a type error expected, in words (pydantic's error type -> phrase).
+_EXPECTED = {
+    "bool_type": "true or false",
+    "int_type": "an integer",
+    "float_type": "a number",
+    "string_type": "a string",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+}
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def _schema_problems(loc: _Index, errors: list[dict]) -> list[Problem]:
+    """pydantic errors -> one problem per key path (a union's failed members merged)."""
+    groups: dict[tuple, list[dict]] = {}
+    for err in errors:
+        is_key = "[key]" in err["loc"]
+        where = tuple(p for p in err["loc"] if p != "[key]")
+        # pydantic names union members in loc (e.g. 'list[int]'); they are not keys.
+        where = tuple(p for p in where if not (isinstance(p, str) and ("[" in p or p in ("str", "int", "float", "bool"))))
+        where = tuple("schema" if p == "schema_" else p for p in where)
+        groups.setdefault((where, is_key), []).append(err)
+    problems = []
+    for (where, is_key), errs in groups.items():
+        kinds = [e["type"] for e in errs]
+        if len(errs) > 1 and all(k in _EXPECTED or k == "literal_error" for k in kinds):
+            wanted = [_EXPECTED.get(k) or _literal(e) for k, e in zip(kinds, errs, strict=True)]
+            if "a number" in wanted and "an integer" in wanted:
+                wanted.remove("an integer")
+            wanted = list(dict.fromkeys(wanted))
+            words = ", ".join(wanted[:-1]) + " or " + wanted[-1] if len(wanted) > 1 else wanted[0]
+            problems.append(loc.problem(where, f"expected {words} (got {_shown(errs[0].get('input'))})"))
+            continue
+        for err in errs:
+            problems.append(_schema_problem(loc, where, is_key, err))
+    return problems
+
+
+def _literal(err: dict) -> str:
+    expected = err["ctx"]["expected"]
+    return expected if " or " not in expected else "one of " + expected
+
+
+def _schema_problem(loc: _Index, where: tuple, is_key: bool, err: dict) -> Problem:
     kind = err["type"]
+    got = err.get("input")
     if kind == "extra_forbidden":
         allowed = _allowed_keys(where)
         msg = f"unknown key {where[-1]!r}" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
     elif kind == "missing":
-        msg = "required key is missing"
+        parent = where[:-1]
+        msg = f"required key {where[-1]!r} is missing" + ("" if parent else " (top level)")
+        where = where[:-1]
+    elif kind == "value_error" and isinstance(err["ctx"]["error"], UnquotedVersion):
+        p = tuple(map(str, where))
+        text = (loc.key_texts if is_key else loc.texts).get(p, str(got))
+        if text != str(got):
+            msg = f"write versions as quoted strings: \"{text}\" (YAML reads the unquoted {text} as the number {got!r})"
+        else:
+            msg = f"write versions as quoted strings: \"{text}\" (YAML reads unquoted versions as numbers: 3.10 would become 3.1)"
     elif kind == "value_error":
         msg = str(err["ctx"]["error"])
+    elif kind == "literal_error":
+        allowed = err["ctx"]["expected"].replace("'", "").replace(" or ", ", ")
+        msg = f"unknown value {_shown(got)} (allowed: {allowed})"
+    elif kind in _EXPECTED:
+        msg = f"expected {_EXPECTED[kind]} (got {_shown(got)})"
     else:
-        got = err.get("input")
-        shown = repr(got) if not isinstance(got, (dict, list)) else type(got).__name__
-        msg = f"{err['msg']} (got {shown})"
-    if where and where[-1] == "schema_":
-        where = (*where[:-1], "schema")
+        msg = f"{err['msg']} (got {_shown(got)})"
     return loc.problem(where, msg)
 
 
-def _resolve(spec: MatrixSpec, path: Path, loc: _Locator) -> Matrix:
+def _resolve(spec: MatrixSpec, path: Path, loc: _Index) -> Matrix:
     problems: list[Problem] = []
     warnings: list[str] = []
     bad = lambda where, msg: problems.append(loc.problem(where, msg))  # noqa: E731
@@ -422,7 +543,7 @@ def _resolve(spec: MatrixSpec, path: Path, loc: _Locator) -> Matrix:
     if spec.schema_ != SCHEMA_VERSION:
         bad(("schema",), f"schema {spec.schema_} is not supported (this imagematrix reads schema {SCHEMA_VERSION})")
     if not NAME_RE.match(spec.image):
-        bad(("image",), f"{spec.image!r} is not a valid image name (lowercase [a-z0-9._-/] components, optional registry host)")
+        bad(("image",), f"{spec.image!r} is not a valid image name: lowercase components of [a-z0-9._-] joined by '/', optionally after a registry host (e.g. plumiiume/cslr-exp-platform, ghcr.io/org/name); no tag here, the tag comes from 'tag'")
     for i, v in enumerate(spec.python):
         if v in spec.python[:i]:
             bad(("python", i), f"python {v} is listed twice")
@@ -440,7 +561,7 @@ def _resolve(spec: MatrixSpec, path: Path, loc: _Locator) -> Matrix:
     for ver, c in spec.cuda.items():
         for role, ref in c.bases.items():
             if not valid_reference(ref):
-                bad(("cuda", ver, "bases", role), f"{ref!r} is not a valid image reference (name[:tag][@digest])")
+                bad(("cuda", ver, "bases", role), f"{ref!r} is not a valid image reference: name[:tag][@digest] in lowercase, e.g. nvidia/cuda:12.8.1-cudnn-devel-ubuntu24.04")
         if ver.split(".")[0] != c.torch_cuda.split(".")[0]:
             bad(("cuda", ver, "torch_cuda"), f"torch_cuda {c.torch_cuda} has another major version than CUDA {ver}; torch's CUDA major must match the toolkit's")
         cudas[ver] = Cuda(ver, c.torch_cuda, c.torch_index, c.arch_list, dict(c.bases))
@@ -475,6 +596,7 @@ def _resolve(spec: MatrixSpec, path: Path, loc: _Locator) -> Matrix:
             bad((*where, "budget_gb"), "must be a positive number of GB")
 
     lineages: dict[str, tuple[str, ...]] = {}
+    cycles: set[frozenset[str]] = set()
     for name in names:
         chain, cur = [name], name
         while True:
@@ -483,13 +605,19 @@ def _resolve(spec: MatrixSpec, path: Path, loc: _Locator) -> Matrix:
             if parent is None or parent not in spec.targets:
                 break
             if parent in chain:
-                cycle = " -> ".join([*chain[chain.index(parent):], parent][::-1])
-                bad(("targets", name), f"the target graph has a cycle: {cycle}")
+                ring = chain[chain.index(parent):]
+                if frozenset(ring) not in cycles:  # report each cycle once, at its first target
+                    cycles.add(frozenset(ring))
+                    cycle = " -> ".join([*ring, parent][::-1])
+                    bad(("targets", name, "extends" if t.extends else "slim"),
+                        f"the target graph has a cycle: {cycle} (a target cannot build on itself; "
+                        "one of them must start from a 'base' instead)")
                 break
             chain.append(parent)
             cur = parent
         lineages[name] = tuple(reversed(chain))
-    if problems:
+    # A broken target graph cannot be resolved further; other problems are collected on.
+    if any(p.path[:1] == ("targets",) for p in problems):
         raise MatrixError(problems)
 
     targets: dict[str, Target] = {}
@@ -558,6 +686,8 @@ def _resolve(spec: MatrixSpec, path: Path, loc: _Locator) -> Matrix:
                     ids.append(cid)
                     phase_of.setdefault(cid, []).append(num)
         phases[num] = Phase(num, ph.name, tuple(ids))
+        if not ph.cells:
+            warnings.append(f"{path}:{loc.line(('phases', num))}: phases.{num}: phase {num} has no cells: `invoke build --phase {num}` builds nothing")
 
     # Tag template and schedule.
     try:
@@ -567,10 +697,13 @@ def _resolve(spec: MatrixSpec, path: Path, loc: _Locator) -> Matrix:
         sample = ""
     if sample and not TAG_RE.match(sample):
         bad(("tag",), f"renders tags like {sample!r}, which Docker rejects (allowed: [A-Za-z0-9_.-], at most 128, not starting with . or -)")
+    if not _known_timezone(spec.schedule.timezone):
+        bad(("schedule", "timezone"), f"unknown time zone {spec.schedule.timezone!r} (an IANA name such as UTC, Asia/Tokyo, Europe/Berlin)")
     schedule: list[ScheduleRun] = []
     for i, run in enumerate(spec.schedule.runs):
-        if not CRON_RE.match(run.cron.strip()):
-            bad(("schedule", "runs", i, "cron"), f"{run.cron!r} is not a 5-field cron expression (minute hour day month weekday)")
+        why = cron_problem(run.cron)
+        if why:
+            bad(("schedule", "runs", i, "cron"), f"{run.cron!r} is not a valid cron expression: {why}")
         if run.phases == "all":
             nums = tuple(phases)
         else:
@@ -616,7 +749,10 @@ def _resolve(spec: MatrixSpec, path: Path, loc: _Locator) -> Matrix:
                 tags[cell.tag] = cid
                 cells.append(cell)
                 if phases and not cell.phases:
-                    warnings.append(f"{path}: cell {cid} is in no phase: `invoke build --phase N` never builds it")
+                    warnings.append(
+                        f"{path}: cell {cid} is in no phase, so `invoke build --phase N` never builds it "
+                        "(add it to a phase, or exclude it)"
+                    )
     if problems:
         raise MatrixError(problems)
     return _replace(m, cells=tuple(cells), warnings=tuple(warnings))
@@ -626,6 +762,15 @@ def _replace(m: Matrix, **changes) -> Matrix:
     from dataclasses import replace
 
     return replace(m, **changes)
+
+
+def _known_timezone(name: str) -> bool:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        # A host without a time-zone database cannot judge: do not fail the file for it.
+        return not zoneinfo.available_timezones()
+    return True
 
 
 def _roles(spec: MatrixSpec) -> list[str]:

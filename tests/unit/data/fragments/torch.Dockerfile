@@ -1,0 +1,1 @@
+RUN echo "torch {{ pin('torch') }}"
