@@ -57,6 +57,24 @@ def render(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.ya
     return commands.render(matrix, _selection(phase, cuda, python, target), Path(out))
 
 
+@task(iterable=FILTERS["iterable"], help={
+    **FILTER_HELP,
+    "code": "run ruff on src, tests, tasks.py, noxfile.py, benchmarks (--no-code skips it)",
+    "dockerfiles": "run hadolint on the selected cells' rendered Dockerfiles (--no-dockerfiles skips it)",
+})
+@_cli
+def lint(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yaml", code=True, dockerfiles=True):
+    """Lint the code (ruff) and the selected cells' rendered Dockerfiles (hadolint)."""
+    return commands.lint(matrix, _selection(phase, cuda, python, target), code=code, dockerfiles=dockerfiles)
+
+
+@task
+@_cli
+def schema(c):
+    """Print the JSON Schema of matrix.yaml, for editors."""
+    return commands.print_schema()
+
+
 @task(
     iterable=[*FILTERS["iterable"], "cache_from", "cache_to"],
     help={

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -10,8 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from .docker import BuildOptions, build_argv, build_env, detect_builder
-from .matrix import Matrix, cell_id, load_matrix
-from .plan import Plan, Selection, make_plan, select_cells
+from .matrix import Matrix, load_matrix, matrix_json_schema
+from .plan import Plan, Selection, excluded_families, make_plan, select_cells
 from .render import render_cell, write_context
 
 
@@ -40,20 +41,9 @@ def show_matrix(matrix: str | Path, sel: Selection) -> int:
         table.add_row(c.id, c.cuda.version, c.python, t.name, parent, ",".join(map(str, c.phases)) or "-", c.tag)
     out = console()
     out.print(table)
-    for (cuda, python), (targets, why) in _excluded_families(m, sel).items():
+    for (cuda, python), (targets, why) in excluded_families(m, sel).items():
         out.print(f"excluded: CUDA {cuda} + Python {python} ({', '.join(targets)}): {why}")
     return 0
-
-
-def _excluded_families(m: Matrix, sel: Selection) -> dict[tuple[str, str], tuple[list[str], str]]:
-    fams: dict[tuple[str, str], tuple[list[str], str]] = {}
-    for cuda in sel.cudas or m.cudas:
-        for python in sel.pythons or m.pythons:
-            for t in sel.targets or m.targets:
-                why = m.excluded.get(cell_id(cuda, python, t))
-                if why:
-                    fams.setdefault((cuda, python), ([], why))[0].append(t)
-    return fams
 
 
 def render(matrix: str | Path, sel: Selection, out_dir: Path) -> int:
@@ -67,6 +57,34 @@ def render(matrix: str | Path, sel: Selection, out_dir: Path) -> int:
 
 def plan(matrix: str | Path, sel: Selection, build_dir: Path) -> Plan:
     return make_plan(load(matrix), sel, build_dir)
+
+
+def lint(matrix: str | Path, sel: Selection, code: bool = True, dockerfiles: bool = True) -> int:
+    """ruff on the code, hadolint on the selected cells' rendered Dockerfiles; 1 if anything is found."""
+    from . import lint as linters  # the linters are dev tools: load them only for this task
+
+    out = console()
+    findings: list[linters.Finding] = []
+    if code:
+        found = linters.ruff(linters.CODE_PATHS)
+        out.print(f"ruff: {len(found)} finding(s) in {', '.join(p for p in linters.CODE_PATHS if Path(p).exists())}")
+        findings += found
+    if dockerfiles:
+        m = load(matrix)
+        cells = select_cells(m, sel)
+        config = linters.find_config(Path(matrix).parent)
+        found = linters.lint_cells(m, cells, config)
+        out.print(f"hadolint: {len(found)} finding(s) in {len(cells)} rendered Dockerfile(s) (config: {config or 'none'})")
+        findings += found
+    for f in findings:
+        out.print(str(f), markup=False, soft_wrap=True)
+    return 1 if findings else 0
+
+
+def print_schema() -> int:
+    """The JSON Schema of matrix.yaml on stdout (plain print: no wrapping, no markup)."""
+    print(json.dumps(matrix_json_schema(), indent=2))
+    return 0
 
 
 def print_dry_run(p: Plan, options: BuildOptions, builder: str | None = None) -> int:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UsageError
-from .matrix import Cell, Matrix
+from .matrix import Cell, Matrix, cell_id
 from .render import Rendered, render_cell
 
 
@@ -74,14 +74,7 @@ def select_cells(m: Matrix, sel: Selection) -> list[Cell]:
         and (not sel.targets or c.target.name in sel.targets)
     ]
     if not chosen:
-        excluded = [
-            f"{cid} ({why})"
-            for cid, why in m.excluded.items()
-            if (not sel.cudas or any(cid.startswith(f"cu{v}-") for v in sel.cudas))
-            and (not sel.pythons or any(f"-py{v}-" in cid for v in sel.pythons))
-        ]
-        hint = f"; excluded there: {', '.join(excluded[:3])}" if excluded else ""
-        raise UsageError(f"no cell matches {sel.describe()}{hint} (see `invoke matrix`)")
+        raise UsageError(_nothing_matches(m, sel))
     family_rank: dict[tuple[str, str], int] = {}
     for num in sorted(sel.phases or m.phases):
         for cid in m.phases[num].cells:
@@ -90,6 +83,35 @@ def select_cells(m: Matrix, sel: Selection) -> list[Cell]:
         family_rank.setdefault(c.family, len(family_rank))
     order = m.target_order()
     return sorted(chosen, key=lambda c: (family_rank[c.family], order.index(c.target.name)))
+
+
+def excluded_families(m: Matrix, sel: Selection) -> dict[tuple[str, str], tuple[list[str], str]]:
+    """(CUDA, Python) -> (excluded targets, reason) for the families the filters touch."""
+    fams: dict[tuple[str, str], tuple[list[str], str]] = {}
+    for cuda in sel.cudas or m.cudas:
+        for python in sel.pythons or m.pythons:
+            for t in sel.targets or m.targets:
+                why = m.excluded.get(cell_id(cuda, python, t))
+                if why:
+                    fams.setdefault((cuda, python), ([], why))[0].append(t)
+    return fams
+
+
+def _nothing_matches(m: Matrix, sel: Selection) -> str:
+    """Why a selection is empty: what each phase holds, which families are excluded."""
+    lines = [f"no cell matches {sel.describe()} (`invoke matrix` lists every cell)"]
+    for num in sel.phases:
+        fams: dict[tuple[str, str], list[str]] = {}
+        for cid in m.phases[num].cells:
+            c = m.cell(cid)
+            fams.setdefault(c.family, []).append(c.target.name)
+        held = "; ".join(f"CUDA {cu} + Python {py}: {', '.join(ts)}" for (cu, py), ts in fams.items())
+        lines.append(f"  phase {num} holds {held or 'no cells'}")
+    if sel.cudas or sel.pythons:
+        for (cuda, python), (targets, why) in excluded_families(m, sel).items():
+            which = "all targets" if len(targets) == len(m.targets) else ", ".join(targets)
+            lines.append(f"  excluded: CUDA {cuda} + Python {python} ({which}): {why}")
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ Rendering is pure: the same matrix and fragments give byte-identical output.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -60,7 +61,11 @@ def prune_stage(target: str) -> str:
     return f"prune-{target}"
 
 
+@functools.lru_cache(maxsize=8)
 def _environment(fragments_dir: Path) -> jinja2.Environment:
+    # One environment per fragments directory: jinja compiles each fragment once and
+    # recompiles it when the file changes (auto_reload checks mtimes), so every cell
+    # after the first renders without parsing templates again.
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(fragments_dir)),
         undefined=jinja2.StrictUndefined,

