@@ -6,6 +6,7 @@ decisions it feeds live in gpu_policy.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -210,30 +211,36 @@ def run_python(
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         timed_out = True
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         out, _ = proc.communicate()
     data: dict = {}
     for line in reversed(out.splitlines()):
         if line.startswith(RESULT_MARK):
-            try:
-                data = json.loads(line[len(RESULT_MARK):])
-            except json.JSONDecodeError:
-                pass
+            with contextlib.suppress(json.JSONDecodeError):
+                data = json.loads(line[len(RESULT_MARK) :])
             break
     visible = "\n".join(line for line in out.splitlines() if not line.startswith(RESULT_MARK))
     who = f"uid {uid}" if uid is not None else f"uid {os.geteuid()}"
-    return ProbeResult(name, proc.returncode, time.monotonic() - start, timed_out, data, visible, who)
+    return ProbeResult(
+        name, proc.returncode, time.monotonic() - start, timed_out, data, visible, who
+    )
 
 
-def run_command(cmd: list[str], timeout: float, env: dict | None = None, cwd: str | None = None) -> tuple[int | None, str, bool]:
+def run_command(
+    cmd: list[str], timeout: float, env: dict | None = None, cwd: str | None = None
+) -> tuple[int | None, str, bool]:
     """Run a command (argument list) under a timeout; (returncode, output, timed_out)."""
     try:
         proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=cwd,
-            start_new_session=True, text=True, errors="replace",
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+            text=True,
+            errors="replace",
         )
     except OSError as exc:
         return None, str(exc), False
@@ -241,10 +248,8 @@ def run_command(cmd: list[str], timeout: float, env: dict | None = None, cwd: st
         out, _ = proc.communicate(timeout=timeout * timeout_scale())
         return proc.returncode, out, False
     except subprocess.TimeoutExpired:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         out, _ = proc.communicate()
         return proc.returncode, out, True
 
@@ -273,18 +278,20 @@ class Identity:
     note: str  # why we could not drop privileges, if we could not
 
 
-def build_identity(dirs: list[Path]) -> Identity:
-    """Who builds and runs extensions: an unprivileged uid when we are root and it can reach the dirs."""
+def build_identity(dirs: list[Path], runtime: list[Path] = ()) -> Identity:
+    """Who builds and runs extensions: an unprivileged uid when we are root and it can reach
+    the writable `dirs` and the interpreter and packages in `runtime`."""
     me = os.geteuid()
     if me != 0:
         return Identity(None, f"uid {me} (non-root)", "")
-    unreachable = [str(d) for d in dirs if not traversable_by_others(d)]
+    paths = [Path(os.path.realpath(sys.executable)), *runtime, *dirs]
+    unreachable = [str(d) for d in paths if not traversable_by_others(d)]
     if unreachable:
         return Identity(
             None,
             "uid 0 (root)",
-            f"running as root and {', '.join(unreachable)} is not reachable by other users (o+x), "
-            "so the build could not run unprivileged",
+            f"running as root and {', '.join(unreachable)} is not reachable by other users (o+x on "
+            "every parent), so builds and compiles ran as root",
         )
     try:
         pwd.getpwuid(NONROOT_UID)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 # --------------------------------------------------------------------------
 # Vocabulary of the cell manifest (/etc/imagematrix/cell.json, schema 1)
@@ -129,13 +130,16 @@ def parse_cell(data: Any, source: str = "cell.json") -> Cell:
             bad("cuda", f"{cuda!r} is not a toolkit version like '12.8.1'")
         if not isinstance(torch_cuda, str) or not _MAJOR_MINOR.match(torch_cuda):
             bad("torch_cuda", f"{torch_cuda!r} is not a major.minor version like '12.8'")
-        elif isinstance(cuda, str) and _TOOLKIT.match(cuda):
-            if major_minor(cuda)[0] != major_minor(torch_cuda)[0]:
-                bad(
-                    "torch_cuda",
-                    f"{torch_cuda} has another CUDA major than the toolkit {cuda}: "
-                    "nvcc's major must equal torch's (extensions built by nvcc link torch's runtime)",
-                )
+        elif (
+            isinstance(cuda, str)
+            and _TOOLKIT.match(cuda)
+            and major_minor(cuda)[0] != major_minor(torch_cuda)[0]
+        ):
+            bad(
+                "torch_cuda",
+                f"{torch_cuda} has another CUDA major than the toolkit {cuda}: "
+                "nvcc's major must equal torch's (extensions built by nvcc link torch's runtime)",
+            )
 
     torch_version = data.get("torch")
     if torch_version in (None, ""):
@@ -161,7 +165,9 @@ def parse_cell(data: Any, source: str = "cell.json") -> Cell:
         pyg_ext = []
     unknown = sorted(set(pyg_ext) - set(PYG_EXTENSIONS))
     if unknown:
-        bad("pyg_extensions", f"unknown {', '.join(unknown)} (allowed: {', '.join(PYG_EXTENSIONS)})")
+        bad(
+            "pyg_extensions", f"unknown {', '.join(unknown)} (allowed: {', '.join(PYG_EXTENSIONS)})"
+        )
     if pyg_ext and "pyg" not in features:
         bad("pyg_extensions", "lists PyG extensions but 'features' has no 'pyg'")
 
@@ -186,7 +192,9 @@ def parse_cell_text(text: str, source: str) -> Cell:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ManifestError(f"{source}: not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+        raise ManifestError(
+            f"{source}: not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
     return parse_cell(data, source)
 
 
@@ -332,7 +340,12 @@ def driver_policy(
         need += f", or >= {branch_min} with minor-version compatibility and no PTX JIT"
 
     if tuple(driver_cuda) >= tuple(image_cuda):
-        return DriverDecision(True, "native", True, f"{head}; {subject} is built for CUDA {fmt_mm(image_cuda)}: supported natively (PTX JIT works)")
+        return DriverDecision(
+            True,
+            "native",
+            True,
+            f"{head}; {subject} is built for CUDA {fmt_mm(image_cuda)}: supported natively (PTX JIT works)",
+        )
 
     same_major = driver_cuda[0] == image_cuda[0]
     branch_ok = branch_min is not None and (
@@ -364,7 +377,10 @@ def driver_policy(
 
 # cuInit / driver API error codes worth a hint (cuda.h CUresult).
 CU_ERRORS: dict[int, tuple[str, str]] = {
-    3: ("CUDA_ERROR_NOT_INITIALIZED", "the driver did not initialise; see the driver's kernel log (dmesg)"),
+    3: (
+        "CUDA_ERROR_NOT_INITIALIZED",
+        "the driver did not initialise; see the driver's kernel log (dmesg)",
+    ),
     34: (
         "CUDA_ERROR_STUB_LIBRARY",
         "libcuda.so.1 is the toolkit's stub (lib64/stubs) shadowing the real driver: remove the "
@@ -413,7 +429,9 @@ CU_ERRORS: dict[int, tuple[str, str]] = {
 
 def cuinit_hint(code: int, name: str | None = None, text: str | None = None) -> str:
     """One line for a failed cuInit: name, code, the driver's text, then what to do."""
-    known_name, hint = CU_ERRORS.get(code, (None, "see `nvidia-smi` and the kernel log (dmesg) on the host"))
+    known_name, hint = CU_ERRORS.get(
+        code, (None, "see `nvidia-smi` and the kernel log (dmesg) on the host")
+    )
     label = name or known_name or "CUresult"
     said = f" ({text})" if text else ""
     return f"cuInit(0) returned {label} ({code}){said}: {hint}"
@@ -620,7 +638,9 @@ def cxx11_abi_problem(torch_flag: bool, config: TorchConfig) -> str | None:
     )
 
 
-def cudnn_problem(runtime: tuple[int, int, int] | None, compiled: tuple[int, ...] | None) -> str | None:
+def cudnn_problem(
+    runtime: tuple[int, int, int] | None, compiled: tuple[int, ...] | None
+) -> str | None:
     if runtime is None or compiled is None:
         return None
     if runtime[0] != compiled[0] or tuple(runtime[:2]) < tuple(compiled[:2]):
@@ -639,7 +659,11 @@ def cudnn_problem(runtime: tuple[int, int, int] | None, compiled: tuple[int, ...
 
 
 def wheel_tags(wheel_metadata: str) -> list[str]:
-    return [line.split(":", 1)[1].strip() for line in wheel_metadata.splitlines() if line.startswith("Tag:")]
+    return [
+        line.split(":", 1)[1].strip()
+        for line in wheel_metadata.splitlines()
+        if line.startswith("Tag:")
+    ]
 
 
 def wheel_tag_problem(tags: Sequence[str], py: tuple[int, int], abiflags: str = "") -> str | None:
@@ -687,7 +711,9 @@ def pyg_expected_local(torch_version: str, torch_cuda: str | None) -> str:
     return f"pt{major}{minor}{cu}"
 
 
-def pyg_local_problem(name: str, version: str, torch_version: str, torch_cuda: str | None) -> str | None:
+def pyg_local_problem(
+    name: str, version: str, torch_version: str, torch_cuda: str | None
+) -> str | None:
     """'2.1.2+pt29cu128' must name the installed torch's major.minor and CUDA."""
     if "+" not in version:
         return None  # a source build: no local version to compare
@@ -696,7 +722,9 @@ def pyg_local_problem(name: str, version: str, torch_version: str, torch_cuda: s
     if not re.match(r"^pt\d+(cu\d+|cpu)$", local) or local == want:
         return None
     dist = PYG_DISTRIBUTIONS.get(name, name)
-    idx = f"torch-{base_version(torch_version)}+{want[want.index('cu'):] if 'cu' in want else 'cpu'}"
+    idx = (
+        f"torch-{base_version(torch_version)}+{want[want.index('cu') :] if 'cu' in want else 'cpu'}"
+    )
     return (
         f"{name} {version} was built for {local}, but the installed torch is {torch_version} "
         f"({want}): its kernels link another torch/CUDA ABI. Fix: pip install --force-reinstall "
@@ -776,7 +804,11 @@ def shm_warning(shm_bytes: int | None) -> str | None:
     )
 
 
-def nvcc_problem(nvcc: tuple[int, int] | None, cell_cuda: tuple[int, int] | None, torch_cuda: tuple[int, int] | None) -> str | None:
+def nvcc_problem(
+    nvcc: tuple[int, int] | None,
+    cell_cuda: tuple[int, int] | None,
+    torch_cuda: tuple[int, int] | None,
+) -> str | None:
     if nvcc is None:
         return (
             "nvcc was not found (neither $CUDA_HOME/bin/nvcc nor on PATH): 'CUDA_HOME environment "
@@ -796,3 +828,71 @@ def nvcc_problem(nvcc: tuple[int, int] | None, cell_cuda: tuple[int, int] | None
             "was built from another base than its label says. Fix: rebuild the image or correct its manifest"
         )
     return None
+
+
+# --------------------------------------------------------------------------
+# Reading failures: what an error text means and how to fix it
+# --------------------------------------------------------------------------
+
+_FAILURE_HINTS: tuple[tuple[str, str], ...] = (
+    (
+        "no kernel image is available",
+        "the binary has no SASS/PTX for this GPU's architecture: rebuild it with this GPU in "
+        "TORCH_CUDA_ARCH_LIST, or install a wheel built for it",
+    ),
+    (
+        "provided PTX was compiled with an unsupported toolchain",
+        "PTX from a newer CUDA than the driver supports cannot be JIT-compiled (minor-version "
+        "compatibility): upgrade the driver, or ship SASS for this GPU",
+    ),
+    (
+        "does not define module export function",
+        "an extension module built for another Python version: reinstall it with this interpreter",
+    ),
+    (
+        "undefined symbol",
+        "an extension built against another torch (version or CXX11 ABI): reinstall the wheel matching "
+        "this torch (e.g. data.pyg.org/whl/torch-<ver>+<cuda>.html) or rebuild it from source",
+    ),
+    (
+        "cannot open shared object file",
+        "a shared library it links is missing from the image or not on the loader path: install the "
+        "package that ships it (pip's nvidia-* wheels for CUDA libraries) or fix LD_LIBRARY_PATH",
+    ),
+    (
+        "CUBLAS_STATUS",
+        "cuBLAS failed: a libcublas from another CUDA release is loaded first (check LD_LIBRARY_PATH), "
+        "or the GPU is out of memory",
+    ),
+    (
+        "CUDNN_STATUS",
+        "cuDNN failed: a libcudnn other than the one torch pins is loaded first (check LD_LIBRARY_PATH)",
+    ),
+    (
+        "out of memory",
+        "the GPU is out of memory: other processes hold it (nvidia-smi) or fewer parallel workers (-n) are needed",
+    ),
+)
+
+
+def failure_hint(text: str) -> str | None:
+    """The fix for a known error text, else None."""
+    low = text.lower()
+    for needle, hint in _FAILURE_HINTS:
+        if needle.lower() in low:
+            return hint
+    return None
+
+
+def modules_to_import(cell: Cell) -> list[str]:
+    """Modules each checked in a fresh interpreter: torch, and what the cell's features bring."""
+    mods = ["torch"]
+    if cell.declares("torch_compile"):
+        mods.append("triton")
+    if cell.declares("pyg"):
+        mods.append("torch_geometric")
+        mods.extend(cell.pyg_extensions)
+    for feature in ("ray", "marimo"):
+        if cell.declares(feature):
+            mods.append(feature)
+    return mods

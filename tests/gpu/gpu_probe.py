@@ -36,14 +36,19 @@ class Report:
         self.checks[name]["seconds"] = round(time.monotonic() - start, 3)
 
     def emit(self):
-        print(RESULT_MARK + json.dumps({"checks": self.checks, "info": self.info}, default=str), flush=True)
+        print(
+            RESULT_MARK + json.dumps({"checks": self.checks, "info": self.info}, default=str),
+            flush=True,
+        )
 
 
 def _close(actual, expected, rtol, atol, what):
     import torch
 
     try:
-        torch.testing.assert_close(actual, expected, rtol=rtol, atol=atol, check_dtype=False, check_device=False)
+        torch.testing.assert_close(
+            actual, expected, rtol=rtol, atol=atol, check_dtype=False, check_device=False
+        )
     except AssertionError as exc:
         raise AssertionError(f"{what} differs from the CPU reference: {exc}") from None
 
@@ -124,7 +129,9 @@ def probe_nvrtc(rep, args):
     dev = torch.device("cuda", 0)
 
     def jiterator():
-        fn = torch.cuda.jiterator._create_jit_fn("template <typename T> T imx_fma(T x, T y) { return x * y + T(1); }")
+        fn = torch.cuda.jiterator._create_jit_fn(
+            "template <typename T> T imx_fma(T x, T y) { return x * y + T(1); }"
+        )
         a, b = torch.randn(4096), torch.randn(4096)
         out = fn(a.to(dev), b.to(dev))
         _close(out.cpu(), a * b + 1, 1e-5, 1e-5, "NVRTC (jiterator) kernel")
@@ -155,8 +162,12 @@ def probe_device_assert(rep, args):
             text = str(exc)
             if "device-side assert" in text or "out of bounds" in text:
                 return text.splitlines()[0]
-            raise AssertionError(f"an out-of-bounds index raised something else: {text[:300]}") from None
-        raise AssertionError("an out-of-bounds index on the GPU raised nothing: device-side asserts are not reported")
+            raise AssertionError(
+                f"an out-of-bounds index raised something else: {text[:300]}"
+            ) from None
+        raise AssertionError(
+            "an out-of-bounds index on the GPU raised nothing: device-side asserts are not reported"
+        )
 
     rep.run("device_assert", trip)
 
@@ -221,16 +232,27 @@ def probe_inline(rep, args):
 
     def build():
         start = time.monotonic()
-        kwargs = dict(name=args.name, cpp_sources=[CPP_SOURCE], functions=["imx_cumsum_sq"], build_directory=build_dir)
+        kwargs = dict(
+            name=args.name,
+            cpp_sources=[CPP_SOURCE],
+            functions=["imx_cumsum_sq"],
+            build_directory=build_dir,
+        )
         if args.cuda:
-            kwargs.update(cpp_sources=[CPP_SOURCE, CUDA_DECL], cuda_sources=[CUDA_SOURCE], functions=["imx_cumsum_sq", "imx_saxpy"])
+            kwargs.update(
+                cpp_sources=[CPP_SOURCE, CUDA_DECL],
+                cuda_sources=[CUDA_SOURCE],
+                functions=["imx_cumsum_sq", "imx_saxpy"],
+            )
         mod["m"] = load_inline(verbose=False, **kwargs)
         rep.info["library"] = _built_library(build_dir, args.name)
         return f"built in {time.monotonic() - start:.1f}s into {build_dir} as uid {os.geteuid()}"
 
     def cpp():
         x = torch.randn(1000, generator=g)
-        _close(mod["m"].imx_cumsum_sq(x), torch.cumsum(x.double() ** 2, 0), 1e-9, 1e-9, "C++ extension")
+        _close(
+            mod["m"].imx_cumsum_sq(x), torch.cumsum(x.double() ** 2, 0), 1e-9, 1e-9, "C++ extension"
+        )
         return "C++ function matches torch.cumsum"
 
     def cuda():
@@ -284,7 +306,9 @@ def probe_compile(rep, args):
     import torch
     import torch._dynamo
 
-    torch._dynamo.config.suppress_errors = False  # a failed compile must raise, never run eager silently
+    torch._dynamo.config.suppress_errors = (
+        False  # a failed compile must raise, never run eager silently
+    )
     rep.info.update(
         home=os.environ.get("HOME"),
         triton_cache=os.environ.get("TRITON_CACHE_DIR"),
@@ -322,11 +346,18 @@ def probe_autotune(rep, args):
 
     def run():
         torch.manual_seed(0)
-        net = torch.nn.Sequential(
-            torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(),
-            torch.nn.Conv2d(16, 16, 3, padding=1), torch.nn.AdaptiveAvgPool2d(1),
-            torch.nn.Flatten(), torch.nn.Linear(16, 10),
-        ).cuda().eval()
+        net = (
+            torch.nn.Sequential(
+                torch.nn.Conv2d(3, 16, 3, padding=1),
+                torch.nn.ReLU(),
+                torch.nn.Conv2d(16, 16, 3, padding=1),
+                torch.nn.AdaptiveAvgPool2d(1),
+                torch.nn.Flatten(),
+                torch.nn.Linear(16, 10),
+            )
+            .cuda()
+            .eval()
+        )
         x = torch.randn(8, 3, 32, 32, device="cuda")
         with torch.no_grad():
             ref = net(x)
@@ -378,7 +409,9 @@ def _ext_kernels(name, dev):
     if name == "torch_sparse":
         import torch_sparse
 
-        index = torch.stack([torch.randint(0, 30, (120,), generator=g), torch.randint(0, 20, (120,), generator=g)])
+        index = torch.stack(
+            [torch.randint(0, 30, (120,), generator=g), torch.randint(0, 20, (120,), generator=g)]
+        )
         value, dense = torch.randn(120, generator=g), torch.randn(20, 5, generator=g)
         a = torch.zeros(30, 20).index_put_((index[0], index[1]), value, accumulate=True)
         cpu = torch_sparse.spmm(index, value, 30, 20, dense)
@@ -393,7 +426,9 @@ def _ext_kernels(name, dev):
         cpu = torch_cluster.knn(x, y, 4)
         gpu = torch_cluster.knn(x.to(dev), y.to(dev), 4).cpu()
         as_set = lambda e: sorted(map(tuple, e.t().tolist()))  # noqa: E731
-        assert as_set(cpu) == as_set(gpu), "torch_cluster knn on GPU picks other neighbours than on CPU"
+        assert as_set(cpu) == as_set(gpu), (
+            "torch_cluster knn on GPU picks other neighbours than on CPU"
+        )
         return "knn on GPU matches CPU"
     if name == "torch_spline_conv":
         import torch_spline_conv
@@ -403,7 +438,9 @@ def _ext_kernels(name, dev):
         cb, ci = torch_spline_conv.spline_basis(pseudo, ks, open_, 1)
         gb, gi = torch_spline_conv.spline_basis(pseudo.to(dev), ks.to(dev), open_.to(dev), 1)
         _close(gb.cpu(), cb, 1e-5, 1e-5, "torch_spline_conv basis")
-        assert torch.equal(gi.cpu(), ci), "torch_spline_conv weight index differs between GPU and CPU"
+        assert torch.equal(gi.cpu(), ci), (
+            "torch_spline_conv weight index differs between GPU and CPU"
+        )
         return "spline_basis on GPU matches CPU"
     if name == "pyg_lib":
         import pyg_lib
@@ -433,7 +470,11 @@ def probe_pyg(rep, args):
         torch_cuda=torch.version.cuda,
         torch_geometric=torch_geometric.__version__,
         warnings=[
-            {"category": w.category.__name__, "message": str(w.message)[:1500], "where": f"{w.filename}:{w.lineno}"}
+            {
+                "category": w.category.__name__,
+                "message": str(w.message)[:1500],
+                "where": f"{w.filename}:{w.lineno}",
+            }
             for w in caught
         ],
         flags={ext: getattr(pyg_typing, flag, None) for ext, flag in PYG_FLAGS.items()},
@@ -474,10 +515,10 @@ def probe_pyg_models(rep, args):
         out_c = cpu(x, edge_index)
         out_g = gpu(x.to(dev), edge_index.to(dev))
         assert out_g.is_cuda, f"{cls.__name__} output on {out_g.device}"
-        (out_c ** 2).sum().backward()
-        (out_g ** 2).sum().backward()
+        (out_c**2).sum().backward()
+        (out_g**2).sum().backward()
         _close(out_g.detach().cpu(), out_c.detach(), 1e-4, 1e-4, f"{cls.__name__} forward")
-        for (n, pc), (_, pg) in zip(cpu.named_parameters(), gpu.named_parameters()):
+        for (n, pc), (_, pg) in zip(cpu.named_parameters(), gpu.named_parameters(), strict=True):
             assert pg.grad is not None, f"{cls.__name__}.{n} got no gradient on the GPU"
             _close(pg.grad.cpu(), pc.grad, 1e-3, 1e-3, f"{cls.__name__}.{n} gradient")
         return f"{cls.__name__} forward+backward on GPU match CPU"
@@ -495,12 +536,15 @@ def probe_pyg_models(rep, args):
             return self.c2(self.c1(x, ei).relu(), ei)
 
     if args.sampler:
+
         def loader():
             from torch_geometric.data import Data
             from torch_geometric.loader import NeighborLoader
 
             data = Data(x=x, edge_index=edge_index)
-            batch = next(iter(NeighborLoader(data, num_neighbors=[5, 5], batch_size=8, shuffle=False)))
+            batch = next(
+                iter(NeighborLoader(data, num_neighbors=[5, 5], batch_size=8, shuffle=False))
+            )
             batch = batch.to(dev)
             torch.manual_seed(0)
             out = GCN().to(dev)(batch.x, batch.edge_index)
@@ -510,6 +554,7 @@ def probe_pyg_models(rep, args):
         rep.run("NeighborLoader", loader)
 
     if args.compile:
+
         def compiled():
             import torch._dynamo
 
@@ -543,15 +588,20 @@ def probe_ray(rep, args):
         ignore_reinit_error=True,
     )
     try:
-        rep.info["resources"] = {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
+        rep.info["resources"] = {
+            k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")
+        }
 
         @ray.remote(num_cpus=1)
         def cpu_task(n):
             return sum(range(n))
 
-        rep.run("cpu_task", lambda: f"CPU task returned {ray.get(cpu_task.remote(100), timeout=120)}")
+        rep.run(
+            "cpu_task", lambda: f"CPU task returned {ray.get(cpu_task.remote(100), timeout=120)}"
+        )
 
         if args.gpu:
+
             @ray.remote(num_gpus=1)
             def gpu_task():
                 import torch
@@ -566,7 +616,9 @@ def probe_ray(rep, args):
 
             def gpu():
                 gpus = rep.info["resources"].get("GPU", 0)
-                assert gpus >= 1, f"ray.cluster_resources() has GPU={gpus}: Ray did not detect the GPU"
+                assert gpus >= 1, (
+                    f"ray.cluster_resources() has GPU={gpus}: Ray did not detect the GPU"
+                )
                 out = ray.get(gpu_task.remote(), timeout=180)
                 assert out["sum"] == 1024.0, f"GPU task computed {out['sum']}"
                 return f"GPU task ran on {out['name']} (ray GPU ids {out['gpu_ids']}, CUDA_VISIBLE_DEVICES={out['visible']})"

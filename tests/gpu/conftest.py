@@ -1,0 +1,279 @@
+"""Wiring of the GPU compatibility suite.
+
+This folder is mounted read-only into images with no pytest config beside
+it, so everything the suite needs is registered here: markers, options, the
+cell manifest and writable cache dirs. Inside an image it needs only torch
+and pytest (pytest-xdist optional).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import pytest
+
+sys.dont_write_bytecode = True  # never write __pycache__ next to the tests
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+import gpu_host  # noqa: E402
+import gpu_policy  # noqa: E402
+
+MARKERS = {
+    "smoke": "GPU suite: fast checks that always run",
+    "full": "GPU suite: slower checks (builds, autotuning, models)",
+    "gpu": "needs a visible NVIDIA GPU: skipped without one, failed under --require-gpu",
+    "cuda": "needs a cell that declares CUDA (skipped for CPU-only host descriptions)",
+    "cpp_extension": "cell feature: C++ torch.utils.cpp_extension.load_inline works",
+    "cuda_extension": "cell feature: nvcc is present and CUDA load_inline works",
+    "torch_compile": "cell feature: torch.compile (inductor + triton) works",
+    "pyg": "cell feature: torch_geometric and its declared compiled extensions",
+    "pyg_extension(name)": "needs the cell to declare this compiled PyG extension",
+    "ray": "cell feature: a local Ray runtime",
+    "xdist_group(name)": "tests sharing one probe; run them on one worker with -n N --dist loadgroup",
+    "marimo": "cell feature: marimo notebooks run headless",
+}
+FEATURE_MARKERS = gpu_policy.FEATURES
+SUITE_VARS_ENV = "IMAGEMATRIX_SUITE_CACHE_VARS"  # cache vars the suite itself pointed at a tmp dir
+_TMP_BASE = pytest.StashKey[object]()
+_CELL = pytest.StashKey[object]()
+_GPU = pytest.StashKey[object]()
+_DRIVER = pytest.StashKey[object]()
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("imagematrix", "imagematrix GPU suite")
+    group.addoption(
+        "--cell",
+        default=None,
+        metavar="PATH",
+        help=f"cell manifest to check against (default: ${gpu_policy.CELL_ENV}, then {gpu_policy.DEFAULT_CELL_PATH})",
+    )
+    group.addoption(
+        "--require-gpu",
+        action="store_true",
+        default=False,
+        help="fail the GPU checks when no GPU is visible instead of skipping them (CI GPU runners)",
+    )
+
+
+def pytest_configure(config):
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+    if hasattr(config, "workerinput"):
+        return  # xdist workers inherit the controller's environment
+    base = None
+    suite_set = []
+    for var in gpu_host.CACHE_VARS:
+        if not os.environ.get(var):
+            if base is None:
+                base = Path(tempfile.mkdtemp(prefix="imagematrix-gpu-"))
+                base.chmod(0o755)  # an unprivileged build uid must reach its subdirs
+            path = base / var.lower()
+            path.mkdir()
+            os.environ[var] = str(path)
+            suite_set.append(var)
+    os.environ[SUITE_VARS_ENV] = ",".join(suite_set)
+    config.stash[_TMP_BASE] = base
+
+
+def pytest_unconfigure(config):
+    base = config.stash.get(_TMP_BASE, None)
+    if base is not None:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def load_cell(config) -> gpu_policy.Cell:
+    if _CELL not in config.stash:
+        path, origin = gpu_policy.choose_cell_path(
+            config.getoption("--cell"), os.environ, os.path.exists
+        )
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise gpu_policy.ManifestError(f"{path} ({origin}): cannot read: {exc}") from None
+        config.stash[_CELL] = gpu_policy.parse_cell_text(text, path)
+    return config.stash[_CELL]
+
+
+def pytest_sessionstart(session):
+    try:
+        load_cell(session.config)
+    except gpu_policy.ManifestError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_report_header(config):
+    try:
+        cell = load_cell(config)
+    except gpu_policy.ManifestError:
+        return None
+    caches = ", ".join(f"{v}={os.environ.get(v)}" for v in gpu_host.CACHE_VARS)
+    return [
+        f"imagematrix cell: {cell.id} ({cell.source}) kind={cell.kind} python={cell.python} "
+        f"cuda={cell.cuda} torch_cuda={cell.torch_cuda} features={','.join(sorted(cell.features)) or '-'} "
+        f"pyg_extensions={','.join(cell.pyg_extensions) or '-'}",
+        f"imagematrix caches: {caches}",
+    ]
+
+
+def gpu_state(config) -> gpu_policy.GpuState:
+    """Is a usable GPU visible to this process? Computed once per process."""
+    if _GPU not in config.stash:
+        drv = gpu_host.probe_driver()
+        config.stash[_DRIVER] = drv
+        torch_cuda, available, count, warning = None, False, 0, None
+        if drv.error is None and drv.init_code == 0:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                import torch
+
+                torch_cuda = torch.version.cuda
+                available = torch.cuda.is_available()
+                count = torch.cuda.device_count() if available else 0
+            text = [str(w.message) for w in caught if "cuda" in str(w.message).lower()]
+            warning = text[0] if text else None
+        config.stash[_GPU] = gpu_policy.classify_gpu(
+            drv.error,
+            drv.init_code,
+            drv.init_name,
+            drv.init_text,
+            torch_cuda,
+            available,
+            count,
+            warning,
+        )
+    return config.stash[_GPU]
+
+
+def pytest_generate_tests(metafunc):
+    if "fresh_module" in metafunc.fixturenames:
+        mods = gpu_policy.modules_to_import(load_cell(metafunc.config))
+        metafunc.parametrize("fresh_module", mods, ids=mods)
+
+
+def _fail_without_gpu(reason):
+    def test_needs_gpu():
+        pytest.fail(reason, pytrace=False)
+
+    return test_needs_gpu
+
+
+@pytest.hookimpl(trylast=True)  # after -m/-k deselection, so only selected tests pay
+def pytest_collection_modifyitems(session, config, items):
+    cell = load_cell(config)
+    require = config.getoption("--require-gpu")
+    for i, item in enumerate(items):
+        reason = None
+        for feature in FEATURE_MARKERS:
+            if item.get_closest_marker(feature) and not cell.declares(feature):
+                reason = cell.skip_reason(feature)
+                break
+        ext = item.get_closest_marker("pyg_extension")
+        if reason is None and ext and ext.args[0] not in cell.pyg_extensions:
+            reason = f"cell {cell.id} declares no PyG extension {ext.args[0]!r}"
+        if reason is None and item.get_closest_marker("cuda") and cell.cuda is None:
+            reason = f"cell {cell.id} declares no CUDA toolkit (cuda: null, a CPU-only description)"
+        if reason is not None:
+            item.add_marker(pytest.mark.skip(reason=reason))
+            continue
+        if not item.get_closest_marker("gpu"):
+            continue
+        state = gpu_state(config)
+        if state.ok:
+            continue
+        if state.status == "absent" and not require:
+            item.add_marker(pytest.mark.skip(reason=state.reason))
+            continue
+        why = state.reason + (" [--require-gpu]" if state.status == "absent" else "")
+        # Same node id, no fixtures: it fails in its call phase with the reason.
+        stand_in = pytest.Function.from_parent(
+            item.parent, name=item.name, callobj=_fail_without_gpu(why)
+        )
+        stand_in.own_markers.extend(item.own_markers)
+        items[i] = stand_in
+
+
+# --------------------------------------------------------------------------
+# Fixtures
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def cell(pytestconfig) -> gpu_policy.Cell:
+    return load_cell(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def gpu(pytestconfig) -> gpu_policy.GpuState:
+    return gpu_state(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def driver(pytestconfig) -> gpu_host.DriverProbe:
+    gpu_state(pytestconfig)
+    return pytestconfig.stash[_DRIVER]
+
+
+@pytest.fixture(scope="session")
+def suite_set_vars() -> frozenset[str]:
+    """Cache variables that were unset when the suite started (it pointed them at a tmp dir)."""
+    return frozenset(v for v in os.environ.get(SUITE_VARS_ENV, "").split(",") if v)
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir(tmp_path_factory) -> Path:
+    given = os.environ.get("IMAGEMATRIX_ARTIFACTS")
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    return tmp_path_factory.mktemp("artifacts")
+
+
+@pytest.fixture(scope="session")
+def build_tag() -> str:
+    """Keeps builds of different interpreters/torches apart in a shared cache dir."""
+    import torch
+
+    cu = (torch.version.cuda or "cpu").replace(".", "")
+    ver = gpu_policy.base_version(torch.__version__)
+    return f"py{sys.version_info[0]}{sys.version_info[1]}-torch{ver}-cu{cu}"
+
+
+@pytest.fixture(scope="session")
+def identity() -> gpu_host.Identity:
+    """Who builds and runs extensions and compiles: unprivileged when possible."""
+    import torch
+
+    roots = [Path(os.environ[v]) for v in gpu_host.CACHE_VARS]
+    return gpu_host.build_identity(roots, [Path(torch.__file__).parent])
+
+
+@pytest.fixture(scope="session")
+def nonroot_env(identity, suite_set_vars):
+    """Environment of an unprivileged user with a read-only HOME ('docker run --user N')."""
+
+    def make(keep_suite_vars: bool = True) -> dict[str, str]:
+        env = dict(os.environ)
+        if identity.uid is None:
+            return env
+        env["HOME"] = "/"
+        for var in ("USER", "LOGNAME", "USERNAME"):
+            env.pop(var, None)
+        for var in ("TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR"):
+            if var in suite_set_vars and not keep_suite_vars:
+                env.pop(var, None)  # what a user gets from the image's own defaults
+            else:
+                env[var] = str(
+                    gpu_host.private_dir(Path(os.environ[var]), f"uid{identity.uid}", identity.uid)
+                )
+        return env
+
+    return make

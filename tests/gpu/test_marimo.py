@@ -1,0 +1,78 @@
+"""marimo targets: a small notebook runs headless and exports."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import gpu_host
+import pytest
+from gpu_support import ensure
+
+pytestmark = [pytest.mark.marimo, pytest.mark.smoke]
+
+NOTEBOOK = """
+import marimo
+
+app = marimo.App()
+
+
+@app.cell
+def _():
+    import torch
+
+    x = torch.arange(4.0)
+    cuda = torch.cuda.is_available()
+    return cuda, x
+
+
+@app.cell
+def _(cuda, x):
+    total = float((x * 2).sum())
+    print(f"imagematrix-marimo total={total} cuda={cuda}")
+    return (total,)
+
+
+if __name__ == "__main__":
+    app.run()
+"""
+
+
+def test_marimo_notebook_runs_headless_and_exports(tmp_path, gpu):
+    nb = tmp_path / "imagematrix_nb.py"
+    nb.write_text(NOTEBOOK)
+    env = dict(
+        os.environ,
+        HOME=str(tmp_path),
+        XDG_CONFIG_HOME=str(tmp_path / ".config"),
+        XDG_CACHE_HOME=str(tmp_path / ".cache"),
+    )
+
+    rc, out, timed_out = gpu_host.run_command(
+        [sys.executable, str(nb)], timeout=240, env=env, cwd=str(tmp_path)
+    )
+    ensure(
+        not timed_out and rc == 0,
+        f"running the notebook as a script failed (exit {rc}, timed out {timed_out}):\n{out[-3000:]}",
+    )
+    ensure(
+        "imagematrix-marimo total=12.0" in out,
+        f"the notebook ran but printed no result:\n{out[-3000:]}",
+    )
+    if gpu.ok:
+        ensure(
+            "cuda=True" in out, f"the notebook did not see the GPU the suite sees:\n{out[-2000:]}"
+        )
+
+    html = tmp_path / "nb.html"
+    cmd = [sys.executable, "-m", "marimo", "export", "html", str(nb), "-o", str(html)]
+    rc, out, timed_out = gpu_host.run_command(cmd, timeout=240, env=env, cwd=str(tmp_path))
+    ensure(
+        not timed_out and rc == 0,
+        f"`marimo export html` failed (exit {rc}, timed out {timed_out}):\n{out[-3000:]}",
+    )
+    ensure(
+        html.exists() and html.stat().st_size > 1000,
+        f"`marimo export html` wrote no page:\n{out[-2000:]}",
+    )
+    print(f"exported {html.stat().st_size} bytes of HTML")

@@ -1,0 +1,140 @@
+"""The GPU suite's wiring, run as a user would: usage errors, skip reasons, --require-gpu.
+
+Runs `pytest tests/gpu` in a subprocess from an empty folder with a bare ini,
+like the read-only mount inside an image. Needs neither torch nor a GPU: the
+selected checks stop before importing torch when no NVIDIA driver is loaded.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SUITE = Path(__file__).resolve().parents[1] / "gpu"
+CELL = {
+    "schema": 1,
+    "id": "cu13.0.2-py3.12-devel",
+    "kind": "devel",
+    "python": "3.12",
+    "cuda": "13.0.2",
+    "torch_cuda": "13.0",
+    "torch": "",
+    "features": ["cpp_extension", "cuda_extension", "torch_compile"],
+    "pyg_extensions": [],
+}
+
+
+def _has_driver() -> bool:
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    return True
+
+
+def run_suite(tmp_path: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    (tmp_path / "pytest.ini").write_text(
+        "[pytest]\naddopts = --strict-markers -p no:cacheprovider\n"
+    )
+    full_env = {k: v for k, v in os.environ.items() if k != "IMAGEMATRIX_CELL"}
+    full_env.update(env or {})
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-c",
+            str(tmp_path / "pytest.ini"),
+            "--rootdir",
+            str(tmp_path),
+            str(SUITE),
+            *args,
+        ],
+        cwd=tmp_path,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def write_cell(tmp_path: Path, **changes) -> Path:
+    path = tmp_path / "cell.json"
+    path.write_text(json.dumps({**CELL, **changes}))
+    return path
+
+
+def test_missing_manifest_is_a_usage_error(tmp_path):
+    if Path("/etc/imagematrix/cell.json").exists():
+        pytest.skip("this machine is an imagematrix image: it has /etc/imagematrix/cell.json")
+    out = run_suite(tmp_path, "-q")
+    assert out.returncode == 4, out.stdout + out.stderr
+    text = out.stdout + out.stderr
+    assert "no cell manifest" in text and "describe_host.py" in text
+    assert "Traceback" not in text
+
+
+def test_invalid_manifest_names_the_key(tmp_path):
+    cell = write_cell(tmp_path, kind="dev")
+    out = run_suite(tmp_path, "-q", "--cell", str(cell))
+    assert out.returncode == 4
+    assert "key 'kind': 'dev' is not one of devel, runtime" in out.stdout + out.stderr
+
+
+def test_env_variable_names_the_manifest(tmp_path):
+    out = run_suite(tmp_path, "-q", env={"IMAGEMATRIX_CELL": str(tmp_path / "nope.json")})
+    assert out.returncode == 4 and "IMAGEMATRIX_CELL=" in out.stdout + out.stderr
+
+
+@pytest.mark.skipif(_has_driver(), reason="this host has an NVIDIA driver: GPU checks would run")
+def test_gpu_checks_skip_with_reason_without_gpu(tmp_path):
+    cell = write_cell(tmp_path)
+    out = run_suite(tmp_path, "-q", "-rs", "--cell", str(cell), "-k", "test_cuinit_succeeds")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "1 skipped" in out.stdout
+    assert "no GPU visible: libcuda.so.1 could not be loaded" in out.stdout
+
+
+@pytest.mark.skipif(_has_driver(), reason="this host has an NVIDIA driver: GPU checks would run")
+def test_require_gpu_turns_the_skip_into_a_failure(tmp_path):
+    cell = write_cell(tmp_path)
+    out = run_suite(
+        tmp_path, "-q", "--cell", str(cell), "-k", "test_cuinit_succeeds", "--require-gpu"
+    )
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "1 failed" in out.stdout and "error" not in out.stdout.split("\n")[-2]
+    assert "no GPU visible" in out.stdout and "[--require-gpu]" in out.stdout
+
+
+def test_undeclared_features_skip_with_reason(tmp_path):
+    cell = write_cell(tmp_path, features=[])
+    out = run_suite(
+        tmp_path, "-q", "-rs", "--cell", str(cell), "-k", "test_ray or test_marimo or toolchain"
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "declares no 'ray' feature" in out.stdout
+    assert "declares no 'marimo' feature" in out.stdout
+    assert "declares no 'cpp_extension' feature" in out.stdout
+
+
+def test_markers_are_registered_by_the_suite(tmp_path):
+    cell = write_cell(tmp_path)
+    out = run_suite(tmp_path, "--markers", "--cell", str(cell))
+    assert out.returncode == 0, out.stderr
+    for marker in (
+        "smoke",
+        "full",
+        "gpu",
+        "cuda_extension",
+        "torch_compile",
+        "pyg",
+        "ray",
+        "marimo",
+    ):
+        assert f"@pytest.mark.{marker}" in out.stdout
