@@ -12,9 +12,11 @@ runs with the interpreter under test (no imagematrix install needed).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -40,11 +42,30 @@ def counts(junit: Path) -> dict[str, int]:
     return total
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (probes run in their own sessions, so a group kill misses them)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
 def run_once(args, suite: str, workers: str, caches: Path, label: str) -> dict:
     env = dict(os.environ)
     for var in CACHE_VARS:
         env[var] = str(caches / var.lower())
     junit = args.out / f"{label}.xml"
+    junit.unlink(missing_ok=True)
     cmd = [
         sys.executable,
         "-m",
@@ -66,25 +87,26 @@ def run_once(args, suite: str, workers: str, caches: Path, label: str) -> dict:
         cmd += ["-n", workers, "--dist", "loadgroup"]
     cmd += args.pytest_args
     start = time.monotonic()
-    try:
-        proc = subprocess.run(
-            cmd, env=env, capture_output=True, text=True, timeout=args.run_timeout
-        )
-        rc, out = proc.returncode, proc.stdout + proc.stderr
-    except subprocess.TimeoutExpired as exc:
-        rc, out = (
-            "timeout",
-            f"{exc.stdout or ''}{exc.stderr or ''}\n[killed after {args.run_timeout}s]",
-        )
-        out = out if isinstance(out, str) else out.decode(errors="replace")
+    with (args.out / f"{label}.log").open("w") as sink:
+        sink.write(" ".join(cmd) + "\n\n")
+        sink.flush()
+        proc = subprocess.Popen(cmd, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        try:
+            rc = proc.wait(timeout=args.run_timeout)
+        except subprocess.TimeoutExpired:
+            for pid in [*descendants(proc.pid), proc.pid]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            proc.wait()
+            rc = "timeout"
+            sink.write(f"\n[killed after {args.run_timeout}s]\n")
     wall = time.monotonic() - start
-    (args.out / f"{label}.log").write_text(" ".join(cmd) + "\n\n" + out)
     row = {
         "suite": suite,
         "workers": workers,
         "cache": label.rsplit("-", 1)[-1],
         "seconds": round(wall, 1),
-        "rc": proc.returncode,
+        "rc": rc,
         **counts(junit),
     }
     print(
