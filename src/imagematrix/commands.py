@@ -12,7 +12,7 @@ from rich.table import Table
 
 from .docker import BuildOptions, build_argv, build_env, detect_builder
 from .matrix import Matrix, load_matrix, matrix_json_schema
-from .plan import Plan, Selection, excluded_families, make_plan, select_cells
+from .plan import Plan, Selection, excluded_lines, make_plan, select_cells
 from .render import render_cell, write_context
 
 
@@ -41,8 +41,8 @@ def show_matrix(matrix: str | Path, sel: Selection) -> int:
         table.add_row(c.id, c.cuda.version, c.python, t.name, parent, ",".join(map(str, c.phases)) or "-", c.tag)
     out = console()
     out.print(table)
-    for (cuda, python), (targets, why) in excluded_families(m, sel).items():
-        out.print(f"excluded: CUDA {cuda} + Python {python} ({', '.join(targets)}): {why}")
+    for line in excluded_lines(m, sel):
+        out.print(line, markup=False, soft_wrap=True)
     return 0
 
 
@@ -72,7 +72,8 @@ def lint(matrix: str | Path, sel: Selection, code: bool = True, dockerfiles: boo
     if dockerfiles:
         m = load(matrix)
         cells = select_cells(m, sel)
-        config = linters.find_config(Path(matrix).parent)
+        # The project's config: beside the matrix file, else beside the fragments it renders.
+        config = linters.find_config(Path(matrix).parent) or linters.find_config(m.fragments_dir)
         found = linters.lint_cells(m, cells, config)
         out.print(f"hadolint: {len(found)} finding(s) in {len(cells)} rendered Dockerfile(s) (config: {config or 'none'})")
         findings += found

@@ -108,10 +108,17 @@ def _nothing_matches(m: Matrix, sel: Selection) -> str:
         held = "; ".join(f"CUDA {cu} + Python {py}: {', '.join(ts)}" for (cu, py), ts in fams.items())
         lines.append(f"  phase {num} holds {held or 'no cells'}")
     if sel.cudas or sel.pythons:
-        for (cuda, python), (targets, why) in excluded_families(m, sel).items():
-            which = "all targets" if len(targets) == len(m.targets) else ", ".join(targets)
-            lines.append(f"  excluded: CUDA {cuda} + Python {python} ({which}): {why}")
+        lines += [f"  {line}" for line in excluded_lines(m, sel)]
     return "\n".join(lines)
+
+
+def excluded_lines(m: Matrix, sel: Selection) -> list[str]:
+    """One line per excluded family the filters touch, with the matrix's reason."""
+    lines = []
+    for (cuda, python), (targets, why) in excluded_families(m, sel).items():
+        which = "all targets" if len(targets) == len(m.targets) else ", ".join(targets)
+        lines.append(f"excluded: CUDA {cuda} + Python {python} ({which}): {why}")
+    return lines
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 
@@ -213,7 +214,6 @@ def test_invalid_cron_says_which_field(expr, why):
 
 
 def test_json_schema_accepts_both_real_matrices_and_rejects_an_unknown_key():
-    jsonschema = pytest.importorskip("jsonschema")
     schema = matrix_json_schema()
     assert schema["title"] == "imagematrix matrix.yaml"
     validator = jsonschema.Draft202012Validator(schema)
