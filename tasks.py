@@ -64,7 +64,7 @@ def render(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.ya
 })
 @_cli
 def lint(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yaml", code=True, dockerfiles=True):
-    """Lint the code (ruff) and the selected cells' rendered Dockerfiles (hadolint)."""
+    """Lint code (ruff) and the selected cells' Dockerfiles (hadolint)."""
     return commands.lint(matrix, _selection(phase, cuda, python, target), code=code, dockerfiles=dockerfiles)
 
 
