@@ -1,9 +1,10 @@
 """The invoke CLI as a user runs it: exit codes, messages, never a traceback.
 
-Each test starts `python -m invoke ...` in the project's top directory. The
-error corpus (data/bad/) goes through the CLI too: a few files in a process
-each, and all of them through invoke's own Program in one process (one
-interpreter start instead of forty; the exit code is the SystemExit invoke raises).
+Most tests start `python -m invoke ...` in the project's top directory. The
+error corpus (data/bad/) and the bad-option cases go through the CLI too: a few
+in a process each, and all of them through invoke's own Program in one process
+(one interpreter start instead of forty; the exit code is the SystemExit invoke
+raises, which is what the process would exit with).
 """
 
 from __future__ import annotations
@@ -121,17 +122,6 @@ def test_build_dry_run_with_an_empty_selection_exits_2():
     assert "phase 2 holds CUDA 12.8.1 + Python 3.13: devel, ray-devel, marimo-devel" in proc.stderr
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("matrix", "--phase", "two"), "error: --phase takes a phase number, not 'two'"),
-    (("matrix", "--target", "slim"), "error: unknown target 'slim' (the matrix has: devel, runtime, "),
-    (("matrix", "--matrix", "no/such.yaml"), "error: no/such.yaml: 1 problem in the matrix file"),
-])
-def test_bad_options_exit_2_with_the_allowed_values(args, message):
-    proc = invoke(*args)
-    assert_clean_failure(proc)
-    assert proc.stderr.startswith(message)
-
-
 @pytest.mark.parametrize("name", ["unknown-key", "bad-yaml"])
 def test_a_broken_matrix_exits_2_in_its_own_process(name):
     path = DATA / "bad" / f"{name}.yaml"
@@ -145,34 +135,54 @@ _DRIVER = r"""
 import contextlib, io, json, sys
 from invoke.main import program
 results = []
-for path in sys.argv[1:]:
+for argv in json.loads(sys.argv[1]):
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
-            program.run(["invoke", "matrix", "--matrix", path])
+            program.run(["invoke", *argv])
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
-    results.append({"path": path, "code": code, "stdout": out.getvalue(), "stderr": err.getvalue()})
+    results.append({"code": code, "stdout": out.getvalue(), "stderr": err.getvalue()})
 print(json.dumps(results))
 """
 
 
-def test_every_broken_matrix_in_the_corpus_fails_through_the_cli_with_its_messages():
+def invoke_many(*argvs: list[str]) -> list[dict]:
+    """Run several invoke command lines through invoke's own Program in one interpreter."""
     proc = subprocess.run(
-        [sys.executable, "-c", _DRIVER, *map(str, BAD)],
+        [sys.executable, "-c", _DRIVER, json.dumps(argvs)],
         cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "NO_COLOR": "1"},
     )
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     results = json.loads(proc.stdout)
-    assert len(results) == len(BAD) > 30
-    for r in results:
-        path = Path(r["path"])
+    assert len(results) == len(argvs)
+    return results
+
+
+def test_every_broken_matrix_in_the_corpus_fails_through_the_cli_with_its_messages():
+    assert len(BAD) > 30
+    for path, r in zip(BAD, invoke_many(*(["matrix", "--matrix", str(p)] for p in BAD)), strict=True):
         assert r["code"] == 2, (path.name, r)
         assert r["stdout"] == "" and "Traceback" not in r["stderr"], path.name
+        n = len(expected(path))
         lines = r["stderr"].splitlines()
-        assert lines[0] == f"error: {path}: {len(expected(path))} problem{'s' if len(expected(path)) != 1 else ''} in the matrix file"
+        assert lines[0] == f"error: {path}: {n} problem{'s' if n != 1 else ''} in the matrix file"
         assert lines[1:] == [f"  {e}" for e in expected(path)], path.name
+
+
+def test_bad_options_exit_2_with_the_allowed_values():
+    cases = {
+        ("matrix", "--phase", "two"): "error: --phase takes a phase number, not 'two'\n",
+        ("matrix", "--target", "slim"): "error: unknown target 'slim' (the matrix has: devel, runtime, ray-devel, ray-runtime, marimo-devel, marimo-runtime)\n",
+        ("matrix", "--python", "3.12"): "error: unknown Python version '3.12' (the matrix has: 3.13, 3.14)\n",
+        ("render", "--cuda", "12.4"): "error: unknown CUDA version '12.4' (the matrix has: 12.8.1, 13.1.1)\n",
+        ("build", "--phase", "7", "--dry-run"): "error: unknown phase 7 (the matrix has: 1, 2, 3, 4, 5)\n",
+        ("lint", "--matrix", "no/such.yaml", "--no-code"): "error: no/such.yaml: 1 problem in the matrix file\n",
+    }
+    for (args, message), r in zip(cases.items(), invoke_many(*map(list, cases)), strict=True):
+        assert (r["code"], r["stdout"]) == (2, ""), args
+        assert r["stderr"].startswith(message), (args, r["stderr"])
 
 
 def test_a_suspicious_matrix_warns_on_stderr_and_still_works():
