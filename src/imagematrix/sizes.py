@@ -1,0 +1,601 @@
+"""`invoke sizes`: how big each built image is, where the bytes are, and whether it fits its budget.
+
+Per image: its size, its biggest layers (image history), its biggest directories
+and a split into buckets (base, Python, torch, nvidia, ...) from one short-lived
+container listing every file, the devel -> runtime difference, and the target's
+``budget_gb``. Each measurement lands in ``build/status.json`` (section
+"sizes"); the plot is drawn from those records (``sizeplot``).
+
+Sizes are apparent file bytes (what a layer stores), in decimal GB like
+``docker images``. A hard-linked file counts once. Bytes the image stores but
+its final filesystem does not show (a file rewritten or deleted by a later
+layer) are its *layer overhead*: the price of a RUN that touches copied files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fnmatch
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+from .errors import ImagematrixError
+from .matrix import Cell, Matrix
+
+SECTION = "sizes"
+GB = 1e9
+BUCKETS = ("base", "Python", "torch", "nvidia", "triton", "PyG", "Ray", "marimo", "other")
+# Distribution or top-level names in site-packages -> bucket; first match wins, the rest is "other".
+PACKAGE_BUCKETS = (
+    ("torch", "torch"), ("torchgen", "torch"), ("functorch", "torch"),
+    ("torchvision", "torch"), ("torchaudio", "torch"),
+    ("nvidia", "nvidia"), ("nvidia_*", "nvidia"), ("cuda", "nvidia"), ("cuda_*", "nvidia"),
+    ("triton", "triton"),
+    ("torch_geometric", "PyG"), ("pyg_lib", "PyG"), ("torch_scatter", "PyG"), ("torch_sparse", "PyG"),
+    ("torch_cluster", "PyG"), ("torch_spline_conv", "PyG"),
+    ("ray", "Ray"),
+    ("marimo", "marimo"),
+)
+SYSTEM_PREFIXES = ("/usr", "/usr/local")  # an interpreter installed here belongs to the OS
+BASE_LABEL = "org.opencontainers.image.base.name"
+# Every file of the image, NUL-separated: type, bytes, link count, inode, path. GNU find (Debian, Ubuntu).
+FIND_ARGV = ["find", "/", "-xdev", "(", "-type", "f", "-o", "-type", "l", ")", "-printf", r"%y %s %n %i %p\0"]
+PROBE_TIMEOUT_S = 600
+LAYOUT_CODE = """
+import json, os, site, sys, sysconfig
+v = sysconfig.get_config_vars()
+lib = os.path.join(v.get("LIBDIR") or "", v.get("LDLIBRARY") or "")
+real = os.path.realpath
+print(json.dumps({
+    "version": sys.version.split()[0],
+    "prefix": real(sys.prefix),
+    "base_prefix": real(sys.base_prefix),
+    "site": sorted({real(p) for p in site.getsitepackages()}),
+    "stdlib": sorted({real(sysconfig.get_path("stdlib")), real(sysconfig.get_path("platstdlib"))}),
+    "include": real(sysconfig.get_path("include")),
+    "executable": real(sys.executable),
+    "libpython": real(lib) if os.path.isfile(lib) else None,
+}))
+"""
+# The knobs that trade size for debuggability (matrix.yaml targets.*.options), cheapest loss first.
+KNOBS = (
+    ("drop_static_libs", "deletes static .a libraries: nothing can link them statically any more"),
+    ("strip_debug", "strips debug sections from .so files: profilers and stack traces lose file:line info"),
+)
+
+
+class SizesError(ImagematrixError):
+    pass
+
+
+# --- pure parts: parsing, bucketing, judging, formatting -------------------------------
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One file of an image's final filesystem."""
+
+    kind: str  # "f" file, "l" symlink
+    size: int
+    links: int
+    inode: int
+    path: str
+
+
+def parse_listing(raw: bytes) -> list[Entry]:
+    """Parse ``FIND_ARGV``'s output; unreadable records are skipped, never guessed."""
+    out = []
+    for rec in raw.split(b"\0"):
+        parts = rec.split(b" ", 4)
+        if len(parts) != 5:
+            continue
+        kind, size, links, inode, path = parts
+        try:
+            out.append(Entry(kind.decode(), int(size), int(links), int(inode), path.decode(errors="replace")))
+        except ValueError:
+            continue
+    return out
+
+
+def counted(entries: Iterable[Entry]) -> Iterable[Entry]:
+    """Entries whose bytes a layer stores: files, each hard-linked inode once (symlinks cost ~nothing)."""
+    seen: set[int] = set()
+    for e in entries:
+        if e.kind != "f":
+            continue
+        if e.links > 1:
+            if e.inode in seen:
+                continue
+            seen.add(e.inode)
+        yield e
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the image's interpreter and environment live (from ``LAYOUT_CODE``)."""
+
+    prefix: str = ""
+    base_prefix: str = ""
+    site: tuple[str, ...] = ()
+    stdlib: tuple[str, ...] = ()
+    include: str = ""
+    executable: str = ""
+    libpython: str | None = None
+    version: str = ""
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Layout:
+        return cls(
+            prefix=data.get("prefix", ""), base_prefix=data.get("base_prefix", ""),
+            site=tuple(data.get("site", ())), stdlib=tuple(data.get("stdlib", ())),
+            include=data.get("include", ""), executable=data.get("executable", ""),
+            libpython=data.get("libpython"), version=data.get("version", ""),
+        )
+
+    def python_roots(self) -> tuple[str, ...]:
+        """Trees and files that make up the interpreter (site dirs inside them are not Python)."""
+        roots = [*self.stdlib, self.include, self.executable, self.libpython or "", self.prefix]
+        if self.base_prefix and self.base_prefix not in SYSTEM_PREFIXES:
+            roots.append(self.base_prefix)  # a private interpreter (/opt/python): all of it
+        return tuple(r for r in roots if r and r != "/")
+
+    def env_roots(self) -> tuple[str, ...]:
+        """What a runtime stage copies: the venv, and the interpreter when it is not the OS's."""
+        roots = [self.prefix] if self.prefix and self.prefix not in SYSTEM_PREFIXES else []
+        if self.base_prefix and self.base_prefix not in SYSTEM_PREFIXES and self.base_prefix != self.prefix:
+            roots.append(self.base_prefix)
+        return tuple(roots)
+
+
+def under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+_VERSION_TAIL = re.compile(r"-\d.*$")
+
+
+def package_name(entry: str) -> str:
+    """Normalised project name of a site-packages entry: ``nvidia_cublas-13.1.dist-info`` -> ``nvidia_cublas``."""
+    if entry.endswith((".dist-info", ".egg-info", ".data")):
+        name = _VERSION_TAIL.sub("", entry.rsplit(".", 1)[0])
+    else:  # a package dir, torch_scatter.libs, typing_extensions.py, foo.cpython-313-x86_64-linux-gnu.so, x.pth
+        name = entry.split(".", 1)[0]
+    return name.lower().replace("-", "_").replace(".", "_")
+
+
+def package_bucket(entry: str) -> str:
+    name = package_name(entry)
+    for pattern, bucket in PACKAGE_BUCKETS:
+        if fnmatch.fnmatchcase(name, pattern):
+            return bucket
+    return "other"
+
+
+def classify(path: str, layout: Layout, base_paths: frozenset[str] | set[str] = frozenset()) -> str:
+    """The bucket of one file: base image, a site-packages package, the interpreter, or other."""
+    if path in base_paths:
+        return "base"
+    for site_dir in layout.site:
+        if under(path, site_dir) and path != site_dir:
+            return package_bucket(path[len(site_dir.rstrip("/")) + 1 :].split("/", 1)[0])
+    if any(under(path, r) for r in layout.python_roots()):
+        return "Python"
+    return "other"
+
+
+def bucket_bytes(entries: Iterable[Entry], layout: Layout, base_paths=frozenset()) -> dict[str, int]:
+    out = dict.fromkeys(BUCKETS, 0)
+    for e in counted(entries):
+        out[classify(e.path, layout, base_paths)] += e.size
+    return out
+
+
+def dir_bytes(entries: Iterable[Entry], max_depth: int) -> dict[str, int]:
+    """Bytes under each directory down to ``max_depth`` path components ("/" included)."""
+    out: dict[str, int] = {}
+    for e in counted(entries):
+        parts = PurePosixPath(e.path).parts[1:-1]
+        out["/"] = out.get("/", 0) + e.size
+        for i in range(min(len(parts), max_depth)):
+            d = "/" + "/".join(parts[: i + 1])
+            out[d] = out.get(d, 0) + e.size
+    return out
+
+
+def biggest_dirs(
+    sizes: Mapping[str, int], n: int, dominant: float = 0.8, skip: Iterable[str] = ()
+) -> list[tuple[str, int]]:
+    """The ``n`` biggest directories worth looking at.
+
+    A directory one child almost fills (>= ``dominant`` of its bytes) says nothing
+    its child does not, so only the child is listed. "/" and the ``skip`` dirs
+    (site-packages and its parents: the env column already says how big they are)
+    never are.
+    """
+    skip = set(skip) | {"/"}
+    children: dict[str, int] = {}
+    for d, b in sizes.items():
+        if d != "/":
+            parent = str(PurePosixPath(d).parent)
+            children[parent] = max(children.get(parent, 0), b)
+    useful = [(d, b) for d, b in sizes.items() if d not in skip and b > 0 and children.get(d, 0) < dominant * b]
+    return sorted(useful, key=lambda x: (-x[1], x[0]))[:n]
+
+
+def short_command(created_by: str, width: int = 90) -> str:
+    text = re.sub(r"^(RUN )?/bin/sh -c (#\(nop\)\s*)?", r"\1", created_by or "").strip()
+    text = re.sub(r"\s+", " ", text.replace(" # buildkit", ""))
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def biggest_layers(history: list[dict], n: int, base: str | None = None) -> list[dict]:
+    """The ``n`` biggest layers, newest-first history in; a layer with no command is the base image's."""
+    layers = []
+    for h in history:
+        command = short_command(h.get("CreatedBy", ""))
+        if not command:
+            command = f"(base image {base})" if base else "(base image)"
+        layers.append({"bytes": int(h.get("Size") or 0), "command": command})
+    return sorted((x for x in layers if x["bytes"] > 0), key=lambda x: -x["bytes"])[:n]
+
+
+def fmt_bytes(n: int | float | None) -> str:
+    if n is None:
+        return "-"
+    sign = "-" if n < 0 else ""
+    n = abs(n)
+    if n >= 1e8:
+        return f"{sign}{n / GB:.2f} GB"
+    if n >= 1e5:
+        return f"{sign}{n / 1e6:.0f} MB"
+    return f"{sign}{n / 1e3:.0f} kB"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    state: str  # "ok", "over", "no budget", "missing"
+    summary: str
+
+    @property
+    def failed(self) -> bool:
+        return self.state == "over"
+
+
+def judge_budget(size_bytes: int | None, budget_gb: float | None) -> Verdict:
+    if size_bytes is None:
+        return Verdict("missing", "not built")
+    size = fmt_bytes(size_bytes)
+    if budget_gb is None:
+        return Verdict("no budget", f"{size} (no budget_gb)")
+    share = size_bytes / (budget_gb * GB)
+    if size_bytes > budget_gb * GB:
+        return Verdict("over", f"{size} OVER budget {budget_gb:g} GB ({share:.0%})")
+    return Verdict("ok", f"{size} of {budget_gb:g} GB ({share:.0%})")
+
+
+# --- measuring a real image ------------------------------------------------------------
+
+
+@dataclass
+class Measurement:
+    cell: str
+    ref: str
+    image_id: str
+    size_bytes: int
+    fs_bytes: int
+    layer_overhead_bytes: int
+    env_bytes: int
+    static_lib_bytes: int  # .a files in the environment: what drop_static_libs would save
+    env_roots: list[str]
+    site_dirs: list[str]
+    base: str | None
+    base_bytes: int | None
+    buckets: dict[str, int]
+    layers: list[dict]
+    dirs: list[list]
+    python: str
+    notes: list[str] = field(default_factory=list)
+
+
+def _client():
+    from .preflight import docker_client
+
+    return docker_client()
+
+
+def run_probe(client, image_ref: str, label: str, with_python: bool = True) -> tuple[list[Entry], dict | None]:
+    """List every file of ``image_ref`` (and its Python layout) in a short-lived container, always removed."""
+    import docker
+
+    name = f"imagematrix-sizes-{re.sub(r'[^a-zA-Z0-9_.-]', '-', label)}-{os.getpid()}"
+    container = None
+    try:
+        container = client.containers.run(
+            image_ref, entrypoint=["sleep"], command=["infinity"], name=name, detach=True,
+            network_disabled=True, labels={"imagematrix.sizes": label},
+        )
+        layout = None
+        if with_python:
+            code, out = container.exec_run(["timeout", "120", "python3", "-c", LAYOUT_CODE], demux=True)
+            if code == 0 and out[0]:
+                layout = json.loads(out[0].decode().strip().splitlines()[-1])
+        code, out = container.exec_run(["timeout", str(PROBE_TIMEOUT_S), *FIND_ARGV], demux=True)
+        stdout, stderr = out
+        if code not in (0, 1) or not stdout:  # 1: some file vanished or was unreadable; the rest is listed
+            why = (stderr or b"").decode(errors="replace").strip()[-500:]
+            raise SizesError(
+                f"could not list the files of {image_ref} (find exited {code}): {why}. The size probe needs GNU "
+                "find and coreutils (sleep, timeout) in the image, as Debian and Ubuntu bases have"
+            )
+        return parse_listing(stdout), layout
+    except docker.errors.APIError as exc:
+        raise SizesError(f"the size probe could not run in {image_ref}: {exc.explanation or exc}") from None
+    finally:
+        if container is not None:
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)
+
+
+class Prober:
+    """Measures images, each at most once per run (a runtime's parent is often measured twice)."""
+
+    def __init__(self, client, top: int = 5):
+        self.client = client
+        self.top = top
+        self._base_paths: dict[str, frozenset[str] | None] = {}
+        self._done: dict[str, Measurement] = {}
+
+    def image(self, ref: str):
+        import docker
+
+        try:
+            return self.client.images.get(ref)
+        except docker.errors.ImageNotFound:
+            return None
+
+    def base_paths(self, ref: str | None) -> frozenset[str] | None:
+        if not ref:
+            return None
+        if ref not in self._base_paths:
+            img = self.image(ref)
+            if img is None:
+                self._base_paths[ref] = None
+            else:
+                entries, _ = run_probe(self.client, img.id, f"base-{ref}", with_python=False)
+                self._base_paths[ref] = frozenset(e.path for e in entries)
+        return self._base_paths[ref]
+
+    def measure(self, cell_id: str, ref: str, image=None) -> Measurement | None:
+        image = image or self.image(ref)
+        if image is None:
+            return None
+        if image.id in self._done:
+            return self._done[image.id]
+        notes = []
+        entries, raw_layout = run_probe(self.client, image.id, cell_id)
+        layout = Layout.from_json(raw_layout or {})
+        if raw_layout is None:
+            notes.append("no python3 in the image: Python and package buckets are empty")
+        base = (image.labels or {}).get(BASE_LABEL)
+        base_img = self.image(base) if base else None
+        base_paths = self.base_paths(base) or frozenset()
+        if base and base_img is None:
+            notes.append(f"base image {base} is not here: its files count as 'other'")
+        fs = sum(e.size for e in counted(entries))
+        size = int(image.attrs.get("Size") or 0)
+        buckets = bucket_bytes(entries, layout, base_paths)
+        overhead = size - fs
+        buckets["other"] += max(overhead, 0)  # the bars add up to the image size
+        roots = layout.env_roots()
+        in_env = [e for e in counted(entries) if any(under(e.path, r) for r in roots)]
+        env = sum(e.size for e in in_env)
+        static = sum(e.size for e in in_env if e.path.endswith(".a"))
+        depth = max([len(PurePosixPath(s).parts) + 1 for s in layout.site] + [4])
+        m = Measurement(
+            cell=cell_id, ref=ref, image_id=image.id, size_bytes=size, fs_bytes=fs,
+            layer_overhead_bytes=overhead, env_bytes=env, static_lib_bytes=static, env_roots=list(roots), site_dirs=list(layout.site), base=base,
+            base_bytes=int(base_img.attrs.get("Size") or 0) if base_img else None, buckets=buckets,
+            layers=biggest_layers(image.history(), self.top, base),
+            dirs=[list(x) for x in biggest_dirs(dir_bytes(entries, depth), self.top, skip=_ancestors(layout.site))],
+            python=layout.version, notes=notes,
+        )
+        self._done[image.id] = m
+        return m
+
+
+def _ancestors(paths: Iterable[str]) -> set[str]:
+    """The paths and every directory above them."""
+    out = set()
+    for p in paths:
+        pp = PurePosixPath(p)
+        out |= {str(pp), *(str(a) for a in pp.parents)}
+    return out
+
+
+# --- the report ------------------------------------------------------------------------
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def parent_cell(m: Matrix, cell: Cell) -> Cell | None:
+    """The devel image a runtime (slim) cell copies from."""
+    t = cell.target
+    return m.stage_cell(cell, t.parent) if t.relation == "slim" and t.parent else None
+
+
+def advice(meas: Measurement, options: Mapping[str, Any], budget_gb: float | None, target: str) -> list[str]:
+    """What to look at when an image is over budget, biggest first."""
+    tips = []
+    if meas.layers:
+        top = meas.layers[0]
+        tips.append(f"biggest layer {fmt_bytes(top['bytes'])}: {top['command']}")
+    if meas.dirs:
+        tips.append("biggest directories: " + ", ".join(f"{d} {fmt_bytes(b)}" for d, b in meas.dirs[:3]))
+    if meas.layer_overhead_bytes > 0.02 * meas.size_bytes:
+        tips.append(
+            f"{fmt_bytes(meas.layer_overhead_bytes)} are stored in layers but hidden in the final filesystem: "
+            "a later RUN rewrote or deleted copied files (chmod/chown/rm after COPY); do it in the prune stage"
+        )
+    for knob, why in KNOBS:
+        if not options.get(knob):
+            saves = f" (saves {fmt_bytes(meas.static_lib_bytes)})" if knob == "drop_static_libs" else ""
+            tips.append(f"set targets.{target}.options.{knob}: true{saves}; it {why}")
+    if budget_gb is not None:
+        tips.append(f"or raise targets.{target}.budget_gb ({budget_gb:g}) in the matrix if the growth is wanted")
+    return tips
+
+
+def record(meas: Measurement, verdict: Verdict, budget_gb: float | None, parent: dict | None) -> dict:
+    data = {"state": verdict.state, "summary": verdict.summary, "measured": now(), "budget_gb": budget_gb}
+    data.update({k: v for k, v in asdict(meas).items() if k != "cell"})
+    if parent is not None:
+        data["parent"] = parent
+    return data
+
+
+def parent_diff(meas: Measurement, parent_id: str, pm: Measurement | None, rebuild: str) -> dict:
+    if pm is None:
+        return {"cell": parent_id, "missing": True, "build": rebuild}
+    return {
+        "cell": parent_id, "size_bytes": pm.size_bytes, "saved_bytes": pm.size_bytes - meas.size_bytes,
+        "env_saved_bytes": pm.env_bytes - meas.env_bytes,
+        "buckets_saved": {b: pm.buckets.get(b, 0) - meas.buckets.get(b, 0) for b in BUCKETS},
+    }
+
+
+def short_path(path: str, site_dirs: Iterable[str]) -> str:
+    for s in site_dirs:
+        if under(path, s):
+            return "site-packages" + path[len(s.rstrip("/")):]
+    return path
+
+
+@dataclass
+class CellReport:
+    cell: Cell
+    verdict: Verdict
+    rebuild: str
+    meas: Measurement | None = None
+    parent: dict | None = None
+    tips: list[str] = field(default_factory=list)
+
+
+def measure_cells(m: Matrix, cells: list[Cell], build_dir, prober: Prober, matrix_arg: str) -> list[CellReport]:
+    """Measure each cell's image (and its devel parent) and record it in status.json."""
+    from .status import update_cell
+    from .testrun import build_command
+
+    def rebuild(c: Cell) -> str:
+        return build_command(matrix_arg, c.cuda.version, c.python, c.target.name)
+
+    reports = []
+    for cell in cells:
+        t = cell.target
+        meas = prober.measure(cell.id, cell.ref)
+        verdict = judge_budget(meas.size_bytes if meas else None, t.budget_gb)
+        rep = CellReport(cell, verdict, rebuild(cell), meas)
+        if meas is None:
+            data = {"state": verdict.state, "summary": verdict.summary, "measured": now(), "build": rep.rebuild}
+        else:
+            pc = parent_cell(m, cell)
+            if pc is not None:
+                rep.parent = parent_diff(meas, pc.id, prober.measure(pc.id, pc.ref), rebuild(pc))
+            if verdict.failed:
+                rep.tips = advice(meas, t.options, t.budget_gb, t.name)
+            data = record(meas, verdict, t.budget_gb, rep.parent) | {"advice": rep.tips}
+        update_cell(build_dir, cell.id, SECTION, data, replace=True)
+        reports.append(rep)
+    return reports
+
+
+def print_report(reports: list[CellReport], console) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="image sizes (decimal GB, as `docker images`)", title_justify="left")
+    for col in ("cell", "size", "budget", "state", "vs devel", "env", "layer overhead", "biggest directory"):
+        table.add_column(col, no_wrap=True)
+    style = {"ok": "green", "over": "bold red", "missing": "yellow", "no budget": "dim"}
+    for r in reports:
+        meas, b = r.meas, r.cell.target.budget_gb
+        saved = "-"
+        if r.parent and not r.parent.get("missing"):
+            saved = f"-{fmt_bytes(r.parent['saved_bytes'])}" if r.parent["saved_bytes"] >= 0 else f"+{fmt_bytes(-r.parent['saved_bytes'])}"
+        elif r.parent:
+            saved = "devel not built"
+        top = "-"
+        if meas and meas.dirs:
+            d, n = meas.dirs[0]
+            top = f"{short_path(d, meas.site_dirs)} {fmt_bytes(n)}"
+        table.add_row(
+            r.cell.id, fmt_bytes(meas.size_bytes) if meas else "-", f"{b:g} GB" if b is not None else "-",
+            Text(r.verdict.state, style=style.get(r.verdict.state, "")), saved,
+            fmt_bytes(meas.env_bytes) if meas else "-", fmt_bytes(meas.layer_overhead_bytes) if meas else "-", top,
+        )
+    console.print(table)
+    for r in reports:
+        meas = r.meas
+        if meas is None:
+            console.print(f"[yellow]missing[/] {r.cell.id}: {r.cell.ref} was never built; build it: {r.rebuild}", soft_wrap=True)
+            continue
+        console.print(f"\n[bold]{r.cell.id}[/] {r.cell.ref}: {r.verdict.summary}")
+        console.print("  buckets: " + " · ".join(f"{k} {fmt_bytes(v)}" for k, v in meas.buckets.items() if v))
+        for i, layer in enumerate(meas.layers):
+            console.print(f"  {'layers:' if i == 0 else '':8} {fmt_bytes(layer['bytes']):>8}  {layer['command']}", soft_wrap=True)
+        for i, (d, n) in enumerate(meas.dirs):
+            console.print(f"  {'dirs:' if i == 0 else '':8} {fmt_bytes(n):>8}  {short_path(d, meas.site_dirs)}")
+        p = r.parent
+        if p and p.get("missing"):
+            console.print(f"  vs devel: {p['cell']} was never built ({p['build']})")
+        elif p:
+            moved = ", ".join(f"{k} {fmt_bytes(v)}" for k, v in p["buckets_saved"].items() if abs(v) >= 1e6)
+            console.print(
+                f"  vs devel: {p['cell']} {fmt_bytes(p['size_bytes'])} -> {fmt_bytes(meas.size_bytes)}: "
+                f"saves {fmt_bytes(p['saved_bytes'])} (env {fmt_bytes(p['env_saved_bytes'])}; by bucket: {moved or 'none'})"
+            )
+        for note in meas.notes:
+            console.print(f"  note: {note}")
+
+
+def report(matrix: str, sel, build_dir, top: int = 5, plot: bool = True, console=None) -> int:
+    """`invoke sizes`: measure, record, print, plot; 1 when an image is over its budget."""
+    from pathlib import Path
+
+    from .commands import console as make_console
+    from .commands import load
+    from .plan import select_cells
+
+    console = console or make_console()
+    m = load(matrix)
+    cells = select_cells(m, sel)
+    prober = Prober(_client(), top)
+    reports = measure_cells(m, cells, Path(build_dir), prober, matrix)
+    print_report(reports, console)
+    if plot:
+        from .sizeplot import PLOT_PATH, plot_records
+
+        out = Path(build_dir) / PLOT_PATH
+        drawn = plot_records(Path(build_dir), [c.id for c in m.cells], out)  # every recorded cell, not just these
+        console.print(f"\nplot: {out} ({drawn} cell(s))" if drawn else "\nplot: nothing measured to draw")
+    missing = [r for r in reports if r.meas is None]
+    over = [r for r in reports if r.verdict.failed]
+    console.print(
+        f"\n{len(reports) - len(missing)} measured, {len(missing)} missing, {len(over)} over budget "
+        f"(recorded in {Path(build_dir) / 'status.json'}, section '{SECTION}')"
+    )
+    if over:
+        err = make_console(stderr=True)
+        for r in over:
+            err.print(f"[bold red]over budget[/] {r.cell.id}: {r.verdict.summary}. Look at:")
+            for tip in r.tips:
+                err.print(f"  - {tip}", soft_wrap=True)
+        return 1
+    return 0
