@@ -8,6 +8,7 @@ from pathlib import Path
 from invoke import Exit, task
 
 from imagematrix import commands
+from imagematrix import sizes as image_sizes
 from imagematrix.docker import BuildOptions
 from imagematrix.errors import ImagematrixError
 from imagematrix.plan import Selection
@@ -105,3 +106,15 @@ def build(
     if dry_run:
         return commands.print_dry_run(p, options)
     raise Exit("error: real builds are not available yet; use --dry-run", code=2)
+
+
+@task(iterable=FILTERS["iterable"], help={
+    **FILTER_HELP,
+    "out": "build directory: status.json (section 'sizes') and reports/sizes.png (default: build)",
+    "top": "how many layers and directories to list per image (default: 5)",
+    "plot": "draw build/reports/sizes.png (--no-plot: skip it)",
+})
+@_cli
+def sizes(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yaml", out="build", top=5, plot=True):
+    """Size of each built image: biggest layers and dirs, devel->runtime saving, budget (exit 1 when over)."""
+    return image_sizes.report(matrix, _selection(phase, cuda, python, target), Path(out), top=top, plot=plot)
