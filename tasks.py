@@ -7,11 +7,12 @@ from pathlib import Path
 
 from invoke import Exit, task
 
-from imagematrix import commands
+from imagematrix import build as builds
+from imagematrix import commands, status_view
 from imagematrix import sizes as image_sizes
 from imagematrix.docker import BuildOptions
 from imagematrix.errors import ImagematrixError
-from imagematrix.plan import Selection
+from imagematrix.plan import Selection, select_cells
 
 FILTER_HELP = {
     "phase": "only cells of build phase N (repeatable)",
@@ -77,6 +78,7 @@ def schema(c):
 
 
 @task(
+    auto_shortflags=False,  # automatic ones collide (-h would be --cache-to)
     iterable=[*FILTERS["iterable"], "cache_from", "cache_to"],
     help={
         **FILTER_HELP,
@@ -87,12 +89,15 @@ def schema(c):
         "cache_to": "BuildKit --cache-to destination (repeatable)",
         "ca_cert": "CA bundle for TLS-inspecting proxies, handed to pip/uv/curl as a BuildKit secret",
         "out": "build directory: contexts, logs, status (default: build)",
+        "force": "rebuild cells even when their image is unchanged (BuildKit's cache still applies)",
+        "skip_preflight": "report failed host checks (disk, memory, base images) as warnings and build anyway",
     },
 )
 @_cli
 def build(
     c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yaml",
     dry_run=False, no_cache=False, pull=False, cache_from=None, cache_to=None, ca_cert="", out="build",
+    force=False, skip_preflight=False,
 ):
     """Build the selected cells, parents first (--dry-run: show the plan and commands)."""
     p = commands.plan(matrix, _selection(phase, cuda, python, target), Path(out))
@@ -105,7 +110,31 @@ def build(
     )
     if dry_run:
         return commands.print_dry_run(p, options)
-    raise Exit("error: real builds are not available yet; use --dry-run", code=2)
+    builds.run_build(p, options, force=force, skip_preflight=skip_preflight, console=commands.console())
+    return 0
+
+
+@task(iterable=FILTERS["iterable"], help={
+    **FILTER_HELP,
+    "matrix": "also list this matrix's selected cells that have no record yet (default: only recorded cells)",
+    "out": "build directory holding status.json (default: build)",
+})
+@_cli
+def status(c, phase=None, cuda=None, python=None, target=None, matrix="", out="build"):
+    """Show the recorded state of each cell: build, duration, size, image, and test/sizes if recorded."""
+    return status_view.show_status(Path(out), matrix or None, _selection(phase, cuda, python, target))
+
+
+@task(iterable=FILTERS["iterable"], help={
+    **FILTER_HELP,
+    "images": "also remove the images of the selected cells (only images labelled as those cells)",
+    "out": "build directory to remove (default: build)",
+})
+@_cli
+def clean(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yaml", images=False, out="build"):
+    """Remove build/ (contexts, logs, status.json); --images also removes the selected cells' images."""
+    cells = select_cells(commands.load(matrix), _selection(phase, cuda, python, target)) if images else None
+    return builds.clean(Path(out), cells, console=commands.console())
 
 
 @task(iterable=FILTERS["iterable"], help={

@@ -1,17 +1,31 @@
-"""The docker command lines imagematrix runs: built here, as argument lists, nowhere else."""
+"""The docker command lines imagematrix runs, and what BuildKit prints back.
+
+Commands are built here, as argument lists, nowhere else. ``BuildkitLog``
+reads BuildKit's ``--progress plain`` output: the executor, the progress view
+and failure messages all take the current and the failing step from it.
+"""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
+from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import UsageError
 from .plan import BuildStep
-from .render import CA_SECRET_ID
+from .render import CA_SECRET_ID, LABEL_PREFIX
 
 BUILDX = "buildx"
 CLASSIC = "docker"  # DOCKER_BUILDKIT=1 docker build
+BUILD_HASH_LABEL = f"{LABEL_PREFIX}.build-hash"
+
+# BuildKit's predefined proxy ARGs: passed by name (the value stays in the
+# environment, out of argv and logs) and excluded from the build cache and history.
+PROXY_ARGS = ("HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY")
 
 
 @dataclass(frozen=True)
@@ -22,7 +36,24 @@ class BuildOptions:
     cache_to: tuple[str, ...] = ()
     ca_cert: Path | None = None
     progress: str = "plain"
-    labels: dict[str, str] = field(default_factory=dict)  # added at build time (e.g. created, revision)
+    labels: dict[str, str] = field(default_factory=dict)  # added at build time (e.g. the build hash)
+    build_args: tuple[str, ...] = ()  # NAME (value from the environment) or NAME=VALUE
+    no_cache_filter: tuple[str, ...] = ()  # stages to build without cache (buildx); the rest may come from cache
+
+
+@dataclass(frozen=True)
+class Builder:
+    """What runs the builds: buildx (and its driver) or the classic CLI with BuildKit."""
+
+    kind: str
+    version: str = ""
+    driver: str = ""  # buildx driver: docker, docker-container, kubernetes, remote
+    buildkit: str = ""  # BuildKit version the builder reports
+
+    def describe(self) -> str:
+        if self.kind == BUILDX:
+            return f"buildx {self.version or '?'} ({self.driver or '?'} driver, BuildKit {self.buildkit or '?'})"
+        return "DOCKER_BUILDKIT=1 docker build (no buildx plugin)"
 
 
 def detect_builder() -> str:
@@ -36,6 +67,68 @@ def detect_builder() -> str:
     except (OSError, subprocess.TimeoutExpired):
         ok = False
     return BUILDX if ok else CLASSIC
+
+
+def _run(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout if done.returncode == 0 else ""
+
+
+def describe_builder(kind: str | None = None) -> Builder:
+    """The builder with its driver and BuildKit version (``docker buildx inspect``)."""
+    kind = kind or detect_builder()
+    if kind != BUILDX:
+        return Builder(kind)
+    version = _run(["docker", "buildx", "version"]).split()
+    fields: dict[str, str] = {}
+    for line in _run(["docker", "buildx", "inspect"]).splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip().lower(), value.strip())
+    return Builder(
+        BUILDX,
+        version=version[1] if len(version) > 1 else "",
+        driver=fields.get("driver", ""),
+        # buildx >= 0.11 says "BuildKit version:", older ones "Buildkit:".
+        buildkit=fields.get("buildkit version", fields.get("buildkit", "")),
+    )
+
+
+def cache_type(spec: str) -> str:
+    """The ``type=`` of a --cache-from/--cache-to value; a bare reference means ``registry``."""
+    for part in spec.split(","):
+        key, sep, value = part.partition("=")
+        if sep and key.strip() == "type":
+            return value.strip()
+    return "registry"
+
+
+def check_cache_options(options: BuildOptions, builder: Builder) -> None:
+    """Refuse cache exports the builder cannot do, before any build starts."""
+    if not options.cache_to:
+        return
+    if builder.kind != BUILDX:
+        raise UsageError(
+            "--cache-to needs docker buildx: the classic `docker build` cannot export a cache. "
+            "Install the buildx plugin (scripts/bootstrap-host.sh does) or drop --cache-to."
+        )
+    if builder.driver == "docker":
+        bad = [c for c in options.cache_to if cache_type(c) != "inline"]
+        if bad:
+            raise UsageError(
+                f"--cache-to {bad[0]}: buildx's 'docker' driver (the default builder) can only export "
+                "type=inline (the cache travels in the image, for registries). For type=local/registry/gha "
+                "create a builder with another driver: `docker buildx create --name im --driver docker-container "
+                "--use` (it pulls moby/buildkit, so it needs a registry), or drop --cache-to."
+            )
+
+
+def proxy_build_args(env: Mapping[str, str]) -> tuple[str, ...]:
+    """Names of the proxy variables set in ``env``, to hand to every build."""
+    return tuple(n for name in PROXY_ARGS for n in (name, name.lower()) if env.get(n))
 
 
 def build_env(builder: str) -> dict[str, str]:
@@ -54,15 +147,123 @@ def build_argv(step: BuildStep, options: BuildOptions, builder: str = BUILDX) ->
     ]
     for key, value in sorted(options.labels.items()):
         argv += ["--label", f"{key}={value}"]
+    for arg in options.build_args:
+        argv += ["--build-arg", arg]
     if options.ca_cert is not None:
         argv += ["--secret", f"id={CA_SECRET_ID},src={options.ca_cert}"]
     for ref in options.cache_from:
         argv += ["--cache-from", ref]
     for ref in options.cache_to:
         argv += ["--cache-to", ref]
-    if options.no_cache:
+    if options.no_cache_filter and builder == BUILDX:
+        for stage in options.no_cache_filter:
+            argv += ["--no-cache-filter", stage]
+    elif options.no_cache or options.no_cache_filter:
         argv.append("--no-cache")
     if options.pull:
         argv.append("--pull")
     argv.append(str(step.context))
     return argv
+
+
+# --- BuildKit's plain progress output ----------------------------------------------
+
+_VERTEX = re.compile(r"^#(\d+) (.*)$")
+_STEP = re.compile(r"^\[[^\]]*\d+/\d+\]")  # "[devel 3/5] RUN ...", "[2/3] COPY ..."
+_SOLVE_ERROR = re.compile(r"^(?:ERROR|error): (?:failed to solve[^:]*: )?(.*)$")
+_FAILED_STEP = re.compile(r"^ > (\[.*\] .*):$")
+
+
+@dataclass
+class Vertex:
+    number: int
+    name: str  # "[devel 3/5] RUN pip install torch", "exporting to image"
+    state: str = "running"  # running, done, cached, error, canceled
+    error: str = ""
+
+    @property
+    def is_step(self) -> bool:
+        """A Dockerfile instruction (not BuildKit's internal loading/exporting work)."""
+        return bool(_STEP.match(self.name))
+
+    @property
+    def is_work(self) -> bool:
+        """A step that does work (RUN, COPY ...); FROM only names a base."""
+        return self.is_step and self.name.split("] ", 1)[-1].split(" ", 1)[0] != "FROM"
+
+
+@dataclass
+class BuildkitLog:
+    """Incremental parse of ``--progress plain``: the vertices, the current step, the error."""
+
+    tail_lines: int = 25
+    vertices: dict[int, Vertex] = field(default_factory=dict)
+    solve_error: str = ""
+    failed_heading: str = ""
+    tail: deque[str] = field(default_factory=deque)
+    current: Vertex | None = None
+
+    def __post_init__(self) -> None:
+        self.tail = deque(maxlen=self.tail_lines)
+
+    def feed(self, line: str) -> Vertex | None:
+        """Take one output line; returns the vertex it started, if it started one."""
+        line = line.rstrip("\r\n")
+        if line.strip():
+            self.tail.append(line)
+        m = _VERTEX.match(line)
+        if m is None:
+            if (e := _SOLVE_ERROR.match(line)) and not line.startswith("#"):
+                self.solve_error = e.group(1).strip()
+            elif f := _FAILED_STEP.match(line):
+                self.failed_heading = self.failed_heading or f.group(1)
+            return None
+        num, text = int(m.group(1)), m.group(2)
+        v = self.vertices.get(num)
+        if v is None:
+            v = self.vertices[num] = Vertex(num, text)
+            self.current = v
+            return v
+        if text.startswith("DONE"):
+            v.state = "done"
+        elif text == "CACHED":
+            v.state = "cached"
+        elif text.startswith("CANCELED"):
+            v.state = "canceled"
+        elif text.startswith("ERROR"):
+            v.state, v.error = "error", text.partition(":")[2].strip()
+        return None
+
+    @property
+    def failed(self) -> Vertex | None:
+        """The first vertex that failed (not merely cancelled because another did)."""
+        return next((v for v in self.vertices.values() if v.state == "error"), None)
+
+    def failing_step(self) -> str:
+        v = self.failed
+        if v is not None:
+            return f"#{v.number} {v.name}"
+        return self.failed_heading
+
+    def error(self) -> str:
+        v = self.failed
+        return (v.error if v is not None and v.error else "") or self.solve_error
+
+    def failure_tail(self, n: int) -> list[str]:
+        """The last ``n`` output lines, starting at the failing step's heading when it is among them."""
+        lines = list(self.tail)
+        v = self.failed
+        if v is not None:
+            heading = f"#{v.number} {v.name}"
+            starts = [i for i, line in enumerate(lines) if line == heading]
+            if starts:
+                lines = lines[starts[-1]:]
+        return lines[-n:]
+
+    def counts(self) -> dict[str, int]:
+        """Dockerfile steps run vs taken from BuildKit's cache."""
+        steps = [v for v in self.vertices.values() if v.is_work]
+        return {
+            "steps_run": sum(v.state == "done" for v in steps),
+            "steps_cached": sum(v.state == "cached" for v in steps),
+        }

@@ -1,0 +1,481 @@
+"""Run a build plan on the real engine, one cell after another, parents first.
+
+For each planned cell: skip it when its image is already here with the same
+build hash (what goes into the image: the rendered Dockerfile and context
+files, the stage, tag and build labels, and the ids of the base images), else
+run BuildKit with its output in ``build/logs/<cell>.log``. A failed cell
+blocks its planned dependants and nothing else. Every transition lands in
+``build/status.json`` (section "build"), so a rerun resumes exactly where
+this one left off, whatever stopped it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import hashlib
+import json
+import os
+import shlex
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from .docker import (
+    BUILD_HASH_LABEL,
+    BUILDX,
+    Builder,
+    BuildkitLog,
+    BuildOptions,
+    Vertex,
+    build_argv,
+    build_env,
+    describe_builder,
+    proxy_build_args,
+)
+from .errors import ImagematrixError, UsageError
+from .plan import BuildStep, Plan
+from .preflight import base_image_ids, base_images, docker_client, preflight
+from .progress import Progress, human_duration, human_size, make_progress
+from .render import write_context
+from .status import read_status, update_cell
+
+SECTION = "build"
+LOCK_FILE = ".build.lock"
+LOGS_DIR = "logs"
+TAIL_LINES = 15
+STOP_GRACE_S = 10  # docker CLI cancels the solve on SIGINT; SIGKILL after this
+
+
+class BuildLocked(UsageError):
+    """Another build holds the build directory; nothing was attempted (exit 2)."""
+
+
+class BuildFailed(ImagematrixError):
+    """At least one cell failed (exit 1)."""
+
+
+class BuildInterrupted(ImagematrixError):
+    """Ctrl-C or SIGTERM; the record was written first (exit 130)."""
+
+    exit_code = 130
+
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# --- one build at a time per build directory -----------------------------------------
+
+
+def lock_holder(build_dir: Path) -> str | None:
+    """Who holds ``build_dir``'s build lock ("PID n since t"), or None when nobody does."""
+    path = Path(build_dir) / LOCK_FILE
+    if not path.exists():
+        return None
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            return f.read().strip() or "PID unknown"
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return None
+
+
+@contextlib.contextmanager
+def build_lock(build_dir: Path) -> Iterator[None]:
+    """Hold ``build_dir/.build.lock`` (non-blocking flock) or raise BuildLocked naming the holder."""
+    Path(build_dir).mkdir(parents=True, exist_ok=True)
+    path = Path(build_dir) / LOCK_FILE
+    f = open(path, "a+")  # noqa: SIM115 - held for the whole build
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "PID unknown"
+            raise BuildLocked(
+                f"another `invoke build` is running in {build_dir} ({holder}); nothing was built. "
+                f"Wait for it to finish, or build into another directory with --out DIR."
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"PID {os.getpid()} since {utcnow()}\n")
+        f.flush()
+        yield
+    finally:
+        f.close()  # closing releases the flock
+
+
+# --- what makes a cell's image ---------------------------------------------------------
+
+
+def _sha(data: bytes | str) -> str:
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
+
+
+def cell_bases(step: BuildStep, plan: Plan) -> list[str]:
+    """Base images of the stages of ``step``'s lineage."""
+    targets = plan.matrix.targets
+    return [step.cell.cuda.bases[targets[n].base] for n in step.cell.target.lineage if targets[n].base]
+
+
+def build_hash(step: BuildStep, options: BuildOptions, base_ids: dict[str, str | None], bases: list[str]) -> str:
+    """Hash of everything that decides the image; options that only affect how (cache, pull, CA) are left out."""
+    doc = {
+        "dockerfile": _sha(step.rendered.dockerfile),
+        "files": {k: _sha(v) for k, v in sorted(step.rendered.files.items())},
+        "target": step.rendered.stage,
+        "ref": step.cell.ref,
+        "labels": {k: v for k, v in sorted(options.labels.items()) if k != BUILD_HASH_LABEL},
+        "bases": {ref: base_ids.get(ref) for ref in bases},
+    }
+    return "sha256:" + _sha(json.dumps(doc, sort_keys=True))
+
+
+def local_image(client, ref: str):
+    from docker.errors import ImageNotFound
+
+    try:
+        return client.images.get(ref)
+    except ImageNotFound:
+        return None
+
+
+# --- running one docker build ----------------------------------------------------------
+
+
+def _die_with_parent() -> Callable[[], None]:
+    """preexec_fn: the docker CLI gets SIGTERM if we are SIGKILLed (its own session hides it from Ctrl-C)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return lambda: None
+    pr_set_pdeathsig = 1
+    return lambda: libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0) and None
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """End the docker build's whole process group: SIGINT (BuildKit cancels the solve), then SIGKILL."""
+    with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired, KeyboardInterrupt):
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=STOP_GRACE_S)
+        return
+    with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
+def run_logged(argv: list[str], env: dict[str, str], log_path: Path, parsed: BuildkitLog,
+               on_output: Callable[[Vertex | None], None]) -> int:
+    """Run ``argv`` with its output streamed to ``log_path`` and ``parsed``; the return code.
+
+    ``on_output`` gets each line's new vertex (None for other lines).
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", encoding="utf-8") as log:
+        log.write(f"# {utcnow()} {shlex.join(argv)}\n")
+        log.flush()
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env=env, text=True, encoding="utf-8", errors="replace", bufsize=1,
+            start_new_session=True, preexec_fn=_die_with_parent(),
+        )
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                log.write(line)
+                log.flush()  # `tail -f build/logs/<cell>.log` follows along
+                on_output(parsed.feed(line))
+            return proc.wait()
+        finally:
+            if proc.poll() is None:
+                _stop(proc)
+                log.write(f"# {utcnow()} interrupted: docker build stopped\n")
+
+
+# --- the executor ----------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    cell: str
+    state: str  # built, skipped, failed, blocked
+    duration_s: float | None = None
+    size_bytes: int | None = None
+    note: str = ""
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (CI cancelling, `kill`) ends the build like Ctrl-C: record first, then exit 130."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def mark_stale(build_dir: Path) -> list[str]:
+    """Cells recorded as building by a process that is gone (we hold the lock): failed, interrupted."""
+    stale = [cid for cid, rec in read_status(build_dir).items() if rec.get(SECTION, {}).get("state") == "building"]
+    for cid in stale:
+        update_cell(build_dir, cid, SECTION, {
+            "state": "failed", "interrupted": True, "ended": utcnow(),
+            "error": "the build process ended without recording a result (killed, or the host went down)",
+        })
+    return stale
+
+
+class Executor:
+    def __init__(self, plan: Plan, options: BuildOptions, builder: Builder, client, progress: Progress, force: bool = False):
+        self.plan, self.options, self.builder, self.client = plan, options, builder, client
+        self.progress, self.force = progress, force
+        self.build_dir = plan.build_dir
+        self.env = {**os.environ, **build_env(builder.kind)}
+        self.base_ids = base_image_ids(client, base_images(plan))
+        self.outcomes: list[Outcome] = []
+        self.cause: dict[str, str] = {}  # cell -> the failed cell that blocks it
+        self.fresh: set[str] = set()  # cells built without cache in this run (--no-cache)
+
+    def log_path(self, cid: str) -> Path:
+        return self.build_dir / LOGS_DIR / f"{cid}.log"
+
+    def record(self, cid: str, data: dict[str, Any], replace_section: bool = False) -> dict[str, Any]:
+        """Write this cell's "build" section; returns the section as recorded."""
+        return update_cell(self.build_dir, cid, SECTION, data, replace=replace_section)[SECTION]
+
+    def run(self) -> list[Outcome]:
+        for step in self.plan.steps:
+            write_context(step.rendered, self.build_dir)
+        current: tuple[str, float, BuildkitLog] | None = None
+        try:
+            for step in self.plan.steps:
+                cid = step.cell.id
+                if cid in self.cause:
+                    self._blocked(step)
+                    continue
+                bases = cell_bases(step, self.plan)
+                digest = build_hash(step, self.options, self.base_ids, bases)
+                image = None if self.force else local_image(self.client, step.cell.ref)
+                if image is not None and image.labels.get(BUILD_HASH_LABEL) == digest:
+                    self._skipped(step, image, digest)
+                    continue
+                parsed = BuildkitLog(tail_lines=TAIL_LINES + 10)
+                current = (cid, time.monotonic(), parsed)
+                self._build(step, digest, parsed)
+                current = None
+        except KeyboardInterrupt as exc:
+            why = str(exc) or "SIGINT"
+            if current is not None:
+                self._interrupted(*current, why=why)
+            raise BuildInterrupted(self._interrupt_message(current[0] if current else None, why)) from None
+        return self.outcomes
+
+    def _blocked(self, step: BuildStep) -> None:
+        cid, cause = step.cell.id, self.cause[step.cell.id]
+        rec = self.record(cid, {
+            "state": "blocked", "blocked_by": cause, "ended": utcnow(), "ref": step.cell.ref,
+            "input_hash": step.rendered.input_hash,
+            "error": f"not attempted: {cause} failed (see {self.log_path(cause)})",
+        }, replace_section=True)
+        self.progress.finished(cid, "blocked", f"{cause} failed")
+        self.outcomes.append(Outcome(cid, "blocked", note=f"by {cause}", record=rec))
+
+    def _skipped(self, step: BuildStep, image, digest: str) -> None:
+        cid, now = step.cell.id, utcnow()
+        previous = read_status(self.build_dir).get(cid, {}).get(SECTION, {})
+        rec = self.record(cid, {
+            "state": "skipped", "cached": True, "started": now, "ended": now, "duration_s": 0.0,
+            "ref": step.cell.ref, "image_id": image.id, "size_bytes": image.attrs.get("Size"),
+            "image_created": image.attrs.get("Created"), "input_hash": step.rendered.input_hash,
+            "build_hash": digest, "log": previous.get("log") if previous.get("build_hash") == digest else None,
+        }, replace_section=True)
+        self.progress.finished(cid, "skipped", f"unchanged, image {image.short_id.removeprefix('sha256:')}")
+        self.outcomes.append(Outcome(cid, "skipped", None, image.attrs.get("Size"), "unchanged", rec))
+
+    def _build(self, step: BuildStep, digest: str, parsed: BuildkitLog) -> None:
+        cid, log = step.cell.id, self.log_path(step.cell.id)
+        options = replace(self.options, labels={**self.options.labels, BUILD_HASH_LABEL: digest})
+        options = self._no_cache_for(step, options)
+        argv = build_argv(step, options, self.builder.kind)
+        self.record(cid, {
+            "state": "building", "started": utcnow(), "cached": False, "ref": step.cell.ref,
+            "input_hash": step.rendered.input_hash, "build_hash": digest, "log": str(log),
+            "builder": self.builder.describe(), "command": shlex.join(argv),
+        }, replace_section=True)
+        self.progress.started(cid, str(log))
+        t0 = time.monotonic()
+        rc = run_logged(argv, self.env, log, parsed, lambda v: self.progress.step(cid, v) if v else self.progress.tick(cid))
+        took = round(time.monotonic() - t0, 1)
+        image = local_image(self.client, step.cell.ref) if rc == 0 else None
+        if image is not None and image.labels.get(BUILD_HASH_LABEL) == digest:
+            rec = self.record(cid, {
+                "state": "built", "ended": utcnow(), "duration_s": took, "image_id": image.id,
+                "size_bytes": image.attrs.get("Size"), "image_created": image.attrs.get("Created"),
+                **parsed.counts(),
+            })
+            if options.no_cache or options.no_cache_filter:
+                self.fresh.add(cid)
+            counts = parsed.counts()
+            note = f"{counts['steps_run']} steps run, {counts['steps_cached']} cached"
+            self.progress.finished(cid, "built", note, took)
+            self.outcomes.append(Outcome(cid, "built", took, image.attrs.get("Size"), note, rec))
+            return
+        failing = parsed.failing_step() or ("(no failing step in the output)" if rc else "(build succeeded but no image was loaded)")
+        error = parsed.error() or (f"docker exited with {rc}" if rc else f"{step.cell.ref} is not in the image store with build hash {digest}")
+        rec = self.record(cid, {
+            "state": "failed", "ended": utcnow(), "duration_s": took, "exit_code": rc,
+            "step": failing, "error": error, "tail": parsed.failure_tail(TAIL_LINES), **parsed.counts(),
+        })
+        for d in self.plan.dependants(cid):
+            self.cause.setdefault(d, cid)
+        self.progress.finished(cid, "failed", failing, took)
+        self.outcomes.append(Outcome(cid, "failed", took, note=failing, record=rec))
+
+    def _no_cache_for(self, step: BuildStep, options: BuildOptions) -> BuildOptions:
+        """--no-cache builds each shared stage once: a cell whose ancestors were just rebuilt
+        without cache takes their stages from that fresh cache and rebuilds only its own."""
+        if not options.no_cache or self.builder.kind != BUILDX:
+            return options
+        ancestors = step.cell.target.lineage[:-1]
+        ids = [self.plan.matrix.stage_cell(step.cell, t).id for t in ancestors]
+        if not ids or not all(i in self.fresh for i in ids):
+            return options
+        own = tuple(s for s in step.rendered.stages if s not in ancestors)
+        return replace(options, no_cache=False, no_cache_filter=own)
+
+    def _interrupted(self, cid: str, t0: float, parsed: BuildkitLog, why: str) -> None:
+        took = round(time.monotonic() - t0, 1)
+        step = f"#{parsed.current.number} {parsed.current.name}" if parsed.current is not None else ""
+        rec = self.record(cid, {
+            "state": "failed", "interrupted": True, "ended": utcnow(), "duration_s": took,
+            "step": step, "error": f"interrupted ({why}) during the build", "tail": parsed.failure_tail(TAIL_LINES),
+        })
+        self.progress.finished(cid, "failed", f"interrupted ({why})", took)
+        self.outcomes.append(Outcome(cid, "failed", took, note="interrupted", record=rec))
+
+    def _interrupt_message(self, cid: str | None, why: str) -> str:
+        where = f"{cid} was stopped and recorded as failed (interrupted); log {self.log_path(cid)}" if cid else "no build was running"
+        return (f"interrupted ({why}): {where}. The record {self.build_dir}/status.json is intact; "
+                "rerun `invoke build` to resume (finished cells are skipped).")
+
+
+# --- the task ---------------------------------------------------------------------------
+
+
+def summary_table(outcomes: list[Outcome]) -> Table:
+    counts = {s: sum(o.state == s for o in outcomes) for s in ("built", "skipped", "failed", "blocked")}
+    title = ", ".join(f"{n} {s}" for s, n in counts.items())
+    table = Table(title=f"build summary: {title}", title_justify="left")
+    for col in ("cell", "state", "time", "size", "detail"):
+        table.add_column(col, no_wrap=col != "detail")
+    for o in outcomes:
+        style = {"failed": "red", "blocked": "yellow"}.get(o.state, "")
+        table.add_row(o.cell, Text(o.state, style=style), human_duration(o.duration_s),
+                      human_size(o.size_bytes), Text(o.note))
+    return table
+
+
+def failure_message(outcomes: list[Outcome]) -> str:
+    failed = [o for o in outcomes if o.state == "failed"]
+    blocked = [o for o in outcomes if o.state == "blocked"]
+    done = sum(o.state in ("built", "skipped") for o in outcomes)
+    lines = [f"{len(failed)} cell(s) failed, {len(blocked)} blocked, {done} built or unchanged"]
+    for o in failed:
+        rec = o.record
+        lines.append(f"cell {o.cell} failed at step {rec.get('step') or '?'}: {rec.get('error') or '?'}")
+        lines.append(f"  log: {rec.get('log')} (last lines below)")
+        lines += [f"  | {t}" for t in rec.get("tail", [])]
+        deps = [b.cell for b in blocked if b.record.get("blocked_by") == o.cell]
+        if deps:
+            lines.append(f"  blocked, not attempted: {', '.join(deps)}")
+    lines.append("Fix the cause and rerun the same `invoke build`: only failed, blocked and missing cells are built.")
+    return "\n".join(lines)
+
+
+def run_build(plan: Plan, options: BuildOptions, *, force: bool = False, skip_preflight: bool = False,
+              console: Console | None = None) -> list[Outcome]:
+    """Preflight, then build every planned cell; raises BuildFailed (exit 1) if any failed."""
+    console = console or Console(highlight=False)
+    with build_lock(plan.build_dir):
+        client = docker_client()
+        builder = describe_builder()
+        options = replace(options, build_args=tuple(dict.fromkeys((*options.build_args, *proxy_build_args(os.environ)))))
+        preflight(plan, options, builder, client, console, skip=skip_preflight)
+        for cid in mark_stale(plan.build_dir):
+            console.print(f"{cid}: an earlier build of it was killed; recorded as failed (interrupted)", markup=False)
+        force = force or options.no_cache  # --no-cache means "build it again", not "skip it"
+        console.print(f"building {len(plan.steps)} cell(s) with {builder.describe()}; logs in {plan.build_dir / LOGS_DIR}",
+                      markup=False)
+        progress = make_progress(console, [s.cell.id for s in plan.steps])
+        with _sigterm_as_interrupt(), progress:
+            outcomes = Executor(plan, options, builder, client, progress, force=force).run()
+    console.print(summary_table(outcomes))
+    if any(o.state == "failed" for o in outcomes):
+        raise BuildFailed(failure_message(outcomes))
+    return outcomes
+
+
+# --- clean ------------------------------------------------------------------------------
+
+
+def clean(build_dir: Path, cells: list | None = None, console: Console | None = None) -> int:
+    """Remove ``build_dir``; with ``cells``, also remove those cells' images (only images that carry their label)."""
+    console = console or Console(highlight=False)
+    build_dir = Path(build_dir)
+    holder = lock_holder(build_dir)
+    if holder:
+        raise BuildLocked(f"a build is running in {build_dir} ({holder}); clean after it finishes")
+    resolved = build_dir.resolve()
+    if resolved == Path(resolved.anchor) or resolved in Path.cwd().resolve().parents or resolved == Path.cwd().resolve():
+        raise UsageError(f"refusing to remove {build_dir}: it is / or holds the current directory; pass the build directory (--out)")
+    if cells:
+        client = docker_client()
+        from docker.errors import APIError
+
+        for cell in cells:
+            image = local_image(client, cell.ref)
+            if image is None:
+                continue
+            owner = image.labels.get("imagematrix.cell")
+            if owner != cell.id:
+                console.print(f"kept {cell.ref}: its label imagematrix.cell is {owner!r}, not {cell.id!r} (not built by imagematrix)",
+                              markup=False)
+                continue
+            try:
+                client.images.remove(cell.ref)
+            except APIError as exc:
+                raise ImagematrixError(
+                    f"could not remove {cell.ref}: {exc.explanation or exc}; a container may still use it "
+                    f"(docker ps -a --filter ancestor={cell.ref})"
+                ) from None
+            console.print(f"removed image {cell.ref} ({image.short_id})", markup=False)
+    if build_dir.exists():
+        import shutil
+
+        shutil.rmtree(build_dir)
+        console.print(f"removed {build_dir}/ (contexts, logs, status.json)", markup=False)
+    else:
+        console.print(f"{build_dir}/ does not exist; nothing to remove there", markup=False)
+    return 0
