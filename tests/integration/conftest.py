@@ -1,0 +1,122 @@
+"""Fixtures for tests against the real Docker engine.
+
+No engine: the tests skip with the reason, unless IMAGEMATRIX_REQUIRE_DOCKER=1
+(CI sets it), which turns the skip into a failure. Images a test creates are
+named under a per-session namespace (``image_namespace``) and removed at the
+end; containers are always removed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE_IMAGE = "debian:trixie-slim"
+REQUIRE_ENV = "IMAGEMATRIX_REQUIRE_DOCKER"
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get(REQUIRE_ENV) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_ENV}=1, so this is a failure, not a skip)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """A docker SDK client whose engine answered, with the Debian base image present."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except Exception as exc:  # any failure here means "no engine"
+        _unavailable(f"no Docker engine answers ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+                     "start one with `sudo bash scripts/bootstrap-host.sh`")
+    from docker.errors import ImageNotFound
+
+    try:
+        client.images.get(BASE_IMAGE)
+    except ImageNotFound:
+        _unavailable(f"base image {BASE_IMAGE} is missing; `sudo bash scripts/bootstrap-host.sh` makes it offline")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def image_namespace(docker_client) -> Iterator[str]:
+    """``imagematrix-test-<token>``: name test images under it (``f"{ns}-build/tiny"``); all are removed afterwards."""
+    ns = f"imagematrix-test-{uuid.uuid4().hex[:8]}"
+    yield ns
+    for image in docker_client.images.list():
+        for tag in image.tags:
+            if tag.startswith(ns):
+                try:
+                    docker_client.images.remove(tag, force=True)
+                except Exception as exc:  # report, but do not fail teardown over another test's container
+                    print(f"could not remove test image {tag}: {exc}")
+
+
+@pytest.fixture
+def run_container(docker_client) -> Callable[..., tuple[int, str]]:
+    """Run ``command`` (a list) in ``image``; returns (exit code, output). The container is always removed."""
+    created = []
+
+    def run(image: str, command: list[str], timeout: int = 120) -> tuple[int, str]:
+        container = docker_client.containers.create(image, command, network_disabled=True)
+        created.append(container)
+        container.start()
+        result = container.wait(timeout=timeout)
+        return result["StatusCode"], container.logs().decode(errors="replace")
+
+    yield run
+    for container in created:
+        try:
+            container.remove(force=True)
+        except Exception as exc:
+            print(f"could not remove container {container.id[:12]}: {exc}")
+
+
+@pytest.fixture(scope="session")
+def invoke() -> Callable[..., subprocess.CompletedProcess]:
+    """Run an invoke task of this repository as a user would: ``invoke("build", "--matrix", m)``."""
+
+    def run(*args: str, timeout: int = 900, cwd: Path | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            invoke_argv(*args), cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout, check=False,
+        )
+
+    return run
+
+
+def invoke_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "invoke", "--search-root", str(ROOT), *args]
+
+
+@pytest.fixture(scope="session")
+def invoke_command() -> Callable[..., list[str]]:
+    """The argv of an invoke task, for tests that start it with Popen (signals, concurrency)."""
+    return invoke_argv
+
+
+@pytest.fixture(scope="session")
+def example_images(docker_client, invoke, tmp_path_factory) -> dict:
+    """examples/matrix.yaml built for real, into its default tags (the GPU-suite tests reuse them).
+
+    Not removed afterwards: they take minutes to build, and an unchanged rerun skips them.
+    """
+    build_dir = tmp_path_factory.mktemp("example-build")
+    done = invoke("build", "--matrix", str(ROOT / "examples" / "matrix.yaml"), "--out", str(build_dir), timeout=1800)
+    if done.returncode != 0:
+        pytest.fail(f"invoke build of examples/matrix.yaml failed (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}",
+                    pytrace=False)
+    from imagematrix.matrix import load_matrix
+
+    m = load_matrix(ROOT / "examples" / "matrix.yaml")
+    return {"matrix": m, "build_dir": build_dir, "refs": {c.target.name: c.ref for c in m.cells}, "output": done.stdout}

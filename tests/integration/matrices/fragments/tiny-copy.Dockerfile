@@ -1,0 +1,1 @@
+COPY --from={{ source_stage }} /opt/venv /opt/venv

@@ -1,0 +1,1 @@
+RUN rm -rf /opt/venv/cache

@@ -1,0 +1,59 @@
+"""build/status.json stays valid whatever happens to the writer."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+
+import pytest
+
+from imagematrix import status
+from imagematrix.status import StatusError, read_status, update_cell
+from imagematrix.status_view import section_text, status_table
+
+
+def _writer(build_dir, n):
+    for i in range(25):
+        update_cell(build_dir, f"cell-{n}", "build", {"state": "built", "i": i})
+        update_cell(build_dir, f"cell-{n}", "test", {"state": "passed", "i": i})
+
+
+def test_concurrent_writers_lose_nothing_and_never_leave_partial_json(tmp_path):
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_writer, args=(tmp_path, n)) for n in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    cells = read_status(tmp_path)
+    assert sorted(cells) == [f"cell-{n}" for n in range(4)]
+    assert all(c["build"]["i"] == 24 and c["test"]["i"] == 24 for c in cells.values())
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_failed_write_keeps_the_previous_record(tmp_path, monkeypatch):
+    update_cell(tmp_path, "a", "build", {"state": "built"})
+    before = (tmp_path / "status.json").read_bytes()
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(status.os, "replace", disk_full)
+    with pytest.raises(StatusError, match="previous record is intact"):
+        update_cell(tmp_path, "a", "build", {"state": "failed"})
+    assert (tmp_path / "status.json").read_bytes() == before
+    assert json.loads(before)["cells"]["a"]["build"]["state"] == "built"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_sections_of_other_writers_show_their_summary_or_state(tmp_path):
+    assert section_text({"summary": "12 passed, 1 skipped", "state": "passed"}) == "12 passed, 1 skipped"
+    assert section_text({"state": "failed"}) == "failed"
+    assert section_text(None) == "-"
+    update_cell(tmp_path, "a", "build", {"state": "built", "duration_s": 75.0, "size_bytes": 5_940_000_000})
+    update_cell(tmp_path, "a", "test", {"state": "passed", "summary": "30 passed"})
+    update_cell(tmp_path, "b", "build", {"state": "blocked", "blocked_by": "a"})
+    table, rows = status_table(tmp_path)
+    assert rows == 2
+    assert [c.header for c in table.columns][-1] == "test"
