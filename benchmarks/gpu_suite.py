@@ -82,6 +82,9 @@ def run_once(args, suite: str, workers: str, caches: Path, label: str) -> dict:
         f"--junitxml={junit}",
         "-o",
         "junit_family=xunit2",
+        "-o",
+        "junit_logging=system-out",
+        "--durations=12",
     ]
     if workers != "0":
         cmd += ["-n", workers, "--dist", "loadgroup"]
@@ -145,6 +148,7 @@ def main(argv=None) -> int:
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    args.out.chmod(0o755)  # the suite builds as an unprivileged uid below it when run as root
     rows = []
     for workers in args.workers.split(","):
         for suite in args.suites.split(","):

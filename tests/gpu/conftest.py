@@ -77,6 +77,7 @@ def pytest_configure(config):
                 base.chmod(0o755)  # an unprivileged build uid must reach its subdirs
             path = base / var.lower()
             path.mkdir()
+            path.chmod(0o755)
             os.environ[var] = str(path)
             suite_set.append(var)
     os.environ[SUITE_VARS_ENV] = ",".join(suite_set)
@@ -264,9 +265,7 @@ def nonroot_env(identity, suite_set_vars):
         env = dict(os.environ)
         if identity.uid is None:
             return env
-        env["HOME"] = "/"
-        for var in ("USER", "LOGNAME", "USERNAME"):
-            env.pop(var, None)
+        env["HOME"] = "/"  # USER/LOGNAME stay as given: the image's ENV decides them
         for var in ("TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR"):
             if var in suite_set_vars and not keep_suite_vars:
                 env.pop(var, None)  # what a user gets from the image's own defaults

@@ -189,6 +189,8 @@ def run_python(
     cmd = [sys.executable, "-c", code, name, *args]
     full_env = dict(os.environ if env is None else env)
     full_env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    # One compile worker: a pool per probe, times pytest-xdist's workers, swamps the CPUs.
+    full_env.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
     full_env["PYTHONUNBUFFERED"] = "1"
     kwargs: dict = {}
     if uid is not None:
@@ -280,10 +282,14 @@ class Identity:
 
 def build_identity(dirs: list[Path], runtime: list[Path] = ()) -> Identity:
     """Who builds and runs extensions: an unprivileged uid when we are root and it can reach
-    the writable `dirs` and the interpreter and packages in `runtime`."""
+    the writable `dirs` (created here when missing) and the interpreter and packages in `runtime`."""
     me = os.geteuid()
     if me != 0:
         return Identity(None, f"uid {me} (non-root)", "")
+    for d in dirs:
+        if not d.exists():
+            d.mkdir(parents=True, exist_ok=True)
+            d.chmod(0o755)
     paths = [Path(os.path.realpath(sys.executable)), *runtime, *dirs]
     unreachable = [str(d) for d in paths if not traversable_by_others(d)]
     if unreachable:

@@ -869,6 +869,12 @@ _FAILURE_HINTS: tuple[tuple[str, str], ...] = (
         "cuDNN failed: a libcudnn other than the one torch pins is loaded first (check LD_LIBRARY_PATH)",
     ),
     (
+        "uid not found",
+        "this uid has no /etc/passwd entry and $USER/$LOGNAME are unset, so getpass.getuser() "
+        "fails (torch's inductor calls it on import): set ENV USER=<name> in the image, or run "
+        "with a uid the image's /etc/passwd knows",
+    ),
+    (
         "out of memory",
         "the GPU is out of memory: other processes hold it (nvidia-smi) or fewer parallel workers (-n) are needed",
     ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from gpu_host import ProbeResult
+from gpu_policy import failure_hint
 
 
 def require(result: ProbeResult) -> dict:
@@ -13,8 +14,10 @@ def require(result: ProbeResult) -> dict:
     fatal = result.data.get("info", {}).get("fatal")
     if fatal:
         tb = result.data["info"].get("traceback", "")
+        hint = failure_hint(fatal + tb)
+        fix = f"\nFix: {hint}" if hint else ""
         pytest.fail(
-            f"probe {result.name!r} ({result.user}) failed before its checks: {fatal}\n{tb}",
+            f"probe {result.name!r} ({result.user}) failed before its checks: {fatal}{fix}\n{tb}",
             pytrace=False,
         )
     return result.data

@@ -22,6 +22,8 @@ COMPILE_FIX = {
     "Python.h": "install the interpreter's headers (python3.X-dev)",
     "libcuda.so cannot found": "make libcuda.so.1 findable: `ldconfig`, or set TRITON_LIBCUDA_PATH to its directory",
     "cannot find -lcuda": "make libcuda.so findable by the linker: `ldconfig`, or set TRITON_LIBCUDA_PATH",
+    "uid not found": "set ENV USER=<name> in the image (getpass.getuser() reads $USER before "
+    "/etc/passwd; torch's inductor calls it on import), or run with a uid /etc/passwd knows",
     "Permission denied": "point TRITON_CACHE_DIR and TORCHINDUCTOR_CACHE_DIR at writable dirs (e.g. under /tmp) in the image's ENV",
 }
 

@@ -545,6 +545,7 @@ def test_nvcc_rules():
             "nvidia-*",
         ),
         ("RuntimeError: CUDA error: CUBLAS_STATUS_NOT_SUPPORTED", "libcublas"),
+        ("KeyError: 'getpwuid(): uid not found: 10001'", "ENV USER="),
     ],
 )
 def test_failure_hints(text, needle):
