@@ -300,6 +300,7 @@ class Measurement:
     layers: list[dict]
     dirs: list[list]
     python: str
+    input_hash: str | None = None  # the image's imagematrix.input-hash label
     notes: list[str] = field(default_factory=list)
 
 
@@ -403,7 +404,7 @@ class Prober:
             base_bytes=int(base_img.attrs.get("Size") or 0) if base_img else None, buckets=buckets,
             layers=biggest_layers(image.history(), self.top, base),
             dirs=[list(x) for x in biggest_dirs(dir_bytes(entries, depth), self.top, skip=_ancestors(layout.site))],
-            python=layout.version, notes=notes,
+            python=layout.version, input_hash=(image.labels or {}).get("imagematrix.input-hash"), notes=notes,
         )
         self._done[image.id] = m
         return m
@@ -490,6 +491,7 @@ class CellReport:
 
 def measure_cells(m: Matrix, cells: list[Cell], build_dir, prober: Prober, matrix_arg: str) -> list[CellReport]:
     """Measure each cell's image (and its devel parent) and record it in status.json."""
+    from .render import render_cell
     from .status import update_cell
     from .testrun import build_command
 
@@ -502,6 +504,8 @@ def measure_cells(m: Matrix, cells: list[Cell], build_dir, prober: Prober, matri
         meas = prober.measure(cell.id, cell.ref)
         verdict = judge_budget(meas.size_bytes if meas else None, t.budget_gb)
         rep = CellReport(cell, verdict, rebuild(cell), meas)
+        if meas is not None and meas.input_hash != render_cell(m, cell).input_hash:
+            meas.notes.append(f"stale: built from other inputs than the matrix renders now; rebuild: {rep.rebuild}")
         if meas is None:
             data = {"state": verdict.state, "summary": verdict.summary, "measured": now(), "build": rep.rebuild}
         else:
