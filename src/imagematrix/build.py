@@ -47,7 +47,7 @@ from .errors import ImagematrixError, UsageError
 from .plan import BuildStep, Plan
 from .preflight import base_image_ids, base_images, docker_client, preflight
 from .progress import Progress, human_duration, human_size, make_progress
-from .render import write_context
+from .render import LABEL_PREFIX, write_context
 from .status import read_status, update_cell
 
 SECTION = "build"
@@ -324,6 +324,7 @@ class Executor:
             "input_hash": step.rendered.input_hash, "build_hash": digest, "log": str(log),
             "builder": self.builder.describe(), "command": shlex.join(argv),
         }, replace_section=True)
+        previous = local_image(self.client, step.cell.ref)
         self.progress.started(cid, str(log))
         t0 = time.monotonic()
         rc = run_logged(argv, self.env, log, parsed, lambda v: self.progress.step(cid, v) if v else self.progress.tick(cid))
@@ -333,7 +334,7 @@ class Executor:
             rec = self.record(cid, {
                 "state": "built", "ended": utcnow(), "duration_s": took, "image_id": image.id,
                 "size_bytes": image.attrs.get("Size"), "image_created": image.attrs.get("Created"),
-                **parsed.counts(),
+                "replaced_image_id": self._drop_superseded(previous, image, cid), **parsed.counts(),
             })
             if options.no_cache or options.no_cache_filter:
                 self.fresh.add(cid)
@@ -352,6 +353,25 @@ class Executor:
             self.cause.setdefault(d, cid)
         self.progress.finished(cid, "failed", failing, took)
         self.outcomes.append(Outcome(cid, "failed", took, note=failing, record=rec))
+
+    def _drop_superseded(self, old, new, cid: str) -> str | None:
+        """Remove the image this build replaced once nothing names it any more.
+
+        Docker keeps a replaced image as a dangling copy; with 6-30 GB per cell every
+        --force/--no-cache run would pile them up. Only an image labelled as this very
+        cell goes, and only when untagged and unused (removal without force)."""
+        from docker.errors import DockerException
+
+        if old is None or old.id == new.id or old.labels.get(f"{LABEL_PREFIX}.cell") != cid:
+            return None
+        try:
+            old.reload()
+            if old.tags:
+                return None
+            self.client.images.remove(old.id)
+        except DockerException:
+            return None  # used by a container, or already gone: leave it
+        return old.id
 
     def _no_cache_for(self, step: BuildStep, options: BuildOptions) -> BuildOptions:
         """--no-cache builds each shared stage once: a cell whose ancestors were just rebuilt

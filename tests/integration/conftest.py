@@ -55,12 +55,15 @@ def image_namespace(docker_client) -> Iterator[str]:
     ns = f"imagematrix-test-{uuid.uuid4().hex[:8]}"
     yield ns
     for image in docker_client.images.list():
-        for tag in image.tags:
-            if tag.startswith(ns):
-                try:
-                    docker_client.images.remove(tag, force=True)
-                except Exception as exc:  # report, but do not fail teardown over another test's container
-                    print(f"could not remove test image {tag}: {exc}")
+        # Tagged under ns, or left untagged by a rebuild (imagematrix images name their repository in a label).
+        ours = any(tag.startswith(ns) for tag in image.tags) or (
+            not image.tags and image.labels.get("org.opencontainers.image.title", "").startswith(ns)
+        )
+        if ours:
+            try:
+                docker_client.images.remove(image.id, force=True)
+            except Exception as exc:  # report, but do not fail teardown over another test's container
+                print(f"could not remove test image {image.tags or image.short_id}: {exc}")
 
 
 @pytest.fixture

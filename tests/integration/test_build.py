@@ -196,6 +196,13 @@ def test_reruns_build_only_what_failed_was_blocked_or_is_missing(first_build, bu
     assert step_result(build_dir, "devel", DEVEL_RUN) == "DONE"
     assert step_result(build_dir, "runtime", DEVEL_RUN) == "CACHED"
     assert step_result(build_dir, "runtime", "[prune-runtime 1/1] RUN") == "DONE"
+    from docker.errors import ImageNotFound
+
+    for target in TINY:  # the images the rebuild replaced are removed, not left dangling
+        rec = read_status(build_dir)[cid(target)]["build"]
+        assert rec["replaced_image_id"] and rec["replaced_image_id"] != rec["image_id"]
+        with pytest.raises(ImageNotFound):
+            docker_client.images.get(rec["replaced_image_id"])
 
 
 def test_an_unknown_base_image_fails_preflight_with_exit_2(tiny, invoke, tmp_path):

@@ -40,7 +40,11 @@ class FakeImage:
         self.id = f"sha256:{n:064x}"
         self.short_id = self.id[:17]
         self.labels = labels
+        self.tags = [ref]
         self.attrs = {"Size": 1000 * n, "Created": "2026-11-21T00:00:00Z"}
+
+    def reload(self) -> None:
+        pass
 
 
 class FakeEngine:
@@ -51,6 +55,7 @@ class FakeEngine:
         self.fail: set[str] = set()
         self.built: list[str] = []
         self.argvs: dict[str, list[str]] = {}
+        self.removed: list[str] = []
         self.images = self
         self.interrupt_on: str | None = None
 
@@ -62,6 +67,7 @@ class FakeEngine:
     def run_logged(self, argv, env, log_path, parsed, on_output) -> int:
         target, ref = argv[argv.index("--target") + 1], argv[argv.index("--tag") + 1]
         labels = dict(a.split("=", 1) for a in argv[1:] if "=" in a and a.startswith("imagematrix."))
+        labels["imagematrix.cell"] = ref.rpartition(":")[2]  # the Dockerfile's LABEL (tags are cell ids here)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_text("fake\n")
         self.built.append(target)
@@ -73,8 +79,13 @@ class FakeEngine:
             for line in FAIL_LINES:
                 parsed.feed(line)
             return 1
-        self.store[ref] = FakeImage(ref, labels, len(self.store) + 1)
+        if ref in self.store:
+            self.store[ref].tags = []  # the tag moves to the new image
+        self.store[ref] = FakeImage(ref, labels, len(self.store) + len(self.removed) + 1)
         return 0
+
+    def remove(self, image_id: str) -> None:
+        self.removed.append(image_id)
 
 
 @pytest.fixture
@@ -152,6 +163,14 @@ def test_no_cache_builds_shared_stages_once_per_run(engine, tmp_path):
     broken_runtime = engine.argvs["broken-runtime"]
     assert [broken_runtime[i + 1] for i, a in enumerate(broken_runtime) if a == "--no-cache-filter"] == [
         "prune-broken-runtime", "broken-runtime"]
+
+
+def test_a_rebuild_removes_the_image_it_replaced_but_no_other(engine, tmp_path):
+    execute(engine, tmp_path)
+    old = {ref: img.id for ref, img in engine.store.items()}
+    execute(engine, tmp_path, force=True)
+    replaced = {r["build"]["replaced_image_id"] for r in read_status(tmp_path).values()}
+    assert sorted(engine.removed) == sorted(replaced) == sorted(v for k, v in old.items() if k != "debian:trixie-slim")
 
 
 def test_a_changed_base_image_rebuilds_every_cell(engine, tmp_path):
