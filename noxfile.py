@@ -1,0 +1,54 @@
+"""nox sessions: `nox -l` lists them. The gpu_* sessions are generated from the matrix's Pythons.
+
+Every session uses the host's tools (venv_backend "none"): the Python under
+test lives inside each image, so the host needs none of the matrix's Pythons.
+Options after `--` go to `python -m imagematrix.testrun` (`nox -s gpu_smoke-<python> -- --help`).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import nox
+
+from imagematrix import testrun
+
+nox.options.default_venv_backend = "none"
+nox.options.sessions = ["lint", "unit"]  # plain `nox`; GPU and engine sessions are asked for by name
+
+
+@nox.session
+def unit(session):
+    """Unit tests: no Docker engine, no GPU."""
+    session.run("pytest", "tests/unit", *session.posargs)
+
+
+@nox.session(default=False)
+def integration(session):
+    """Real-engine tests (pytest -m docker tests/integration); CI sets IMAGEMATRIX_REQUIRE_DOCKER=1."""
+    session.run("pytest", "-m", "docker", "tests/integration", *session.posargs)
+
+
+@nox.session
+def lint(session):
+    """ruff on the code, hadolint on every rendered Dockerfile (invoke lint)."""
+    session.run("invoke", "lint", *session.posargs)
+
+
+def gpu(session, suite, python):
+    code = testrun.main(["--suite", suite, "--python", python, *session.posargs])
+    if code:
+        session.error(testrun.EXIT_MEANING.get(code, f"exit {code}"))
+
+
+# One session per Python with an explicit name: a python=[...] list with
+# venv_backend "none" would collapse into one session (STYLE.md, the nox trap).
+PYTHONS, PROBLEM = testrun.session_pythons()
+if PROBLEM:
+    print(f"nox: no gpu_* sessions, the matrix cannot be read:\n{PROBLEM}", file=sys.stderr)
+for _py in PYTHONS:
+    for _suite in testrun.SUITES.values():
+        _fn = functools.partial(gpu, suite=_suite.name, python=_py)
+        _fn.__doc__ = _suite.describe(_py)
+        nox.session(_fn, name=f"gpu_{_suite.name}-{_py}", default=False)
