@@ -331,7 +331,8 @@ def probe_compile(rep, args):
         _close(out.float(), _fn(x, y).float(), rtol, atol, f"torch.compile ({device}, {dtype})")
         return f"inductor on {device} {dtype} matches eager (first call {took:.1f}s)"
 
-    rep.run(f"{device}_fp32", one, torch.float32, 1e-4, 1e-4)
+    # fp32 tolerance: inductor may pick another GEMM/summation order than eager (seen: 1.5e-4 on CPU)
+    rep.run(f"{device}_fp32", one, torch.float32, 1e-3, 1e-3)
     if device == "cuda":
         rep.run(f"{device}_fp16", one, torch.float16, 1e-2, 1e-2)
 

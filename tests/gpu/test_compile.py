@@ -128,7 +128,7 @@ def compile_cuda():
     return gpu_host.run_python("compile", ["--device", "cuda"], timeout=600)
 
 
-@pytest.mark.smoke
+@pytest.mark.full  # 65 s on the H100 host's CPU even warm: too slow for smoke
 def test_compile_cpu_matches_eager(compile_cpu):
     detail = require(compile_cpu)["checks"].get("cpu_fp32", {}).get("detail", "")
     print(expect(compile_cpu, "cpu_fp32", _compile_fix(detail)))

@@ -389,6 +389,26 @@ CPU_CONFIG = """PyTorch built with:
 """
 
 
+# torch 2.11.0+cu130 on the H100 device (trimmed): no CXX11 ABI flag, cuDNN built against 13.1.
+H100_CONFIG = """PyTorch built with:
+  - GCC 13.3
+  - C++ Version: 201703
+  - CPU capability usage: AVX512
+  - CUDA Runtime 13.0
+  - NVCC architecture flags: -gencode;arch=compute_75,code=sm_75;-gencode;arch=compute_80,code=sm_80;-gencode;arch=compute_86,code=sm_86;-gencode;arch=compute_90,code=sm_90;-gencode;arch=compute_100,code=sm_100;-gencode;arch=compute_120,code=sm_120
+  - CuDNN 91.9  (built against CUDA 13.1)
+  - Magma 2.6.1
+  - Build settings: BLAS_INFO=mkl, BUILD_TYPE=Release, COMMIT_SHA=70d99e998b4955e0049d13a98d77ae1b14db1f45, CUDA_VERSION=13.0, CUDNN_VERSION=9.19.0, CXX_COMPILER=/opt/rh/gcc-toolset-13/root/usr/bin/c++, CXX_FLAGS= -fvisibility-inlines-hidden -DUSE_PTHREADPOOL -DNDEBUG, TORCH_VERSION=2.11.0, USE_CUDA=ON, USE_CUDNN=ON, USE_NCCL=1, USE_ROCM=OFF,
+"""
+
+
+def test_parse_real_h100_config():
+    c = gp.parse_torch_config(H100_CONFIG)
+    assert (c.cuda_runtime, c.cudnn, c.cxx11_abi) == ("13.0", "91.9", None)
+    assert c.use_cuda and c.settings["USE_NCCL"] == "1" and c.settings["CUDNN_VERSION"] == "9.19.0"
+    assert gp.cxx11_abi_problem(True, c) is None
+
+
 def test_parse_cuda_config():
     c = gp.parse_torch_config(CUDA_CONFIG)
     assert c.cuda_runtime == "12.8" and c.cudnn == "90.8" and c.cxx11_abi == 1
