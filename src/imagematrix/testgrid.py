@@ -92,7 +92,8 @@ class CellResult:
     @property
     def counts(self) -> str:
         s = self.summary
-        return f"{s.passed} pass, {s.failed} fail, {s.skipped} skip, {s.errors} error"
+        parts = [(s.passed, "ok"), (s.failed, "fail"), (s.errors, "error"), (s.skipped, "skip")]
+        return ", ".join(f"{n} {word}" for n, word in parts if n or word == "ok")
 
     def record(self) -> dict:
         s = self.summary
@@ -143,8 +144,10 @@ def rows(results: list[CellResult]) -> list[tuple[str, ...]]:
     out = []
     for r in results:
         s = r.summary
-        counts = (s.passed, s.failed, s.skipped, s.errors) if r.state != MISSING else ("-",) * 4
-        out.append((r.cell, r.state, *map(str, counts), f"{r.seconds:.0f}s", r.note))
+        if r.state == MISSING:
+            out.append((r.cell, r.state, *("-",) * 5, r.note))
+        else:
+            out.append((r.cell, r.state, *map(str, (s.passed, s.failed, s.skipped, s.errors)), f"{r.seconds:.0f}s", r.note))
     return out
 
 
@@ -168,10 +171,15 @@ def details(results: list[CellResult], limit: int = 8) -> list[str]:
             continue
         where = f" (log: {r.log})" if r.log else ""
         lines.append(f"{r.cell}: {r.state}{where}")
-        for f in r.summary.failures[:limit]:
-            lines.append(f"  {f.kind}: {f.test}: {f.message}")
-        if len(r.summary.failures) > limit:
-            lines.append(f"  ... {len(r.summary.failures) - limit} more in {r.junit}")
+        # One line per distinct message: eleven GPU checks failing for one reason is one finding.
+        groups: dict[tuple[str, str], list[str]] = {}
+        for f in r.summary.failures:
+            groups.setdefault((f.kind, f.message), []).append(f.test)
+        for (kind, message), tests in list(groups.items())[:limit]:
+            names = ", ".join(tests[:3]) + (f" and {len(tests) - 3} more" if len(tests) > 3 else "")
+            lines.append(f"  {kind}: {names}: {message}")
+        if len(groups) > limit:
+            lines.append(f"  ... {len(groups) - limit} more distinct failures in {r.junit}")
         if r.note:
             lines.append(f"  {r.note}")
         lines += [f"  | {line}" for line in r.tail.splitlines()]
@@ -183,6 +191,7 @@ def skip_lines(results: list[CellResult], limit: int = 6) -> list[str]:
     reasons: dict[str, int] = {}
     for r in results:
         for reason, n in r.summary.skip_reasons.items():
+            reason = reason.replace(r.cell, "<cell>")  # one line for "cell X declares no 'pyg'" across cells
             reasons[reason] = reasons.get(reason, 0) + n
     top = sorted(reasons.items(), key=lambda kv: -kv[1])[:limit]
     return [f"skipped {n}x: {reason}" for reason, n in top]

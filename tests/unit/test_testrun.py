@@ -105,7 +105,7 @@ def test_grid_rows_exit_code_and_plain_text():
         _result("cu12.8.1-py3.13-ray-runtime", "missing", note="image x:y was never built; build it: invoke build ..."),
     ]
     assert testgrid.rows(results)[0] == ("cu13.2-py3.13-devel", "passed", "18", "0", "44", "0", "65s", "")
-    assert testgrid.rows(results)[2][2:6] == ("-", "-", "-", "-")
+    assert testgrid.rows(results)[2][2:7] == ("-", "-", "-", "-", "-")
     assert testgrid.exit_code(results) == 1
     assert testgrid.exit_code(results[:1]) == 0
     assert testgrid.exit_code([]) == 1  # nothing tested is not a pass
@@ -113,6 +113,12 @@ def test_grid_rows_exit_code_and_plain_text():
     assert text.splitlines()[0] == "gpu_smoke: 3 cell(s): 1 passed, 1 failed, 1 missing"
     assert "cu13.2-py3.13-runtime: failed (log: build/test-results/cu13.2-py3.13-runtime.log)" in text
     assert "invoke build" in text
+    many = Summary(0, 3, 0, 0, failures=tuple(testgrid.Failure(f"t::g{i}", "failure", "no GPU visible [--require-gpu]") for i in range(5)))
+    lines = testgrid.details([_result("c", "failed", summary=many)])
+    assert lines[1] == "  failure: t::g0, t::g1, t::g2 and 2 more: no GPU visible [--require-gpu]" and len(lines) == 2
+    same = [_result(c, "passed", summary=Summary(1, 0, 2, 0, skip_reasons={f"cell {c} declares no 'pyg' feature": 2}))
+            for c in ("a-devel", "a-runtime")]
+    assert testgrid.skip_lines(same) == ["skipped 4x: cell <cell> declares no 'pyg' feature"]
 
 
 def test_record_feeds_invoke_status(tmp_path):
@@ -123,7 +129,7 @@ def test_record_feeds_invoke_status(tmp_path):
     status.update_cell(tmp_path, r.cell, "test", rec, replace=True)
     assert status.read_status(tmp_path)[r.cell]["test"]["passed"] == 18
     # invoke status's "test" column shows the summary string.
-    assert status_view.section_text(rec) == "passed (smoke: 18 pass, 0 fail, 44 skip, 0 error)"
+    assert status_view.section_text(rec) == "passed (smoke: 18 ok, 44 skip)"
     table, n = status_view.status_table(tmp_path)
     assert n == 1 and [c.header for c in table.columns][-1] == "test"
 
@@ -206,7 +212,7 @@ def test_pytest_args_suites_workers_and_passthrough():
     full = testrun.pytest_args(_opts(workers="auto", pytest_extra=("-k", "abi")), "T", "J", "c")
     assert full[full.index("-m") + 1] == "smoke"
     assert full[-6:] == ["-n", "auto", "--dist", "loadgroup", "-k", "abi"]
-    f = testrun.pytest_args(testrun.Options(suite=testrun.SUITES["full"]), "T", "J", "c", cell_file="cell.json")
+    f = testrun.pytest_args(testrun.Options(suite=testrun.SUITES["full"], workers="0"), "T", "J", "c", cell_file="cell.json")
     assert f[f.index("-m") + 1] == "smoke or full" and f[f.index("--cell") + 1] == "cell.json" and "-n" not in f
 
 
@@ -320,3 +326,13 @@ def test_each_target_runs_its_ancestors_checks(tmp_path):
     if "ray-runtime" in selected and "runtime" in selected:  # the issue's own example
         assert selected["runtime"] < selected["ray-runtime"]
         assert any("test_ray.py" in n for n in selected["ray-runtime"] - selected["runtime"])
+
+
+def test_host_interpreter_must_run_and_be_the_sessions_python(tmp_path):
+    running = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    assert testrun._interpreter_problem(sys.executable, running) is None
+    assert testrun._interpreter_problem(sys.executable, "2.7") == f"({sys.executable}) is Python {running}"
+    shim = tmp_path / "python9.9"  # like a pyenv shim for a version that is not installed
+    shim.write_text("#!/bin/sh\necho 'pyenv: python9.9: command not found' >&2\nexit 127\n")
+    shim.chmod(0o755)
+    assert testrun._interpreter_problem(str(shim), "9.9") == f"({shim}) does not run: pyenv: python9.9: command not found"
