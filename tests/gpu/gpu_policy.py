@@ -616,8 +616,11 @@ def parse_torch_config(text: str) -> TorchConfig:
             if "=" in part:
                 k, v = part.split("=", 1)
                 settings[k.strip()] = v.strip().rstrip(",").strip()
+    # The "CUDA Runtime" line is printed only when a driver is loaded; the build
+    # settings' CUDA_VERSION says the same on a host without a GPU.
+    built_cuda = re.match(r"(\d+\.\d+)", settings.get("CUDA_VERSION", ""))
     return TorchConfig(
-        cuda_runtime=runtime.group(1) if runtime else None,
+        cuda_runtime=runtime.group(1) if runtime else built_cuda.group(1) if built_cuda else None,
         cudnn=cudnn.group(1) if cudnn else None,
         cxx11_abi=int(abi.group(1)) if abi else None,
         settings=settings,

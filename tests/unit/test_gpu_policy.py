@@ -416,6 +416,12 @@ def test_parse_cuda_config():
     assert c.settings["CXX_FLAGS"].startswith("-D_GLIBCXX_USE_CXX11_ABI=1")
 
 
+def test_parse_config_without_a_driver_reads_the_build_settings():
+    # torch 2.15 on a host with no GPU prints no "CUDA Runtime" line (seen in the example images).
+    no_driver = "\n".join(line for line in H100_CONFIG.splitlines() if "CUDA Runtime" not in line)
+    assert gp.parse_torch_config(no_driver).cuda_runtime == "13.0"
+
+
 def test_parse_cpu_config():
     c = gp.parse_torch_config(CPU_CONFIG)
     assert c.cuda_runtime is None and c.cxx11_abi is None and not c.use_cuda
