@@ -16,24 +16,26 @@ from imagematrix import testrun
 
 nox.options.default_venv_backend = "none"
 nox.options.sessions = ["lint", "unit"]  # plain `nox`; GPU and engine sessions are asked for by name
+# nox's own interpreter, where the package is installed; `-m` puts the top directory on sys.path as CI's run does.
+PY = (sys.executable, "-m")
 
 
 @nox.session
 def unit(session):
     """Unit tests: no Docker engine, no GPU."""
-    session.run("pytest", "tests/unit", *session.posargs)
+    session.run(*PY, "pytest", "tests/unit", *session.posargs)
 
 
 @nox.session(default=False)
 def integration(session):
     """Real-engine tests (pytest -m docker tests/integration); CI sets IMAGEMATRIX_REQUIRE_DOCKER=1."""
-    session.run("pytest", "-m", "docker", "tests/integration", *session.posargs)
+    session.run(*PY, "pytest", "-m", "docker", "tests/integration", *session.posargs)
 
 
 @nox.session
 def lint(session):
     """ruff on the code, hadolint on every rendered Dockerfile (invoke lint)."""
-    session.run("invoke", "lint", *session.posargs)
+    session.run(*PY, "invoke", "lint", *session.posargs)
 
 
 def gpu(session, suite, python):
