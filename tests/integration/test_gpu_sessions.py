@@ -96,6 +96,19 @@ def test_cpu_checks_pass_and_gpu_checks_skip_in_every_image(smoke, docker_client
         assert not leftover_containers(docker_client, cell.id, build_dir)
 
 
+def test_cpu_torch_compile_passes_in_the_full_suite(smoke, example_images, docker_client):
+    """The suite keeps CPU torch.compile in `full` (slow): run just that check, in the slim image."""
+    _, build_dir, m = smoke
+    cell = next(c for c in m.cells if c.target.kind == "runtime" and "torch_compile" in c.target.features)
+    proc = nox("-s", f"gpu_full-{cell.python}", "--", "--matrix", str(EXAMPLE), "--build-dir", str(build_dir),
+               "--target", cell.target.name, "--", "-k", "compile_cpu")
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    results = outcomes(build_dir / "test-results" / f"{cell.id}.xml")
+    assert results and all(kind == "passed" for kind, _ in results.values()), results
+    assert any("compile_cpu" in k for k in results)
+    assert not leftover_containers(docker_client, cell.id, build_dir)
+
+
 def test_require_gpu_turns_the_run_into_a_failure(smoke, session_name, docker_client):
     """The same session with --require-gpu, on one image to keep CI short (the caches are warm)."""
     _, build_dir, m = smoke
