@@ -147,6 +147,28 @@ def test_an_image_never_built_is_missing_with_its_build_command(example_images, 
     assert not (tmp_path / "b" / "test-tools").exists()  # nothing to test, so nothing installed
 
 
+def test_an_image_labelled_as_another_cell_is_an_error(example_images, image_namespace, tmp_path, docker_client):
+    m = example_images["matrix"]
+    runtime = next(c for c in m.cells if c.target.kind == "runtime")
+    devel = next(c for c in m.cells if c.target.kind == "devel")
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["image"] = f"{image_namespace}/relabelled"
+    data["build"]["fragments_dir"] = str((EXAMPLE.parent / data["build"]["fragments_dir"]).resolve())
+    matrix = tmp_path / "matrix.yaml"
+    matrix.write_text(yaml.safe_dump(data))
+    # The runtime image under the devel cell's tag (removed with the namespace afterwards).
+    docker_client.images.get(runtime.ref).tag(data["image"], devel.tag)
+    done = subprocess.run(
+        [sys.executable, "-m", "imagematrix.testrun", "--matrix", str(matrix), "--build-dir", str(tmp_path / "b"),
+         "--target", devel.target.name],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    record = status.read_status(tmp_path / "b")[devel.id]["test"]
+    assert record["state"] == "error"
+    assert f"labelled imagematrix.cell='{runtime.id}', not {devel.id}" in record["note"]
+
+
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupt_removes_the_container(smoke, example_images, tmp_path, docker_client, sig, code):
     _, smoke_dir, m = smoke
