@@ -238,7 +238,7 @@ def test_options(monkeypatch):
 
 
 def test_main_reports_a_usage_error_without_traceback(capsys):
-    code = testrun.main(["--matrix", "examples/matrix.yaml", "--python", "2.7"])
+    code = testrun.main(["--matrix", str(ROOT / "examples" / "matrix.yaml"), "--python", "2.7"])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: unknown Python version '2.7'") and "Traceback" not in err
 
