@@ -53,4 +53,5 @@ for _py in PYTHONS:
     for _suite in testrun.SUITES.values():
         _fn = functools.partial(gpu, suite=_suite.name, python=_py)
         _fn.__doc__ = _suite.describe(_py)
-        nox.session(_fn, name=f"gpu_{_suite.name}-{_py}", default=False)
+        # Tagged: `nox -t gpu_smoke` runs every Python's session without naming a version (CI, runners).
+        nox.session(_fn, name=f"gpu_{_suite.name}-{_py}", default=False, tags=[f"gpu_{_suite.name}"])

@@ -14,7 +14,7 @@ from imagematrix.matrix import load_matrix
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "matrix.yaml"
-LINE = re.compile(r"^[*-] (\S+) -> (.+)$")
+LINE = re.compile(r"^[*-] (\S+)(?: \[[^]]*\])? -> (.+)$")  # name [tags] -> description
 
 
 def nox_list(matrix: Path | None = None) -> tuple[subprocess.CompletedProcess, dict[str, str]]:
@@ -41,6 +41,13 @@ def test_default_matrix_gives_two_sessions_per_python():
     assert {"unit", "integration", "lint"} <= sessions.keys()
     for name, description in sessions.items():  # each with a one-line description
         assert description.strip() and "\n" not in description, name
+
+
+def test_gpu_sessions_are_tagged_by_suite():
+    proc, _ = nox_list()
+    pythons = load_matrix(ROOT / "matrix.yaml").pythons
+    for py in pythons:
+        assert f"gpu_smoke-{py} [gpu_smoke] -> " in proc.stdout and f"gpu_full-{py} [gpu_full] -> " in proc.stdout
 
 
 def test_env_selects_the_matrix_and_names_follow_it(tmp_path):
