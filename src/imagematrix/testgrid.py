@@ -193,8 +193,15 @@ def skip_lines(results: list[CellResult], limit: int = 6) -> list[str]:
         for reason, n in r.summary.skip_reasons.items():
             reason = reason.replace(r.cell, "<cell>")  # one line for "cell X declares no 'pyg'" across cells
             reasons[reason] = reasons.get(reason, 0) + n
-    top = sorted(reasons.items(), key=lambda kv: -kv[1])[:limit]
-    return [f"skipped {n}x: {reason}" for reason, n in top]
+    ranked = sorted(reasons.items(), key=lambda kv: -kv[1])
+    lines = [f"skipped {n}x: {reason}" for reason, n in ranked[:limit]]
+    rest = ranked[limit:]
+    if rest:  # say how many are not shown, so no skip goes unmentioned
+        lines.append(
+            f"skipped {sum(n for _, n in rest)}x more for {len(rest)} other reason(s): "
+            + "; ".join(reason for reason, _ in rest)[:300]
+        )
+    return lines
 
 
 def render_plain(results: list[CellResult], suite: str) -> str:

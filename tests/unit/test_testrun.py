@@ -119,6 +119,10 @@ def test_grid_rows_exit_code_and_plain_text():
     same = [_result(c, "passed", summary=Summary(1, 0, 2, 0, skip_reasons={f"cell {c} declares no 'pyg' feature": 2}))
             for c in ("a-devel", "a-runtime")]
     assert testgrid.skip_lines(same) == ["skipped 4x: cell <cell> declares no 'pyg' feature"]
+    varied = [_result("c", "passed", summary=Summary(1, 0, 8, 0, skip_reasons={f"reason {i}": 8 - i for i in range(8)}))]
+    lines = testgrid.skip_lines(varied, limit=6)
+    assert lines[:2] == ["skipped 8x: reason 0", "skipped 7x: reason 1"]
+    assert lines[-1] == "skipped 3x more for 2 other reason(s): reason 6; reason 7"  # none unmentioned
 
 
 def test_record_feeds_invoke_status(tmp_path):
