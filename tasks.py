@@ -109,7 +109,7 @@ def build(
         ca_cert=Path(ca_cert) if ca_cert else p.matrix.ca_cert,
     )
     if dry_run:
-        return commands.print_dry_run(p, options)
+        return commands.print_dry_run(p, options, force=force)
     builds.run_build(p, options, force=force, skip_preflight=skip_preflight, console=commands.console())
     return 0
 

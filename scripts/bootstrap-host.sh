@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Prepare a Debian host with no image registry for imagematrix:
-# a Docker engine with BuildKit, the buildx plugin, and base images made
-# from Debian's own mirror (nothing is pulled from a registry).
+# Prepare a Debian host for imagematrix: a Docker engine with BuildKit, the
+# buildx plugin, and the base images of examples/matrix.yaml, pulled where a
+# registry answers and otherwise made from Debian's own mirror. Needs root.
 # Idempotent: every step is skipped when its result is already there.
 set -euo pipefail
 
@@ -42,6 +42,11 @@ for suite in $SUITES; do
     log "$tag present"
     continue
   fi
+  if timeout 300 docker pull -q "$tag" >/dev/null 2>&1; then
+    log "$tag pulled"
+    continue
+  fi
+  log "$tag cannot be pulled (no registry reachable): making it from Debian's mirror"
   rootfs="$STATE/rootfs-$suite"
   rm -rf "$rootfs"
   log "debootstrap $suite from $MIRROR"

@@ -253,7 +253,7 @@ class Executor:
         self.progress, self.force = progress, force
         self.build_dir = plan.build_dir
         self.env = {**os.environ, **build_env(builder.kind)}
-        self.base_ids = base_image_ids(client, base_images(plan))
+        self.base_ids = base_image_ids(client, base_images(plan)) if client is not None else {}
         self.outcomes: list[Outcome] = []
         self.cause: dict[str, str] = {}  # cell -> the failed cell that blocks it
         self.fresh: set[str] = set()  # cells built without cache in this run (--no-cache)
@@ -275,10 +275,9 @@ class Executor:
                 if cid in self.cause:
                     self._blocked(step)
                     continue
-                bases = cell_bases(step, self.plan)
-                digest = build_hash(step, self.options, self.base_ids, bases)
-                image = None if self.force else local_image(self.client, step.cell.ref)
-                if image is not None and image.labels.get(BUILD_HASH_LABEL) == digest:
+                digest = self.digest(step)
+                image = self.unchanged_image(step, digest)
+                if image is not None:
                     self._skipped(step, image, digest)
                     continue
                 parsed = BuildkitLog(tail_lines=TAIL_LINES + 10)
@@ -314,11 +313,25 @@ class Executor:
         self.progress.finished(cid, "skipped", f"unchanged, image {image.short_id.removeprefix('sha256:')}")
         self.outcomes.append(Outcome(cid, "skipped", None, image.attrs.get("Size"), "unchanged", rec))
 
-    def _build(self, step: BuildStep, digest: str, parsed: BuildkitLog) -> None:
-        cid, log = step.cell.id, self.log_path(step.cell.id)
+    def digest(self, step: BuildStep) -> str:
+        return build_hash(step, self.options, self.base_ids, cell_bases(step, self.plan))
+
+    def unchanged_image(self, step: BuildStep, digest: str):
+        """The cell's local image when it was built from exactly these inputs, else None."""
+        if self.force or self.client is None:
+            return None
+        image = local_image(self.client, step.cell.ref)
+        return image if image is not None and image.labels.get(BUILD_HASH_LABEL) == digest else None
+
+    def command(self, step: BuildStep, digest: str) -> tuple[BuildOptions, list[str]]:
+        """The options and the exact docker command that build ``step``."""
         options = replace(self.options, labels={**self.options.labels, BUILD_HASH_LABEL: digest})
         options = self._no_cache_for(step, options)
-        argv = build_argv(step, options, self.builder.kind)
+        return options, build_argv(step, options, self.builder.kind)
+
+    def _build(self, step: BuildStep, digest: str, parsed: BuildkitLog) -> None:
+        cid, log = step.cell.id, self.log_path(step.cell.id)
+        options, argv = self.command(step, digest)
         self.record(cid, {
             "state": "building", "started": utcnow(), "cached": False, "ref": step.cell.ref,
             "input_hash": step.rendered.input_hash, "build_hash": digest, "log": str(log),
@@ -432,6 +445,39 @@ def failure_message(outcomes: list[Outcome]) -> str:
             lines.append(f"  blocked, not attempted: {', '.join(deps)}")
     lines.append("Fix the cause and rerun the same `invoke build`: only failed, blocked and missing cells are built.")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Preview:
+    step: BuildStep
+    action: str  # "build" or "skip"
+    argv: list[str]
+    env: dict[str, str]
+    image_id: str | None = None
+
+
+def preview(plan: Plan, options: BuildOptions, *, force: bool = False) -> tuple[list[Preview], str | None]:
+    """What `invoke build` would do for each planned cell, without building: the same
+    hash, skip decision and command as a real run. Returns (previews, note on what is unknown)."""
+    builder = describe_builder()
+    options = replace(options, build_args=tuple(dict.fromkeys((*options.build_args, *proxy_build_args(os.environ)))))
+    try:
+        client, note = docker_client(timeout=10), None
+    except ImagematrixError as exc:
+        client, note = None, f"{exc} (so no cell is shown as skipped, and build-hash labels assume the base images are absent)"
+    ex = Executor(plan, options, builder, client, progress=None, force=force or options.no_cache)
+    out: list[Preview] = []
+    for step in plan.steps:
+        digest = ex.digest(step)
+        image = ex.unchanged_image(step, digest)
+        if image is not None:
+            out.append(Preview(step, "skip", [], {}, image.id))
+            continue
+        opts, argv = ex.command(step, digest)
+        if opts.no_cache or opts.no_cache_filter:
+            ex.fresh.add(step.cell.id)
+        out.append(Preview(step, "build", argv, build_env(builder.kind)))
+    return out, note
 
 
 def run_build(plan: Plan, options: BuildOptions, *, force: bool = False, skip_preflight: bool = False,

@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from .docker import BuildOptions, build_argv, build_env, detect_builder
+from .docker import BuildOptions
 from .matrix import Matrix, load_matrix, matrix_json_schema
 from .plan import Plan, Selection, excluded_lines, make_plan, select_cells
 from .render import render_cell, write_context
@@ -88,13 +88,22 @@ def print_schema() -> int:
     return 0
 
 
-def print_dry_run(p: Plan, options: BuildOptions, builder: str | None = None) -> int:
-    builder = builder or detect_builder()
+def print_dry_run(p: Plan, options: BuildOptions, force: bool = False) -> int:
+    """The plan, and per cell what a real `invoke build` would do: skip it or run this command."""
+    from .build import preview  # the executor's own decisions, so the two cannot disagree
+
+    previews, note = preview(p, options, force=force)
     out = console()
-    env = " ".join(f"{k}={v}" for k, v in build_env(builder).items())
     out.print(f"plan: {len(p.steps)} cell(s) for {p.selection.describe()} (parents first; nothing is run)")
-    for i, step in enumerate(p.steps, 1):
+    if note:
+        out.print(f"note: {note}", markup=False)
+    for i, pv in enumerate(previews, 1):
+        step = pv.step
         needs = f"  after {', '.join(step.needs)}" if step.needs else ""
-        out.print(f"{i:>3}. {step.cell.id}  stages {' -> '.join(step.rendered.stages)}{needs}")
-        out.print(f"     {env} {shlex.join(build_argv(step, options, builder))}", soft_wrap=True)
+        out.print(f"{i:>3}. {step.cell.id}  stages {' -> '.join(step.rendered.stages)}{needs}", markup=False)
+        if pv.action == "skip":
+            out.print(f"     skip: unchanged, image {pv.image_id} (--force builds it anyway)", markup=False)
+            continue
+        env = " ".join(f"{k}={v}" for k, v in pv.env.items())
+        out.print(f"     {env} {shlex.join(pv.argv)}", soft_wrap=True, markup=False)
     return 0
