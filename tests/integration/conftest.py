@@ -9,6 +9,7 @@ end; containers are always removed.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -20,6 +21,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "debian:trixie-slim"
 REQUIRE_ENV = "IMAGEMATRIX_REQUIRE_DOCKER"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _interruptible_children() -> None:
+    """Tests send SIGINT to the processes they start. A shell that starts pytest in the
+    background hands it SIGINT ignored, and an ignored signal stays ignored in every child;
+    a handler does not, so install Python's own."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _unavailable(reason: str) -> None:
