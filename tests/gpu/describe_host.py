@@ -83,7 +83,8 @@ def describe(
     tcuda = torch_cuda or torch.version.cuda
     # A CPU-only torch makes a CPU-only description (cuda: null) whatever nvcc is around.
     toolkit = (cuda or nvcc_version(nvcc) or f"{tcuda}.0") if tcuda else None
-    kind = "devel" if "cuda_extension" in features else "runtime"
+    # Not an image: the slim-image checks (pruned tests, no second CUDA copy) do not apply.
+    kind = "host"
     ident = cell_id or (f"host-cu{toolkit}-py{py}" if toolkit else f"host-cpu-py{py}")
     return {
         "schema": 1,
@@ -91,7 +92,7 @@ def describe(
         "image": "host",
         "tag": ident,
         "ref": f"host:{ident}",
-        "target": f"host-{kind}",
+        "target": "host",
         "kind": kind,
         "parent": None,
         "relation": None,

@@ -20,7 +20,7 @@ from typing import Any
 SCHEMA = 1
 DEFAULT_CELL_PATH = "/etc/imagematrix/cell.json"
 CELL_ENV = "IMAGEMATRIX_CELL"
-KINDS = ("devel", "runtime")
+KINDS = ("devel", "runtime", "host")  # host: a bare interpreter described by describe_host.py
 RELATIONS = ("extends", "slim")
 FEATURES = ("cpp_extension", "cuda_extension", "torch_compile", "pyg", "ray", "marimo")
 PYG_EXTENSIONS = ("pyg_lib", "torch_scatter", "torch_sparse", "torch_cluster", "torch_spline_conv")

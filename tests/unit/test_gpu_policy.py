@@ -92,7 +92,7 @@ def test_cpu_only_host_description_is_valid():
     ("changes", "needle"),
     [
         ({"schema": 2}, "key 'schema': 2 is not supported"),
-        ({"kind": "dev"}, "key 'kind': 'dev' is not one of devel, runtime"),
+        ({"kind": "dev"}, "key 'kind': 'dev' is not one of devel, runtime, host"),
         ({"python": "3"}, "key 'python': '3' is not a major.minor"),
         ({"python": ...}, "key 'python': None"),
         ({"cuda": "twelve"}, "key 'cuda': 'twelve' is not a toolkit version"),

@@ -84,7 +84,7 @@ def test_invalid_manifest_names_the_key(tmp_path):
     cell = write_cell(tmp_path, kind="dev")
     out = run_suite(tmp_path, "-q", "--cell", str(cell))
     assert out.returncode == 4
-    assert "key 'kind': 'dev' is not one of devel, runtime" in out.stdout + out.stderr
+    assert "key 'kind': 'dev' is not one of devel, runtime, host" in out.stdout + out.stderr
 
 
 def test_env_variable_names_the_manifest(tmp_path):
