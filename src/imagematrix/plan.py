@@ -35,8 +35,6 @@ class Selection:
 
         phases: list[int] = []
         for p in norm(phase):
-            if p == "0":
-                continue  # invoke's default for "no phase"
             try:
                 phases.append(int(p))
             except ValueError:
