@@ -77,8 +77,12 @@ CACHE_DIRS = {
     "TORCHINDUCTOR_CACHE_DIR": "inductor",
     "XDG_CACHE_HOME": "xdg",
     "HOME": "home",
+    # Bytecode of the image's own packages (installed without .pyc): a warm run skips
+    # recompiling torch on every fresh-process probe, and nothing lands beside any source.
+    "PYTHONPYCACHEPREFIX": "pycache",
 }
-HOST_KEEPS = ("HOME",)
+# A host's own environment normally has its bytecode already; a prefix would ignore it.
+HOST_KEEPS = ("HOME", "PYTHONPYCACHEPREFIX")
 # Root on the host runs the container as this uid (no passwd entry, like most
 # `docker run --user N` in CI); anyone else runs it as themselves.
 CONTAINER_UID = 10001
@@ -230,7 +234,6 @@ def container_spec(
     env = {
         **cache_env(CACHE_IN),
         "PYTHONPATH": pythonpath,
-        "PYTHONDONTWRITEBYTECODE": "1",
         "IMAGEMATRIX_ARTIFACTS": f"{RESULTS_IN}/artifacts",
         "USER": "imagematrix",  # getpass.getuser() works for a uid without a passwd entry
     }

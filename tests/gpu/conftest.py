@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-sys.dont_write_bytecode = True  # never write __pycache__ next to the tests
+# Never write __pycache__ next to the tests (often a read-only mount); with a
+# PYTHONPYCACHEPREFIX (the runner sets one in its cache dir) bytecode goes there.
+sys.dont_write_bytecode = sys.pycache_prefix is None
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))

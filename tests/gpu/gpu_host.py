@@ -188,7 +188,8 @@ def run_python(
     code = PROBE_SOURCE.read_text()
     cmd = [sys.executable, "-c", code, name, *args]
     full_env = dict(os.environ if env is None else env)
-    full_env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    if not full_env.get("PYTHONPYCACHEPREFIX"):  # bytecode only into a cache dir, never beside sources
+        full_env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
     # One compile worker: a pool per probe, times pytest-xdist's workers, swamps the CPUs.
     full_env.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
     full_env["PYTHONUNBUFFERED"] = "1"
