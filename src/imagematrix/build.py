@@ -44,6 +44,7 @@ from .docker import (
     proxy_build_args,
 )
 from .errors import ImagematrixError, UsageError
+from .interrupts import sigterm_as_interrupt
 from .plan import BuildStep, Plan
 from .preflight import base_image_ids, base_images, docker_client, preflight
 from .progress import Progress, human_duration, human_size, make_progress
@@ -216,24 +217,6 @@ class Outcome:
     size_bytes: int | None = None
     note: str = ""
     record: dict[str, Any] = field(default_factory=dict)
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (CI cancelling, `kill`) ends the build like Ctrl-C: record first, then exit 130."""
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    try:
-        old = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 def mark_stale(build_dir: Path) -> list[str]:
@@ -495,7 +478,7 @@ def run_build(plan: Plan, options: BuildOptions, *, force: bool = False, skip_pr
         console.print(f"building {len(plan.steps)} cell(s) with {builder.describe()}; logs in {plan.build_dir / LOGS_DIR}",
                       markup=False)
         progress = make_progress(console, [s.cell.id for s in plan.steps])
-        with _sigterm_as_interrupt(), progress:
+        with sigterm_as_interrupt(), progress:
             outcomes = Executor(plan, options, builder, client, progress, force=force).run()
     console.print(summary_table(outcomes))
     if any(o.state == "failed" for o in outcomes):

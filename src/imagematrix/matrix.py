@@ -12,7 +12,7 @@ import re
 import types
 import typing
 import zoneinfo
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -755,13 +755,7 @@ def _resolve(spec: MatrixSpec, path: Path, loc: _Index) -> Matrix:
                     )
     if problems:
         raise MatrixError(problems)
-    return _replace(m, cells=tuple(cells), warnings=tuple(warnings))
-
-
-def _replace(m: Matrix, **changes) -> Matrix:
-    from dataclasses import replace
-
-    return replace(m, **changes)
+    return replace(m, cells=tuple(cells), warnings=tuple(warnings))
 
 
 def _known_timezone(name: str) -> bool:

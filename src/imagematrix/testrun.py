@@ -34,12 +34,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import status, testgrid
 from .errors import ImagematrixError, UsageError
+from .interrupts import Terminated, sigterm_as_interrupt
 from .testgrid import ERROR, MISSING, CellResult
 
 MATRIX_ENV = "IMAGEMATRIX_MATRIX"
@@ -106,10 +107,6 @@ EXIT_MEANING = {
     130: "interrupted; the running container was removed",
     143: "terminated; the running container was removed",
 }
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (CI cancelling a job): cleaned up like Ctrl-C, exits 143."""
 
 
 @dataclass(frozen=True)
@@ -284,23 +281,6 @@ def _now() -> str:
 # --- shared plumbing -------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM into an exception so every ``finally`` (container removal) runs."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise Terminated()
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def ensure_tools(build_dir: Path) -> Path:
     """pytest + pytest-xdist in ``build/test-tools/site``: pure Python, mounted into every image."""
     site = build_dir / "test-tools" / "site"
@@ -383,21 +363,17 @@ def _tail(log: Path, lines: int = 12) -> str:
 
 def _client():
     try:
-        import docker
+        import docker  # noqa: F401
     except ImportError as exc:
         raise UsageError(f"the docker backend needs the docker SDK ({exc}): pip install -e '.[dev]', or use --backend host") from None
+    from .preflight import docker_client
+
     for noisy in ("docker", "urllib3"):  # nox logs at DEBUG; every API call would be printed
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        client = docker.from_env(timeout=120)
-        client.ping()
-    except docker.errors.DockerException as exc:
-        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-        raise ImagematrixError(
-            f"no Docker engine answers at {where} ({exc}). Fix: start dockerd (scripts/bootstrap-host.sh), "
-            "set DOCKER_HOST, or test this host's interpreter with --backend host"
-        ) from None
-    return client
+        return docker_client(timeout=120)
+    except ImagematrixError as exc:
+        raise ImagematrixError(f"{exc}; or test this host's interpreter with --backend host") from None
 
 
 def detect_gpu(info: dict) -> GpuAccess:
