@@ -7,7 +7,21 @@ cd "$(dirname "$0")/.."
 run() { printf '\n$ %s\n' "$*"; "$@"; }
 
 run bash scripts/bootstrap-host.sh
-run python3 -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+
+# A distribution's own Python refuses pip installs (PEP 668): use a venv there.
+# IMAGEMATRIX_VENV=1 asks for the venv anyway.
+py=python3
+managed=$(python3 -c 'import os, sysconfig; print(os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))')
+if [ "$managed" = True ] || [ "${IMAGEMATRIX_VENV:-0}" = 1 ]; then
+  if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv 2>/dev/null || { run apt-get install -y -qq python3-venv; run python3 -m venv .venv; }
+  fi
+  py=.venv/bin/python
+  export PATH="$PWD/.venv/bin:$PATH"
+  echo "(using .venv: run '. .venv/bin/activate' before the other commands in README.md)"
+fi
+run "$py" -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+
 export IMAGEMATRIX_MATRIX=examples/matrix.yaml   # nox sessions come from this matrix
 run invoke build --matrix "$IMAGEMATRIX_MATRIX"
 run nox --tags gpu_smoke -- --matrix "$IMAGEMATRIX_MATRIX"
