@@ -10,5 +10,8 @@ RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
         > /etc/dpkg/dpkg.cfg.d/imagematrix-slim \
     && apt-get update \
     && apt-get install -y --no-install-recommends \
-        ca-certificates g++ ninja-build python{{ python }} python{{ python }}-dev{% if options.get("drop_static_libs") %} \
+        ca-certificates g++{% if packages.get("gxx") %}-{{ packages.gxx }}{% endif %} ninja-build python{{ python }} python{{ python }}-dev{% if options.get("drop_static_libs") %} \
     && rm -f /usr/lib/python{{ python }}/config-*/libpython*.a /usr/lib/*-linux-gnu/libpython{{ python }}*.a{% endif %}
+{% if packages.get("gxx") %}
+ENV CC=gcc-{{ packages.gxx }} CXX=g++-{{ packages.gxx }}
+{% endif %}

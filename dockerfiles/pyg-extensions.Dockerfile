@@ -1,5 +1,9 @@
-# PyG's compiled extensions, built from source against this torch for the matrix's GPU architectures.
+# PyG's compiled extensions, built from source against this torch{% if cuda.extensions == "cuda" %} for the matrix's GPU architectures{% else %}, CPU-only (cuda.{{ cuda.version }}.extensions: cpu){% endif %}.
+{% if cuda.extensions == "cuda" %}
 ENV TORCH_CUDA_ARCH_LIST="{{ cuda.arch_list }}" FORCE_CUDA=1 CCACHE_DIR=/root/.cache/ccache
+{% else %}
+ENV FORCE_ONLY_CPU=1 CCACHE_DIR=/root/.cache/ccache
+{% endif %}
 RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=cache,target=/root/.cache/ccache {{ secret_mount }} \
     {{ with_ca }} \

@@ -50,8 +50,15 @@ for suite in $SUITES; do
   rootfs="$STATE/rootfs-$suite"
   rm -rf "$rootfs"
   log "debootstrap $suite from $MIRROR"
-  debootstrap --variant=minbase "$suite" "$rootfs" "$MIRROR" >"$STATE/debootstrap-$suite.log" 2>&1 \
+  # A suite newer than this debootstrap (forky on bookworm) is bootstrapped with sid's script.
+  script=()
+  [ -e "/usr/share/debootstrap/scripts/$suite" ] || script=(/usr/share/debootstrap/scripts/sid)
+  debootstrap --variant=minbase "$suite" "$rootfs" "$MIRROR" "${script[@]}" >"$STATE/debootstrap-$suite.log" 2>&1 \
     || { tail -n 20 "$STATE/debootstrap-$suite.log"; exit 1; }
+  if [ "$suite" = forky ]; then
+    # forky's Release file on the mirror is past its Valid-Until date; apt inside builds must still read it.
+    echo 'Acquire::Check-Valid-Until "false";' > "$rootfs/etc/apt/apt.conf.d/99imagematrix-valid-until"
+  fi
   # Leave apt caches out: a slim base.
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
   tar -C "$rootfs" -c . | docker import -c 'CMD ["bash"]' - "$tag" >/dev/null

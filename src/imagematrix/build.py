@@ -129,7 +129,7 @@ def _sha(data: bytes | str) -> str:
 def cell_bases(step: BuildStep, plan: Plan) -> list[str]:
     """Base images of the stages of ``step``'s lineage."""
     targets = plan.matrix.targets
-    return [step.cell.cuda.bases[targets[n].base] for n in step.cell.target.lineage if targets[n].base]
+    return [step.cell.base(targets[n].base) for n in step.cell.target.lineage if targets[n].base]
 
 
 def build_hash(step: BuildStep, options: BuildOptions, base_ids: dict[str, str | None], bases: list[str]) -> str:

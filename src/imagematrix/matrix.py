@@ -100,6 +100,17 @@ class CudaSpec(_Model):
     torch_index: str | None = Field(None, description="pip index of the torch wheels; null: PyPI")
     arch_list: str = Field("", description="TORCH_CUDA_ARCH_LIST for source builds")
     bases: dict[str, str] = Field(description="base image per role, e.g. devel, runtime")
+    packages: dict[str, str] = Field({}, description="pins for this CUDA family; they win over the top-level packages")
+    extensions: Literal["cuda", "cpu"] = Field(
+        "cuda", description="how compiled extensions (PyG) are built: with CUDA kernels, or CPU-only where no nvcc exists")
+
+
+class OverrideSpec(_Model):
+    cuda: Version | None = None
+    python: Version | None = None
+    bases: dict[str, str] = Field({}, description="base image per role for the matching families")
+    packages: dict[str, str] = Field({}, description="pins for the matching families")
+    reason: str = ""
 
 
 class ExcludeSpec(_Model):
@@ -164,6 +175,7 @@ class MatrixSpec(_Model):
     cuda: dict[Version, CudaSpec]
     exclude: list[ExcludeSpec] = []
     packages: dict[str, str] = {}
+    overrides: list[OverrideSpec] = []
     targets: dict[str, TargetSpec]
     phases: dict[int, PhaseSpec] = {}
     schedule: ScheduleSpec = ScheduleSpec()
@@ -191,6 +203,8 @@ class Cuda:
     torch_index: str | None
     arch_list: str
     bases: dict[str, str]
+    packages: dict[str, str] = field(default_factory=dict)
+    extensions: str = "cuda"  # "cpu": compiled extensions carry no CUDA kernels (no nvcc for this family)
 
     @property
     def tag(self) -> str:
@@ -227,6 +241,18 @@ class Cell:
     tag: str
     image: str
     phases: tuple[int, ...] = ()
+    bases: dict[str, str] = field(default_factory=dict)  # role -> image, for this (CUDA, Python) family
+    packages: dict[str, str] = field(default_factory=dict)  # pins for this family
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """The target's features, less what the family cannot give (no nvcc: no cuda_extension)."""
+        if self.cuda.extensions == "cpu":
+            return tuple(f for f in self.target.features if f != "cuda_extension")
+        return self.target.features
+
+    def base(self, role: str | None) -> str:
+        return self.bases[role] if role else ""
 
     @property
     def id(self) -> str:
@@ -250,6 +276,19 @@ class Phase:
     number: int
     name: str
     cells: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Override:
+    """Settings for the (CUDA, Python) families it matches; None matches any."""
+
+    cuda: str | None
+    python: str | None
+    bases: dict[str, str]
+    packages: dict[str, str]
+
+    def matches(self, cuda: str, python: str) -> bool:
+        return self.cuda in (None, cuda) and self.python in (None, python)
 
 
 @dataclass(frozen=True)
@@ -277,6 +316,16 @@ class Matrix:
     ca_cert: Path | None
     cells: tuple[Cell, ...]
     warnings: tuple[str, ...] = field(default=())
+    overrides: tuple[Override, ...] = ()
+
+    def family(self, cuda: Cuda, python: str) -> tuple[dict[str, str], dict[str, str]]:
+        """Base images and pins of one (CUDA, Python) family: top level, then the CUDA entry, then overrides in order."""
+        bases, packages = dict(cuda.bases), {**self.packages, **cuda.packages}
+        for o in self.overrides:
+            if o.matches(cuda.version, python):
+                bases.update(o.bases)
+                packages.update(o.packages)
+        return bases, packages
 
     def cell(self, cid: str) -> Cell:
         for c in self.cells:
@@ -296,7 +345,9 @@ class Matrix:
 
 def make_cell(m: Matrix, cuda: Cuda, python: str, target: Target, phases=()) -> Cell:
     tag = render_tag(m.tag_template, cuda, python, target.name)
-    return Cell(cuda=cuda, python=python, target=target, tag=tag, image=m.image, phases=phases)
+    bases, packages = m.family(cuda, python)
+    return Cell(cuda=cuda, python=python, target=target, tag=tag, image=m.image, phases=phases,
+                bases=bases, packages=packages)
 
 
 TAG_FIELDS = ("cuda", "cuda_tag", "torch_cuda", "python", "python_nodot", "target")
@@ -564,7 +615,28 @@ def _resolve(spec: MatrixSpec, path: Path, loc: _Index) -> Matrix:
                 bad(("cuda", ver, "bases", role), f"{ref!r} is not a valid image reference: name[:tag][@digest] in lowercase, e.g. nvidia/cuda:12.8.1-cudnn-devel-ubuntu24.04")
         if ver.split(".")[0] != c.torch_cuda.split(".")[0]:
             bad(("cuda", ver, "torch_cuda"), f"torch_cuda {c.torch_cuda} has another major version than CUDA {ver}; torch's CUDA major must match the toolkit's")
-        cudas[ver] = Cuda(ver, c.torch_cuda, c.torch_index, c.arch_list, dict(c.bases))
+        cudas[ver] = Cuda(ver, c.torch_cuda, c.torch_index, c.arch_list, dict(c.bases), dict(c.packages), c.extensions)
+
+    overrides: list[Override] = []
+    for i, o in enumerate(spec.overrides):
+        where = ("overrides", i)
+        if o.cuda is not None and o.cuda not in spec.cuda:
+            bad((*where, "cuda"), f"unknown CUDA version {o.cuda} (allowed: {', '.join(spec.cuda)})")
+        if o.python is not None and o.python not in spec.python:
+            bad((*where, "python"), f"unknown Python version {o.python} (allowed: {', '.join(spec.python)})")
+        if not o.bases and not o.packages:
+            bad(where, "an override sets 'bases', 'packages' or both for the families it matches")
+        for role, ref in o.bases.items():
+            if not valid_reference(ref):
+                bad((*where, "bases", role), f"{ref!r} is not a valid image reference: name[:tag][@digest] in lowercase")
+        overrides.append(Override(o.cuda, o.python, dict(o.bases), dict(o.packages)))
+
+    def family_bases(ver: str, python: str) -> dict[str, str]:
+        bases = dict(spec.cuda[ver].bases)
+        for o in overrides:
+            if o.matches(ver, python):
+                bases.update(o.bases)
+        return bases
 
     # Target graph: references, one parent relation, no cycles.
     names = list(spec.targets)
@@ -583,9 +655,13 @@ def _resolve(spec: MatrixSpec, path: Path, loc: _Index) -> Matrix:
         if not t.extends and not t.base:
             bad(where, f"a root or slim target needs 'base' (a role of cuda.*.bases, e.g. {', '.join(_roles(spec)) or 'devel'})")
         if t.base:
-            for ver, c in spec.cuda.items():
-                if t.base not in c.bases:
-                    bad((*where, "base"), f"cuda {ver} has no base image for role {t.base!r} (it has: {', '.join(c.bases) or 'none'})")
+            for ver in spec.cuda:
+                for pv in spec.python:
+                    have = family_bases(ver, pv)
+                    if t.base not in have:
+                        bad((*where, "base"), f"CUDA {ver} + Python {pv} has no base image for role {t.base!r} "
+                            f"(it has: {', '.join(have) or 'none'}; set cuda.{ver}.bases or an override)")
+                        break
         if t.prune and not t.slim:
             bad((*where, "prune"), "'prune' only applies to slim targets (it trims the parent before the copy)")
         for key in ("fragments", "prune"):
@@ -725,6 +801,7 @@ def _resolve(spec: MatrixSpec, path: Path, loc: _Index) -> Matrix:
         targets=targets,
         excluded=excluded,
         packages=dict(spec.packages),
+        overrides=tuple(overrides),
         phases=phases,
         timezone=spec.schedule.timezone,
         schedule=tuple(schedule),

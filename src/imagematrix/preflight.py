@@ -65,7 +65,7 @@ def base_images(plan: Plan) -> list[str]:
         for name in step.cell.target.lineage:
             t = plan.matrix.targets[name]
             if t.base:
-                ref = step.cell.cuda.bases[t.base]
+                ref = step.cell.base(t.base)
                 if ref not in refs:
                     refs.append(ref)
     return refs

@@ -113,8 +113,9 @@ def manifest(m: Matrix, cell: Cell, input_hash: str) -> dict:
         "cuda": cell.cuda.version,
         "torch_cuda": cell.cuda.torch_cuda,
         "python": cell.python,
-        "torch": m.packages.get("torch", ""),
-        "features": list(t.features),
+        "torch": cell.packages.get("torch", ""),
+        "features": list(cell.features),
+        "extensions": cell.cuda.extensions,
         "pyg_extensions": list(t.pyg_extensions),
         "input_hash": input_hash,
     }
@@ -163,16 +164,16 @@ def render_cell(m: Matrix, cell: Cell) -> Rendered:
             "cuda": sc.cuda,
             "python": sc.python,
             "python_nodot": sc.python.replace(".", ""),
-            "packages": m.packages,
+            "packages": sc.packages,
             "options": t.options,
-            "features": t.features,
+            "features": sc.features,
             "pyg_extensions": t.pyg_extensions,
             "stage": t.name,
             "parent_stage": t.parent,
             "source_stage": prune_stage(t.name) if t.prune else t.parent,
             "secret_mount": SECRET_MOUNT,
             "with_ca": WITH_CA,
-            "pin": lambda name, extras=None, _p=m.packages: _pin(name, _p, extras),
+            "pin": lambda name, extras=None, _p=sc.packages: _pin(name, _p, extras),
         }
         parts: list[str] = []
         if t.relation == "slim" and t.prune:
@@ -180,7 +181,7 @@ def render_cell(m: Matrix, cell: Cell) -> Rendered:
             parts += [_fragment(env, f, ctx) for f in t.prune]
             parts.append("\n")
             stage_names.append(prune_stage(t.name))
-        base_image = sc.cuda.bases[t.base] if t.base else ""
+        base_image = sc.base(t.base)
         parts.append(f"FROM {t.parent if t.relation == 'extends' else base_image} AS {t.name}\n")
         parts += [_fragment(env, f, ctx) for f in t.fragments]
         body = "".join(parts)
@@ -205,7 +206,7 @@ def render_cell(m: Matrix, cell: Cell) -> Rendered:
 
 def _root_base(m: Matrix, cell: Cell) -> str:
     name = cell.target.lineage[0]
-    return cell.cuda.bases[m.targets[name].base or ""]
+    return cell.base(m.targets[name].base)
 
 
 def _pin(name: str, packages: dict[str, str], extras: str | None) -> str:

@@ -22,6 +22,7 @@ DEFAULT_CELL_PATH = "/etc/imagematrix/cell.json"
 CELL_ENV = "IMAGEMATRIX_CELL"
 KINDS = ("devel", "runtime", "host")  # host: a bare interpreter described by describe_host.py
 RELATIONS = ("extends", "slim")
+EXTENSION_BUILDS = ("cuda", "cpu")  # cpu: compiled extensions were built without CUDA kernels (no nvcc)
 FEATURES = ("cpp_extension", "cuda_extension", "torch_compile", "pyg", "ray", "marimo")
 PYG_EXTENSIONS = ("pyg_lib", "torch_scatter", "torch_sparse", "torch_cluster", "torch_spline_conv")
 # The flag torch_geometric.typing sets when the extension imported; PyG
@@ -72,6 +73,7 @@ class Cell:
     pyg_extensions: tuple[str, ...]
     target: str = ""
     source: str = ""
+    extensions: str = "cuda"
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def declares(self, feature: str) -> bool:
@@ -170,6 +172,11 @@ def parse_cell(data: Any, source: str = "cell.json") -> Cell:
         )
     if pyg_ext and "pyg" not in features:
         bad("pyg_extensions", "lists PyG extensions but 'features' has no 'pyg'")
+    extensions = data.get("extensions", "cuda")
+    if extensions not in EXTENSION_BUILDS:
+        bad("extensions", f"{extensions!r} is not one of {', '.join(EXTENSION_BUILDS)}")
+    elif extensions == "cpu" and "cuda_extension" in features:
+        bad("features", "'cuda_extension' contradicts extensions: cpu (no CUDA compiler in this family)")
 
     if problems:
         raise ManifestError("invalid cell manifest:\n  " + "\n  ".join(problems))
@@ -184,6 +191,7 @@ def parse_cell(data: Any, source: str = "cell.json") -> Cell:
         pyg_extensions=tuple(e for e in PYG_EXTENSIONS if e in pyg_ext),
         target=str(data.get("target") or ""),
         source=source,
+        extensions=extensions if extensions in EXTENSION_BUILDS else "cuda",
         raw=data,
     )
 
@@ -735,13 +743,23 @@ def pyg_local_problem(
     )
 
 
-def pyg_cuda_problem(name: str, ext_cuda: int | None, torch_cuda: str | None) -> str | None:
-    """Extension's cuda_version() (e.g. 12080) must be > 0 and equal torch's CUDA major.minor."""
+def pyg_cuda_problem(
+    name: str, ext_cuda: int | None, torch_cuda: str | None, extensions: str = "cuda"
+) -> str | None:
+    """Extension's cuda_version() (e.g. 12080) must be > 0 and equal torch's CUDA major.minor;
+    for a cell that declares CPU-only extensions (extensions: cpu) it must say CPU-only."""
     if torch_cuda is None:
         return None
     got = cuda_int(ext_cuda) if ext_cuda is not None else None
     want = major_minor(torch_cuda)
     dist = PYG_DISTRIBUTIONS.get(name, name)
+    if extensions == "cpu":
+        if got is None:
+            return None
+        return (
+            f"{name} has CUDA {fmt_mm(got)} kernels but the cell declares extensions: cpu; "
+            "the manifest does not describe the image. Fix: set the CUDA family's 'extensions' to cuda"
+        )
     if got is None:
         return (
             f"{name} is a CPU-only build (cuda_version() == {ext_cuda}) next to a CUDA {torch_cuda} "

@@ -392,21 +392,30 @@ PYG_NAMESPACES = {
 
 
 def _ext_kernels(name, dev):
+    """The extension's CPU kernels against plain-PyTorch references; with ``dev``, its GPU
+    kernels against its CPU ones too."""
     import torch
 
     g = torch.Generator().manual_seed(0)
+    on = (lambda t: t.to(dev)) if dev is not None else None
     if name == "torch_scatter":
         import torch_scatter
 
         src, index = torch.randn(200, 8, generator=g), torch.randint(0, 17, (200,), generator=g)
-        for reduce in ("sum", "max"):
-            cpu = torch_scatter.scatter(src, index, dim=0, reduce=reduce)
-            gpu = torch_scatter.scatter(src.to(dev), index.to(dev), dim=0, reduce=reduce)
-            _close(gpu.cpu(), cpu, 1e-5, 1e-5, f"torch_scatter scatter_{reduce}")
-        ref = torch.zeros(17, 8).index_add_(0, index, src)
-        total = torch_scatter.scatter(src, index, dim=0, reduce="sum", dim_size=17)
-        _close(total, ref, 1e-5, 1e-5, "torch_scatter sum (CPU) vs index_add_")
-        return "scatter sum/max on GPU match CPU"
+        refs = {
+            "sum": torch.zeros(17, 8).index_add_(0, index, src),
+            "max": torch.full((17, 8), float("-inf")).scatter_reduce(
+                0, index[:, None].expand(-1, 8), src, "amax"
+            ),
+        }
+        for reduce, ref in refs.items():
+            cpu = torch_scatter.scatter(src, index, dim=0, reduce=reduce, dim_size=17)
+            present = torch.isin(torch.arange(17), index)
+            _close(cpu[present], ref[present], 1e-5, 1e-5, f"torch_scatter {reduce} (CPU) vs torch")
+            if on:
+                gpu = torch_scatter.scatter(on(src), on(index), dim=0, reduce=reduce, dim_size=17)
+                _close(gpu.cpu(), cpu, 1e-5, 1e-5, f"torch_scatter scatter_{reduce}")
+        return "scatter sum/max on CPU match torch" + (", on GPU match CPU" if on else "")
     if name == "torch_sparse":
         import torch_sparse
 
@@ -416,44 +425,53 @@ def _ext_kernels(name, dev):
         value, dense = torch.randn(120, generator=g), torch.randn(20, 5, generator=g)
         a = torch.zeros(30, 20).index_put_((index[0], index[1]), value, accumulate=True)
         cpu = torch_sparse.spmm(index, value, 30, 20, dense)
-        gpu = torch_sparse.spmm(index.to(dev), value.to(dev), 30, 20, dense.to(dev))
         _close(cpu, a @ dense, 1e-4, 1e-4, "torch_sparse spmm (CPU) vs dense")
-        _close(gpu.cpu(), cpu, 1e-4, 1e-4, "torch_sparse spmm")
-        return "spmm on GPU matches CPU and dense"
+        if on:
+            gpu = torch_sparse.spmm(on(index), on(value), 30, 20, on(dense))
+            _close(gpu.cpu(), cpu, 1e-4, 1e-4, "torch_sparse spmm")
+        return "spmm on CPU matches dense" + (", on GPU matches CPU" if on else "")
     if name == "torch_cluster":
         import torch_cluster
 
         x, y = torch.randn(64, 3, generator=g), torch.randn(16, 3, generator=g)
         cpu = torch_cluster.knn(x, y, 4)
-        gpu = torch_cluster.knn(x.to(dev), y.to(dev), 4).cpu()
         as_set = lambda e: sorted(map(tuple, e.t().tolist()))  # noqa: E731
-        assert as_set(cpu) == as_set(gpu), (
-            "torch_cluster knn on GPU picks other neighbours than on CPU"
-        )
-        return "knn on GPU matches CPU"
+        near = torch.cdist(y, x).topk(4, largest=False).indices
+        ref = torch.stack([torch.arange(16).repeat_interleave(4), near.reshape(-1)])
+        assert as_set(cpu) == as_set(ref), "torch_cluster knn (CPU) picks other neighbours than cdist"
+        if on:
+            gpu = torch_cluster.knn(on(x), on(y), 4).cpu()
+            assert as_set(cpu) == as_set(gpu), (
+                "torch_cluster knn on GPU picks other neighbours than on CPU"
+            )
+        return "knn on CPU matches cdist" + (", on GPU matches CPU" if on else "")
     if name == "torch_spline_conv":
         import torch_spline_conv
 
         pseudo = torch.rand(50, 2, generator=g)
         ks, open_ = torch.tensor([5, 5]), torch.tensor([1, 1], dtype=torch.uint8)
         cb, ci = torch_spline_conv.spline_basis(pseudo, ks, open_, 1)
-        gb, gi = torch_spline_conv.spline_basis(pseudo.to(dev), ks.to(dev), open_.to(dev), 1)
-        _close(gb.cpu(), cb, 1e-5, 1e-5, "torch_spline_conv basis")
-        assert torch.equal(gi.cpu(), ci), (
-            "torch_spline_conv weight index differs between GPU and CPU"
-        )
-        return "spline_basis on GPU matches CPU"
+        # B-spline bases form a partition of unity: each row sums to 1.
+        _close(cb.sum(-1), torch.ones(50), 1e-5, 1e-5, "torch_spline_conv basis (CPU) row sums")
+        if on:
+            gb, gi = torch_spline_conv.spline_basis(on(pseudo), on(ks), on(open_), 1)
+            _close(gb.cpu(), cb, 1e-5, 1e-5, "torch_spline_conv basis")
+            assert torch.equal(gi.cpu(), ci), (
+                "torch_spline_conv weight index differs between GPU and CPU"
+            )
+        return "spline_basis on CPU sums to 1" + (", on GPU matches CPU" if on else "")
     if name == "pyg_lib":
         import pyg_lib
 
         inputs, ptr = torch.randn(10, 8, generator=g), torch.tensor([0, 4, 10])
         other = torch.randn(2, 8, 6, generator=g)
         cpu = pyg_lib.ops.segment_matmul(inputs, ptr, other)
-        gpu = pyg_lib.ops.segment_matmul(inputs.to(dev), ptr.to(dev), other.to(dev))
         ref = torch.cat([inputs[:4] @ other[0], inputs[4:] @ other[1]])
         _close(cpu, ref, 1e-4, 1e-4, "pyg_lib segment_matmul (CPU) vs matmul")
-        _close(gpu.cpu(), cpu, 1e-3, 1e-3, "pyg_lib segment_matmul")
-        return "segment_matmul on GPU matches CPU"
+        if on:
+            gpu = pyg_lib.ops.segment_matmul(on(inputs), on(ptr), on(other))
+            _close(gpu.cpu(), cpu, 1e-3, 1e-3, "pyg_lib segment_matmul")
+        return "segment_matmul on CPU matches matmul" + (", on GPU matches CPU" if on else "")
     raise AssertionError(f"no kernel check for {name}")
 
 
@@ -492,9 +510,10 @@ def probe_pyg(rep, args):
         except Exception as exc:
             errors[ext] = f"{type(exc).__name__}: {exc}"[:2000]
     rep.info.update(versions=versions, cuda_versions=cuda_versions, import_errors=errors)
-    if args.gpu:
-        for ext in args.extensions:
-            if ext not in errors:
+    for ext in args.extensions:
+        if ext not in errors:
+            rep.run(f"cpu_kernels:{ext}", _ext_kernels, ext, None)
+            if args.gpu:
                 rep.run(f"kernels:{ext}", _ext_kernels, ext, torch.device("cuda", 0))
 
 

@@ -65,8 +65,12 @@ def test_extension_cuda_version_matches_torch(cell, pyg, ext):
     info = require(pyg)["info"]
     if ext in info["import_errors"]:
         pytest.fail(f"{ext} does not import: {info['import_errors'][ext]}", pytrace=False)
-    problem = gpu_policy.pyg_cuda_problem(ext, info["cuda_versions"].get(ext), info["torch_cuda"])
+    problem = gpu_policy.pyg_cuda_problem(
+        ext, info["cuda_versions"].get(ext), info["torch_cuda"], cell.extensions
+    )
     ensure(problem is None, problem)
+    if cell.extensions == "cpu":
+        print(f"{ext}: a CPU-only build, as the cell declares (extensions: cpu)")
 
 
 @pytest.mark.xdist_group("pyg")
@@ -87,9 +91,23 @@ def test_extension_wheel_matches_torch(cell, pyg, ext):
 
 @pytest.mark.xdist_group("pyg")
 @pytest.mark.smoke
+@pytest.mark.parametrize("ext", EXTENSIONS)
+def test_extension_cpu_kernels_match_torch(cell, pyg, ext):
+    info = require(pyg)["info"]
+    if ext in info["import_errors"]:
+        pytest.fail(f"{ext} does not import: {info['import_errors'][ext]}", pytrace=False)
+    print(expect(pyg, f"cpu_kernels:{ext}"))
+
+
+@pytest.mark.xdist_group("pyg")
+@pytest.mark.smoke
 @pytest.mark.gpu
 @pytest.mark.parametrize("ext", EXTENSIONS)
 def test_extension_kernels_match_cpu(cell, pyg, ext):
+    if cell.extensions == "cpu":
+        pytest.skip(
+            f"cell {cell.id} declares CPU-only extensions (extensions: cpu): no CUDA kernels to run"
+        )
     info = require(pyg)["info"]
     if ext in info["import_errors"]:
         pytest.fail(f"{ext} does not import: {info['import_errors'][ext]}", pytrace=False)

@@ -106,6 +106,11 @@ def test_cpu_only_host_description_is_valid():
         ({"relation": "copy"}, "key 'relation': 'copy' is not one of extends, slim or null"),
         ({"id": ""}, "key 'id': missing or empty"),
         ({"torch": "latest!"}, "key 'torch': 'latest!' is not a version"),
+        ({"extensions": "rocm"}, "key 'extensions': 'rocm' is not one of cuda, cpu"),
+        (
+            {"extensions": "cpu", "features": ["cuda_extension"], "pyg_extensions": []},
+            "'cuda_extension' contradicts extensions: cpu",
+        ),
     ],
 )
 def test_invalid_manifest_names_key_and_allowed_values(changes, needle):
@@ -502,6 +507,15 @@ def test_pyg_cuda_versions():
     assert "compiled with CUDA 12.6 but torch with CUDA 12.8" in mismatch
     assert "compiled with different CUDA versions" in mismatch
     assert gp.pyg_cuda_problem("torch_scatter", 12080, None) is None
+
+
+def test_cpu_only_extensions_pass_only_where_the_cell_declares_them():
+    # extensions: cpu (no nvcc for the family): a CPU-only build is what was promised ...
+    assert gp.pyg_cuda_problem("torch_scatter", -1, "12.8", "cpu") is None
+    # ... and CUDA kernels there mean the manifest does not describe the image.
+    assert "declares extensions: cpu" in gp.pyg_cuda_problem("torch_scatter", 12080, "12.8", "cpu")
+    assert gp.parse_cell(cell(extensions="cpu")).extensions == "cpu"
+    assert gp.parse_cell(cell()).extensions == "cuda"  # manifests from before the key
 
 
 # --------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from imagematrix.matrix import load_matrix
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / HADOLINT_CONFIG
-MATRICES = {"default": ROOT / "matrix.yaml", "example": ROOT / "examples" / "matrix.yaml"}
+MATRICES = {"default": ROOT / "matrix.yaml", "example": ROOT / "examples" / "matrix.yaml", "platform": ROOT / "examples" / "platform.yaml"}
 
 
 @pytest.mark.parametrize("name", MATRICES)
