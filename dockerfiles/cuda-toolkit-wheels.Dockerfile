@@ -13,6 +13,14 @@ RUN --mount=type=cache,target=/root/.cache/pip {{ secret_mount }} \
     pip install "{{ pin("cuda-toolkit", extras="nvcc,cudart,cccl,crt") }}" "nvidia-nvvm=={{ packages["nvidia-nvvm"] }}" \
     && ln -sf libcudart.so.{{ major }} {{ cuda_home }}/lib/libcudart.so \
     && {{ cuda_home }}/bin/nvcc --version
+# A glibc that declares rsqrt/rsqrtf itself (forky's) declares them noexcept; older CUDA headers do
+# not, and every .cu file fails ("exception specification is incompatible"). Where the OS header has
+# them and CUDA's lacks the specifier, add it as newer CUDA releases do.
+RUN h={{ cuda_home }}/include/crt/math_functions.h \
+    && if grep -qs 'rsqrt' /usr/include/*-linux-gnu/bits/mathcalls.h && ! grep -q 'rsqrt(double x) [_n]' "$h"; then \
+         sed -i -E 's/^(extern .*__device_builtin__ +(double|float) +rsqrtf?\((double|float) x\));/\1 noexcept(true);/; s/^(__func__\((double|float) rsqrtf?\((double|float) a\))\);/\1 noexcept(true));/' "$h" \
+         && echo "rsqrt/rsqrtf in $h marked noexcept, as glibc declares them"; \
+       fi
 ENV CUDA_HOME={{ cuda_home }} PATH={{ cuda_home }}/bin:$PATH
 {% else %}
 # No CUDA compiler for this family (cuda.{{ cuda.version }}.extensions: cpu): extensions build CPU-only.

@@ -9,6 +9,8 @@ reported with its file, line and key path.
 from __future__ import annotations
 
 import re
+import stat
+import string
 import types
 import typing
 import zoneinfo
@@ -52,6 +54,26 @@ def cron_problem(expr: str) -> str | None:
                     return f"{name} {n} is out of range {lo}-{hi}"
             if m.group(3) is not None and int(m.group(3)) == 0:
                 return f"{name} step /0 is not allowed"
+    return None
+
+
+# Label keys: Docker's recommendation (lowercase reverse-DNS) loosened to what engines accept,
+# and nothing a Dockerfile LABEL line could misread (spaces, quotes, '=', newlines).
+LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._/-]{0,253}[A-Za-z0-9])?$")
+RESERVED_LABEL_PREFIX = "imagematrix."
+
+
+def label_problem(key: str, value: str) -> str | None:
+    """Why a user label cannot be written as given, or None."""
+    if not LABEL_KEY_RE.match(key):
+        return (f"label key {key!r} is not valid: letters, digits, '.', '-', '_', '/' only, starting and ending "
+                "with a letter or digit, at most 255 characters (e.g. org.opencontainers.image.source)")
+    if key.startswith(RESERVED_LABEL_PREFIX):
+        return f"label keys starting with {RESERVED_LABEL_PREFIX!r} are imagematrix's own (the image contract); choose another prefix"
+    bad = sorted({f"U+{ord(c):04X}" for c in value if ord(c) < 0x20 or ord(c) == 0x7F})
+    if bad:
+        return (f"label value of {key!r} holds control characters ({', '.join(bad)}); "
+                "a Dockerfile LABEL cannot carry them as written: use one line of text")
     return None
 
 
@@ -353,6 +375,30 @@ def make_cell(m: Matrix, cuda: Cuda, python: str, target: Target, phases=()) -> 
 TAG_FIELDS = ("cuda", "cuda_tag", "torch_cuda", "python", "python_nodot", "target")
 
 
+def tag_template_problem(template: str) -> str | None:
+    """Why ``template`` is not plain text with ``{placeholder}`` names, or None.
+
+    str.format would also take attributes, indexes and format specs ({cuda.x}, {cuda:>99999});
+    a tag needs none of them, and they crash or exhaust memory.
+    """
+    allowed = ", ".join("{" + f + "}" for f in TAG_FIELDS)
+    if len(template) > 1024:
+        return f"the tag template is {len(template)} characters; a Docker tag has at most 128"
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        return f"not a valid template: {exc} (write a literal brace as {{{{ or }}}}; placeholders: {allowed})"
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if name not in TAG_FIELDS:
+            shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            return f"unknown placeholder {shown} in the tag template (allowed: {allowed}; no attributes or indexes)"
+        if spec or conversion:
+            return f"placeholder {{{name}}} takes no format spec or conversion in the tag template (allowed: {allowed})"
+    return None
+
+
 def render_tag(template: str, cuda: Cuda, python: str, target: str) -> str:
     return template.format(
         cuda=cuda.version,
@@ -367,12 +413,20 @@ def render_tag(template: str, cuda: Cuda, python: str, target: str) -> str:
 # --- loading -------------------------------------------------------------------------
 
 
+# Limits on what a matrix file may be: a real one is a few KB, a few hundred nodes, under ten levels deep.
+MAX_FILE_BYTES = 5 * 1024 * 1024
+MAX_NODES = 100_000  # YAML aliases expand: nine levels of nine aliases are 387 million nodes
+MAX_DEPTH = 64
+
+
 class _Index:
     """Where each key path sits in the file, and the text the user wrote there.
 
     Built from the composed YAML nodes before anything is converted, so a
     message can quote ``3.10`` even though YAML turned it into ``3.1``.
     Duplicate keys are found here too: PyYAML would silently keep the last one.
+    The walk is iterative and bounded (MAX_NODES, MAX_DEPTH): it is the first
+    thing to see every node, so an alias bomb or absurd nesting stops here.
     """
 
     def __init__(self, file: Path, root: yaml.Node):
@@ -382,33 +436,50 @@ class _Index:
         self.key_texts: dict[tuple[str, ...], str] = {}  # mapping keys as written
         self.duplicates: list[Problem] = []
         self._keys = yaml.SafeLoader("")  # converts keys the way the real load will
-        self._walk(root, ())
+        self._walk(root)
 
-    def _walk(self, node: yaml.Node, path: tuple[str, ...]) -> None:
-        self.lines.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.ScalarNode):
-            self.texts[path] = node.value
-        elif isinstance(node, yaml.SequenceNode):
-            for i, v in enumerate(node.value):
-                self._walk(v, (*path, str(i)))
-        elif isinstance(node, yaml.MappingNode):
-            seen: dict[Any, int] = {}
-            for k, v in node.value:
-                if not isinstance(k, yaml.ScalarNode) or k.tag == "tag:yaml.org,2002:merge":
-                    continue
-                key = self._keys.construct_object(k)
-                p, line = (*path, str(key)), k.start_mark.line + 1
-                if key in seen:
-                    self.duplicates.append(Problem(
-                        self.file, line, p,
-                        f"duplicate key {k.value!r} (first at line {seen[key]}); "
-                        "YAML would silently keep only the last one: merge them or rename one",
-                    ))
-                    continue
-                seen[key] = line
-                self.lines[p] = line
-                self.key_texts[p] = k.value
-                self._walk(v, p)
+    def _walk(self, root: yaml.Node) -> None:
+        stack: list[tuple[yaml.Node, tuple[str, ...]]] = [(root, ())]
+        visited = 0
+        while stack:
+            node, path = stack.pop()
+            visited += 1
+            if visited > MAX_NODES:
+                raise MatrixError([Problem(
+                    self.file, node.start_mark.line + 1, (),
+                    f"the file expands to more than {MAX_NODES:,} YAML nodes (through aliases such as *name); "
+                    "a matrix is far smaller: write the values out, or use fewer nested aliases",
+                )])
+            if len(path) > MAX_DEPTH:
+                raise MatrixError([Problem(
+                    self.file, node.start_mark.line + 1, (),
+                    f"nested deeper than {MAX_DEPTH} levels; a matrix file needs fewer than ten",
+                )])
+            self.lines.setdefault(path, node.start_mark.line + 1)
+            if isinstance(node, yaml.ScalarNode):
+                self.texts[path] = node.value
+            elif isinstance(node, yaml.SequenceNode):
+                stack.extend((v, (*path, str(i))) for i, v in reversed(list(enumerate(node.value))))
+            elif isinstance(node, yaml.MappingNode):
+                seen: dict[Any, int] = {}
+                children = []
+                for k, v in node.value:
+                    if not isinstance(k, yaml.ScalarNode) or k.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    key = self._keys.construct_object(k)
+                    p, line = (*path, str(key)), k.start_mark.line + 1
+                    if key in seen:
+                        self.duplicates.append(Problem(
+                            self.file, line, p,
+                            f"duplicate key {k.value!r} (first at line {seen[key]}); "
+                            "YAML would silently keep only the last one: merge them or rename one",
+                        ))
+                        continue
+                    seen[key] = line
+                    self.lines[p] = line
+                    self.key_texts[p] = k.value
+                    children.append((v, p))
+                stack.extend(reversed(children))
 
     def line(self, path: tuple) -> int | None:
         p = tuple(str(x) for x in path)
@@ -426,6 +497,52 @@ _FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 def _parse(path: Path, text: str) -> tuple[Any, yaml.Node | None]:
     """YAML text -> (data, root node); syntax errors become a located problem."""
+    depth, line = _flow_depth(text)
+    if depth > MAX_DEPTH:
+        # libyaml's composer recurses in C: far deeper flow nesting crashes the process, so refuse it before parsing.
+        raise MatrixError([Problem(path, line, (), f"nested deeper than {MAX_DEPTH} levels; a matrix file needs fewer than ten")])
+    try:
+        return _parse_yaml(path, text)
+    except RecursionError:
+        raise MatrixError([Problem(path, None, (), f"nested too deeply to parse; a matrix file needs fewer than ten levels (the limit is {MAX_DEPTH})")]) from None
+
+
+def _flow_depth(text: str) -> tuple[int, int]:
+    """Deepest nesting of flow collections ([...] and {...}) and its line; quotes and comments skipped.
+
+    Approximate (no full YAML lexing), but only a file with more than MAX_DEPTH open brackets trips it.
+    """
+    depth = deepest = 0
+    line = deepest_line = 1
+    quote = ""
+    comment = False
+    prev = "\n"
+    for ch in text:
+        if ch == "\n":
+            line += 1
+            comment = False
+        elif comment:
+            pass
+        elif quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "\"'" and (prev in " \t\n[{:,-" ):
+            quote = ch
+        elif ch == "#" and prev in " \t\n":
+            comment = True
+        elif ch in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest, deepest_line = depth, line
+                if deepest > MAX_DEPTH:
+                    break
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        prev = ch
+    return deepest, deepest_line
+
+
+def _parse_yaml(path: Path, text: str) -> tuple[Any, yaml.Node | None]:
     loader = _FAST_LOADER(text)
     try:
         node = loader.get_single_node()
@@ -455,6 +572,11 @@ def load_matrix(path: str | Path) -> Matrix:
     """Read, check and resolve a matrix file; raise ``MatrixError`` listing every problem."""
     path = Path(path)
     try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise MatrixError([Problem(path, None, (), "not a regular file (a device, pipe or directory); pass the matrix's YAML file")])
+        if info.st_size > MAX_FILE_BYTES:
+            raise MatrixError([Problem(path, None, (), f"{info.st_size:,} bytes is too big for a matrix file (the limit is {MAX_FILE_BYTES:,}); is this the right file?")])
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise MatrixError([Problem(path, None, (), "no such file (pass --matrix FILE, or run from the project's top directory)")]) from None
@@ -595,6 +717,10 @@ def _resolve(spec: MatrixSpec, path: Path, loc: _Index) -> Matrix:
         bad(("schema",), f"schema {spec.schema_} is not supported (this imagematrix reads schema {SCHEMA_VERSION})")
     if not NAME_RE.match(spec.image):
         bad(("image",), f"{spec.image!r} is not a valid image name: lowercase components of [a-z0-9._-] joined by '/', optionally after a registry host (e.g. plumiiume/cslr-exp-platform, ghcr.io/org/name); no tag here, the tag comes from 'tag'")
+    for key, value in spec.labels.items():
+        why = label_problem(key, value)
+        if why:  # the key path alone: the bad key itself may hold a newline
+            problems.append(Problem(path, loc.line(("labels", key)), ("labels",), why))
     for i, v in enumerate(spec.python):
         if v in spec.python[:i]:
             bad(("python", i), f"python {v} is listed twice")
@@ -766,11 +892,10 @@ def _resolve(spec: MatrixSpec, path: Path, loc: _Index) -> Matrix:
             warnings.append(f"{path}:{loc.line(('phases', num))}: phases.{num}: phase {num} has no cells: `invoke build --phase {num}` builds nothing")
 
     # Tag template and schedule.
-    try:
-        sample = render_tag(spec.tag, next(iter(cudas.values())), spec.python[0], names[0]) if cudas and spec.python else ""
-    except (KeyError, IndexError, ValueError) as exc:
-        bad(("tag",), f"bad placeholder {exc} in tag template (allowed: {', '.join('{' + f + '}' for f in TAG_FIELDS)})")
-        sample = ""
+    why = tag_template_problem(spec.tag)
+    if why:
+        bad(("tag",), why)
+    sample = render_tag(spec.tag, next(iter(cudas.values())), spec.python[0], names[0]) if cudas and spec.python and not why else ""
     if sample and not TAG_RE.match(sample):
         bad(("tag",), f"renders tags like {sample!r}, which Docker rejects (allowed: [A-Za-z0-9_.-], at most 128, not starting with . or -)")
     if not _known_timezone(spec.schedule.timezone):

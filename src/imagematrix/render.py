@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
+import jinja2.sandbox
 
 from .errors import UsageError
 from .matrix import FRAGMENT_SUFFIX, SCHEMA_VERSION, Cell, Matrix
@@ -32,9 +33,11 @@ LABEL_PREFIX = "imagematrix"
 
 # Every network step mounts the CA bundle secret (absent unless --ca-cert is given)
 # and points pip, uv, curl and requests at it; nothing is written into a layer.
-SECRET_MOUNT = f"--mount=type=secret,id={CA_SECRET_ID}"
+# Mode 0444: a step that runs as another user (USER 1000) must read it too; it is a public
+# CA bundle, and a secret mount never lands in a layer whatever its mode.
+SECRET_MOUNT = f"--mount=type=secret,id={CA_SECRET_ID},mode=0444"
 WITH_CA = (
-    f"if [ -s {CA_SECRET_PATH} ]; then export PIP_CERT={CA_SECRET_PATH} "
+    f"if [ -r {CA_SECRET_PATH} ]; then export PIP_CERT={CA_SECRET_PATH} "
     f"SSL_CERT_FILE={CA_SECRET_PATH} REQUESTS_CA_BUNDLE={CA_SECRET_PATH} "
     f"CURL_CA_BUNDLE={CA_SECRET_PATH} UV_NATIVE_TLS=true; fi &&"
 )
@@ -66,7 +69,9 @@ def _environment(fragments_dir: Path) -> jinja2.Environment:
     # One environment per fragments directory: jinja compiles each fragment once and
     # recompiles it when the file changes (auto_reload checks mtimes), so every cell
     # after the first renders without parsing templates again.
-    return jinja2.Environment(
+    # Sandboxed: rendering (a dry run, `invoke render`) must never run host code; fragments
+    # need only simple expressions. Their RUN lines are trusted build code all the same.
+    return jinja2.sandbox.SandboxedEnvironment(
         loader=jinja2.FileSystemLoader(str(fragments_dir)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
@@ -140,8 +145,16 @@ def labels(m: Matrix, man: dict, base_image: str) -> dict[str, str]:
     return out
 
 
+def dockerfile_quote(value: str) -> str:
+    """``value`` as a Dockerfile double-quoted word that reads back exactly: \\, " and $ escaped,
+    UTF-8 kept. Control characters cannot be written (the matrix refuses them in labels)."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise UsageError(f"{value!r}: a Dockerfile LABEL cannot carry control characters (newlines, tabs)")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
+
+
 def _label_block(lab: dict[str, str]) -> str:
-    lines = [f"{k}={json.dumps(v)}" for k, v in lab.items()]
+    lines = [f"{k}={dockerfile_quote(v)}" for k, v in lab.items()]
     return "LABEL " + " \\\n      ".join(lines) + "\n"
 
 
@@ -215,16 +228,43 @@ def _pin(name: str, packages: dict[str, str], extras: str | None) -> str:
     return f"{spec}=={version}" if version else spec
 
 
+def _template_line(tb, default: str) -> str:
+    """``file:line`` of the innermost template frame of a render traceback (jinja maps them to template lines)."""
+    where = default
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_filename.endswith(FRAGMENT_SUFFIX) or code.co_name in ("top-level template code", "template"):
+            where = f"{code.co_filename}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return where
+
+
 def _fragment(env: jinja2.Environment, name: str, ctx: dict) -> str:
     file = f"{name}{FRAGMENT_SUFFIX}"
+    path = f"{env.loader.searchpath[0]}/{file}"
+    cid = ctx["cell"].id
     try:
         text = env.get_template(file).render(ctx)
     except jinja2.TemplateSyntaxError as exc:
-        raise UsageError(f"{exc.filename or file}:{exc.lineno}: template syntax error: {exc.message}") from None
+        raise UsageError(f"{exc.filename or path}:{exc.lineno}: template syntax error: {exc.message}") from None
     except jinja2.UndefinedError as exc:
         raise UsageError(
-            f"{env.loader.searchpath[0]}/{file}: {exc.message} while rendering cell {ctx['cell'].id} "
+            f"{_template_line(exc.__traceback__, path)}: {exc.message} while rendering cell {cid} "
             "(values come from matrix.yaml: packages, targets.*.options, cuda.*)"
+        ) from None
+    except jinja2.TemplateNotFound as exc:
+        raise UsageError(
+            f"{_template_line(exc.__traceback__, path)}: includes {exc.name!r}, which is not in {env.loader.searchpath[0]} "
+            f"(while rendering cell {cid})"
+        ) from None
+    except jinja2.sandbox.SecurityError as exc:
+        raise UsageError(
+            f"{_template_line(exc.__traceback__, path)}: {exc} while rendering cell {cid}: fragments are rendered "
+            "in a sandbox and may not reach Python internals; use plain expressions"
+        ) from None
+    except Exception as exc:  # any other error in a fragment's expression (TypeError, ZeroDivisionError ...)
+        raise UsageError(
+            f"{_template_line(exc.__traceback__, path)}: {type(exc).__name__}: {exc} while rendering cell {cid}"
         ) from None
     if not text.endswith("\n"):
         text += "\n"

@@ -22,7 +22,7 @@ import pytest
 
 from imagematrix.errors import UsageError
 from imagematrix.matrix import load_matrix
-from imagematrix.render import MANIFEST_PATH, render_cell, write_context
+from imagematrix.render import MANIFEST_PATH, dockerfile_quote, render_cell, write_context
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -253,8 +253,62 @@ def test_an_undefined_template_value_names_the_fragment_and_the_cell(tmp_path):
     (frags / "torch.Dockerfile").write_text("RUN pip install torch=={{ packages.torchh }}\n")
     (tmp_path / "m.yaml").write_text((data / "good.yaml").read_text())
     m = load_matrix(tmp_path / "m.yaml")
-    with pytest.raises(UsageError, match=r"torch\.Dockerfile: .*torchh.* while rendering cell cu13\.2-py3\.13-devel"):
+    with pytest.raises(UsageError, match=r"torch\.Dockerfile:1: .*torchh.* while rendering cell cu13\.2-py3\.13-devel"):
         render_cell(m, m.cell("cu13.2-py3.13-devel"))
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('{{ 1 + "a" }}', r"torch\.Dockerfile:2: TypeError: unsupported operand .* while rendering cell cu13\.2-py3\.13-devel"),
+        ('{% include "missing.txt" %}', r"torch\.Dockerfile:2: includes 'missing\.txt', which is not in "),
+        ("{% if %}", r"torch\.Dockerfile:2: template syntax error: "),
+        ("{{ 1 // 0 }}", r"torch\.Dockerfile:2: ZeroDivisionError: "),
+    ],
+)
+def test_every_template_error_names_the_fragment_file_and_line(tmp_path, body, message):
+    m = _matrix_with_torch_fragment(tmp_path, f"RUN echo first line\n{body}\n")
+    with pytest.raises(UsageError, match=message):
+        render_cell(m, m.cell("cu13.2-py3.13-devel"))
+
+
+def test_fragments_render_in_a_sandbox_that_runs_no_host_code(tmp_path):
+    marker = tmp_path / "pwned"
+    m = _matrix_with_torch_fragment(
+        tmp_path, f"RUN echo {{{{ cycler.__init__.__globals__.os.system('touch {marker}') }}}}\n"
+    )
+    with pytest.raises(UsageError, match=r"torch\.Dockerfile:1: .*unsafe.* sandbox"):
+        render_cell(m, m.cell("cu13.2-py3.13-devel"))
+    assert not marker.exists()
+
+
+def _matrix_with_torch_fragment(tmp_path: Path, text: str):
+    data = Path(__file__).resolve().parent / "data"
+    frags = tmp_path / "fragments"
+    frags.mkdir()
+    for f in (data / "fragments").iterdir():
+        (frags / f.name).write_text(f.read_text())
+    (frags / "torch.Dockerfile").write_text(text)
+    (tmp_path / "m.yaml").write_text((data / "good.yaml").read_text())
+    return load_matrix(tmp_path / "m.yaml")
+
+
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        ("$HOME", '"\\$HOME"'),
+        ("caf\u00e9", '"caf\u00e9"'),
+        ('say "hi"', '"say \\"hi\\""'),
+        ("back\\slash", '"back\\\\slash"'),
+    ],
+)
+def test_label_values_are_quoted_so_the_dockerfile_reads_back_what_was_written(value, written):
+    assert dockerfile_quote(value) == written
+
+
+def test_a_label_value_with_a_newline_cannot_be_quoted():
+    with pytest.raises(UsageError, match="control characters"):
+        dockerfile_quote("two\nlines")
 
 
 # --- write_context ---------------------------------------------------------------------------
