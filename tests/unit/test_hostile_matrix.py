@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 
 from imagematrix.errors import MatrixError
-from imagematrix.matrix import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES, load_matrix, tag_template_problem
+from imagematrix.matrix import (
+    MAX_DEPTH,
+    MAX_FILE_BYTES,
+    MAX_NODES,
+    load_matrix,
+    tag_template_problem,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
