@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from . import output
 from .docker import (
     BUILD_HASH_LABEL,
     BUILDX,
@@ -466,7 +467,7 @@ def preview(plan: Plan, options: BuildOptions, *, force: bool = False) -> tuple[
 def run_build(plan: Plan, options: BuildOptions, *, force: bool = False, skip_preflight: bool = False,
               console: Console | None = None) -> list[Outcome]:
     """Preflight, then build every planned cell; raises BuildFailed (exit 1) if any failed."""
-    console = console or Console(highlight=False)
+    console = console or output.console()
     with build_lock(plan.build_dir):
         client = docker_client()
         builder = describe_builder()
@@ -491,7 +492,7 @@ def run_build(plan: Plan, options: BuildOptions, *, force: bool = False, skip_pr
 
 def clean(build_dir: Path, cells: list | None = None, console: Console | None = None) -> int:
     """Remove ``build_dir``; with ``cells``, also remove those cells' images (only images that carry their label)."""
-    console = console or Console(highlight=False)
+    console = console or output.console()
     build_dir = Path(build_dir)
     holder = lock_holder(build_dir)
     if holder:

@@ -4,28 +4,24 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
+from . import output
 from .docker import BuildOptions
 from .matrix import Matrix, load_matrix, matrix_json_schema
 from .plan import Plan, Selection, excluded_lines, make_plan, select_cells
 from .render import render_cell, write_context
 
-
-def console(stderr: bool = False) -> Console:
-    # Wide enough for one row per cell when piped into a CI log.
-    return Console(stderr=stderr, width=None if sys.stdout.isatty() else 160, highlight=False)
+console = output.console
 
 
 def load(matrix: str | Path) -> Matrix:
     m = load_matrix(matrix)
     err = console(stderr=True)
     for w in m.warnings:
-        err.print(f"[yellow]warning:[/] {w}")
+        err.print(output.styled(("warning:", "yellow"), f" {w}"), soft_wrap=True)
     return m
 
 

@@ -83,15 +83,15 @@ def select_cells(m: Matrix, sel: Selection) -> list[Cell]:
     return sorted(chosen, key=lambda c: (family_rank[c.family], order.index(c.target.name)))
 
 
-def excluded_families(m: Matrix, sel: Selection) -> dict[tuple[str, str], tuple[list[str], str]]:
-    """(CUDA, Python) -> (excluded targets, reason) for the families the filters touch."""
-    fams: dict[tuple[str, str], tuple[list[str], str]] = {}
+def excluded_families(m: Matrix, sel: Selection) -> dict[tuple[str, str], dict[str, list[str]]]:
+    """(CUDA, Python) -> {reason: excluded targets} for the families the filters touch."""
+    fams: dict[tuple[str, str], dict[str, list[str]]] = {}
     for cuda in sel.cudas or m.cudas:
         for python in sel.pythons or m.pythons:
             for t in sel.targets or m.targets:
                 why = m.excluded.get(cell_id(cuda, python, t))
                 if why:
-                    fams.setdefault((cuda, python), ([], why))[0].append(t)
+                    fams.setdefault((cuda, python), {}).setdefault(why, []).append(t)
     return fams
 
 
@@ -111,11 +111,12 @@ def _nothing_matches(m: Matrix, sel: Selection) -> str:
 
 
 def excluded_lines(m: Matrix, sel: Selection) -> list[str]:
-    """One line per excluded family the filters touch, with the matrix's reason."""
+    """One line per excluded family and reason the filters touch."""
     lines = []
-    for (cuda, python), (targets, why) in excluded_families(m, sel).items():
-        which = "all targets" if len(targets) == len(m.targets) else ", ".join(targets)
-        lines.append(f"excluded: CUDA {cuda} + Python {python} ({which}): {why}")
+    for (cuda, python), reasons in excluded_families(m, sel).items():
+        for why, targets in reasons.items():
+            which = "all targets" if len(targets) == len(m.targets) else ", ".join(targets)
+            lines.append(f"excluded: CUDA {cuda} + Python {python} ({which}): {why}")
     return lines
 
 

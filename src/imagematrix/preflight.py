@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
 
 from .docker import BUILDX, Builder, BuildOptions, check_cache_options
 from .errors import UsageError
+from .output import styled
 from .plan import Plan
 
 GB = 1e9
@@ -180,8 +180,8 @@ def preflight(plan: Plan, options: BuildOptions, builder: Builder, client, conso
     """Run the checks, print them, and raise PreflightError (exit 2) on failure unless ``skip``."""
     found = checks(plan, options, builder, client)
     for c in found:
-        mark = "[green]ok[/]  " if c.ok else ("[yellow]warn[/]" if skip and not c.fatal else "[red]FAIL[/]")
-        console.print(f"preflight {mark} {c.name}: {escape(c.detail)}", soft_wrap=True, highlight=False)
+        mark = ("ok  ", "green") if c.ok else (("warn", "yellow") if skip and not c.fatal else ("FAIL", "red"))
+        console.print(styled("preflight ", mark, f" {c.name}: {c.detail}"), soft_wrap=True, highlight=False)
     failed = [c for c in found if not c.ok and (c.fatal or not skip)]
     if failed:
         lines = "\n".join(f"  {c.name}: {c.detail}" for c in failed)

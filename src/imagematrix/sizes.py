@@ -27,6 +27,7 @@ from typing import Any
 
 from .errors import ImagematrixError
 from .matrix import Cell, Matrix
+from .output import styled
 
 SECTION = "sizes"
 GB = 1e9
@@ -548,9 +549,9 @@ def print_report(reports: list[CellReport], console) -> None:
     for r in reports:
         meas = r.meas
         if meas is None:
-            console.print(f"[yellow]missing[/] {r.cell.id}: {r.cell.ref} was never built; build it: {r.rebuild}", soft_wrap=True)
+            console.print(styled(("missing", "yellow"), f" {r.cell.id}: {r.cell.ref} was never built; build it: {r.rebuild}"), soft_wrap=True)
             continue
-        console.print(f"\n[bold]{r.cell.id}[/] {r.cell.ref}: {r.verdict.summary}")
+        console.print(styled("\n", (r.cell.id, "bold"), f" {r.cell.ref}: {r.verdict.summary}"))
         console.print("  buckets: " + " · ".join(f"{k} {fmt_bytes(v)}" for k, v in meas.buckets.items() if v))
         for i, layer in enumerate(meas.layers):
             console.print(f"  {'layers:' if i == 0 else '':8} {fmt_bytes(layer['bytes']):>8}  {layer['command']}", soft_wrap=True)
@@ -598,7 +599,7 @@ def report(matrix: str, sel, build_dir, top: int = 5, plot: bool = True, console
     if over:
         err = make_console(stderr=True)
         for r in over:
-            err.print(f"[bold red]over budget[/] {r.cell.id}: {r.verdict.summary}. Look at:")
+            err.print(styled(("over budget", "bold red"), f" {r.cell.id}: {r.verdict.summary}. Look at:"))
             for tip in r.tips:
                 err.print(f"  - {tip}", soft_wrap=True)
         return 1

@@ -6,7 +6,6 @@ this on GPU machines that have nothing but torch and pytest.
 
 from __future__ import annotations
 
-import sys
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -215,8 +214,10 @@ def render_plain(results: list[CellResult], suite: str) -> str:
 
 def print_grid(results: list[CellResult], suite: str) -> None:
     try:
-        from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
+
+        from .output import console
     except ImportError:  # host mode on a bare GPU machine: the same grid as plain text
         print(render_plain(results, suite), flush=True)
         return
@@ -225,9 +226,8 @@ def print_grid(results: list[CellResult], suite: str) -> None:
         table.add_column(col, no_wrap=col != "note", justify="right" if col in COLUMNS[2:7] else "left")
     for r, row in zip(results, rows(results), strict=True):
         style = STYLE.get(r.state, "")
-        table.add_row(row[0], f"[{style}]{row[1]}[/]" if style else row[1], *row[2:])
-    # Wide enough for one row per cell when piped into a CI log (as commands.console does).
-    out = Console(width=None if sys.stdout.isatty() else 160, highlight=False)
+        table.add_row(row[0], Text(row[1], style=style), *row[2:])
+    out = console()
     out.print(table)
     for line in [*skip_lines(results), *details(results)]:
         out.print(line, soft_wrap=True, markup=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.metadata as md
+import importlib.util
 import os
 import site
 import sys
@@ -34,8 +35,17 @@ def test_torch_wheel_tag_matches_interpreter():
     try:
         wheel = md.distribution("torch").read_text("WHEEL")
     except md.PackageNotFoundError:
+        spec = importlib.util.find_spec("torch")
+        if spec is None:
+            pytest.fail(
+                f"torch is not installed for {sys.executable} (no module, no distribution metadata); "
+                "every torch check needs it. Fix: install torch in the image, or test the interpreter "
+                "the image's torch belongs to",
+                pytrace=False,
+            )
         pytest.fail(
-            "torch is importable but has no installed distribution metadata (copied in by hand?)",
+            f"torch is importable (from {spec.origin}) but has no installed distribution metadata "
+            "(copied in by hand?); reinstall it with pip so its wheel tag can be checked",
             pytrace=False,
         )
     if wheel is None:

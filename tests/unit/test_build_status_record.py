@@ -57,3 +57,38 @@ def test_sections_of_other_writers_show_their_summary_or_state(tmp_path):
     table, rows = status_table(tmp_path)
     assert rows == 2
     assert [c.header for c in table.columns][-1] == "test"
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("[]", "the top level is a JSON list"),
+        ('{"schema": 1, "cells": {"x": "y"}}', "the record of cell 'x' is not an object of sections"),
+        ('{"schema": 1, "cells": []}', "'cells' is a JSON list"),
+        ('{"schema": 1, "cells": {"x": {"build": 3}}}', "the record of cell 'x'"),
+        ("{not json", "not valid JSON"),
+    ],
+)
+def test_a_record_of_the_wrong_shape_is_reported_damaged_with_its_backup(tmp_path, text, why):
+    update_cell(tmp_path, "a", "build", {"state": "built"})
+    update_cell(tmp_path, "a", "build", {"state": "skipped"})
+    good = status.backup_path(tmp_path).read_text()
+    status.status_path(tmp_path).write_text(text)
+    with pytest.raises(StatusError) as err:
+        read_status(tmp_path)
+    msg = str(err.value)
+    assert "is damaged" in msg and why in msg
+    assert f"cp {status.backup_path(tmp_path)} {status.status_path(tmp_path)}" in msg
+    # The backup is the record before the last write: valid, and readable once restored.
+    status.status_path(tmp_path).write_text(good)
+    assert read_status(tmp_path)["a"]["build"]["state"] == "built"
+
+
+def test_the_record_keeps_its_mode_and_starts_world_readable(tmp_path):
+    update_cell(tmp_path, "a", "build", {"state": "built"})
+    path = status.status_path(tmp_path)
+    assert path.stat().st_mode & 0o777 == 0o644
+    path.chmod(0o640)
+    update_cell(tmp_path, "a", "build", {"state": "skipped"})
+    assert path.stat().st_mode & 0o777 == 0o640
+    assert not list(tmp_path.glob(".status.json.*"))  # no temporary files left behind

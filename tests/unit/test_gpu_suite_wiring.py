@@ -138,3 +138,16 @@ def test_markers_are_registered_by_the_suite(tmp_path):
         "marimo",
     ):
         assert f"@pytest.mark.{marker}" in out.stdout
+
+
+def test_without_torch_the_wheel_check_says_torch_is_not_installed(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is not None:
+        pytest.skip("torch is installed for this interpreter")
+    cell = write_cell(tmp_path)
+    out = run_suite(tmp_path, "-q", "--cell", str(cell), "-k", "test_torch_wheel_tag_matches_interpreter")
+    text = out.stdout + out.stderr
+    assert out.returncode == 1, text
+    assert f"torch is not installed for {sys.executable}" in text
+    assert "importable" not in text

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from imagematrix.errors import UsageError
-from imagematrix.plan import Selection, excluded_families, make_plan, select_cells
+from imagematrix.matrix import load_matrix
+from imagematrix.plan import Selection, excluded_families, excluded_lines, make_plan, select_cells
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -151,8 +152,26 @@ def test_a_phase_and_a_filter_that_miss_each_other_show_what_the_phase_holds(m):
 
 def test_excluded_families_group_targets_under_one_reason(m):
     fams = excluded_families(m, Selection(cudas=("13.1.1",), targets=("runtime", "devel")))
-    assert fams == {("13.1.1", "3.13"): (["runtime", "devel"], m.excluded["cu13.1.1-py3.13-runtime"])}
+    assert fams == {("13.1.1", "3.13"): {m.excluded["cu13.1.1-py3.13-runtime"]: ["runtime", "devel"]}}
     assert excluded_families(m, Selection(cudas=("12.8.1",))) == {}
+
+
+def test_each_exclusion_reason_of_a_family_is_shown(tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "matrix.yaml").read_text().replace(
+        "exclude:\n",
+        'exclude:\n  - {cuda: "12.8.1", python: "3.14", target: ray-devel, reason: no cp314 ray wheel yet}\n'
+        '  - {cuda: "12.8.1", python: "3.14", target: ray-runtime, reason: no cp314 ray wheel yet}\n'
+        '  - {cuda: "12.8.1", python: "3.14", target: marimo-runtime, reason: marimo pins an older ray}\n',
+    ).replace("fragments_dir: dockerfiles", f"fragments_dir: {root / 'dockerfiles'}")
+    text = text.replace("targets: [marimo-runtime, runtime, ray-runtime]}\n  5:", "targets: [runtime]}\n  5:")
+    text = text.replace('- {cuda: "12.8.1", python: "3.14", targets: [devel, ray-devel, marimo-devel]}', '- {cuda: "12.8.1", python: "3.14", targets: [devel]}')
+    (tmp_path / "m.yaml").write_text(text)
+    m2 = load_matrix(tmp_path / "m.yaml")
+    assert excluded_lines(m2, Selection(cudas=("12.8.1",), pythons=("3.14",))) == [
+        "excluded: CUDA 12.8.1 + Python 3.14 (ray-devel, ray-runtime): no cp314 ray wheel yet",
+        "excluded: CUDA 12.8.1 + Python 3.14 (marimo-runtime): marimo pins an older ray",
+    ]
 
 
 @pytest.mark.parametrize(("options", "expected"), [
