@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import fcntl
 import hashlib
 import json
 import os
@@ -21,17 +20,18 @@ import shlex
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import requests
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from . import output
+from .builddir import LOGS_DIR, BuildLocked, build_lock, lock_holder, utcnow
 from .docker import (
     BUILD_HASH_LABEL,
     BUILDX,
@@ -44,23 +44,19 @@ from .docker import (
     describe_builder,
     proxy_build_args,
 )
-from .errors import ImagematrixError, UsageError
+from .errors import DiskWriteError, EngineLost, HostFault, ImagematrixError, UsageError
 from .interrupts import sigterm_as_interrupt
 from .plan import BuildStep, Plan
-from .preflight import base_image_ids, base_images, docker_client, preflight
+from .preflight import START_DOCKER, base_image_ids, base_images, docker_client, preflight
 from .progress import Progress, human_duration, human_size, make_progress
 from .render import LABEL_PREFIX, write_context
-from .status import read_status, update_cell
+from .status import StatusError, read_status, update_cell
 
 SECTION = "build"
-LOCK_FILE = ".build.lock"
-LOGS_DIR = "logs"
+# What the docker SDK raises when the engine's socket is gone or stops answering.
+_ENGINE_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
 TAIL_LINES = 15
 STOP_GRACE_S = 10  # docker CLI cancels the solve on SIGINT; SIGKILL after this
-
-
-class BuildLocked(UsageError):
-    """Another build holds the build directory; nothing was attempted (exit 2)."""
 
 
 class BuildFailed(ImagematrixError):
@@ -71,53 +67,6 @@ class BuildInterrupted(ImagematrixError):
     """Ctrl-C or SIGTERM; the record was written first (exit 130)."""
 
     exit_code = 130
-
-
-def utcnow() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-# --- one build at a time per build directory -----------------------------------------
-
-
-def lock_holder(build_dir: Path) -> str | None:
-    """Who holds ``build_dir``'s build lock ("PID n since t"), or None when nobody does."""
-    path = Path(build_dir) / LOCK_FILE
-    if not path.exists():
-        return None
-    with open(path, "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            return f.read().strip() or "PID unknown"
-        fcntl.flock(f, fcntl.LOCK_UN)
-    return None
-
-
-@contextlib.contextmanager
-def build_lock(build_dir: Path) -> Iterator[None]:
-    """Hold ``build_dir/.build.lock`` (non-blocking flock) or raise BuildLocked naming the holder."""
-    Path(build_dir).mkdir(parents=True, exist_ok=True)
-    path = Path(build_dir) / LOCK_FILE
-    f = open(path, "a+")  # noqa: SIM115 - held for the whole build
-    try:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "PID unknown"
-            raise BuildLocked(
-                f"another `invoke build` is running in {build_dir} ({holder}); nothing was built. "
-                f"Wait for it to finish, or build into another directory with --out DIR."
-            ) from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"PID {os.getpid()} since {utcnow()}\n")
-        f.flush()
-        yield
-    finally:
-        f.close()  # closing releases the flock
 
 
 # --- what makes a cell's image ---------------------------------------------------------
@@ -179,16 +128,40 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=5)
 
 
+LOG_RESERVE = 256 * 1024  # given back from a log that filled the disk, so the record can still be written
+
+
+def _open_log(log_path: Path):
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        # Unbuffered: a write that fails leaves nothing behind for close() to fail on again.
+        return open(log_path, "wb", buffering=0)
+    except OSError as exc:
+        raise DiskWriteError.of(log_path, exc) from None
+
+
+def _log_full(log, log_path: Path, exc: OSError) -> DiskWriteError:
+    """The log could not be written: give back its last LOG_RESERVE bytes (the record needs room) and say so."""
+    with contextlib.suppress(OSError):
+        size = log_path.stat().st_size
+        os.truncate(log_path, max(0, size - LOG_RESERVE))
+        with open(log_path, "a", encoding="utf-8") as f:
+            f.write(f"\n# {utcnow()} log cut short: {exc.strerror}; the build was stopped\n")
+    return DiskWriteError.of(log_path, exc)
+
+
 def run_logged(argv: list[str], env: dict[str, str], log_path: Path, parsed: BuildkitLog,
                on_output: Callable[[Vertex | None], None]) -> int:
     """Run ``argv`` with its output streamed to ``log_path`` and ``parsed``; the return code.
 
-    ``on_output`` gets each line's new vertex (None for other lines).
+    ``on_output`` gets each line's new vertex (None for other lines). A log that cannot
+    be written stops the build and raises DiskWriteError.
     """
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w", encoding="utf-8") as log:
-        log.write(f"# {utcnow()} {shlex.join(argv)}\n")
-        log.flush()
+    with _open_log(log_path) as log:
+        try:
+            log.write(f"# {utcnow()} {shlex.join(argv)}\n".encode())
+        except OSError as exc:
+            raise _log_full(log, log_path, exc) from None
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             env=env, text=True, encoding="utf-8", errors="replace", bufsize=1,
@@ -197,14 +170,18 @@ def run_logged(argv: list[str], env: dict[str, str], log_path: Path, parsed: Bui
         try:
             assert proc.stdout is not None
             for line in proc.stdout:
-                log.write(line)
-                log.flush()  # `tail -f build/logs/<cell>.log` follows along
+                try:
+                    log.write(line.encode())  # unbuffered: `tail -f build/logs/<cell>.log` follows along
+                except OSError as exc:
+                    _stop(proc)
+                    raise _log_full(log, log_path, exc) from None
                 on_output(parsed.feed(line))
             return proc.wait()
         finally:
             if proc.poll() is None:
                 _stop(proc)
-                log.write(f"# {utcnow()} interrupted: docker build stopped\n")
+                with contextlib.suppress(OSError):
+                    log.write(f"# {utcnow()} interrupted: docker build stopped\n".encode())
 
 
 # --- the executor ----------------------------------------------------------------------
@@ -254,20 +231,30 @@ class Executor:
             write_context(step.rendered, self.build_dir)
         current: tuple[str, float, BuildkitLog] | None = None
         try:
-            for step in self.plan.steps:
+            for i, step in enumerate(self.plan.steps):
                 cid = step.cell.id
                 if cid in self.cause:
                     self._blocked(step)
                     continue
-                digest = self.digest(step)
-                image = self.unchanged_image(step, digest)
-                if image is not None:
-                    self._skipped(step, image, digest)
-                    continue
-                parsed = BuildkitLog(tail_lines=TAIL_LINES + 10)
-                current = (cid, time.monotonic(), parsed)
-                self._build(step, digest, parsed)
-                current = None
+                try:
+                    digest = self.digest(step)
+                    image = self.unchanged_image(step, digest)
+                    if image is not None:
+                        self._skipped(step, image, digest)
+                        continue
+                    # The context on disk is what BuildKit reads: make it the bytes the hash was computed from.
+                    write_context(step.rendered, self.build_dir)
+                    parsed = BuildkitLog(tail_lines=TAIL_LINES + 10)
+                    current = (cid, time.monotonic(), parsed)
+                    self._build(step, digest, parsed)
+                    current = None
+                except HostFault as fault:
+                    self._host_fault(step, fault, self.plan.steps[i + 1:], current)
+                    raise
+                except _ENGINE_ERRORS as exc:
+                    fault = self._engine_lost(exc)
+                    self._host_fault(step, fault, self.plan.steps[i + 1:], current)
+                    raise fault from None
         except KeyboardInterrupt as exc:
             why = str(exc) or "SIGINT"
             if current is not None:
@@ -340,6 +327,8 @@ class Executor:
             self.progress.finished(cid, "built", note, took)
             self.outcomes.append(Outcome(cid, "built", took, image.attrs.get("Size"), note, rec))
             return
+        if rc and not self.engine_alive():
+            raise self._engine_lost()
         failing = parsed.failing_step() or ("(no failing step in the output)" if rc else "(build succeeded but no image was loaded)")
         error = parsed.error() or (f"docker exited with {rc}" if rc else f"{step.cell.ref} is not in the image store with build hash {digest}")
         rec = self.record(cid, {
@@ -381,6 +370,45 @@ class Executor:
             return options
         own = tuple(s for s in step.rendered.stages if s not in ancestors)
         return replace(options, no_cache=False, no_cache_filter=own)
+
+    def _engine_lost(self, exc: BaseException | None = None) -> EngineLost:
+        host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        why = f" ({str(exc).splitlines()[0][:200]})" if exc is not None and str(exc) else ""
+        return EngineLost(
+            f"cannot reach the Docker engine at {host} any more{why}: it stopped or restarted during the build. "
+            f"{START_DOCKER}; then rerun `invoke build` to resume (finished cells are skipped)"
+        )
+
+    def engine_alive(self) -> bool:
+        try:
+            self.client.ping()
+        except Exception:  # any failure to answer a ping means the engine is gone
+            return False
+        return True
+
+    def _host_fault(self, step: BuildStep, fault: HostFault, rest, current) -> None:
+        """Record the cell failed (the host's fault) and every later planned cell not attempted."""
+        cid = step.cell.id
+        took = round(time.monotonic() - current[1], 1) if current and current[0] == cid else None
+        parsed = current[2] if current and current[0] == cid else None
+        try:
+            rec = self.record(cid, {
+                "state": "failed", "ended": utcnow(), "duration_s": took, "host_fault": fault.reason,
+                "step": f"#{parsed.current.number} {parsed.current.name}" if parsed and parsed.current else "",
+                "error": str(fault), "tail": parsed.failure_tail(TAIL_LINES) if parsed else [],
+            })
+            self.progress.finished(cid, "failed", fault.reason, took)
+            self.outcomes.append(Outcome(cid, "failed", took, note=fault.reason, record=rec))
+            for s in rest:
+                r = self.record(s.cell.id, {
+                    "state": "blocked", "blocked_by": cid, "ended": utcnow(), "ref": s.cell.ref,
+                    "input_hash": s.rendered.input_hash, "host_fault": fault.reason,
+                    "error": f"not attempted: {fault.reason} while building {cid}",
+                }, replace_section=True)
+                self.progress.finished(s.cell.id, "blocked", f"not attempted ({fault.reason})")
+                self.outcomes.append(Outcome(s.cell.id, "blocked", note=f"not attempted ({fault.reason})", record=r))
+        except StatusError as exc:
+            fault.args = (f"{fault}\nThe record could not be updated either: {exc}",)
 
     def _interrupted(self, cid: str, t0: float, parsed: BuildkitLog, why: str) -> None:
         took = round(time.monotonic() - t0, 1)
@@ -479,8 +507,13 @@ def run_build(plan: Plan, options: BuildOptions, *, force: bool = False, skip_pr
         console.print(f"building {len(plan.steps)} cell(s) with {builder.describe()}; logs in {plan.build_dir / LOGS_DIR}",
                       markup=False)
         progress = make_progress(console, [s.cell.id for s in plan.steps])
-        with sigterm_as_interrupt(), progress:
-            outcomes = Executor(plan, options, builder, client, progress, force=force).run()
+        executor = Executor(plan, options, builder, client, progress, force=force)
+        try:
+            with sigterm_as_interrupt(), progress:
+                outcomes = executor.run()
+        except HostFault:
+            console.print(summary_table(executor.outcomes))
+            raise
     console.print(summary_table(outcomes))
     if any(o.state == "failed" for o in outcomes):
         raise BuildFailed(failure_message(outcomes))

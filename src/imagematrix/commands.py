@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.table import Table
 
 from . import output
+from .builddir import build_lock
 from .docker import BuildOptions
 from .matrix import Matrix, load_matrix, matrix_json_schema
 from .plan import Plan, Selection, excluded_lines, make_plan, select_cells
@@ -45,9 +46,11 @@ def show_matrix(matrix: str | Path, sel: Selection) -> int:
 def render(matrix: str | Path, sel: Selection, out_dir: Path) -> int:
     m = load(matrix)
     out = console()
-    for c in select_cells(m, sel):
-        ctx = write_context(render_cell(m, c), out_dir)
-        out.print(f"{c.id}: {ctx / 'Dockerfile'}  {ctx / 'cell.json'}")
+    cells = select_cells(m, sel)
+    with build_lock(out_dir, "invoke render"):  # never rewrite a context a running build is reading
+        for c in cells:
+            ctx = write_context(render_cell(m, c), out_dir)
+            out.print(f"{c.id}: {ctx / 'Dockerfile'}  {ctx / 'cell.json'}")
     return 0
 
 

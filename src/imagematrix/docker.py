@@ -7,6 +7,8 @@ and failure messages all take the current and the failing step from it.
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import shutil
 import subprocess
@@ -49,11 +51,21 @@ class Builder:
     version: str = ""
     driver: str = ""  # buildx driver: docker, docker-container, kubernetes, remote
     buildkit: str = ""  # BuildKit version the builder reports
+    client: str = ""  # docker CLI version (the classic builder only)
 
     def describe(self) -> str:
         if self.kind == BUILDX:
             return f"buildx {self.version or '?'} ({self.driver or '?'} driver, BuildKit {self.buildkit or '?'})"
-        return "DOCKER_BUILDKIT=1 docker build (no buildx plugin)"
+        return f"DOCKER_BUILDKIT=1 docker build (docker CLI {self.client or '?'}, no buildx plugin)"
+
+    @property
+    def classic_has_buildkit(self) -> bool:
+        """Only docker CLIs before 23.0 build with BuildKit themselves; newer ones hand it to the buildx plugin."""
+        major = self.client.split(".")[0]
+        return self.kind != BUILDX and major.isdigit() and int(major) < CLI_WITHOUT_BUILTIN_BUILDKIT
+
+
+CLI_WITHOUT_BUILTIN_BUILDKIT = 23
 
 
 def detect_builder() -> str:
@@ -81,7 +93,7 @@ def describe_builder(kind: str | None = None) -> Builder:
     """The builder with its driver and BuildKit version (``docker buildx inspect``)."""
     kind = kind or detect_builder()
     if kind != BUILDX:
-        return Builder(kind)
+        return Builder(kind, client=_run(["docker", "version", "--format", "{{.Client.Version}}"]).strip())
     version = _run(["docker", "buildx", "version"]).split()
     fields: dict[str, str] = {}
     for line in _run(["docker", "buildx", "inspect"]).splitlines():
@@ -136,6 +148,14 @@ def build_env(builder: str) -> dict[str, str]:
     return {"DOCKER_BUILDKIT": "1"}
 
 
+def csv_fields(*fields: str) -> str:
+    """``key=value`` fields as one CSV line, the way docker's --secret/--mount options are parsed:
+    a path with a comma or a quote stays one field."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow(fields)
+    return buf.getvalue()
+
+
 def build_argv(step: BuildStep, options: BuildOptions, builder: str = BUILDX) -> list[str]:
     """The exact command that builds one planned cell."""
     argv = ["docker", "buildx", "build", "--load"] if builder == BUILDX else ["docker", "build"]
@@ -150,7 +170,7 @@ def build_argv(step: BuildStep, options: BuildOptions, builder: str = BUILDX) ->
     for arg in options.build_args:
         argv += ["--build-arg", arg]
     if options.ca_cert is not None:
-        argv += ["--secret", f"id={CA_SECRET_ID},src={options.ca_cert}"]
+        argv += ["--secret", csv_fields(f"id={CA_SECRET_ID}", f"src={options.ca_cert}")]
     for ref in options.cache_from:
         argv += ["--cache-from", ref]
     for ref in options.cache_to:

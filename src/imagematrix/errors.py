@@ -41,3 +41,45 @@ class MatrixError(UsageError):
         n = len(problems)
         head = f"{problems[0].file}: {n} problem{'s' if n != 1 else ''} in the matrix file"
         super().__init__("\n".join([head, *(f"  {p}" for p in problems)]))
+
+
+class HostFault(ImagematrixError):
+    """The host cannot go on (disk full, engine lost): the cell at hand fails, no new work starts,
+    and what is already built or recorded stays as it is."""
+
+    reason = "host fault"
+
+
+class DiskWriteError(HostFault):
+    """A file imagematrix writes could not be written (full disk, read-only mount, permissions)."""
+
+    reason = "no space left"
+
+    @classmethod
+    def of(cls, path: Path, exc: OSError, needed: int = 0) -> DiskWriteError:
+        import errno
+        import shutil
+
+        where = Path(path)
+        probe = next((p for p in (where, *where.parents) if p.exists()), Path("/"))
+        try:
+            free = shutil.disk_usage(probe).free
+        except OSError:
+            free = -1
+        space = f"{free / 1e6:.1f} MB free on its filesystem" if free >= 0 else "free space unknown"
+        if needed:
+            space += f", {needed / 1e6:.1f} MB needed"
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            fix = "free space there (docker system df; invoke clean; an older build/ directory) and rerun"
+        else:
+            fix = "make it writable, or choose another build directory with --out DIR"
+        err = cls(f"could not write {path}: {exc.strerror or exc} ({space}); {fix}")
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            err.reason = exc.strerror or "write failed"
+        return err
+
+
+class EngineLost(HostFault):
+    """The Docker engine stopped answering while imagematrix was using it."""
+
+    reason = "engine lost"

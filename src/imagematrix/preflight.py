@@ -96,6 +96,13 @@ def checks(plan: Plan, options: BuildOptions, builder: Builder, client) -> list[
     if builder.kind == BUILDX:
         found.append(Check("BuildKit", bool(builder.driver), builder.describe() if builder.driver else
                            "`docker buildx inspect` did not answer; run it to see why, or remove the plugin to use DOCKER_BUILDKIT=1 docker build"))
+    elif not builder.classic_has_buildkit:
+        found.append(Check("BuildKit", False, (
+            f"{builder.describe()}: a docker CLI from 23.0 on builds with BuildKit only through the buildx plugin, "
+            "and it is missing or broken here (`docker buildx version` fails). Install it: `apt-get install docker-buildx` "
+            "(Debian/Ubuntu) or docker-buildx-plugin (Docker's packages), or copy the plugin to ~/.docker/cli-plugins/ "
+            "(scripts/bootstrap-host.sh does); with DOCKER_CONFIG set, plugins are looked up under $DOCKER_CONFIG/cli-plugins"
+        ), fatal=True))
     else:
         version = tuple(int(x) for x in str(info.get("ServerVersion", "0")).split(".")[:2] if x.isdigit())
         ok = info.get("OSType") == "linux" and version >= (18, 9)

@@ -22,7 +22,7 @@ from pathlib import Path
 import jinja2
 import jinja2.sandbox
 
-from .errors import UsageError
+from .errors import DiskWriteError, UsageError
 from .matrix import FRAGMENT_SUFFIX, SCHEMA_VERSION, Cell, Matrix
 
 CA_SECRET_ID = "ca-bundle"
@@ -277,16 +277,20 @@ def write_context(r: Rendered, out_dir: Path) -> Path:
     Files are replaced atomically and stale ones removed, so a context never mixes renders.
     """
     ctx = out_dir / r.cell.id
-    ctx.mkdir(parents=True, exist_ok=True)
     wanted = {"Dockerfile": r.dockerfile.encode(), **r.files}
+    needed = sum(map(len, wanted.values()))
     for rel, data in wanted.items():
         dest = ctx / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
         if dest.is_file() and dest.read_bytes() == data:
             continue
         tmp = dest.with_name(dest.name + ".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(dest)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
+            tmp.replace(dest)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise DiskWriteError.of(dest, exc, needed) from None
     for sub in ("imagematrix", FILES_DIR):
         root = ctx / sub
         if root.is_dir():

@@ -15,7 +15,6 @@ layer) are its *layer overhead*: the price of a RUN that touches copied files.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import fnmatch
 import json
 import os
@@ -25,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+from .builddir import utcnow
 from .errors import ImagematrixError
 from .matrix import Cell, Matrix
 from .output import styled
@@ -423,10 +423,6 @@ def _ancestors(paths: Iterable[str]) -> set[str]:
 # --- the report ------------------------------------------------------------------------
 
 
-def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
 def parent_cell(m: Matrix, cell: Cell) -> Cell | None:
     """The devel image a runtime (slim) cell copies from."""
     t = cell.target
@@ -456,7 +452,7 @@ def advice(meas: Measurement, options: Mapping[str, Any], budget_gb: float | Non
 
 
 def record(meas: Measurement, verdict: Verdict, budget_gb: float | None, parent: dict | None) -> dict:
-    data = {"state": verdict.state, "summary": verdict.summary, "measured": now(), "budget_gb": budget_gb}
+    data = {"state": verdict.state, "summary": verdict.summary, "measured": utcnow(), "budget_gb": budget_gb}
     data.update({k: v for k, v in asdict(meas).items() if k != "cell"})
     if parent is not None:
         data["parent"] = parent
@@ -508,7 +504,7 @@ def measure_cells(m: Matrix, cells: list[Cell], build_dir, prober: Prober, matri
         if meas is not None and meas.input_hash != render_cell(m, cell).input_hash:
             meas.notes.append(f"stale: built from other inputs than the matrix renders now; rebuild: {rep.rebuild}")
         if meas is None:
-            data = {"state": verdict.state, "summary": verdict.summary, "measured": now(), "build": rep.rebuild}
+            data = {"state": verdict.state, "summary": verdict.summary, "measured": utcnow(), "build": rep.rebuild}
         else:
             pc = parent_cell(m, cell)
             if pc is not None:

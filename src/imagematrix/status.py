@@ -12,21 +12,21 @@ one or a full disk leaves the previous complete record in place.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .builddir import flocked
 from .errors import ImagematrixError
 
 SCHEMA = 1
 STATUS_FILE = "status.json"
 BACKUP_SUFFIX = ".bak"  # the record before the last write: what a damaged record is recovered from
 FILE_MODE = 0o644
+STATUS_LOCK_FILE = ".status.lock"
 
 
 class StatusError(ImagematrixError):
@@ -83,17 +83,6 @@ def read_status(build_dir: Path) -> dict[str, dict[str, Any]]:
     return doc.get("cells", {})
 
 
-@contextlib.contextmanager
-def _locked(build_dir: Path) -> Iterator[None]:
-    Path(build_dir).mkdir(parents=True, exist_ok=True)
-    with open(Path(build_dir) / ".status.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def _write_atomic(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` in one rename; the previous version stays as ``<path>.bak``."""
     try:
@@ -122,7 +111,8 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def update_cell(build_dir: Path, cell_id: str, section: str, data: dict[str, Any], replace: bool = False) -> dict:
     """Merge ``data`` into one section of one cell's record (or replace the section)."""
-    with _locked(build_dir):
+    # Its own short-lived lock: test runs record beside a running build (which holds the build lock).
+    with flocked(Path(build_dir) / STATUS_LOCK_FILE):
         cells = read_status(build_dir)
         record = cells.setdefault(cell_id, {})
         record[section] = dict(data) if replace else {**record.get(section, {}), **data}

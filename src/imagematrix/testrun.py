@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import functools
 import json
 import logging
@@ -39,6 +38,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import status, testgrid
+from .builddir import utcnow
 from .errors import ImagematrixError, UsageError
 from .interrupts import Terminated, sigterm_as_interrupt
 from .testgrid import ERROR, MISSING, CellResult
@@ -274,10 +274,6 @@ def build_command(matrix: str, cuda: str, python: str, target: str) -> str:
     return shlex.join([*argv, "--cuda", cuda, "--python", python, "--target", target])
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
 # --- shared plumbing -------------------------------------------------------------------
 
 
@@ -347,7 +343,7 @@ def _judge_files(
     tail = "" if summary and not timed_out else _tail(paths.log)  # no JUnit to explain it: the log must
     return CellResult(
         cell_id, state, opts.suite.name, opts.backend, summary or testgrid.Summary(), seconds,
-        str(paths.junit) if summary else "", str(paths.log), note, tail=tail, finished=_now(), **extra,
+        str(paths.junit) if summary else "", str(paths.log), note, tail=tail, finished=utcnow(), **extra,
     )
 
 
@@ -411,7 +407,7 @@ def run_in_image(client, m, cell, opts: Options, gpu: GpuAccess, tools: Callable
     fixed = {"suite": opts.suite.name, "backend": "docker", "gpu": gpu.label}
 
     def done(state: str, note: str, **extra) -> CellResult:
-        return _finish(CellResult(cell.id, state, note=note, finished=_now(), **fixed, **extra), opts.build_dir)
+        return _finish(CellResult(cell.id, state, note=note, finished=utcnow(), **fixed, **extra), opts.build_dir)
 
     try:
         image = client.images.get(cell.ref)

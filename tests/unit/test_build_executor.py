@@ -7,17 +7,20 @@ the same paths against a real engine.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import requests
 from docker.errors import ImageNotFound
 from rich.console import Console
 
 from imagematrix import build as builds
 from imagematrix.docker import BUILD_HASH_LABEL, BUILDX, Builder, BuildOptions
+from imagematrix.errors import DiskWriteError, EngineLost
 from imagematrix.matrix import load_matrix
 from imagematrix.plan import Selection, make_plan
 from imagematrix.progress import Progress
@@ -58,8 +61,17 @@ class FakeEngine:
         self.removed: list[str] = []
         self.images = self
         self.interrupt_on: str | None = None
+        self.alive = True
+        self.lose_engine_on: str | None = None  # a build of this target takes the engine down
+        self.fill_disk_on: str | None = None  # a build of this target cannot write its log
+
+    def ping(self) -> bool:
+        if not self.alive:
+            raise requests.exceptions.ConnectionError("Connection aborted: FileNotFoundError(2, 'No such file or directory')")
+        return True
 
     def get(self, ref: str) -> FakeImage:
+        self.ping()
         if ref not in self.store:
             raise ImageNotFound(ref)
         return self.store[ref]
@@ -72,6 +84,12 @@ class FakeEngine:
         log_path.write_text("fake\n")
         self.built.append(target)
         self.argvs[target] = argv
+        if target == self.lose_engine_on:
+            self.alive = False
+            parsed.feed("ERROR: Cannot connect to the Docker daemon at unix:///var/run/docker.sock\n")
+            return 1
+        if target == self.fill_disk_on:
+            raise DiskWriteError.of(log_path, OSError(errno.ENOSPC, "No space left on device"))
         if target == self.interrupt_on:
             parsed.feed("#9 [slow 1/1] RUN sleep 600\n")
             raise KeyboardInterrupt("SIGTERM")
@@ -204,6 +222,32 @@ def test_an_interrupt_records_the_cell_as_failed_and_exits_130(engine, tmp_path)
     assert rec["state"] == "failed" and rec["interrupted"] is True and rec["step"] == "#9 [slow 1/1] RUN sleep 600"
     assert recorded(tmp_path)[cid("devel")] == "built"
     json.loads((tmp_path / "status.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("fault", "error", "reason"),
+    [("lose_engine_on", EngineLost, "engine lost"), ("fill_disk_on", DiskWriteError, "no space left")],
+)
+def test_a_host_fault_fails_the_cell_and_starts_nothing_more(engine, tmp_path, fault, error, reason):
+    setattr(engine, fault, "broken")
+    with pytest.raises(error) as exc:
+        execute(engine, tmp_path)
+    assert exc.value.exit_code == 1
+    assert recorded(tmp_path) == {
+        cid("devel"): "built", cid("broken"): "failed", cid("extra"): "blocked",
+        cid("runtime"): "blocked", cid("broken-runtime"): "blocked",
+    }
+    assert engine.built == ["devel", "broken"]  # nothing started after the fault
+    cells = read_status(tmp_path)
+    assert cells[cid("broken")]["build"]["host_fault"] == reason
+    assert cells[cid("runtime")]["build"]["error"] == f"not attempted: {reason} while building {cid('broken')}"
+
+
+def test_an_engine_that_vanishes_between_cells_is_named_not_a_traceback(engine, tmp_path):
+    engine.lose_engine_on = "broken"
+    engine.fail = set()
+    with pytest.raises(EngineLost, match=r"cannot reach the Docker engine at .* any more"):
+        execute(engine, tmp_path)
 
 
 def test_stale_building_records_become_interrupted_failures(tmp_path):

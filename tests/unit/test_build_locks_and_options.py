@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 from imagematrix import build as builds
+from imagematrix import builddir, commands
 from imagematrix.docker import (
     BUILDX,
     CLASSIC,
@@ -14,25 +16,48 @@ from imagematrix.docker import (
     BuildOptions,
     cache_type,
     check_cache_options,
+    csv_fields,
     proxy_build_args,
 )
 from imagematrix.errors import UsageError
+from imagematrix.plan import Selection
 
 
 def test_a_second_build_in_the_same_directory_is_refused_naming_the_holder(tmp_path):
-    with builds.build_lock(tmp_path):
-        assert builds.lock_holder(tmp_path).startswith(f"PID {os.getpid()} since ")
-        with pytest.raises(builds.BuildLocked) as exc, builds.build_lock(tmp_path):
+    with builddir.build_lock(tmp_path):
+        assert builddir.lock_holder(tmp_path).startswith(f"PID {os.getpid()} (invoke build) since ")
+        with pytest.raises(builddir.BuildLocked) as exc, builddir.build_lock(tmp_path):
             pass
         assert f"PID {os.getpid()}" in str(exc.value) and "--out" in str(exc.value)
         assert exc.value.exit_code == 2
-    assert builds.lock_holder(tmp_path) is None
-    with builds.build_lock(tmp_path):  # free again
+    assert builddir.lock_holder(tmp_path) is None
+    with builddir.build_lock(tmp_path):  # free again
         pass
 
 
+def test_render_waits_for_no_one_it_refuses_while_a_build_holds_the_directory(tmp_path):
+    example = Path(__file__).resolve().parents[2] / "examples" / "matrix.yaml"
+    with builddir.build_lock(tmp_path), pytest.raises(builddir.BuildLocked, match=r"\(invoke build\)"):
+        commands.render(example, Selection(), tmp_path)
+    assert not (tmp_path / "cu13.2-py3.13-devel").exists()  # nothing written
+    commands.render(example, Selection(), tmp_path)  # free again: renders
+    assert (tmp_path / "cu13.2-py3.13-devel" / "Dockerfile").is_file()
+
+
+def test_a_classic_docker_cli_from_23_on_has_no_builtin_buildkit():
+    assert Builder(CLASSIC, client="20.10.24+dfsg1").classic_has_buildkit
+    assert not Builder(CLASSIC, client="28.2.2").classic_has_buildkit
+    assert not Builder(CLASSIC, client="").classic_has_buildkit  # unknown: not assumed
+    assert not Builder(BUILDX, client="20.10.24").classic_has_buildkit
+
+
+def test_the_ca_secret_spec_keeps_a_path_with_a_comma_in_one_field():
+    assert csv_fields("id=ca-bundle", "src=/etc/ca.pem") == "id=ca-bundle,src=/etc/ca.pem"
+    assert csv_fields("id=ca-bundle", "src=/tmp/a,b.pem") == 'id=ca-bundle,"src=/tmp/a,b.pem"'
+
+
 def test_clean_refuses_while_a_build_runs_and_never_removes_the_working_directory(tmp_path, monkeypatch):
-    with builds.build_lock(tmp_path / "b"), pytest.raises(builds.BuildLocked):
+    with builddir.build_lock(tmp_path / "b"), pytest.raises(builddir.BuildLocked):
         builds.clean(tmp_path / "b")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UsageError):

@@ -100,7 +100,7 @@ def test_render_writes_the_selected_cells_and_says_where(tmp_path):
     assert proc.returncode == 0, proc.stderr
     ctx = tmp_path / "cu12.8.1-py3.13-runtime"
     assert f"cu12.8.1-py3.13-runtime: {ctx / 'Dockerfile'}" in proc.stdout.replace("\n", "")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cu12.8.1-py3.13-runtime"]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["cu12.8.1-py3.13-runtime"]
     assert json.loads((ctx / "cell.json").read_text())["id"] == "cu12.8.1-py3.13-runtime"
     assert (ctx / "Dockerfile").read_text().startswith("# Rendered by imagematrix from matrix.yaml")
 
