@@ -28,6 +28,7 @@ import os
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -98,6 +99,13 @@ GPU_FIX = (
     "Fix on a GPU host: install nvidia-container-toolkit and run "
     "`nvidia-ctk runtime configure --runtime=docker` (or `nvidia-ctk cdi generate`), then restart dockerd"
 )
+
+
+# Labels of a test container: which run owns it (`docker ps --filter label=imagematrix.testrun`).
+TESTRUN_LABEL = "imagematrix.testrun"
+BUILD_DIR_LABEL = "imagematrix.testrun.build-dir"
+OWNER_PID_LABEL = "imagematrix.testrun.pid"
+OWNER_HOST_LABEL = "imagematrix.testrun.host"
 
 
 # What main()'s exit code means, for the nox session's last line.
@@ -252,7 +260,13 @@ def container_spec(
         "shm_size": SHM_SIZE,
         "device_requests": [dict(r) for r in gpu.device_requests],
         # Which run owns a container: `docker ps --filter label=imagematrix.testrun` finds strays.
-        "labels": {"imagematrix.testrun": cell_id, "imagematrix.testrun.build-dir": str(paths.cache.parent.parent.resolve())},
+        "labels": {
+            TESTRUN_LABEL: cell_id,
+            BUILD_DIR_LABEL: str(paths.cache.parent.parent.resolve()),
+            # The run that owns it: a later run removes containers whose owner is gone (SIGKILL, a lost runner).
+            OWNER_PID_LABEL: str(os.getpid()),
+            OWNER_HOST_LABEL: socket.gethostname(),
+        },
         "detach": True,
     }
 
@@ -467,6 +481,35 @@ def _input_hash(m, cell) -> str | None:
         return None
 
 
+def _owner_gone(labels: dict[str, str], host: str) -> bool:
+    """True when the run that started a container was on this host and its process no longer exists."""
+    pid = labels.get(OWNER_PID_LABEL, "")
+    if labels.get(OWNER_HOST_LABEL) != host or not pid.isdigit():
+        return False  # another host's run, or a container from before these labels: not ours to judge
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, someone else's
+    return False
+
+
+def remove_stale_containers(client, build_dir: Path) -> list[str]:
+    """Remove test containers of ``build_dir`` whose run is gone (killed with SIGKILL); their names."""
+    import docker
+
+    where = str(Path(build_dir).resolve())
+    host = socket.gethostname()
+    removed = []
+    for c in client.containers.list(all=True, filters={"label": f"{BUILD_DIR_LABEL}={where}"}):
+        if _owner_gone(c.labels or {}, host):
+            with contextlib.suppress(docker.errors.NotFound):
+                c.remove(force=True)
+            removed.append(c.name)
+    return removed
+
+
 def run_docker(opts: Options) -> list[CellResult]:
     from .matrix import load_matrix
     from .plan import Selection, select_cells
@@ -474,6 +517,8 @@ def run_docker(opts: Options) -> list[CellResult]:
     m = load_matrix(opts.matrix)
     cells = select_cells(m, Selection.from_options(cuda=opts.cudas, python=opts.pythons, target=opts.targets))
     client = _client()
+    for name in remove_stale_containers(client, opts.build_dir):
+        print(f"removed stale test container {name}: the run that started it is gone (killed?)", flush=True)
     gpu = detect_gpu(client.info())
     print(f"GPUs for the containers: {gpu.how}", flush=True)
 

@@ -267,7 +267,10 @@ def nonroot_env(identity, suite_set_vars):
         env = dict(os.environ)
         if identity.uid is None:
             return env
-        env["HOME"] = "/"  # USER/LOGNAME stay as given: the image's ENV decides them
+        env["HOME"] = "/"
+        # The suite, not the image, chose this uid: give it the name a passwd entry would (none for
+        # NONROOT_UID), or getpass.getuser() in inductor dies with "getpwuid(): uid not found".
+        env["USER"] = env["LOGNAME"] = gpu_host.user_name(identity.uid)
         for var in ("TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR"):
             if var in suite_set_vars and not keep_suite_vars:
                 env.pop(var, None)  # what a user gets from the image's own defaults

@@ -25,6 +25,7 @@ PROBE_SOURCE = Path(__file__).with_name("gpu_probe.py")
 # A uid with no passwd entry, like `docker run --user 10001`: HOME falls back
 # to "/", getpass.getuser() fails, nothing under HOME is writable.
 NONROOT_UID = 10001
+NAMELESS_USER = "imagematrix"  # $USER for a uid without a passwd entry (the runner sets the same in containers)
 CACHE_VARS = ("TORCH_EXTENSIONS_DIR", "TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR")
 
 
@@ -306,6 +307,14 @@ def build_identity(dirs: list[Path], runtime: list[Path] = ()) -> Identity:
     except KeyError:
         label = f"uid {NONROOT_UID} (no passwd entry, like docker run --user {NONROOT_UID})"
     return Identity(NONROOT_UID, label, "")
+
+
+def user_name(uid: int) -> str:
+    """The passwd name of `uid`, or the name the runner gives a uid without one."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return NAMELESS_USER
 
 
 def private_dir(root: Path, name: str, uid: int | None) -> Path:

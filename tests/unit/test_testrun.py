@@ -340,3 +340,17 @@ def test_host_interpreter_must_run_and_be_the_sessions_python(tmp_path):
     shim.write_text("#!/bin/sh\necho 'pyenv: python9.9: command not found' >&2\nexit 127\n")
     shim.chmod(0o755)
     assert testrun._interpreter_problem(str(shim), "9.9") == f"({shim}) does not run: pyenv: python9.9: command not found"
+
+
+def test_a_test_container_is_stale_only_when_its_run_on_this_host_is_gone():
+    import subprocess as sp
+
+    from imagematrix.testrun import OWNER_HOST_LABEL, OWNER_PID_LABEL, _owner_gone
+
+    done = sp.Popen(["true"])
+    done.wait()  # a pid that existed and is gone
+    here = "host-a"
+    assert _owner_gone({OWNER_PID_LABEL: str(done.pid), OWNER_HOST_LABEL: here}, here)
+    assert not _owner_gone({OWNER_PID_LABEL: str(os.getpid()), OWNER_HOST_LABEL: here}, here)  # alive
+    assert not _owner_gone({OWNER_PID_LABEL: str(done.pid), OWNER_HOST_LABEL: "host-b"}, here)  # another runner's
+    assert not _owner_gone({}, here)  # a container from before the owner labels
