@@ -49,7 +49,7 @@ from .interrupts import sigterm_as_interrupt
 from .plan import BuildStep, Plan
 from .preflight import START_DOCKER, base_image_ids, base_images, docker_client, preflight
 from .progress import Progress, human_duration, human_size, make_progress
-from .render import LABEL_PREFIX, write_context
+from .render import LABEL_PREFIX, file_sha256, write_context
 from .status import StatusError, read_status, update_cell
 
 SECTION = "build"
@@ -92,6 +92,8 @@ def build_hash(step: BuildStep, options: BuildOptions, base_ids: dict[str, str |
         "labels": {k: v for k, v in sorted(options.labels.items()) if k != BUILD_HASH_LABEL},
         "bases": {ref: base_ids.get(ref) for ref in bases},
     }
+    if step.rendered.links:  # only then: matrices without a wheelhouse keep their hashes
+        doc["links"] = {k: file_sha256(p) for k, p in sorted(step.rendered.links.items())}
     return "sha256:" + _sha(json.dumps(doc, sort_keys=True))
 
 

@@ -186,6 +186,8 @@ class HostSpec(_Model):
 class BuildSpec(_Model):
     fragments_dir: str = "dockerfiles"
     ca_cert: str | None = None
+    wheelhouse: str | None = Field(
+        None, description="a directory of wheels and sdists; pip installs only from it (offline, air-gapped builds)")
 
 
 class MatrixSpec(_Model):
@@ -339,6 +341,7 @@ class Matrix:
     cells: tuple[Cell, ...]
     warnings: tuple[str, ...] = field(default=())
     overrides: tuple[Override, ...] = ()
+    wheelhouse: Path | None = None
 
     def family(self, cuda: Cuda, python: str) -> tuple[dict[str, str], dict[str, str]]:
         """Base images and pins of one (CUDA, Python) family: top level, then the CUDA entry, then overrides in order."""
@@ -729,6 +732,9 @@ def _resolve(spec: MatrixSpec, path: Path, loc: _Index) -> Matrix:
     if not spec.cuda:
         bad(("cuda",), "list at least one CUDA version")
 
+    wheelhouse = (path.parent / spec.build.wheelhouse).resolve() if spec.build.wheelhouse else None
+    if wheelhouse is not None and not wheelhouse.is_dir():
+        bad(("build", "wheelhouse"), f"directory {wheelhouse} does not exist (a folder of wheels and sdists for offline builds)")
     fragments_dir = (path.parent / spec.build.fragments_dir).resolve()
     available = sorted(p.name[: -len(FRAGMENT_SUFFIX)] for p in fragments_dir.glob(f"*{FRAGMENT_SUFFIX}")) if fragments_dir.is_dir() else []
     if not fragments_dir.is_dir():
@@ -933,6 +939,7 @@ def _resolve(spec: MatrixSpec, path: Path, loc: _Index) -> Matrix:
         host=spec.host,
         fragments_dir=fragments_dir,
         ca_cert=(path.parent / spec.build.ca_cert) if spec.build.ca_cert else None,
+        wheelhouse=wheelhouse,
         cells=(),
     )
     cells: list[Cell] = []

@@ -15,8 +15,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
@@ -28,6 +29,8 @@ from .matrix import FRAGMENT_SUFFIX, SCHEMA_VERSION, Cell, Matrix
 CA_SECRET_ID = "ca-bundle"
 CA_SECRET_PATH = f"/run/secrets/{CA_SECRET_ID}"
 MANIFEST_PATH = "/etc/imagematrix/cell.json"
+WHEELHOUSE_DIR = "wheelhouse"  # build.wheelhouse's files, linked into the context
+WHEELHOUSE_IN = "/tmp/imagematrix-wheelhouse"  # where network steps see them
 FILES_DIR = "files"  # fragments' support files: dockerfiles/files -> <context>/files
 LABEL_PREFIX = "imagematrix"
 
@@ -41,6 +44,11 @@ WITH_CA = (
     f"SSL_CERT_FILE={CA_SECRET_PATH} REQUESTS_CA_BUNDLE={CA_SECRET_PATH} "
     f"CURL_CA_BUNDLE={CA_SECRET_PATH} UV_NATIVE_TLS=true; fi &&"
 )
+# With build.wheelhouse, network steps also mount it and install from it alone (air-gapped hosts).
+WHEELHOUSE_MOUNT = f" --mount=type=bind,source={WHEELHOUSE_DIR},target={WHEELHOUSE_IN}"
+OFFLINE = (
+    f" export PIP_NO_INDEX=1 PIP_FIND_LINKS={WHEELHOUSE_IN} UV_OFFLINE=1 UV_NO_INDEX=1 UV_FIND_LINKS={WHEELHOUSE_IN} &&"
+)
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,7 @@ class Rendered:
     input_hash: str
     stages: tuple[str, ...]
     files: dict[str, bytes]  # context-relative path -> content (includes the manifests)
+    links: dict[str, Path] = field(default_factory=dict)  # context-relative path -> a file linked in (wheelhouse)
 
     @property
     def stage(self) -> str:
@@ -90,6 +99,28 @@ def _support_files(m: Matrix) -> dict[str, bytes]:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
+
+
+_FILE_SHA: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, computed once per (path, size, mtime) in this process (wheels are big)."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _FILE_SHA:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _FILE_SHA[key] = h.hexdigest()
+    return _FILE_SHA[key]
+
+
+def _wheelhouse(m: Matrix) -> dict[str, Path]:
+    if m.wheelhouse is None:
+        return {}
+    return {f"{WHEELHOUSE_DIR}/{p.name}": p for p in sorted(m.wheelhouse.iterdir()) if p.is_file()}
 
 
 def _hash(*parts: str | bytes) -> str:
@@ -162,7 +193,11 @@ def render_cell(m: Matrix, cell: Cell) -> Rendered:
     """Render ``cell`` (and the stages of its lineage) into a Dockerfile and context."""
     env = _environment(m.fragments_dir)
     support = _support_files(m)
-    support_hash = _hash(*(x for k in sorted(support) for x in (k, support[k])))
+    links = _wheelhouse(m)
+    support_hash = _hash(
+        *(x for k in sorted(support) for x in (k, support[k])),
+        *(x for k in sorted(links) for x in (k, file_sha256(links[k]))),
+    )
     stages_text: list[str] = []
     stage_names: list[str] = []
     files: dict[str, bytes] = dict(support)
@@ -184,8 +219,8 @@ def render_cell(m: Matrix, cell: Cell) -> Rendered:
             "stage": t.name,
             "parent_stage": t.parent,
             "source_stage": prune_stage(t.name) if t.prune else t.parent,
-            "secret_mount": SECRET_MOUNT,
-            "with_ca": WITH_CA,
+            "secret_mount": SECRET_MOUNT + (WHEELHOUSE_MOUNT if links else ""),
+            "with_ca": WITH_CA + (OFFLINE if links else ""),
             "pin": lambda name, extras=None, _p=sc.packages: _pin(name, _p, extras),
         }
         parts: list[str] = []
@@ -214,7 +249,7 @@ def render_cell(m: Matrix, cell: Cell) -> Rendered:
     )
     dockerfile = header + "\n".join(stages_text)
     files["cell.json"] = files[f"imagematrix/{cell.target.name}.json"]
-    return Rendered(cell, dockerfile, man, man["input_hash"], tuple(stage_names), files)
+    return Rendered(cell, dockerfile, man, man["input_hash"], tuple(stage_names), files, links)
 
 
 def _root_base(m: Matrix, cell: Cell) -> str:
@@ -291,7 +326,25 @@ def write_context(r: Rendered, out_dir: Path) -> Path:
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise DiskWriteError.of(dest, exc, needed) from None
-    for sub in ("imagematrix", FILES_DIR):
+    for rel, src in r.links.items():
+        dest = ctx / rel
+        st = src.stat()
+        if dest.is_file() and (dest.stat().st_size, dest.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns):
+            continue
+        tmp = dest.with_name(dest.name + ".tmp")
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp.unlink(missing_ok=True)
+            try:
+                os.link(src, tmp)  # no copy of a 1 GB wheel per cell where the filesystem allows
+            except OSError:
+                shutil.copy2(src, tmp)
+            tmp.replace(dest)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise DiskWriteError.of(dest, exc, st.st_size) from None
+    wanted = {**wanted, **dict.fromkeys(r.links, b"")}
+    for sub in ("imagematrix", FILES_DIR, WHEELHOUSE_DIR):
         root = ctx / sub
         if root.is_dir():
             for p in sorted(root.rglob("*"), reverse=True):

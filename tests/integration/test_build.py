@@ -279,7 +279,13 @@ def test_an_interrupted_build_leaves_a_valid_record_and_a_concurrent_one_is_refu
 
         second = invoke("build", "--matrix", str(slow.path), "--out", str(build_dir), timeout=60)
         assert second.returncode == 2
-        assert "another `invoke build` is running" in second.stderr and f"PID {proc.pid}" in second.stderr
+        assert "is in use by another command" in second.stderr and f"PID {proc.pid} (invoke build)" in second.stderr
+        # Rendering into the directory of a running build would change a context under its hash.
+        dockerfile = build_dir / cid("slow") / "Dockerfile"
+        before = dockerfile.read_bytes()
+        render = invoke("render", "--matrix", str(slow.path), "--out", str(build_dir), timeout=60)
+        assert render.returncode == 2 and f"PID {proc.pid} (invoke build)" in render.stderr, render.stderr
+        assert dockerfile.read_bytes() == before
 
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Fill tests/gpu-machine/wheelhouse with the sdists its matrix builds from (the GPU machine has no
+# network). Git-ignored; carry it to the GPU machine with the device tool. The files come straight
+# from PyPI's JSON API: `pip download` would run their setup.py, which imports torch.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=tests/gpu-machine/wheelhouse
+mkdir -p "$out"
+python3 - "$out" torch-scatter==2.1.2 <<'PY'
+import hashlib, json, sys, urllib.request
+from pathlib import Path
+out = Path(sys.argv[1])
+for req in sys.argv[2:]:
+    name, version = req.split("==")
+    index = urllib.request.Request(f"https://pypi.org/simple/{name}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    files = json.load(urllib.request.urlopen(index, timeout=60))["files"]
+    sdist = next(f for f in files if f["filename"] == f"{name.replace('-', '_')}-{version}.tar.gz")
+    dest, want = out / sdist["filename"], sdist["hashes"]["sha256"]
+    if not dest.exists() or hashlib.sha256(dest.read_bytes()).hexdigest() != want:
+        data = urllib.request.urlopen(sdist["url"], timeout=120).read()
+        assert hashlib.sha256(data).hexdigest() == want, f"{dest.name}: checksum mismatch"
+        dest.write_bytes(data)
+    print(f"{dest} ({dest.stat().st_size} bytes, sha256 {want[:12]}...)")
+PY
