@@ -25,6 +25,7 @@ import functools
 import json
 import logging
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -128,6 +129,7 @@ class Options:
     require_gpu: bool = False
     timeout: float | None = None
     workers: str = "auto"  # pytest-xdist -n; "0": one process (measured: 2 workers 1.6x faster on 2 cores)
+    jobs: int = 1  # cells tested at once (docker backend); each gets its own GPU while there are enough
     build_dir: Path = Path("build")
     tests_dir: Path = Path("tests/gpu")
     interpreter: str | None = None
@@ -156,10 +158,20 @@ class GpuAccess:
     device_requests: tuple[dict, ...]
     how: str  # the whole story, printed once per run
     label: str  # a word or two for the grid and status.json
+    devices: tuple[str, ...] = ()  # GPUs a container can be given alone ("0", "1", ...), when known
 
     @property
     def requested(self) -> bool:
         return bool(self.device_requests)
+
+    def only(self, device: str) -> GpuAccess:
+        """The same access, narrowed to one GPU (parallel cells each get their own)."""
+        if self.label == "cdi":
+            request = {"driver": "cdi", "device_ids": [f"{CDI_KIND}={device}"]}
+        else:
+            request = {"driver": "nvidia", "device_ids": [device], "capabilities": [["gpu"]]}
+        return replace(self, device_requests=(request,), how=f"GPU {device} ({self.label})",
+                       label=f"{self.label} gpu {device}", devices=(device,))
 
 
 # --- pure parts ------------------------------------------------------------------------
@@ -182,14 +194,22 @@ def session_pythons(matrix: str | None = None) -> tuple[tuple[str, ...], str | N
         return (), f"cannot read {path}: {exc} (pip install -e '.[dev]')"
 
 
-def gpu_access(info: dict, cdi_specs: dict[str, str]) -> GpuAccess:
-    """How to give containers the GPUs, from `docker info` and the CDI spec files' texts."""
+_CDI_DEVICE = re.compile(r"""name["']?\s*:\s*["']?(\d+)["']?\s*[,}\n]""")
+
+
+def gpu_access(info: dict, cdi_specs: dict[str, str], gpu_count: int = 0) -> GpuAccess:
+    """How to give containers the GPUs, from `docker info`, the CDI spec files' texts and the
+    number of GPUs the host reports (nvidia-smi -L; 0 when unknown)."""
     runtimes = sorted(info.get("Runtimes") or {})
     if NVIDIA_RUNTIME in runtimes or info.get("DefaultRuntime") == NVIDIA_RUNTIME:
-        return GpuAccess(({"count": -1, "capabilities": [["gpu"]]},), "all GPUs (NVIDIA runtime)", "nvidia runtime")
+        return GpuAccess(({"count": -1, "capabilities": [["gpu"]]},), "all GPUs (NVIDIA runtime)", "nvidia runtime",
+                         tuple(str(i) for i in range(gpu_count)))
     specs = sorted(p for p, text in cdi_specs.items() if CDI_KIND in text)
     if specs and info.get("CDISpecDirs"):
-        return GpuAccess(({"driver": "cdi", "device_ids": [f"{CDI_KIND}=all"]},), f"all GPUs (CDI: {specs[0]})", "cdi")
+        # One CDI device per GPU, named by index as nvidia-ctk names them ("nvidia.com/gpu=0").
+        names = sorted({n for p in specs for n in _CDI_DEVICE.findall(cdi_specs[p])}, key=int)
+        return GpuAccess(({"driver": "cdi", "device_ids": [f"{CDI_KIND}=all"]},), f"all GPUs (CDI: {specs[0]})", "cdi",
+                         tuple(names))
     if specs:
         why = (
             f"none: {specs[0]} describes NVIDIA GPUs but this engine has CDI off (docker info shows no "
@@ -275,7 +295,10 @@ def docker_run_line(spec: dict) -> str:
     """The same run as a `docker run` command line, to rerun one cell by hand."""
     argv = ["docker", "run", "--rm", "--user", spec["user"], "--shm-size", spec["shm_size"], "-w", spec["working_dir"]]
     for req in spec["device_requests"]:
-        argv += ["--gpus", "all"] if req.get("driver") != "cdi" else ["--device", req["device_ids"][0]]
+        if req.get("driver") == "cdi":
+            argv += ["--device", req["device_ids"][0]]
+        else:
+            argv += ["--gpus", f"device={','.join(req['device_ids'])}" if req.get("device_ids") else "all"]
     for host, m in spec["volumes"].items():
         argv += ["-v", f"{host}:{m['bind']}:{m['mode']}"]
     for k, v in spec["environment"].items():
@@ -386,6 +409,14 @@ def _client():
         raise ImagematrixError(f"{exc}; or test this host's interpreter with --backend host") from None
 
 
+def _gpu_count() -> int:
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(line.startswith("GPU ") for line in out.splitlines())
+
+
 def detect_gpu(info: dict) -> GpuAccess:
     specs: dict[str, str] = {}
     for d in info.get("CDISpecDirs") or CDI_DIRS:
@@ -393,7 +424,7 @@ def detect_gpu(info: dict) -> GpuAccess:
             if p.suffix in (".json", ".yaml", ".yml"):
                 with contextlib.suppress(OSError):
                     specs[str(p)] = p.read_text(errors="replace")
-    return gpu_access(info, specs)
+    return gpu_access(info, specs, _gpu_count())
 
 
 def _stream_logs(container, log: Path, echo: bool) -> threading.Thread:
@@ -522,21 +553,74 @@ def run_docker(opts: Options) -> list[CellResult]:
     gpu = detect_gpu(client.info())
     print(f"GPUs for the containers: {gpu.how}", flush=True)
 
+    lock = threading.Lock()
+
     @functools.cache
-    def tools() -> Path:  # only once an image exists: a matrix of missing images needs no pip
+    def installed() -> Path:
         site = ensure_tools(opts.build_dir)
         print(f"test tools: {tools_versions(site)} from {site}", flush=True)
         return site
 
-    results: list[CellResult] = []
+    def tools() -> Path:  # only once an image exists: a matrix of missing images needs no pip
+        with lock:  # parallel cells: install once
+            return installed()
+
+    jobs = max(1, min(opts.jobs, len(cells)))
+    if jobs == 1:
+        results: list[CellResult] = []
+        try:
+            for cell in cells:
+                results.append(run_in_image(client, m, cell, opts, gpu, tools))
+        except KeyboardInterrupt:
+            if results:
+                testgrid.print_grid(results, opts.suite.name)
+            raise
+        return results
+    return _run_parallel(client, m, cells, opts, gpu, tools, jobs)
+
+
+def gpu_slots(gpu: GpuAccess, jobs: int) -> list[GpuAccess]:
+    """What each of ``jobs`` concurrent containers gets: its own GPU while there are enough,
+    round-robin beyond that; all GPUs for each when the host's GPUs are not known one by one."""
+    if len(gpu.devices) < 2:
+        return [gpu] * jobs
+    return [gpu.only(gpu.devices[k % len(gpu.devices)]) for k in range(jobs)]
+
+
+def _run_parallel(client, m, cells, opts: Options, gpu: GpuAccess, tools, jobs: int) -> list[CellResult]:
+    """Up to ``jobs`` cells' containers at once, each holding a GPU slot; results in plan order."""
+    import concurrent.futures as cf
+    import queue
+
+    slots: queue.Queue[GpuAccess] = queue.Queue()
+    for slot in gpu_slots(gpu, jobs):
+        slots.put(slot)
+    print(f"running {len(cells)} cells, {jobs} at a time ({', '.join(s.how for s in gpu_slots(gpu, jobs))})", flush=True)
+
+    def one(cell) -> CellResult:
+        slot = slots.get()
+        try:
+            r = run_in_image(client, m, cell, opts, slot, tools, echo=False)
+        finally:
+            slots.put(slot)
+        s = r.summary
+        print(f"<== {cell.id}: {r.state} ({s.passed} passed, {s.failed} failed, {s.skipped} skipped) "
+              f"in {r.seconds:.0f}s on {slot.label}; log {r.log}", flush=True)
+        return r
+
+    pool = cf.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="cell")
+    futures = [pool.submit(one, c) for c in cells]
     try:
-        for cell in cells:
-            results.append(run_in_image(client, m, cell, opts, gpu, tools))
+        return [f.result() for f in futures]
     except KeyboardInterrupt:
-        if results:
-            testgrid.print_grid(results, opts.suite.name)
+        # Stop our containers so their threads return, then let each remove its own.
+        for c in client.containers.list(filters={"label": f"{OWNER_PID_LABEL}={os.getpid()}"}):
+            with contextlib.suppress(Exception):
+                c.kill()
+        pool.shutdown(wait=True, cancel_futures=True)
         raise
-    return results
+    finally:
+        pool.shutdown(wait=True)
 
 
 # --- host backend ----------------------------------------------------------------------
@@ -659,6 +743,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--require-gpu", action="store_true", help="fail GPU checks that find no GPU instead of skipping them (GPU runners)")
     p.add_argument("--timeout", type=float, default=None, help="seconds per image before it is killed (default: smoke 900, full 3600)")
     p.add_argument("--workers", default="auto", help="pytest-xdist workers per image: a number, 'auto' (default: one per CPU) or 0 (no xdist)")
+    p.add_argument("--jobs", type=int, default=1, help="cells tested at once, each container on its own GPU while there are enough (default: 1)")
     p.add_argument("--build-dir", default="build", help="where results, caches and status.json live (default: build)")
     p.add_argument("--interpreter", default=None, help="--backend host: the Python to test (default: this one, or python<X.Y> for --python)")
     p.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARG", help="after `--`: more pytest arguments, e.g. -- -k abi")
@@ -670,12 +755,14 @@ def options(argv: list[str] | None = None) -> Options:
     raw = sys.argv[1:] if argv is None else argv
     if a.pytest_args and "--" not in raw:
         raise UsageError(f"unexpected argument(s) {' '.join(a.pytest_args)}: arguments for pytest go after `--`")
+    if a.jobs < 1:
+        raise UsageError(f"--jobs takes a number of cells >= 1, not {a.jobs}")
     if a.timeout is not None and a.timeout <= 0:
         raise UsageError(f"--timeout takes a positive number of seconds, not {a.timeout:g}")
     return Options(
         suite=SUITES[a.suite], pythons=tuple(a.python), cudas=tuple(a.cuda), targets=tuple(a.target),
         matrix=a.matrix or default_matrix(), backend=a.backend, require_gpu=a.require_gpu, timeout=a.timeout,
-        workers=a.workers, build_dir=Path(a.build_dir), interpreter=a.interpreter, pytest_extra=tuple(a.pytest_args),
+        workers=a.workers, jobs=a.jobs, build_dir=Path(a.build_dir), interpreter=a.interpreter, pytest_extra=tuple(a.pytest_args),
     )
 
 

@@ -354,3 +354,30 @@ def test_a_test_container_is_stale_only_when_its_run_on_this_host_is_gone():
     assert not _owner_gone({OWNER_PID_LABEL: str(os.getpid()), OWNER_HOST_LABEL: here}, here)  # alive
     assert not _owner_gone({OWNER_PID_LABEL: str(done.pid), OWNER_HOST_LABEL: "host-b"}, here)  # another runner's
     assert not _owner_gone({}, here)  # a container from before the owner labels
+
+
+CDI_TWO_GPUS = """{"cdiVersion": "0.5.0", "kind": "nvidia.com/gpu", "devices": [
+ {"name": "0", "containerEdits": {}}, {"name": "1", "containerEdits": {}}, {"name": "all", "containerEdits": {}}]}"""
+CDI_YAML = "cdiVersion: 0.5.0\nkind: nvidia.com/gpu\ndevices:\n- name: \"0\"\n  containerEdits: {}\n- name: all\n"
+
+
+def test_cdi_specs_name_each_gpu_and_parallel_cells_get_one_each():
+    info = {"Runtimes": RUNC, "CDISpecDirs": ["/etc/cdi"]}
+    g = testrun.gpu_access(info, {"/etc/cdi/nvidia.json": CDI_TWO_GPUS})
+    assert g.devices == ("0", "1")
+    assert testrun.gpu_access(info, {"/etc/cdi/nvidia.yaml": CDI_YAML}).devices == ("0",)
+    slots = testrun.gpu_slots(g, 3)
+    assert [s.device_requests[0]["device_ids"] for s in slots] == [["nvidia.com/gpu=0"], ["nvidia.com/gpu=1"], ["nvidia.com/gpu=0"]]
+    assert slots[1].label == "cdi gpu 1"
+    one_gpu = testrun.gpu_access(info, {"/etc/cdi/nvidia.yaml": CDI_YAML})
+    assert testrun.gpu_slots(one_gpu, 2) == [one_gpu, one_gpu]  # one GPU: the cells share it
+
+
+def test_the_nvidia_runtime_gives_each_parallel_cell_a_device_id_when_the_count_is_known():
+    g = testrun.gpu_access({"Runtimes": {**RUNC, "nvidia": {}}}, {}, gpu_count=2)
+    assert [s.device_requests[0] for s in testrun.gpu_slots(g, 2)] == [
+        {"driver": "nvidia", "device_ids": ["0"], "capabilities": [["gpu"]]},
+        {"driver": "nvidia", "device_ids": ["1"], "capabilities": [["gpu"]]},
+    ]
+    unknown = testrun.gpu_access({"Runtimes": {**RUNC, "nvidia": {}}}, {})
+    assert testrun.gpu_slots(unknown, 2)[0].device_requests[0]["count"] == -1

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The project's real GPU path on the GPU machine (../shared/gpu-machine/): invoke build, then the
+# suite in containers, then images that lie about themselves. Run from the repository's root there,
+# with .carry/gpu and tests/gpu-machine/wheelhouse carried (scripts/gpu-machine-wheelhouse.sh):
+#
+#   bash scripts/gpu-machine-proof.sh start    # engine + bases; build detached; host-mode full suite
+#   bash scripts/gpu-machine-proof.sh finish   # wait for the build; smoke (1 and N at a time), full, liars
+#
+# Each phase fits one device call (10 minutes); `finish` must follow `start` while the machine is warm.
+# Results and timings go to $OUT (or ./gpu-proof).
+set -uo pipefail
+OUT=${OUT:-$PWD/gpu-proof}
+mkdir -p "$OUT"
+M=tests/gpu-machine/matrix.yaml
+LIAR=tests/gpu-machine/liar.yaml
+stamp() { printf '[proof %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
+timed() {  # timed NAME CMD...: run, keep the output, print the wall time
+  local name=$1; shift
+  local t0=$EPOCHREALTIME
+  "$@" > "$OUT/$name.log" 2>&1
+  local rc=$?
+  awk -v n="$name" -v rc="$rc" -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%s rc=%s %.1fs\n", n, rc, b - a }' | tee -a "$OUT/times.txt"
+  return 0
+}
+
+case "${1:-}" in
+start)
+  stamp "engine and bases"
+  bash .carry/gpu/up.sh --with-plain-base 2>&1 | tail -4
+  . /tmp/gpu-env.sh
+  nvidia-smi -L; nvidia-smi --query-gpu=driver_version,name,compute_cap --format=csv,noheader
+  stamp "invoke build, detached (PyG's torch_scatter from source for sm_90)"
+  setsid bash -c "t0=\$(date +%s); python3 -m invoke build --matrix $M > $OUT/build.log 2>&1; echo \"rc=\$? \$((\$(date +%s)-t0))s\" > $OUT/build.done" \
+    < /dev/null > /dev/null 2>&1 &
+  stamp "host mode, full suite, on the machine's own interpreter"
+  timed host-full python3 -m imagematrix.testrun --backend host --require-gpu --workers 8 --suite full --build-dir build/host
+  tail -n 25 "$OUT/host-full.log"
+  ;;
+finish)
+  . /tmp/gpu-env.sh
+  stamp "waiting for the build"
+  while [ ! -f "$OUT/build.done" ]; do sleep 5; done
+  cat "$OUT/build.done"; tail -n 12 "$OUT/build.log"
+  export IMAGEMATRIX_MATRIX=$M
+  timed smoke-cold-jobs1 python3 -m nox -s gpu_smoke-3.12 -- --matrix $M --require-gpu
+  timed smoke-warm-jobs1 python3 -m nox -s gpu_smoke-3.12 -- --matrix $M --require-gpu
+  timed smoke-warm-jobs3 python3 -m nox -s gpu_smoke-3.12 -- --matrix $M --require-gpu --jobs 3
+  timed full-jobs3 python3 -m nox -s gpu_full-3.12 -- --matrix $M --require-gpu --jobs 3
+  for f in smoke-warm-jobs1 smoke-warm-jobs3 full-jobs3; do stamp "$f"; sed -n '/GPU suite/,$p' "$OUT/$f.log" | head -n 30; done
+  stamp "liars: images that declare what they are not"
+  timed liar-build python3 -m invoke build --matrix $LIAR
+  IMAGEMATRIX_MATRIX=$LIAR timed liar-full python3 -m nox -s gpu_full-3.11 -- --matrix $LIAR --require-gpu --jobs 2
+  sed -n '/GPU suite/,$p' "$OUT/liar-full.log" | head -n 80
+  cp build/status.json "$OUT/status.json" 2>/dev/null
+  ;;
+*)
+  echo "usage: $0 start|finish" >&2; exit 2 ;;
+esac
