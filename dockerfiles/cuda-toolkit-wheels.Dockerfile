@@ -10,7 +10,7 @@
 # nvcc {{ packages["cuda-toolkit"] }} and headers from NVIDIA's wheels into the venv; CUDA_HOME points at them.
 RUN --mount=type=cache,target=/root/.cache/pip {{ secret_mount }} \
     {{ with_ca }} \
-    pip install "{{ pin("cuda-toolkit", extras="nvcc,cudart,cccl,crt") }}" "nvidia-nvvm=={{ packages["nvidia-nvvm"] }}" \
+    python -m pip install "{{ pin("cuda-toolkit", extras="nvcc,cudart,cccl,crt") }}" "nvidia-nvvm=={{ packages["nvidia-nvvm"] }}" \
     && ln -sf libcudart.so.{{ major }} {{ cuda_home }}/lib/libcudart.so \
     && {{ cuda_home }}/bin/nvcc --version
 # A glibc that declares rsqrt/rsqrtf itself (forky's) declares them noexcept; older CUDA headers do

@@ -8,5 +8,5 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=cache,target=/root/.cache/ccache {{ secret_mount }} \
     {{ with_ca }} \
     PATH=/usr/lib/ccache:$PATH \
-    pip install --no-build-isolation{% for ext in pyg_extensions %} {{ pin(ext) }}{% endfor %}
+    python -m pip install --no-build-isolation{% for ext in pyg_extensions %} {{ pin(ext) }}{% endfor %}
 

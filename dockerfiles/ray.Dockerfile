@@ -1,3 +1,3 @@
 RUN --mount=type=cache,target=/root/.cache/pip {{ secret_mount }} \
     {{ with_ca }} \
-    pip install "{{ pin("ray", extras="default") }}"
+    python -m pip install "{{ pin("ray", extras="default") }}"

@@ -4,5 +4,5 @@
 # torch's companions this target asks for ({{ extras | join(", ") }}), from the same index as torch; pins from packages:.
 RUN --mount=type=cache,target=/root/.cache/pip {{ secret_mount }} \
     {{ with_ca }} \
-    pip install{% for name in extras %} {{ pin(name) }}{% endfor %}{% if cuda.torch_index %} --index-url {{ cuda.torch_index }}{% endif %}
+    python -m pip install{% for name in extras %} {{ pin(name) }}{% endfor %}{% if cuda.torch_index %} --index-url {{ cuda.torch_index }}{% endif %}
 

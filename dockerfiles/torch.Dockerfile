@@ -1,5 +1,5 @@
 # torch {{ packages.torch or "(newest)" }} built for CUDA {{ cuda.torch_cuda }}; its wheels carry the CUDA runtime libraries.
 RUN --mount=type=cache,target=/root/.cache/pip {{ secret_mount }} \
     {{ with_ca }} \
-    pip install {{ pin("torch") }}{% if cuda.torch_index %} --index-url {{ cuda.torch_index }}{% endif %}
+    python -m pip install {{ pin("torch") }}{% if cuda.torch_index %} --index-url {{ cuda.torch_index }}{% endif %}
 

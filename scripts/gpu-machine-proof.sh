@@ -3,10 +3,12 @@
 # suite in containers, then images that lie about themselves. Run from the repository's root there,
 # with .carry/gpu and tests/gpu-machine/wheelhouse carried (scripts/gpu-machine-wheelhouse.sh):
 #
-#   bash scripts/gpu-machine-proof.sh start    # engine + bases; build detached; host-mode full suite
+#   bash scripts/gpu-machine-proof.sh start    # engine + bases; invoke build, detached
+#   bash scripts/gpu-machine-proof.sh host     # host mode, full suite (runners without Docker)
 #   bash scripts/gpu-machine-proof.sh finish   # wait for the build; smoke (1 and N at a time), full, liars
 #
-# Each phase fits one device call (10 minutes); `finish` must follow `start` while the machine is warm.
+# A device call runs at most 10 minutes: when `finish` does not fit after `start`, send it again
+# at once, while the machine is warm (30 s), and it picks up the build where it is.
 # Results and timings go to $OUT (or ./gpu-proof).
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-proof}
@@ -32,6 +34,9 @@ start)
   stamp "invoke build, detached (PyG's torch_scatter from source for sm_90)"
   setsid bash -c "t0=\$(date +%s); python3 -m invoke build --matrix $M > $OUT/build.log 2>&1; echo \"rc=\$? \$((\$(date +%s)-t0))s\" > $OUT/build.done" \
     < /dev/null > /dev/null 2>&1 &
+  ;;
+host)
+  . /tmp/gpu-env.sh
   stamp "host mode, full suite, on the machine's own interpreter"
   timed host-full python3 -m imagematrix.testrun --backend host --require-gpu --workers 8 --suite full --build-dir build/host
   tail -n 25 "$OUT/host-full.log"
@@ -54,5 +59,5 @@ finish)
   cp build/status.json "$OUT/status.json" 2>/dev/null
   ;;
 *)
-  echo "usage: $0 start|finish" >&2; exit 2 ;;
+  echo "usage: $0 start|host|finish" >&2; exit 2 ;;
 esac
