@@ -12,6 +12,7 @@ RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
     && apt-get install -y --no-install-recommends \
         ca-certificates g++{% if packages.get("gxx") %}-{{ packages.gxx }}{% endif %} ninja-build python{{ python }} python{{ python }}-dev{% if options.get("drop_static_libs") %} \
     && rm -f /usr/lib/python{{ python }}/config-*/libpython*.a /usr/lib/*-linux-gnu/libpython{{ python }}*.a{% endif %}
+
 {% if packages.get("gxx") %}
 ENV CC=gcc-{{ packages.gxx }} CXX=g++-{{ packages.gxx }}
 {% endif %}

@@ -81,7 +81,11 @@ def test_python_3_14_cells_start_from_forky_with_g_14(twin):
     r = render_cell(twin, twin.cell("cu13.0-py3.14-marimo-runtime"))
     froms = [line for line in r.dockerfile.splitlines() if line.startswith("FROM debian:")]
     assert froms == ["FROM debian:forky-slim AS devel", "FROM debian:forky-slim AS marimo-runtime"]
-    assert "g++-14" in r.dockerfile and "ENV CC=gcc-14 CXX=g++-14" in r.dockerfile
+    lines = r.dockerfile.splitlines()
+    # Both the devel and the runtime stage install g++-14 and point CC/CXX at it, each on its own line.
+    assert sum(line.strip().startswith("ca-certificates") and "g++-14 " in line for line in lines) == 2
+    assert sum(line.startswith("ENV CC=gcc-14 CXX=g++-14") for line in lines) == 2
+    assert all(line.rstrip().endswith(("-dev", "-venv", "\\")) for line in lines if "python3.14-dev" in line)
 
 
 def test_every_twin_cell_renders_and_plans(twin, tmp_path):
