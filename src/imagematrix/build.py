@@ -32,8 +32,8 @@ from rich.text import Text
 
 from . import output
 from .builddir import LOGS_DIR, BuildLocked, build_lock, lock_holder, utcnow
+from .contract import BUILD_HASH_LABEL, CELL_LABEL
 from .docker import (
-    BUILD_HASH_LABEL,
     BUILDX,
     Builder,
     BuildkitLog,
@@ -49,7 +49,7 @@ from .interrupts import sigterm_as_interrupt
 from .plan import BuildStep, Plan
 from .preflight import START_DOCKER, base_image_ids, base_images, docker_client, preflight
 from .progress import Progress, human_duration, human_size, make_progress
-from .render import LABEL_PREFIX, file_sha256, write_context
+from .render import file_sha256, write_context
 from .status import StatusError, read_status, update_cell
 
 SECTION = "build"
@@ -350,7 +350,7 @@ class Executor:
         cell goes, and only when untagged and unused (removal without force)."""
         from docker.errors import DockerException
 
-        if old is None or old.id == new.id or old.labels.get(f"{LABEL_PREFIX}.cell") != cid:
+        if old is None or old.id == new.id or old.labels.get(CELL_LABEL) != cid:
             return None
         try:
             old.reload()
@@ -543,9 +543,9 @@ def clean(build_dir: Path, cells: list | None = None, console: Console | None = 
             image = local_image(client, cell.ref)
             if image is None:
                 continue
-            owner = image.labels.get("imagematrix.cell")
+            owner = image.labels.get(CELL_LABEL)
             if owner != cell.id:
-                console.print(f"kept {cell.ref}: its label imagematrix.cell is {owner!r}, not {cell.id!r} (not built by imagematrix)",
+                console.print(f"kept {cell.ref}: its label {CELL_LABEL} is {owner!r}, not {cell.id!r} (not built by imagematrix)",
                               markup=False)
                 continue
             try:

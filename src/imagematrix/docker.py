@@ -19,11 +19,10 @@ from pathlib import Path
 
 from .errors import UsageError
 from .plan import BuildStep
-from .render import CA_SECRET_ID, LABEL_PREFIX
+from .render import CA_SECRET_ID
 
 BUILDX = "buildx"
 CLASSIC = "docker"  # DOCKER_BUILDKIT=1 docker build
-BUILD_HASH_LABEL = f"{LABEL_PREFIX}.build-hash"
 
 # BuildKit's predefined proxy ARGs: passed by name (the value stays in the
 # environment, out of argv and logs) and excluded from the build cache and history.

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from .contract import FEATURES, LABEL_PREFIX
 from .errors import MatrixError, Problem
 
 SCHEMA_VERSION = 1
@@ -60,7 +61,7 @@ def cron_problem(expr: str) -> str | None:
 # Label keys: Docker's recommendation (lowercase reverse-DNS) loosened to what engines accept,
 # and nothing a Dockerfile LABEL line could misread (spaces, quotes, '=', newlines).
 LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._/-]{0,253}[A-Za-z0-9])?$")
-RESERVED_LABEL_PREFIX = "imagematrix."
+RESERVED_LABEL_PREFIX = f"{LABEL_PREFIX}."
 
 
 def label_problem(key: str, value: str) -> str | None:
@@ -109,8 +110,7 @@ def _version(value: Any) -> Any:
 
 
 Version = Annotated[str, BeforeValidator(_version)]
-Feature = Literal["cpp_extension", "cuda_extension", "torch_compile", "pyg", "ray", "marimo"]
-FEATURES: tuple[str, ...] = typing.get_args(Feature)
+Feature = Literal[FEATURES]  # the image contract's feature names
 
 
 class _Model(BaseModel):

@@ -23,16 +23,16 @@ from pathlib import Path
 import jinja2
 import jinja2.sandbox
 
+from . import contract
+from .contract import MANIFEST_PATH
 from .errors import DiskWriteError, UsageError
 from .matrix import FRAGMENT_SUFFIX, SCHEMA_VERSION, Cell, Matrix
 
 CA_SECRET_ID = "ca-bundle"
 CA_SECRET_PATH = f"/run/secrets/{CA_SECRET_ID}"
-MANIFEST_PATH = "/etc/imagematrix/cell.json"
 WHEELHOUSE_DIR = "wheelhouse"  # build.wheelhouse's files, linked into the context
 WHEELHOUSE_IN = "/tmp/imagematrix-wheelhouse"  # where network steps see them
 FILES_DIR = "files"  # fragments' support files: dockerfiles/files -> <context>/files
-LABEL_PREFIX = "imagematrix"
 
 # Every network step mounts the CA bundle secret (absent unless --ca-cert is given)
 # and points pip, uv, curl and requests at it; nothing is written into a layer.
@@ -133,47 +133,14 @@ def _hash(*parts: str | bytes) -> str:
 
 
 def manifest(m: Matrix, cell: Cell, input_hash: str) -> dict:
-    """The image contract, written to /etc/imagematrix/cell.json and mirrored in labels."""
+    """The cell's manifest (the image contract), written to MANIFEST_PATH and mirrored in labels."""
     t = cell.target
-    return {
-        "schema": SCHEMA_VERSION,
-        "id": cell.id,
-        "image": cell.image,
-        "tag": cell.tag,
-        "ref": cell.ref,
-        "target": t.name,
-        "kind": t.kind,
-        "parent": t.parent,
-        "relation": t.relation,
-        "lineage": list(t.lineage),
-        "cuda": cell.cuda.version,
-        "torch_cuda": cell.cuda.torch_cuda,
-        "python": cell.python,
-        "torch": cell.packages.get("torch", ""),
-        "features": list(cell.features),
-        "extensions": cell.cuda.extensions,
-        "pyg_extensions": list(t.pyg_extensions),
-        "input_hash": input_hash,
-    }
-
-
-def labels(m: Matrix, man: dict, base_image: str) -> dict[str, str]:
-    out = {
-        "org.opencontainers.image.title": man["image"],
-        "org.opencontainers.image.version": man["tag"],
-        "org.opencontainers.image.description": (
-            f"{man['target']} image: CUDA {man['cuda']}, Python {man['python']}, torch {man['torch'] or 'unpinned'}"
-        ),
-        "org.opencontainers.image.base.name": base_image,
-        **m.labels,
-    }
-    for key in ("id", "cuda", "torch_cuda", "python", "torch", "target", "kind", "parent", "input_hash"):
-        name = "cell" if key == "id" else key.replace("_", "-")
-        out[f"{LABEL_PREFIX}.{name}"] = man[key] or ""
-    out[f"{LABEL_PREFIX}.features"] = ",".join(man["features"])
-    out[f"{LABEL_PREFIX}.pyg-extensions"] = ",".join(man["pyg_extensions"])
-    out[f"{LABEL_PREFIX}.schema"] = str(SCHEMA_VERSION)
-    return out
+    return contract.manifest(
+        id=cell.id, image=cell.image, tag=cell.tag, target=t.name, kind=t.kind, parent=t.parent,
+        relation=t.relation, lineage=list(t.lineage), cuda=cell.cuda.version, torch_cuda=cell.cuda.torch_cuda,
+        python=cell.python, torch=cell.packages.get("torch", ""), features=list(cell.features),
+        pyg_extensions=list(t.pyg_extensions), extensions=cell.cuda.extensions, input_hash=input_hash,
+    )
 
 
 def dockerfile_quote(value: str) -> str:
@@ -238,7 +205,7 @@ def render_cell(m: Matrix, cell: Cell) -> Rendered:
         man_path = f"imagematrix/{t.name}.json"
         files[man_path] = (json.dumps(man, indent=2, sort_keys=True) + "\n").encode()
         inherited_base = base_image or _root_base(m, sc)
-        tail = f"COPY {man_path} {MANIFEST_PATH}\n" + _label_block(labels(m, man, inherited_base))
+        tail = f"COPY {man_path} {MANIFEST_PATH}\n" + _label_block(contract.labels(man, inherited_base, m.labels))
         stages_text.append(f"# ---- stage {t.name}: {sc.id} ----\n{body}{tail}")
         stage_names.append(t.name)
         parent_hash = stage_hash
@@ -250,6 +217,17 @@ def render_cell(m: Matrix, cell: Cell) -> Rendered:
     dockerfile = header + "\n".join(stages_text)
     files["cell.json"] = files[f"imagematrix/{cell.target.name}.json"]
     return Rendered(cell, dockerfile, man, man["input_hash"], tuple(stage_names), files, links)
+
+
+def is_current(m: Matrix, cell: Cell, image_labels: dict[str, str] | None) -> bool:
+    """Was an image with these labels built from what ``cell`` renders now? (Its input-hash label.)
+
+    The one answer test runs, size reports and publishing use; a build's skip decision is
+    stricter (the build hash also covers base image ids and build labels)."""
+    try:
+        return (image_labels or {}).get(contract.INPUT_HASH_LABEL) == render_cell(m, cell).input_hash
+    except UsageError:  # a fragment that no longer renders: nothing built earlier is current
+        return False
 
 
 def _root_base(m: Matrix, cell: Cell) -> str:

@@ -25,6 +25,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from .builddir import utcnow
+from .contract import INPUT_HASH_LABEL
 from .errors import ImagematrixError
 from .matrix import Cell, Matrix
 from .output import styled
@@ -405,7 +406,7 @@ class Prober:
             base_bytes=int(base_img.attrs.get("Size") or 0) if base_img else None, buckets=buckets,
             layers=biggest_layers(image.history(), self.top, base),
             dirs=[list(x) for x in biggest_dirs(dir_bytes(entries, depth), self.top, skip=_ancestors(layout.site))],
-            python=layout.version, input_hash=(image.labels or {}).get("imagematrix.input-hash"), notes=notes,
+            python=layout.version, input_hash=(image.labels or {}).get(INPUT_HASH_LABEL), notes=notes,
         )
         self._done[image.id] = m
         return m
@@ -488,7 +489,7 @@ class CellReport:
 
 def measure_cells(m: Matrix, cells: list[Cell], build_dir, prober: Prober, matrix_arg: str) -> list[CellReport]:
     """Measure each cell's image (and its devel parent) and record it in status.json."""
-    from .render import render_cell
+    from .render import is_current
     from .status import update_cell
     from .testrun import build_command
 
@@ -501,7 +502,7 @@ def measure_cells(m: Matrix, cells: list[Cell], build_dir, prober: Prober, matri
         meas = prober.measure(cell.id, cell.ref)
         verdict = judge_budget(meas.size_bytes if meas else None, t.budget_gb)
         rep = CellReport(cell, verdict, rebuild(cell), meas)
-        if meas is not None and meas.input_hash != render_cell(m, cell).input_hash:
+        if meas is not None and not is_current(m, cell, {INPUT_HASH_LABEL: meas.input_hash}):
             meas.notes.append(f"stale: built from other inputs than the matrix renders now; rebuild: {rep.rebuild}")
         if meas is None:
             data = {"state": verdict.state, "summary": verdict.summary, "measured": utcnow(), "build": rep.rebuild}

@@ -41,6 +41,7 @@ from pathlib import Path
 
 from . import status, testgrid
 from .builddir import utcnow
+from .contract import CELL_LABEL
 from .errors import ImagematrixError, UsageError
 from .interrupts import Terminated, sigterm_as_interrupt
 from .testgrid import ERROR, MISSING, CellResult
@@ -69,6 +70,8 @@ SUITES = {
 # Where things live inside the test container.
 TESTS_IN = "/opt/imagematrix/tests"
 TOOLS_IN = "/opt/imagematrix/site"
+PACKAGE_IN = "/opt/imagematrix/pkg"  # this package (the suite imports imagematrix.contract from it)
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the directory that holds imagematrix/
 CACHE_IN = "/var/cache/imagematrix"
 RESULTS_IN = "/var/lib/imagematrix/results"
 JUNIT_NAME = "junit.xml"
@@ -255,7 +258,7 @@ def container_spec(
 ) -> dict:
     """Keyword arguments of docker's ``containers.create`` for one cell's run."""
     inherited = dict(e.split("=", 1) for e in image_env if "=" in e)
-    pythonpath = ":".join(p for p in (TOOLS_IN, inherited.get("PYTHONPATH")) if p)
+    pythonpath = ":".join(p for p in (TOOLS_IN, PACKAGE_IN, inherited.get("PYTHONPATH")) if p)
     env = {
         **cache_env(CACHE_IN),
         "PYTHONPATH": pythonpath,
@@ -266,6 +269,7 @@ def container_spec(
     volumes = {
         str(opts.tests_dir.resolve()): {"bind": TESTS_IN, "mode": "ro"},
         str(tools.resolve()): {"bind": TOOLS_IN, "mode": "ro"},
+        str(PACKAGE_ROOT / "imagematrix"): {"bind": f"{PACKAGE_IN}/imagematrix", "mode": "ro"},
         str(paths.cache.resolve()): {"bind": CACHE_IN, "mode": "rw"},
         str(paths.results.resolve()): {"bind": RESULTS_IN, "mode": "rw"},
     }
@@ -447,6 +451,8 @@ def run_in_image(client, m, cell, opts: Options, gpu: GpuAccess, tools: Callable
     import docker
     import requests
 
+    from .render import is_current
+
     paths = CellPaths.of(opts.build_dir, cell.id)
     rebuild = build_command(opts.matrix, cell.cuda.version, cell.python, cell.target.name)
     fixed = {"suite": opts.suite.name, "backend": "docker", "gpu": gpu.label}
@@ -459,11 +465,11 @@ def run_in_image(client, m, cell, opts: Options, gpu: GpuAccess, tools: Callable
     except docker.errors.ImageNotFound:
         return done(MISSING, f"image {cell.ref} was never built; build it: {rebuild}")
     labels = image.labels or {}
-    if labels.get("imagematrix.cell") != cell.id:
-        found = labels.get("imagematrix.cell")
+    if labels.get(CELL_LABEL) != cell.id:
+        found = labels.get(CELL_LABEL)
         return done(ERROR, f"{cell.ref} is labelled imagematrix.cell={found!r}, not {cell.id}; rebuild: {rebuild}", image_id=image.id)
     notes = []
-    if labels.get("imagematrix.input-hash") != _input_hash(m, cell):
+    if not is_current(m, cell, labels):
         notes.append(f"stale: built from other inputs than the matrix renders now ({rebuild})")
     euid = os.geteuid()
     _prepare_dirs(paths, owner=CONTAINER_UID if euid == 0 else None)
@@ -501,15 +507,6 @@ def run_in_image(client, m, cell, opts: Options, gpu: GpuAccess, tools: Callable
         os.chown(paths.junit, euid, os.getegid())  # the container's uid wrote it; the result is ours
     result = _judge_files(cell.id, opts, paths, code, timed_out, time.monotonic() - start, note="; ".join(notes))
     return _finish(replace(result, image_id=image.id, gpu=fixed["gpu"]), opts.build_dir)
-
-
-def _input_hash(m, cell) -> str | None:
-    from .render import render_cell
-
-    try:
-        return render_cell(m, cell).input_hash
-    except ImagematrixError:
-        return None
 
 
 def _owner_gone(labels: dict[str, str], host: str) -> bool:
@@ -664,7 +661,9 @@ def run_host(opts: Options) -> list[CellResult]:
         raise UsageError("--cuda and --target select images; --backend host tests this host's interpreter")
     interp = host_interpreter(opts)
     describe = opts.tests_dir / "describe_host.py"
-    proc = subprocess.run([interp, str(describe)], capture_output=True, text=True, timeout=300, check=False)
+    suite_path = ":".join(p for p in (str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")) if p)
+    proc = subprocess.run([interp, str(describe)], capture_output=True, text=True, timeout=300, check=False,
+                          env={**os.environ, "PYTHONPATH": suite_path})
     if proc.returncode != 0:
         raise ImagematrixError(f"{interp} {describe} failed (exit {proc.returncode}):\n{proc.stderr.strip()[-2000:]}\nFix: torch must import in {interp}")
     manifest = json.loads(proc.stdout)
@@ -686,6 +685,7 @@ def run_host(opts: Options) -> list[CellResult]:
         "-c", str(ini), "--rootdir", str(opts.tests_dir),
     ]
     env = {**os.environ, **cache_env(str(paths.cache.resolve()), HOST_KEEPS), "PYTHONDONTWRITEBYTECODE": "1",
+           "PYTHONPATH": suite_path,
            "IMAGEMATRIX_ARTIFACTS": str((paths.results / "artifacts").resolve())}
     print(f"\n==> {cid}: {interp} (limit {opts.limit:.0f}s)\n    {shlex.join(argv)}", flush=True)
     start = time.monotonic()

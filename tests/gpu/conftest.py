@@ -24,6 +24,11 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
+try:  # the image contract: the runner mounts the package; a checkout has it in src/
+    import imagematrix.contract  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(HERE.parents[1] / "src"))
+
 import gpu_host  # noqa: E402
 import gpu_policy  # noqa: E402
 

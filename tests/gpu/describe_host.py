@@ -25,7 +25,13 @@ import sys
 import sysconfig
 from pathlib import Path
 
-PYG_EXTENSIONS = ("pyg_lib", "torch_scatter", "torch_sparse", "torch_cluster", "torch_spline_conv")
+try:
+    from imagematrix import contract
+except ImportError:  # run from a checkout without the package installed: its source is beside
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+    from imagematrix import contract
+
+PYG_EXTENSIONS = contract.PYG_EXTENSIONS
 
 
 def _nvcc() -> str | None:
@@ -86,26 +92,12 @@ def describe(
     # Not an image: the slim-image checks (pruned tests, no second CUDA copy) do not apply.
     kind = "host"
     ident = cell_id or (f"host-cu{toolkit}-py{py}" if toolkit else f"host-cpu-py{py}")
-    return {
-        "schema": 1,
-        "id": ident,
-        "image": "host",
-        "tag": ident,
-        "ref": f"host:{ident}",
-        "target": "host",
-        "kind": kind,
-        "parent": None,
-        "relation": None,
-        "lineage": [],
-        "cuda": toolkit,
-        "torch_cuda": tcuda,
-        "python": py,
-        "torch": torch.__version__.split("+", 1)[0],
-        "features": features,
-        "pyg_extensions": pyg_ext,
-        "input_hash": "",
-        "host": {"executable": sys.executable, "nvcc": nvcc, "torch": torch.__version__},
-    }
+    return contract.manifest(
+        id=ident, image="host", tag=ident, target="host", kind=kind, parent=None, relation=None,
+        lineage=[], cuda=toolkit, torch_cuda=tcuda, python=py, torch=torch.__version__.split("+", 1)[0],
+        features=features, pyg_extensions=pyg_ext,
+        host={"executable": sys.executable, "nvcc": nvcc, "torch": torch.__version__},
+    )
 
 
 def main(argv=None) -> int:

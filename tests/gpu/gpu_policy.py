@@ -7,24 +7,33 @@ this folder gather the values and turn the decisions into pass/fail.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 # --------------------------------------------------------------------------
 # Vocabulary of the cell manifest (/etc/imagematrix/cell.json, schema 1)
 # --------------------------------------------------------------------------
+# The manifest's vocabulary, builder and parser live in the image contract (imagematrix.contract),
+# shared with the code that renders the images; the runner puts it on the suite's path.
+from imagematrix.contract import (  # noqa: F401
+    EXTENSION_BUILDS,
+    FEATURES,
+    KINDS,
+    MANIFEST_PATH,
+    MANIFEST_SCHEMA,
+    PYG_EXTENSIONS,
+    RELATIONS,
+    ManifestError,
+    major_minor,
+)
+from imagematrix.contract import Manifest as Cell
+from imagematrix.contract import parse_manifest as parse_cell  # noqa: F401
+from imagematrix.contract import parse_manifest_text as parse_cell_text  # noqa: F401
 
-SCHEMA = 1
-DEFAULT_CELL_PATH = "/etc/imagematrix/cell.json"
+SCHEMA = MANIFEST_SCHEMA
+DEFAULT_CELL_PATH = MANIFEST_PATH
 CELL_ENV = "IMAGEMATRIX_CELL"
-KINDS = ("devel", "runtime", "host")  # host: a bare interpreter described by describe_host.py
-RELATIONS = ("extends", "slim")
-EXTENSION_BUILDS = ("cuda", "cpu")  # cpu: compiled extensions were built without CUDA kernels (no nvcc)
-FEATURES = ("cpp_extension", "cuda_extension", "torch_compile", "pyg", "ray", "marimo")
-PYG_EXTENSIONS = ("pyg_lib", "torch_scatter", "torch_sparse", "torch_cluster", "torch_spline_conv")
 # The flag torch_geometric.typing sets when the extension imported; PyG
 # silently sets it False when the import raises ImportError.
 PYG_WITH_FLAGS = {
@@ -50,160 +59,6 @@ HOST_HOWTO = (
     f"(or set {CELL_ENV}=cell.json)."
 )
 
-_MAJOR_MINOR = re.compile(r"^(\d+)\.(\d+)$")
-_TOOLKIT = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?$")
-_TORCH_VERSION = re.compile(r"^\d+\.\d+(?:\.\d+)?(?:[a-z0-9.]*)?$")
-
-
-class ManifestError(ValueError):
-    """The cell manifest is missing or malformed; the text says where and how to fix it."""
-
-
-@dataclass(frozen=True)
-class Cell:
-    """What the image claims about itself (the subset the suite checks)."""
-
-    id: str
-    kind: str
-    python: str
-    cuda: str | None  # the cell's toolkit X.Y.Z; None only in a CPU-only host description
-    torch_cuda: str | None  # X.Y torch was built with
-    torch: str | None  # pinned torch version, None when the matrix does not pin it
-    features: frozenset[str]
-    pyg_extensions: tuple[str, ...]
-    target: str = ""
-    source: str = ""
-    extensions: str = "cuda"
-    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    def declares(self, feature: str) -> bool:
-        # A CUDA extension build needs the C++ toolchain too.
-        if feature == "cpp_extension" and "cuda_extension" in self.features:
-            return True
-        return feature in self.features
-
-    def skip_reason(self, feature: str) -> str:
-        return f"cell {self.id} declares no {feature!r} feature"
-
-    @property
-    def cuda_mm(self) -> tuple[int, int] | None:
-        return major_minor(self.cuda) if self.cuda else None
-
-    @property
-    def torch_cuda_mm(self) -> tuple[int, int] | None:
-        return major_minor(self.torch_cuda) if self.torch_cuda else None
-
-
-def parse_cell(data: Any, source: str = "cell.json") -> Cell:
-    """Validate a decoded manifest; raise ManifestError listing every problem."""
-    if not isinstance(data, dict):
-        raise ManifestError(f"{source}: expected a JSON object, got {type(data).__name__}")
-    problems: list[str] = []
-
-    def bad(key: str, text: str) -> None:
-        problems.append(f"{source}: key {key!r}: {text}")
-
-    schema = data.get("schema")
-    if schema != SCHEMA:
-        bad("schema", f"{schema!r} is not supported (this suite reads schema {SCHEMA})")
-    cell_id = data.get("id")
-    if not isinstance(cell_id, str) or not cell_id:
-        bad("id", "missing or empty (a string like 'cu12.8.1-py3.13-runtime')")
-        cell_id = "?"
-    kind = data.get("kind")
-    if kind not in KINDS:
-        bad("kind", f"{kind!r} is not one of {', '.join(KINDS)}")
-    relation = data.get("relation")
-    if relation is not None and relation not in RELATIONS:
-        bad("relation", f"{relation!r} is not one of {', '.join(RELATIONS)} or null")
-    python = data.get("python")
-    if not isinstance(python, str) or not _MAJOR_MINOR.match(python):
-        bad("python", f"{python!r} is not a major.minor version like '3.13'")
-
-    cuda = data.get("cuda")
-    torch_cuda = data.get("torch_cuda")
-    if cuda in (None, ""):
-        cuda = None
-        if torch_cuda not in (None, ""):
-            bad("torch_cuda", f"{torch_cuda!r} given but 'cuda' is null (a CPU-only description)")
-        torch_cuda = None
-    else:
-        if not isinstance(cuda, str) or not _TOOLKIT.match(cuda):
-            bad("cuda", f"{cuda!r} is not a toolkit version like '12.8.1'")
-        if not isinstance(torch_cuda, str) or not _MAJOR_MINOR.match(torch_cuda):
-            bad("torch_cuda", f"{torch_cuda!r} is not a major.minor version like '12.8'")
-        elif (
-            isinstance(cuda, str)
-            and _TOOLKIT.match(cuda)
-            and major_minor(cuda)[0] != major_minor(torch_cuda)[0]
-        ):
-            bad(
-                "torch_cuda",
-                f"{torch_cuda} has another CUDA major than the toolkit {cuda}: "
-                "nvcc's major must equal torch's (extensions built by nvcc link torch's runtime)",
-            )
-
-    torch_version = data.get("torch")
-    if torch_version in (None, ""):
-        torch_version = None
-    elif not isinstance(torch_version, str) or not _TORCH_VERSION.match(torch_version):
-        bad("torch", f"{torch_version!r} is not a version like '2.9.1' (or empty when unpinned)")
-
-    features = data.get("features", [])
-    if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
-        bad("features", "must be a list of strings")
-        features = []
-    unknown = sorted(set(features) - set(FEATURES))
-    if unknown:
-        bad("features", f"unknown {', '.join(unknown)} (allowed: {', '.join(FEATURES)})")
-    if cuda is None and "cuda_extension" in features:
-        bad("features", "'cuda_extension' needs a CUDA toolkit but 'cuda' is null")
-
-    pyg_ext = data.get("pyg_extensions", [])
-    if pyg_ext is None:
-        pyg_ext = []
-    if not isinstance(pyg_ext, list) or not all(isinstance(e, str) for e in pyg_ext):
-        bad("pyg_extensions", "must be a list of strings")
-        pyg_ext = []
-    unknown = sorted(set(pyg_ext) - set(PYG_EXTENSIONS))
-    if unknown:
-        bad(
-            "pyg_extensions", f"unknown {', '.join(unknown)} (allowed: {', '.join(PYG_EXTENSIONS)})"
-        )
-    if pyg_ext and "pyg" not in features:
-        bad("pyg_extensions", "lists PyG extensions but 'features' has no 'pyg'")
-    extensions = data.get("extensions", "cuda")
-    if extensions not in EXTENSION_BUILDS:
-        bad("extensions", f"{extensions!r} is not one of {', '.join(EXTENSION_BUILDS)}")
-    elif extensions == "cpu" and "cuda_extension" in features:
-        bad("features", "'cuda_extension' contradicts extensions: cpu (no CUDA compiler in this family)")
-
-    if problems:
-        raise ManifestError("invalid cell manifest:\n  " + "\n  ".join(problems))
-    return Cell(
-        id=cell_id,
-        kind=kind,
-        python=python,
-        cuda=cuda,
-        torch_cuda=torch_cuda,
-        torch=torch_version,
-        features=frozenset(features),
-        pyg_extensions=tuple(e for e in PYG_EXTENSIONS if e in pyg_ext),
-        target=str(data.get("target") or ""),
-        source=source,
-        extensions=extensions if extensions in EXTENSION_BUILDS else "cuda",
-        raw=data,
-    )
-
-
-def parse_cell_text(text: str, source: str) -> Cell:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ManifestError(
-            f"{source}: not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}"
-        ) from None
-    return parse_cell(data, source)
 
 
 def choose_cell_path(option: str | None, env: Mapping[str, str], exists) -> tuple[str, str]:
@@ -228,14 +83,6 @@ def choose_cell_path(option: str | None, env: Mapping[str, str], exists) -> tupl
 # --------------------------------------------------------------------------
 # Versions
 # --------------------------------------------------------------------------
-
-
-def major_minor(version: str) -> tuple[int, int]:
-    """'12.8.1' -> (12, 8); '13.0' -> (13, 0)."""
-    m = re.match(r"^\s*(\d+)\.(\d+)", str(version))
-    if not m:
-        raise ValueError(f"not a version: {version!r}")
-    return int(m.group(1)), int(m.group(2))
 
 
 def fmt_mm(mm: Sequence[int] | None) -> str:

@@ -19,7 +19,8 @@ from docker.errors import ImageNotFound
 from rich.console import Console
 
 from imagematrix import build as builds
-from imagematrix.docker import BUILD_HASH_LABEL, BUILDX, Builder, BuildOptions
+from imagematrix.contract import BUILD_HASH_LABEL
+from imagematrix.docker import BUILDX, Builder, BuildOptions
 from imagematrix.errors import DiskWriteError, EngineLost
 from imagematrix.matrix import load_matrix
 from imagematrix.plan import Selection, make_plan

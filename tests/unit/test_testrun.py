@@ -187,7 +187,9 @@ def test_container_spec(tmp_path):
     env = spec["environment"]
     for var in ("TORCH_EXTENSIONS_DIR", "TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR", "XDG_CACHE_HOME", "HOME"):
         assert env[var].startswith(testrun.CACHE_IN + "/")
-    assert env["PYTHONPATH"] == f"{testrun.TOOLS_IN}:/opt/extra"  # the image's own path is kept
+    assert env["PYTHONPATH"] == f"{testrun.TOOLS_IN}:{testrun.PACKAGE_IN}:/opt/extra"  # the image's own path is kept
+    # The suite imports the image contract from this very package, mounted read-only.
+    assert vols[f"{testrun.PACKAGE_IN}/imagematrix"] == (str(testrun.PACKAGE_ROOT / "imagematrix"), "ro")
     cmd = spec["command"]
     assert cmd[:3] == ["python", "-m", "pytest"] and "--require-gpu" in cmd
     assert f"--junitxml={testrun.RESULTS_IN}/junit.xml" in cmd
@@ -203,7 +205,7 @@ def test_container_spec_without_gpu_requests_none(tmp_path):
     none = testrun.gpu_access({"Runtimes": RUNC}, {})
     spec = testrun.container_spec("img", [], _opts(), "c", paths, tmp_path, none, "1000:1000", "n")
     assert spec["device_requests"] == [] and "--require-gpu" not in spec["command"]
-    assert spec["environment"]["PYTHONPATH"] == testrun.TOOLS_IN
+    assert spec["environment"]["PYTHONPATH"] == f"{testrun.TOOLS_IN}:{testrun.PACKAGE_IN}"
     assert "--gpus" not in testrun.docker_run_line(spec)
 
 

@@ -1,0 +1,53 @@
+"""The image contract round-trips: what render writes is what the in-image suite parses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from imagematrix import contract
+from imagematrix.matrix import load_matrix
+from imagematrix.render import render_cell
+
+ROOT = Path(__file__).resolve().parents[2]
+MATRICES = ["matrix.yaml", "examples/matrix.yaml", "examples/platform.yaml", "tests/gpu-machine/matrix.yaml"]
+
+
+@pytest.mark.parametrize("name", MATRICES)
+def test_every_rendered_manifest_parses_back_to_its_cell(name):
+    m = load_matrix(ROOT / name)
+    for cell in m.cells:
+        r = render_cell(m, cell)
+        parsed = contract.parse_manifest(r.manifest, f"{cell.id}/cell.json")
+        assert (parsed.id, parsed.kind, parsed.python, parsed.cuda, parsed.torch_cuda, parsed.target) == (
+            cell.id, cell.target.kind, cell.python, cell.cuda.version, cell.cuda.torch_cuda, cell.target.name
+        )
+        assert parsed.torch == (cell.packages.get("torch") or None)
+        assert parsed.features == frozenset(cell.features)
+        assert parsed.pyg_extensions == tuple(e for e in contract.PYG_EXTENSIONS if e in cell.target.pyg_extensions)
+        assert parsed.extensions == cell.cuda.extensions
+        # The labels mirror the manifest, under the contract's names.
+        labels = contract.labels(r.manifest, "base", m.labels)
+        assert labels[contract.CELL_LABEL] == cell.id
+        assert labels[contract.INPUT_HASH_LABEL] == r.input_hash
+        assert f"{contract.CELL_LABEL}=" in r.dockerfile and f"COPY imagematrix/{cell.target.name}.json {contract.MANIFEST_PATH}" in r.dockerfile
+
+
+def test_the_matrix_and_the_suite_share_one_vocabulary():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests" / "gpu"))
+    import gpu_policy
+
+    from imagematrix import matrix
+
+    assert matrix.FEATURES is contract.FEATURES is gpu_policy.FEATURES
+    assert gpu_policy.PYG_EXTENSIONS is contract.PYG_EXTENSIONS
+    assert gpu_policy.parse_cell is contract.parse_manifest
+
+
+def test_the_contract_module_needs_only_the_standard_library():
+    source = (ROOT / "src" / "imagematrix" / "contract.py").read_text()
+    imports = {line.split()[1].split(".")[0] for line in source.splitlines() if line.startswith(("import ", "from "))}
+    assert imports <= {"__future__", "json", "re", "collections", "dataclasses", "typing"}
