@@ -120,7 +120,8 @@ def file_sha256(path: Path) -> str:
 def _wheelhouse(m: Matrix) -> dict[str, Path]:
     if m.wheelhouse is None:
         return {}
-    return {f"{WHEELHOUSE_DIR}/{p.name}": p for p in sorted(m.wheelhouse.iterdir()) if p.is_file()}
+    # Dotfiles (.gitkeep) are not distributions.
+    return {f"{WHEELHOUSE_DIR}/{p.name}": p for p in sorted(m.wheelhouse.iterdir()) if p.is_file() and not p.name.startswith(".")}
 
 
 def _hash(*parts: str | bytes) -> str:
