@@ -11,7 +11,7 @@ from imagematrix import build as builds
 from imagematrix import commands, status_view
 from imagematrix import sizes as image_sizes
 from imagematrix.docker import BuildOptions
-from imagematrix.errors import ImagematrixError
+from imagematrix.errors import outcome
 from imagematrix.plan import Selection, select_cells
 
 FILTER_HELP = {
@@ -29,14 +29,9 @@ def _cli(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        try:
-            code = fn(*args, **kwargs)
-        except ImagematrixError as exc:
-            raise Exit(f"error: {exc}", code=exc.exit_code) from None
-        except KeyboardInterrupt:
-            raise Exit("interrupted", code=130) from None
-        if code:
-            raise Exit(code=code)
+        code, message = outcome(lambda: fn(*args, **kwargs))
+        if code or message:
+            raise Exit(message, code=code)
 
     return wrapper
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from .interrupts import Terminated
 
 
 class ImagematrixError(Exception):
@@ -83,3 +86,21 @@ class EngineLost(HostFault):
     """The Docker engine stopped answering while imagematrix was using it."""
 
     reason = "engine lost"
+
+
+def outcome(command: Callable[[], int | None], stopped: str = "") -> tuple[int, str | None]:
+    """Run a command; its exit code and what to print on stderr, never a traceback.
+
+    The one mapping for every entry point (invoke tasks, ``python -m imagematrix.testrun``):
+    an ImagematrixError is its message and exit code, SIGTERM 143, Ctrl-C 130; ``stopped``
+    says what was cleaned up on the way out.
+    """
+    tail = f": {stopped}" if stopped else ""
+    try:
+        return int(command() or 0), None
+    except ImagematrixError as exc:
+        return exc.exit_code, f"error: {exc}"
+    except Terminated:
+        return 143, f"terminated{tail}"
+    except KeyboardInterrupt:
+        return 130, f"interrupted{tail}"

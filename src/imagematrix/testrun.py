@@ -42,8 +42,8 @@ from pathlib import Path
 from . import status, testgrid
 from .builddir import utcnow
 from .contract import CELL_LABEL
-from .errors import ImagematrixError, UsageError
-from .interrupts import Terminated, sigterm_as_interrupt
+from .errors import ImagematrixError, UsageError, outcome
+from .interrupts import sigterm_as_interrupt
 from .testgrid import ERROR, MISSING, CellResult
 
 MATRIX_ENV = "IMAGEMATRIX_MATRIX"
@@ -770,23 +770,12 @@ def options(argv: list[str] | None = None) -> Options:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        opts = options(argv)
+        code, message = outcome(lambda: run(options(argv)), stopped="the running container was removed")
     except SystemExit as exc:  # --help, or argparse's own usage error: a code for nox, not an exit
         return exc.code if isinstance(exc.code, int) else 2
-    except ImagematrixError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        return exc.exit_code
-    try:
-        return run(opts)
-    except ImagematrixError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        return exc.exit_code
-    except Terminated:
-        print("terminated: the running container was removed", file=sys.stderr, flush=True)
-        return 143
-    except KeyboardInterrupt:
-        print("interrupted: the running container was removed", file=sys.stderr, flush=True)
-        return 130
+    if message:
+        print(message, file=sys.stderr, flush=True)
+    return code
 
 
 if __name__ == "__main__":
