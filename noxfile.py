@@ -45,7 +45,7 @@ def gpu(session, suite, python):
 
 
 # One session per Python with an explicit name: a python=[...] list with
-# venv_backend "none" would collapse into one session (STYLE.md, the nox trap).
+# venv_backend "none" would collapse into one session named gpu_smoke (nox ignores the list then).
 PYTHONS, PROBLEM = testrun.session_pythons()
 if PROBLEM:
     print(f"nox: no gpu_* sessions, the matrix cannot be read:\n{PROBLEM}", file=sys.stderr)

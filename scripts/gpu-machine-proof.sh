@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The project's real GPU path on the GPU machine (../shared/gpu-machine/): invoke build, then the
+# The project's real GPU path on a GPU machine without a registry or network: invoke build, then the
 # suite in containers, then images that lie about themselves. Run from the repository's root there,
-# with .carry/gpu and tests/gpu-machine/wheelhouse carried (scripts/gpu-machine-wheelhouse.sh):
+# with .carry/gpu (a Docker engine and its up.sh, which gives containers the GPUs through CDI and
+# imports the bases of tests/gpu-machine/matrix.yaml) and tests/gpu-machine/wheelhouse
+# (scripts/gpu-machine-wheelhouse.sh) copied beside it:
 #
 #   bash scripts/gpu-machine-proof.sh start    # engine + bases; invoke build, detached
 #   bash scripts/gpu-machine-proof.sh host     # host mode, full suite (runners without Docker)
