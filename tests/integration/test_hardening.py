@@ -184,8 +184,10 @@ def second_engine(tmp_path_factory, docker_client):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
-        subprocess.run(["umount", "-l", *[str(p) for p in (root / "data").glob("**/merged")]], check=False,
-                       capture_output=True)
+        # A killed engine leaves its overlay and netns mounts behind: unmount them, deepest first.
+        mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+        for mnt in sorted((m for m in mounts if m.startswith((str(root), str(run)))), key=len, reverse=True):
+            subprocess.run(["umount", "-l", mnt], check=False, capture_output=True)
         shutil.rmtree(run, ignore_errors=True)
 
 
