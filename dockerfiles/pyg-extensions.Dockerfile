@@ -5,7 +5,7 @@ ENV TORCH_CUDA_ARCH_LIST="{{ cuda.arch_list }}" FORCE_CUDA=1 CCACHE_DIR=/root/.c
 ENV FORCE_ONLY_CPU=1 CCACHE_DIR=/root/.cache/ccache
 {% endif %}
 # No pip cache: pip keys the wheels it builds by sdist alone, so a shared cache hands a wheel built
-# against one torch to the next (seen: a rebuild took 4.9 s). BuildKit's layer cache and ccache remain.
+# against one torch to the next. BuildKit's layer cache and ccache remain.
 RUN --mount=type=cache,target=/root/.cache/ccache {{ secret_mount }} \
     {{ with_ca }} \
     PATH=/usr/lib/ccache:$PATH \
