@@ -1,9 +1,15 @@
-"""marimo targets: a small notebook runs headless and exports."""
+"""marimo targets: a small notebook runs headless, exports, and is served by `marimo run`."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import socket
+import subprocess
 import sys
+import time
+import urllib.request
 
 import gpu_host
 import pytest
@@ -76,3 +82,48 @@ def test_marimo_notebook_runs_headless_and_exports(tmp_path, gpu):
         f"`marimo export html` wrote no page:\n{out[-2000:]}",
     )
     print(f"exported {html.stat().st_size} bytes of HTML")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_marimo_server_serves_the_notebook(tmp_path):
+    nb = tmp_path / "imagematrix_nb.py"
+    nb.write_text(NOTEBOOK)
+    port = _free_port()
+    env = dict(os.environ, HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / ".config"),
+               XDG_CACHE_HOME=str(tmp_path / ".cache"))
+    cmd = [sys.executable, "-m", "marimo", "run", str(nb), "--headless", "--host", "127.0.0.1",
+           "--port", str(port), "--no-token"]
+    log = tmp_path / "server.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=str(tmp_path),
+                                start_new_session=True)
+    page, why = "", ""
+    try:
+        deadline = time.monotonic() + 120 * gpu_host.timeout_scale()
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+                    page = r.read().decode(errors="replace")
+                    break
+            except OSError as exc:
+                why = str(exc)
+                time.sleep(0.5)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=15)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    ensure(
+        page,
+        f"`marimo run --headless` did not serve http://127.0.0.1:{port}/ "
+        f"(exit {proc.returncode}; last error: {why}):\n{log.read_text()[-3000:]}",
+    )
+    ensure("marimo" in page.lower(), f"the server answered, but not with a marimo page:\n{page[:1000]}")
+    print(f"marimo run served {len(page)} bytes on port {port}")
