@@ -316,6 +316,15 @@ class Override:
 
 
 @dataclass(frozen=True)
+class Host:
+    """What a build host needs (checked by preflight)."""
+
+    buildkit: bool
+    min_free_disk_gb: float
+    min_memory_gb: float
+
+
+@dataclass(frozen=True)
 class ScheduleRun:
     cron: str
     phases: tuple[int, ...]
@@ -335,7 +344,7 @@ class Matrix:
     phases: dict[int, Phase]
     timezone: str
     schedule: tuple[ScheduleRun, ...]
-    host: HostSpec
+    host: Host
     fragments_dir: Path
     ca_cert: Path | None
     cells: tuple[Cell, ...]
@@ -936,7 +945,7 @@ def _resolve(spec: MatrixSpec, path: Path, loc: _Index) -> Matrix:
         phases=phases,
         timezone=spec.schedule.timezone,
         schedule=tuple(schedule),
-        host=spec.host,
+        host=Host(spec.host.buildkit, float(spec.host.min_free_disk_gb), float(spec.host.min_memory_gb)),
         fragments_dir=fragments_dir,
         ca_cert=(path.parent / spec.build.ca_cert) if spec.build.ca_cert else None,
         wheelhouse=wheelhouse,
