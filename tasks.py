@@ -9,7 +9,6 @@ from invoke import Exit, task
 
 from imagematrix import build as builds
 from imagematrix import commands, status_view
-from imagematrix import sizes as image_sizes
 from imagematrix.docker import BuildOptions
 from imagematrix.errors import outcome
 from imagematrix.plan import Selection, select_cells
@@ -141,4 +140,4 @@ def clean(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yam
 @_cli
 def sizes(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yaml", out="build", top=5, plot=True):
     """Size of each built image: biggest layers and dirs, devel->runtime saving, budget (exit 1 when over)."""
-    return image_sizes.report(matrix, _selection(phase, cuda, python, target), Path(out), top=top, plot=plot)
+    return commands.sizes_report(matrix, _selection(phase, cuda, python, target), Path(out), top=top, plot=plot)

@@ -8,10 +8,11 @@ from pathlib import Path
 
 from rich.table import Table
 
-from . import output
+from . import output, sizes
 from .builddir import build_lock
 from .docker import BuildOptions
 from .matrix import Matrix, load_matrix, matrix_json_schema
+from .output import styled
 from .plan import Plan, Selection, excluded_lines, make_plan, select_cells
 from .render import render_cell, write_context
 
@@ -105,4 +106,85 @@ def print_dry_run(p: Plan, options: BuildOptions, force: bool = False) -> int:
             continue
         env = " ".join(f"{k}={v}" for k, v in pv.env.items())
         out.print(f"     {env} {shlex.join(pv.argv)}", soft_wrap=True, markup=False)
+    return 0
+
+
+# --- invoke sizes ------------------------------------------------------------------------
+
+
+def _print_sizes(reports: list[sizes.CellReport], console) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="image sizes (decimal GB, as `docker images`)", title_justify="left")
+    for col in ("cell", "size", "budget", "state", "vs devel", "env", "layer overhead", "biggest directory"):
+        table.add_column(col, no_wrap=True)
+    style = {"ok": "green", "over": "bold red", "missing": "yellow", "no budget": "dim"}
+    for r in reports:
+        meas, b = r.meas, r.cell.target.budget_gb
+        saved = "-"
+        if r.parent and not r.parent.get("missing"):
+            saved = f"-{sizes.fmt_bytes(r.parent['saved_bytes'])}" if r.parent["saved_bytes"] >= 0 else f"+{sizes.fmt_bytes(-r.parent['saved_bytes'])}"
+        elif r.parent:
+            saved = "devel not built"
+        top = "-"
+        if meas and meas.dirs:
+            d, n = meas.dirs[0]
+            top = f"{sizes.short_path(d, meas.site_dirs)} {sizes.fmt_bytes(n)}"
+        table.add_row(
+            r.cell.id, sizes.fmt_bytes(meas.size_bytes) if meas else "-", f"{b:g} GB" if b is not None else "-",
+            Text(r.verdict.state, style=style.get(r.verdict.state, "")), saved,
+            sizes.fmt_bytes(meas.env_bytes) if meas else "-", sizes.fmt_bytes(meas.layer_overhead_bytes) if meas else "-", top,
+        )
+    console.print(table)
+    for r in reports:
+        meas = r.meas
+        if meas is None:
+            console.print(styled(("missing", "yellow"), f" {r.cell.id}: {r.cell.ref} was never built; build it: {r.rebuild}"), soft_wrap=True)
+            continue
+        console.print(styled("\n", (r.cell.id, "bold"), f" {r.cell.ref}: {r.verdict.summary}"))
+        console.print("  buckets: " + " · ".join(f"{k} {sizes.fmt_bytes(v)}" for k, v in meas.buckets.items() if v))
+        for i, layer in enumerate(meas.layers):
+            console.print(f"  {'layers:' if i == 0 else '':8} {sizes.fmt_bytes(layer['bytes']):>8}  {layer['command']}", soft_wrap=True)
+        for i, (d, n) in enumerate(meas.dirs):
+            console.print(f"  {'dirs:' if i == 0 else '':8} {sizes.fmt_bytes(n):>8}  {sizes.short_path(d, meas.site_dirs)}")
+        p = r.parent
+        if p and p.get("missing"):
+            console.print(f"  vs devel: {p['cell']} was never built ({p['build']})")
+        elif p:
+            moved = ", ".join(f"{k} {sizes.fmt_bytes(v)}" for k, v in p["buckets_saved"].items() if abs(v) >= 1e6)
+            console.print(
+                f"  vs devel: {p['cell']} {sizes.fmt_bytes(p['size_bytes'])} -> {sizes.fmt_bytes(meas.size_bytes)}: "
+                f"saves {sizes.fmt_bytes(p['saved_bytes'])} (env {sizes.fmt_bytes(p['env_saved_bytes'])}; by bucket: {moved or 'none'})"
+            )
+        for note in meas.notes:
+            console.print(f"  note: {note}")
+
+
+def sizes_report(matrix: str, sel: Selection, build_dir: Path, top: int = 5, plot: bool = True) -> int:
+    """`invoke sizes`: measure, record, print, plot; 1 when an image is over its budget."""
+    out = console()
+    m = load(matrix)
+    cells = select_cells(m, sel)
+    reports = sizes.measure_cells(m, cells, Path(build_dir), sizes.Prober(sizes._client(), top), matrix)
+    _print_sizes(reports, out)
+    if plot:
+        from .sizeplot import PLOT_PATH, plot_records
+
+        plot_path = Path(build_dir) / PLOT_PATH
+        drawn = plot_records(Path(build_dir), [c.id for c in m.cells], plot_path)  # every recorded cell, not just these
+        out.print(f"\nplot: {plot_path} ({drawn} cell(s))" if drawn else "\nplot: nothing measured to draw")
+    missing = [r for r in reports if r.meas is None]
+    over = [r for r in reports if r.verdict.failed]
+    out.print(
+        f"\n{len(reports) - len(missing)} measured, {len(missing)} missing, {len(over)} over budget "
+        f"(recorded in {Path(build_dir) / 'status.json'}, section '{sizes.SECTION}')"
+    )
+    if over:
+        err = console(stderr=True)
+        for r in over:
+            err.print(styled(("over budget", "bold red"), f" {r.cell.id}: {r.verdict.summary}. Look at:"))
+            for tip in r.tips:
+                err.print(f"  - {tip}", soft_wrap=True)
+        return 1
     return 0

@@ -28,7 +28,6 @@ from .builddir import utcnow
 from .contract import INPUT_HASH_LABEL
 from .errors import ImagematrixError
 from .matrix import Cell, Matrix
-from .output import styled
 
 SECTION = "sizes"
 GB = 1e9
@@ -516,88 +515,3 @@ def measure_cells(m: Matrix, cells: list[Cell], build_dir, prober: Prober, matri
         update_cell(build_dir, cell.id, SECTION, data, replace=True)
         reports.append(rep)
     return reports
-
-
-def print_report(reports: list[CellReport], console) -> None:
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(title="image sizes (decimal GB, as `docker images`)", title_justify="left")
-    for col in ("cell", "size", "budget", "state", "vs devel", "env", "layer overhead", "biggest directory"):
-        table.add_column(col, no_wrap=True)
-    style = {"ok": "green", "over": "bold red", "missing": "yellow", "no budget": "dim"}
-    for r in reports:
-        meas, b = r.meas, r.cell.target.budget_gb
-        saved = "-"
-        if r.parent and not r.parent.get("missing"):
-            saved = f"-{fmt_bytes(r.parent['saved_bytes'])}" if r.parent["saved_bytes"] >= 0 else f"+{fmt_bytes(-r.parent['saved_bytes'])}"
-        elif r.parent:
-            saved = "devel not built"
-        top = "-"
-        if meas and meas.dirs:
-            d, n = meas.dirs[0]
-            top = f"{short_path(d, meas.site_dirs)} {fmt_bytes(n)}"
-        table.add_row(
-            r.cell.id, fmt_bytes(meas.size_bytes) if meas else "-", f"{b:g} GB" if b is not None else "-",
-            Text(r.verdict.state, style=style.get(r.verdict.state, "")), saved,
-            fmt_bytes(meas.env_bytes) if meas else "-", fmt_bytes(meas.layer_overhead_bytes) if meas else "-", top,
-        )
-    console.print(table)
-    for r in reports:
-        meas = r.meas
-        if meas is None:
-            console.print(styled(("missing", "yellow"), f" {r.cell.id}: {r.cell.ref} was never built; build it: {r.rebuild}"), soft_wrap=True)
-            continue
-        console.print(styled("\n", (r.cell.id, "bold"), f" {r.cell.ref}: {r.verdict.summary}"))
-        console.print("  buckets: " + " · ".join(f"{k} {fmt_bytes(v)}" for k, v in meas.buckets.items() if v))
-        for i, layer in enumerate(meas.layers):
-            console.print(f"  {'layers:' if i == 0 else '':8} {fmt_bytes(layer['bytes']):>8}  {layer['command']}", soft_wrap=True)
-        for i, (d, n) in enumerate(meas.dirs):
-            console.print(f"  {'dirs:' if i == 0 else '':8} {fmt_bytes(n):>8}  {short_path(d, meas.site_dirs)}")
-        p = r.parent
-        if p and p.get("missing"):
-            console.print(f"  vs devel: {p['cell']} was never built ({p['build']})")
-        elif p:
-            moved = ", ".join(f"{k} {fmt_bytes(v)}" for k, v in p["buckets_saved"].items() if abs(v) >= 1e6)
-            console.print(
-                f"  vs devel: {p['cell']} {fmt_bytes(p['size_bytes'])} -> {fmt_bytes(meas.size_bytes)}: "
-                f"saves {fmt_bytes(p['saved_bytes'])} (env {fmt_bytes(p['env_saved_bytes'])}; by bucket: {moved or 'none'})"
-            )
-        for note in meas.notes:
-            console.print(f"  note: {note}")
-
-
-def report(matrix: str, sel, build_dir, top: int = 5, plot: bool = True, console=None) -> int:
-    """`invoke sizes`: measure, record, print, plot; 1 when an image is over its budget."""
-    from pathlib import Path
-
-    from .commands import console as make_console
-    from .commands import load
-    from .plan import select_cells
-
-    console = console or make_console()
-    m = load(matrix)
-    cells = select_cells(m, sel)
-    prober = Prober(_client(), top)
-    reports = measure_cells(m, cells, Path(build_dir), prober, matrix)
-    print_report(reports, console)
-    if plot:
-        from .sizeplot import PLOT_PATH, plot_records
-
-        out = Path(build_dir) / PLOT_PATH
-        drawn = plot_records(Path(build_dir), [c.id for c in m.cells], out)  # every recorded cell, not just these
-        console.print(f"\nplot: {out} ({drawn} cell(s))" if drawn else "\nplot: nothing measured to draw")
-    missing = [r for r in reports if r.meas is None]
-    over = [r for r in reports if r.verdict.failed]
-    console.print(
-        f"\n{len(reports) - len(missing)} measured, {len(missing)} missing, {len(over)} over budget "
-        f"(recorded in {Path(build_dir) / 'status.json'}, section '{SECTION}')"
-    )
-    if over:
-        err = make_console(stderr=True)
-        for r in over:
-            err.print(styled(("over budget", "bold red"), f" {r.cell.id}: {r.verdict.summary}. Look at:"))
-            for tip in r.tips:
-                err.print(f"  - {tip}", soft_wrap=True)
-        return 1
-    return 0
