@@ -8,7 +8,7 @@ from pathlib import Path
 from invoke import Exit, task
 
 from imagematrix import build as builds
-from imagematrix import commands, status_view
+from imagematrix import commands
 from imagematrix.docker import BuildOptions
 from imagematrix.errors import outcome
 from imagematrix.plan import Selection, select_cells
@@ -116,7 +116,7 @@ def build(
 @_cli
 def status(c, phase=None, cuda=None, python=None, target=None, matrix="", out="build"):
     """Show the recorded state of each cell: build, duration, size, image, and test/sizes if recorded."""
-    return status_view.show_status(Path(out), matrix or None, _selection(phase, cuda, python, target))
+    return commands.show_status(Path(out), matrix or None, _selection(phase, cuda, python, target))
 
 
 @task(iterable=FILTERS["iterable"], help={

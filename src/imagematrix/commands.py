@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from . import output, sizes
+from . import output, sizes, status, status_view
 from .builddir import build_lock
 from .docker import BuildOptions
 from .matrix import Matrix, load_matrix, matrix_json_schema
@@ -187,4 +187,19 @@ def sizes_report(matrix: str, sel: Selection, build_dir: Path, top: int = 5, plo
             for tip in r.tips:
                 err.print(f"  - {tip}", soft_wrap=True)
         return 1
+    return 0
+
+
+# --- invoke status -----------------------------------------------------------------------
+
+
+def show_status(build_dir: Path, matrix: str | Path | None, sel: Selection) -> int:
+    """Print the table; with a matrix, its selected cells (recorded or not) in plan order."""
+    cells = select_cells(load(matrix), sel) if matrix else None
+    table, rows = status_view.status_table(build_dir, cells)
+    out = console()
+    if rows == 0:
+        out.print(f"{status.status_path(build_dir)}: no cell recorded yet (run `invoke build`, or pass --matrix to list cells)")
+        return 0
+    out.print(table)
     return 0

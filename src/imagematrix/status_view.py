@@ -15,7 +15,6 @@ from rich.table import Table
 from rich.text import Text
 
 from .matrix import Cell
-from .plan import Selection, select_cells
 from .progress import human_duration, human_size
 from .status import read_status, status_path
 
@@ -62,17 +61,3 @@ def status_table(build_dir: Path, cells: list[Cell] | None = None) -> tuple[Tabl
             cached, image, _short_time(b.get("ended")), *(section_text(rec.get(s)) for s in sections),
         )
     return table, len(ids)
-
-
-def show_status(build_dir: Path, matrix: str | Path | None, sel: Selection) -> int:
-    """Print the table; with a matrix, its selected cells (recorded or not) in plan order."""
-    from .commands import console, load
-
-    cells = select_cells(load(matrix), sel) if matrix else None
-    table, rows = status_table(build_dir, cells)
-    out = console()
-    if rows == 0:
-        out.print(f"{status_path(build_dir)}: no cell recorded yet (run `invoke build`, or pass --matrix to list cells)")
-        return 0
-    out.print(table)
-    return 0
