@@ -758,13 +758,17 @@ def _resolve(spec: MatrixSpec, path: Path, loc: _Index) -> Matrix:
             bad(("cuda", ver, "torch_cuda"), f"torch_cuda {c.torch_cuda} has another major version than CUDA {ver}; torch's CUDA major must match the toolkit's")
         cudas[ver] = Cuda(ver, c.torch_cuda, c.torch_index, c.arch_list, dict(c.bases), dict(c.packages), c.extensions)
 
+    def check_family(where: tuple, cuda: str | None, python: str | None) -> None:
+        """An exclusion's or override's cuda/python name versions of the matrix (None: any)."""
+        if cuda is not None and cuda not in spec.cuda:
+            bad((*where, "cuda"), f"unknown CUDA version {cuda} (allowed: {', '.join(spec.cuda)})")
+        if python is not None and python not in spec.python:
+            bad((*where, "python"), f"unknown Python version {python} (allowed: {', '.join(spec.python)})")
+
     overrides: list[Override] = []
     for i, o in enumerate(spec.overrides):
         where = ("overrides", i)
-        if o.cuda is not None and o.cuda not in spec.cuda:
-            bad((*where, "cuda"), f"unknown CUDA version {o.cuda} (allowed: {', '.join(spec.cuda)})")
-        if o.python is not None and o.python not in spec.python:
-            bad((*where, "python"), f"unknown Python version {o.python} (allowed: {', '.join(spec.python)})")
+        check_family(where, o.cuda, o.python)
         if not o.bases and not o.packages:
             bad(where, "an override sets 'bases', 'packages' or both for the families it matches")
         for role, ref in o.bases.items():
@@ -864,10 +868,7 @@ def _resolve(spec: MatrixSpec, path: Path, loc: _Index) -> Matrix:
     excluded: dict[str, str] = {}
     for i, e in enumerate(spec.exclude):
         where = ("exclude", i)
-        if e.cuda is not None and e.cuda not in spec.cuda:
-            bad((*where, "cuda"), f"unknown CUDA version {e.cuda} (allowed: {', '.join(spec.cuda)})")
-        if e.python is not None and e.python not in spec.python:
-            bad((*where, "python"), f"unknown Python version {e.python} (allowed: {', '.join(spec.python)})")
+        check_family(where, e.cuda, e.python)
         if e.target is not None and e.target not in spec.targets:
             bad((*where, "target"), f"unknown target {e.target!r} (allowed: {', '.join(names)})")
         if e.cuda is None and e.python is None and e.target is None:

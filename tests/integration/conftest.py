@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -133,3 +134,18 @@ def example_images(docker_client, invoke, tmp_path_factory) -> dict:
 
     m = load_matrix(ROOT / "examples" / "matrix.yaml")
     return {"matrix": m, "build_dir": build_dir, "refs": {c.target.name: c.ref for c in m.cells}, "output": done.stdout}
+
+
+def _wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def wait_for() -> Callable[[Callable[[], object], float, str], None]:
+    """``wait_for(predicate, timeout, what)``: poll until true, else fail naming what never happened."""
+    return _wait_for

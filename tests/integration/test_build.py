@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -235,15 +234,6 @@ def slow(image_namespace, tmp_path) -> TinyMatrix:
     return TinyMatrix(MATRICES / "slow.yaml", tmp_path, f"{image_namespace}-build/slow")
 
 
-def _wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 def _docker_builds_of(tag: str) -> list[int]:
     """PIDs of docker CLI processes building ``tag`` (to show none is left behind)."""
     pids = []
@@ -257,23 +247,23 @@ def _docker_builds_of(tag: str) -> list[int]:
     return pids
 
 
-def _start_slow_build(slow: TinyMatrix, build_dir: Path, invoke_command, *extra: str) -> subprocess.Popen:
+def _start_slow_build(slow: TinyMatrix, build_dir: Path, invoke_command, wait_for, *extra: str) -> subprocess.Popen:
     proc = subprocess.Popen(
         invoke_command("build", "--matrix", str(slow.path), "--out", str(build_dir), *extra),
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     log = build_dir / "logs" / f"{cid('slow')}.log"
-    _wait_for(lambda: (log.is_file() and "sleep 600" in log.read_text()) or proc.poll() is not None, 120, "the sleeping step")
+    wait_for(lambda: (log.is_file() and "sleep 600" in log.read_text()) or proc.poll() is not None, 120, "the sleeping step")
     assert proc.poll() is None, proc.communicate()
     return proc
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_an_interrupted_build_leaves_a_valid_record_and_a_concurrent_one_is_refused(
-    sig, slow, tmp_path, invoke, invoke_command
+    sig, slow, tmp_path, invoke, invoke_command, wait_for
 ):
     build_dir = tmp_path / "build"
-    proc = _start_slow_build(slow, build_dir, invoke_command)
+    proc = _start_slow_build(slow, build_dir, invoke_command, wait_for)
     try:
         assert states(build_dir) == {cid("slow"): "building"}
 
@@ -297,17 +287,17 @@ def test_an_interrupted_build_leaves_a_valid_record_and_a_concurrent_one_is_refu
     rec = read_status(build_dir)[cid("slow")]["build"]
     assert rec["state"] == "failed" and rec["interrupted"] is True
     assert "sleep 600" in rec["step"]
-    _wait_for(lambda: not _docker_builds_of(slow.ref("slow")), 30, "the docker build process to end")
+    wait_for(lambda: not _docker_builds_of(slow.ref("slow")), 30, "the docker build process to end")
 
 
-def test_a_killed_build_is_recorded_as_interrupted_by_the_next_one(slow, tmp_path, invoke, invoke_command):
+def test_a_killed_build_is_recorded_as_interrupted_by_the_next_one(slow, tmp_path, invoke, invoke_command, wait_for):
     build_dir = tmp_path / "build"
-    proc = _start_slow_build(slow, build_dir, invoke_command)
+    proc = _start_slow_build(slow, build_dir, invoke_command, wait_for)
     proc.kill()  # SIGKILL: no chance to record anything
     proc.communicate(timeout=30)
     assert states(build_dir) == {cid("slow"): "building"}
     # The docker CLI dies with its parent (PR_SET_PDEATHSIG) instead of building on unattended.
-    _wait_for(lambda: not _docker_builds_of(slow.ref("slow")), 30, "the orphaned docker build to end")
+    wait_for(lambda: not _docker_builds_of(slow.ref("slow")), 30, "the orphaned docker build to end")
 
     done = invoke("build", "--matrix", str(slow.path), "--out", str(build_dir), "--target", "quick")
     assert done.returncode == 0, done.stdout + done.stderr

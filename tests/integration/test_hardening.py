@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -42,15 +41,6 @@ def hardening_matrix(dest: Path, image: str, **changes) -> Path:
 
 def cells(build_dir: Path) -> dict:
     return json.loads((build_dir / "status.json").read_text())["cells"]
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +142,7 @@ def test_a_full_disk_fails_the_cell_with_the_cause_and_records_the_rest(image, t
 
 
 @pytest.fixture
-def second_engine(tmp_path_factory, docker_client):
+def second_engine(tmp_path_factory, docker_client, wait_for):
     """Another dockerd with its own socket, data and exec roots; the base image loaded into it."""
     if shutil.which("dockerd") is None:
         pytest.skip("no dockerd binary to start a second engine")
@@ -191,7 +181,7 @@ def second_engine(tmp_path_factory, docker_client):
         shutil.rmtree(run, ignore_errors=True)
 
 
-def test_an_engine_lost_mid_build_is_named_and_recorded(image, tmp_path, second_engine, invoke_command):
+def test_an_engine_lost_mid_build_is_named_and_recorded(image, tmp_path, second_engine, invoke_command, wait_for):
     m = hardening_matrix(tmp_path, image)
     build_dir = tmp_path / "b"
     proc = subprocess.Popen(
