@@ -11,14 +11,10 @@ this one left off, whatever stopped it.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import hashlib
 import json
 import os
 import shlex
-import signal
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -30,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from . import output
+from . import output, procs
 from .builddir import LOGS_DIR, BuildLocked, build_lock, lock_holder, utcnow
 from .contract import BUILD_HASH_LABEL, CELL_LABEL
 from .docker import (
@@ -44,7 +40,7 @@ from .docker import (
     describe_builder,
     proxy_build_args,
 )
-from .errors import DiskWriteError, EngineLost, HostFault, ImagematrixError, UsageError
+from .errors import EngineLost, HostFault, ImagematrixError, UsageError
 from .interrupts import sigterm_as_interrupt
 from .plan import BuildStep, Plan
 from .preflight import START_DOCKER, base_image_ids, base_images, docker_client, preflight
@@ -56,7 +52,6 @@ SECTION = "build"
 # What the docker SDK raises when the engine's socket is gone or stops answering.
 _ENGINE_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
 TAIL_LINES = 15
-STOP_GRACE_S = 10  # docker CLI cancels the solve on SIGINT; SIGKILL after this
 
 
 class BuildFailed(ImagematrixError):
@@ -109,81 +104,12 @@ def local_image(client, ref: str):
 # --- running one docker build ----------------------------------------------------------
 
 
-def _die_with_parent() -> Callable[[], None]:
-    """preexec_fn: the docker CLI gets SIGTERM if we are SIGKILLed (its own session hides it from Ctrl-C)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return lambda: None
-    pr_set_pdeathsig = 1
-    return lambda: libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0) and None
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """End the docker build's whole process group: SIGINT (BuildKit cancels the solve), then SIGKILL."""
-    with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired, KeyboardInterrupt):
-        os.killpg(proc.pid, signal.SIGINT)
-        proc.wait(timeout=STOP_GRACE_S)
-        return
-    with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired):
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
-
-
-LOG_RESERVE = 256 * 1024  # given back from a log that filled the disk, so the record can still be written
-
-
-def _open_log(log_path: Path):
-    try:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        # Unbuffered: a write that fails leaves nothing behind for close() to fail on again.
-        return open(log_path, "wb", buffering=0)
-    except OSError as exc:
-        raise DiskWriteError.of(log_path, exc) from None
-
-
-def _log_full(log, log_path: Path, exc: OSError) -> DiskWriteError:
-    """The log could not be written: give back its last LOG_RESERVE bytes (the record needs room) and say so."""
-    with contextlib.suppress(OSError):
-        size = log_path.stat().st_size
-        os.truncate(log_path, max(0, size - LOG_RESERVE))
-        with open(log_path, "a", encoding="utf-8") as f:
-            f.write(f"\n# {utcnow()} log cut short: {exc.strerror}; the build was stopped\n")
-    return DiskWriteError.of(log_path, exc)
-
-
 def run_logged(argv: list[str], env: dict[str, str], log_path: Path, parsed: BuildkitLog,
                on_output: Callable[[Vertex | None], None]) -> int:
-    """Run ``argv`` with its output streamed to ``log_path`` and ``parsed``; the return code.
-
-    ``on_output`` gets each line's new vertex (None for other lines). A log that cannot
-    be written stops the build and raises DiskWriteError.
-    """
-    with _open_log(log_path) as log:
-        try:
-            log.write(f"# {utcnow()} {shlex.join(argv)}\n".encode())
-        except OSError as exc:
-            raise _log_full(log, log_path, exc) from None
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            env=env, text=True, encoding="utf-8", errors="replace", bufsize=1,
-            start_new_session=True, preexec_fn=_die_with_parent(),
-        )
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                try:
-                    log.write(line.encode())  # unbuffered: `tail -f build/logs/<cell>.log` follows along
-                except OSError as exc:
-                    _stop(proc)
-                    raise _log_full(log, log_path, exc) from None
-                on_output(parsed.feed(line))
-            return proc.wait()
-        finally:
-            if proc.poll() is None:
-                _stop(proc)
-                with contextlib.suppress(OSError):
-                    log.write(f"# {utcnow()} interrupted: docker build stopped\n".encode())
+    """Run one docker build (procs.run_logged): its output to the cell's log and to BuildKit's
+    parser; ``on_output`` gets each line's new vertex (None for other lines)."""
+    rc, _ = procs.run_logged(argv, env, log_path, on_line=lambda line: on_output(parsed.feed(line)))
+    return rc
 
 
 # --- the executor ----------------------------------------------------------------------

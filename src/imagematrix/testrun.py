@@ -28,7 +28,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -44,6 +43,7 @@ from .builddir import utcnow
 from .contract import CELL_LABEL
 from .errors import ImagematrixError, UsageError, outcome
 from .interrupts import sigterm_as_interrupt
+from .procs import run_logged
 from .testgrid import ERROR, MISSING, CellResult
 
 MATRIX_ENV = "IMAGEMATRIX_MATRIX"
@@ -689,34 +689,8 @@ def run_host(opts: Options) -> list[CellResult]:
            "IMAGEMATRIX_ARTIFACTS": str((paths.results / "artifacts").resolve())}
     print(f"\n==> {cid}: {interp} (limit {opts.limit:.0f}s)\n    {shlex.join(argv)}", flush=True)
     start = time.monotonic()
-    code, timed_out = _run_logged(argv, env, paths.log, opts.limit)
+    code, timed_out = run_logged(argv, env, paths.log, echo=True, limit=opts.limit, header=False)
     return [_finish(_judge_files(cid, opts, paths, code, timed_out, time.monotonic() - start, gpu="host"), opts.build_dir)]
-
-
-def _run_logged(argv: list[str], env: dict[str, str], log: Path, limit: float) -> tuple[int | None, bool]:
-    """Run in its own process group, tee output to ``log``, kill the group at ``limit`` or on interrupt."""
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    fired = threading.Event()
-
-    def kill():
-        fired.set()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-
-    timer = threading.Timer(limit, kill)
-    timer.start()
-    try:
-        with open(log, "wb") as f:
-            for chunk in iter(lambda: proc.stdout.read1(65536), b""):
-                f.write(chunk)
-                sys.stdout.buffer.write(chunk)
-                sys.stdout.flush()
-        return proc.wait(), fired.is_set()
-    finally:
-        timer.cancel()
-        if proc.poll() is None:
-            kill()
-            proc.wait()
 
 
 # --- entry point -----------------------------------------------------------------------
