@@ -210,7 +210,7 @@ def test_an_engine_lost_mid_build_is_named_and_recorded(image, tmp_path, second_
 
 
 def test_a_test_run_removes_containers_a_killed_run_left_behind(image, tmp_path, docker_client):
-    from imagematrix.testrun import (
+    from imagematrix.testrun_docker import (
         BUILD_DIR_LABEL,
         OWNER_HOST_LABEL,
         OWNER_PID_LABEL,

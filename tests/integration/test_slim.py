@@ -12,7 +12,7 @@ from xml.etree import ElementTree
 import pytest
 import yaml
 
-from imagematrix import testgrid, testrun
+from imagematrix import testgrid, testrun, testrun_docker
 from imagematrix.sizes import BUCKETS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,19 +37,19 @@ def test_slim_checks_pass_in_the_example_runtime_image(example_images, docker_cl
     tools = testrun.ensure_tools(example_images["build_dir"])  # pytest from the host, as the GPU suite gets it
     opts = testrun.Options(suite=testrun.SUITES["smoke"], matrix=str(EXAMPLE), build_dir=tmp_path)
     paths = testrun.CellPaths.of(tmp_path, cell.id)
-    owner = testrun.CONTAINER_UID if os.geteuid() == 0 else None
+    owner = testrun_docker.CONTAINER_UID if os.geteuid() == 0 else None
     for d in (paths.results, paths.cache, *(paths.cache / sub for sub in testrun.CACHE_DIRS.values())):
         d.mkdir(parents=True, exist_ok=True)
         if owner is not None:
             os.chown(d, owner, owner)
     name = f"imagematrix-test-slim-{os.getpid()}-{int(time.time())}"
-    spec = testrun.container_spec(
+    spec = testrun_docker.container_spec(
         image.id, image.attrs["Config"].get("Env") or [], opts, cell.id, paths, tools,
-        testrun.detect_gpu(docker_client.info()), testrun.container_user(os.geteuid(), os.getegid()), name,
+        testrun_docker.detect_gpu(docker_client.info()), testrun_docker.container_user(os.geteuid(), os.getegid()), name,
     )
-    junit_in = f"{testrun.RESULTS_IN}/{testrun.JUNIT_NAME}"
+    junit_in = f"{testrun_docker.RESULTS_IN}/{testrun_docker.JUNIT_NAME}"
     spec["command"] = ["python", "-m", "pytest",
-                       *testrun.pytest_args(opts, f"{testrun.TESTS_IN}/{SLIM_TESTS}", junit_in, cell.id)]
+                       *testrun.pytest_args(opts, f"{testrun_docker.TESTS_IN}/{SLIM_TESTS}", junit_in, cell.id)]
     spec["network_disabled"] = True  # a slim image must not need to fetch anything to work
     container = docker_client.containers.create(**spec)
     try:
@@ -59,11 +59,11 @@ def test_slim_checks_pass_in_the_example_runtime_image(example_images, docker_cl
     finally:
         with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True)
-    summary = testgrid.parse_junit(paths.results / testrun.JUNIT_NAME)
+    summary = testgrid.parse_junit(paths.results / testrun_docker.JUNIT_NAME)
     assert code == 0, f"slim checks failed in {cell.ref} (exit {code}):\n{logs[-6000:]}"
     assert (summary.passed, summary.failed, summary.skipped, summary.errors) == (len(SLIM_CHECKS), 0, 0, 0), logs[-4000:]
     passed = {  # from the JUnit file: pytest's verbose lines differ with and without xdist
-        case.get("name") for case in ElementTree.parse(paths.results / testrun.JUNIT_NAME).iter("testcase")
+        case.get("name") for case in ElementTree.parse(paths.results / testrun_docker.JUNIT_NAME).iter("testcase")
         if not any(child.tag in ("failure", "error", "skipped") for child in case)
     }
     assert passed == SLIM_CHECKS, logs[-4000:]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from imagematrix import status, status_view, testgrid, testrun
+from imagematrix import status, status_view, testgrid, testrun, testrun_docker, testrun_host
 from imagematrix.matrix import load_matrix
 from imagematrix.render import render_cell
 from imagematrix.testgrid import CellResult, Summary
@@ -144,22 +144,22 @@ RUNC = {"io.containerd.runc.v2": {"path": "runc"}, "runc": {"path": "runc"}}
 
 
 def test_gpu_access_nvidia_runtime():
-    g = testrun.gpu_access({"Runtimes": {**RUNC, "nvidia": {"path": "nvidia-container-runtime"}}}, {})
+    g = testrun_docker.gpu_access({"Runtimes": {**RUNC, "nvidia": {"path": "nvidia-container-runtime"}}}, {})
     assert g.requested and g.device_requests == ({"count": -1, "capabilities": [["gpu"]]},)
     assert g.label == "nvidia runtime"
-    assert testrun.gpu_access({"Runtimes": RUNC, "DefaultRuntime": "nvidia"}, {}).requested
+    assert testrun_docker.gpu_access({"Runtimes": RUNC, "DefaultRuntime": "nvidia"}, {}).requested
 
 
 def test_gpu_access_cdi_only_when_the_engine_reads_specs():
     spec = {"/etc/cdi/nvidia.yaml": "cdiVersion: 0.5.0\nkind: nvidia.com/gpu\ndevices: []\n"}
-    g = testrun.gpu_access({"Runtimes": RUNC, "CDISpecDirs": ["/etc/cdi", "/var/run/cdi"]}, spec)
+    g = testrun_docker.gpu_access({"Runtimes": RUNC, "CDISpecDirs": ["/etc/cdi", "/var/run/cdi"]}, spec)
     assert g.device_requests == ({"driver": "cdi", "device_ids": ["nvidia.com/gpu=all"]},)
-    off = testrun.gpu_access({"Runtimes": RUNC}, spec)  # Docker 20.10: no CDI
+    off = testrun_docker.gpu_access({"Runtimes": RUNC}, spec)  # Docker 20.10: no CDI
     assert not off.requested and "CDI off" in off.how and "/etc/cdi/nvidia.yaml" in off.how
 
 
 def test_gpu_access_none_says_why_and_how_to_fix():
-    g = testrun.gpu_access({"Runtimes": RUNC}, {"/etc/cdi/other.yaml": "kind: vendor.com/fpga"})
+    g = testrun_docker.gpu_access({"Runtimes": RUNC}, {"/etc/cdi/other.yaml": "kind: vendor.com/fpga"})
     assert not g.requested and g.label == "none"
     assert "io.containerd.runc.v2, runc" in g.how and "/etc/cdi, /var/run/cdi" in g.how
     assert "skip" in g.how and "--require-gpu" in g.how and "nvidia-ctk" in g.how
@@ -174,44 +174,44 @@ def _opts(**kw) -> testrun.Options:
 
 def test_container_spec(tmp_path):
     paths = testrun.CellPaths.of(tmp_path, "cu13.2-py3.13-runtime")
-    gpu = testrun.gpu_access({"Runtimes": {"nvidia": {}}}, {})
-    spec = testrun.container_spec(
+    gpu = testrun_docker.gpu_access({"Runtimes": {"nvidia": {}}}, {})
+    spec = testrun_docker.container_spec(
         "sha256:abc", ["PATH=/opt/venv/bin:/usr/bin", "PYTHONPATH=/opt/extra"], _opts(require_gpu=True, tests_dir=GPU_SUITE),
         "cu13.2-py3.13-runtime", paths, tmp_path / "site", gpu, "10001:10001", "imagematrix-test-x",
     )
     vols = {m["bind"]: (host, m["mode"]) for host, m in spec["volumes"].items()}
-    assert vols[testrun.TESTS_IN] == (str(GPU_SUITE), "ro")
-    assert vols[testrun.TOOLS_IN] == (str(tmp_path / "site"), "ro")
+    assert vols[testrun_docker.TESTS_IN] == (str(GPU_SUITE), "ro")
+    assert vols[testrun_docker.TOOLS_IN] == (str(tmp_path / "site"), "ro")
     assert vols[testrun.CACHE_IN] == (str(paths.cache.resolve()), "rw")
-    assert vols[testrun.RESULTS_IN] == (str(paths.results.resolve()), "rw")
+    assert vols[testrun_docker.RESULTS_IN] == (str(paths.results.resolve()), "rw")
     env = spec["environment"]
     for var in ("TORCH_EXTENSIONS_DIR", "TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR", "XDG_CACHE_HOME", "HOME"):
         assert env[var].startswith(testrun.CACHE_IN + "/")
-    assert env["PYTHONPATH"] == f"{testrun.TOOLS_IN}:{testrun.PACKAGE_IN}:/opt/extra"  # the image's own path is kept
+    assert env["PYTHONPATH"] == f"{testrun_docker.TOOLS_IN}:{testrun_docker.PACKAGE_IN}:/opt/extra"  # the image's own path is kept
     # The suite imports the image contract from this very package, mounted read-only.
-    assert vols[f"{testrun.PACKAGE_IN}/imagematrix"] == (str(testrun.PACKAGE_ROOT / "imagematrix"), "ro")
+    assert vols[f"{testrun_docker.PACKAGE_IN}/imagematrix"] == (str(testrun.PACKAGE_ROOT / "imagematrix"), "ro")
     cmd = spec["command"]
     assert cmd[:3] == ["python", "-m", "pytest"] and "--require-gpu" in cmd
-    assert f"--junitxml={testrun.RESULTS_IN}/junit.xml" in cmd
+    assert f"--junitxml={testrun_docker.RESULTS_IN}/junit.xml" in cmd
     assert cmd[cmd.index("-m", 3) + 1] == "smoke"
     assert spec["device_requests"] == [{"count": -1, "capabilities": [["gpu"]]}]
     assert spec["user"] == "10001:10001" and spec["detach"] is True
-    line = shlex.split(testrun.docker_run_line(spec))
+    line = shlex.split(testrun_docker.docker_run_line(spec))
     assert line[:3] == ["docker", "run", "--rm"] and "--gpus" in line and line[-len(cmd):] == cmd
 
 
 def test_container_spec_without_gpu_requests_none(tmp_path):
     paths = testrun.CellPaths.of(tmp_path, "c")
-    none = testrun.gpu_access({"Runtimes": RUNC}, {})
-    spec = testrun.container_spec("img", [], _opts(), "c", paths, tmp_path, none, "1000:1000", "n")
+    none = testrun_docker.gpu_access({"Runtimes": RUNC}, {})
+    spec = testrun_docker.container_spec("img", [], _opts(), "c", paths, tmp_path, none, "1000:1000", "n")
     assert spec["device_requests"] == [] and "--require-gpu" not in spec["command"]
-    assert spec["environment"]["PYTHONPATH"] == f"{testrun.TOOLS_IN}:{testrun.PACKAGE_IN}"
-    assert "--gpus" not in testrun.docker_run_line(spec)
+    assert spec["environment"]["PYTHONPATH"] == f"{testrun_docker.TOOLS_IN}:{testrun_docker.PACKAGE_IN}"
+    assert "--gpus" not in testrun_docker.docker_run_line(spec)
 
 
 def test_container_user_is_never_root():
-    assert testrun.container_user(0, 0) == f"{testrun.CONTAINER_UID}:{testrun.CONTAINER_UID}"
-    assert testrun.container_user(1000, 1000) == "1000:1000"
+    assert testrun_docker.container_user(0, 0) == f"{testrun_docker.CONTAINER_UID}:{testrun_docker.CONTAINER_UID}"
+    assert testrun_docker.container_user(1000, 1000) == "1000:1000"
 
 
 def test_pytest_args_suites_workers_and_passthrough():
@@ -255,10 +255,10 @@ def test_host_mode_needs_only_the_stdlib():
         import sys
         for mod in ("rich", "pydantic", "docker", "yaml", "jinja2", "requests"):
             sys.modules[mod] = None
-        from imagematrix import testrun, testgrid
+        from imagematrix import testrun, testgrid, testrun_host
         r = testgrid.CellResult("host-cu13.0.0-py3.12", "passed", "smoke", "host", testgrid.Summary(3, 0, 1, 0))
         testgrid.print_grid([r], "smoke")
-        print(testrun.host_interpreter(testrun.options(["--backend", "host"])) == sys.executable)
+        print(testrun_host.host_interpreter(testrun.options(["--backend", "host"])) == sys.executable)
     """)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
@@ -269,7 +269,7 @@ def test_host_mode_needs_only_the_stdlib():
 
 def test_host_backend_refuses_image_filters():
     with pytest.raises(testrun.UsageError, match="select images"):
-        testrun.run_host(_opts(backend="host", targets=("runtime",)))
+        testrun_host.run_host(_opts(backend="host", targets=("runtime",)))
 
 
 # --- a target runs its ancestors' checks -------------------------------------------------
@@ -336,18 +336,18 @@ def test_each_target_runs_its_ancestors_checks(tmp_path):
 
 def test_host_interpreter_must_run_and_be_the_sessions_python(tmp_path):
     running = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    assert testrun._interpreter_problem(sys.executable, running) is None
-    assert testrun._interpreter_problem(sys.executable, "2.7") == f"({sys.executable}) is Python {running}"
+    assert testrun_host._interpreter_problem(sys.executable, running) is None
+    assert testrun_host._interpreter_problem(sys.executable, "2.7") == f"({sys.executable}) is Python {running}"
     shim = tmp_path / "python9.9"  # like a pyenv shim for a version that is not installed
     shim.write_text("#!/bin/sh\necho 'pyenv: python9.9: command not found' >&2\nexit 127\n")
     shim.chmod(0o755)
-    assert testrun._interpreter_problem(str(shim), "9.9") == f"({shim}) does not run: pyenv: python9.9: command not found"
+    assert testrun_host._interpreter_problem(str(shim), "9.9") == f"({shim}) does not run: pyenv: python9.9: command not found"
 
 
 def test_a_test_container_is_stale_only_when_its_run_on_this_host_is_gone():
     import subprocess as sp
 
-    from imagematrix.testrun import OWNER_HOST_LABEL, OWNER_PID_LABEL, _owner_gone
+    from imagematrix.testrun_docker import OWNER_HOST_LABEL, OWNER_PID_LABEL, _owner_gone
 
     done = sp.Popen(["true"])
     done.wait()  # a pid that existed and is gone
@@ -365,21 +365,21 @@ CDI_YAML = "cdiVersion: 0.5.0\nkind: nvidia.com/gpu\ndevices:\n- name: \"0\"\n  
 
 def test_cdi_specs_name_each_gpu_and_parallel_cells_get_one_each():
     info = {"Runtimes": RUNC, "CDISpecDirs": ["/etc/cdi"]}
-    g = testrun.gpu_access(info, {"/etc/cdi/nvidia.json": CDI_TWO_GPUS})
+    g = testrun_docker.gpu_access(info, {"/etc/cdi/nvidia.json": CDI_TWO_GPUS})
     assert g.devices == ("0", "1")
-    assert testrun.gpu_access(info, {"/etc/cdi/nvidia.yaml": CDI_YAML}).devices == ("0",)
-    slots = testrun.gpu_slots(g, 3)
+    assert testrun_docker.gpu_access(info, {"/etc/cdi/nvidia.yaml": CDI_YAML}).devices == ("0",)
+    slots = testrun_docker.gpu_slots(g, 3)
     assert [s.device_requests[0]["device_ids"] for s in slots] == [["nvidia.com/gpu=0"], ["nvidia.com/gpu=1"], ["nvidia.com/gpu=0"]]
     assert slots[1].label == "cdi gpu 1"
-    one_gpu = testrun.gpu_access(info, {"/etc/cdi/nvidia.yaml": CDI_YAML})
-    assert testrun.gpu_slots(one_gpu, 2) == [one_gpu, one_gpu]  # one GPU: the cells share it
+    one_gpu = testrun_docker.gpu_access(info, {"/etc/cdi/nvidia.yaml": CDI_YAML})
+    assert testrun_docker.gpu_slots(one_gpu, 2) == [one_gpu, one_gpu]  # one GPU: the cells share it
 
 
 def test_the_nvidia_runtime_gives_each_parallel_cell_a_device_id_when_the_count_is_known():
-    g = testrun.gpu_access({"Runtimes": {**RUNC, "nvidia": {}}}, {}, gpu_count=2)
-    assert [s.device_requests[0] for s in testrun.gpu_slots(g, 2)] == [
+    g = testrun_docker.gpu_access({"Runtimes": {**RUNC, "nvidia": {}}}, {}, gpu_count=2)
+    assert [s.device_requests[0] for s in testrun_docker.gpu_slots(g, 2)] == [
         {"driver": "nvidia", "device_ids": ["0"], "capabilities": [["gpu"]]},
         {"driver": "nvidia", "device_ids": ["1"], "capabilities": [["gpu"]]},
     ]
-    unknown = testrun.gpu_access({"Runtimes": {**RUNC, "nvidia": {}}}, {})
-    assert testrun.gpu_slots(unknown, 2)[0].device_requests[0]["count"] == -1
+    unknown = testrun_docker.gpu_access({"Runtimes": {**RUNC, "nvidia": {}}}, {})
+    assert testrun_docker.gpu_slots(unknown, 2)[0].device_requests[0]["count"] == -1
