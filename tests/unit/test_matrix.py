@@ -37,8 +37,8 @@ def expected(path: Path, kind: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def m():
-    return load_matrix(ROOT / "matrix.yaml")
+def m(sheet_matrix):
+    return sheet_matrix
 
 
 def test_the_default_matrix_is_the_sheets_18_cells_and_warns_about_nothing(m):

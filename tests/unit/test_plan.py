@@ -15,10 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def m():
-    from imagematrix.matrix import load_matrix
-
-    return load_matrix(ROOT / "matrix.yaml")
+def m(sheet_matrix):
+    return sheet_matrix
 
 
 def ids(m, **filters):

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from imagematrix.matrix import load_matrix
 from imagematrix.plan import Selection, make_plan
 from imagematrix.render import render_cell
 
@@ -20,13 +19,13 @@ CUDA_KEYS = {"12.8.1": "12.8", "13.1.1": "13.0"}
 
 
 @pytest.fixture(scope="module")
-def sheet():
-    return load_matrix(ROOT / "matrix.yaml")
+def sheet(sheet_matrix):
+    return sheet_matrix
 
 
 @pytest.fixture(scope="module")
-def twin():
-    return load_matrix(ROOT / "examples" / "platform.yaml")
+def twin(platform_matrix):
+    return platform_matrix
 
 
 def _cid(cid: str) -> str:
