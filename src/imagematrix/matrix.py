@@ -1,426 +1,54 @@
-"""Load and validate ``matrix.yaml``, the one source of truth, into plain dataclasses.
+"""Load and validate ``matrix.yaml``, the one source of truth, into the resolved model.
 
-Two layers: a pydantic schema checks the shape of the file (keys, types), then
-``_resolve`` checks what the shape cannot (graph, references, exclusions) and
-builds the frozen ``Matrix`` that every other module works on. Every problem is
-reported with its file, line and key path.
+Two layers: the pydantic schema (``schema``) checks the shape of the file (keys,
+types), then resolution checks what the shape cannot (graph, references,
+exclusions, phases, tags) and builds the frozen ``Matrix`` (``model``) that every
+other module works on. Every problem is reported with its file, line and key path.
 """
 
 from __future__ import annotations
 
-import re
 import stat
-import string
 import types
 import typing
 import zoneinfo
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
-from .contract import FEATURES, LABEL_PREFIX
+from .contract import FEATURES
 from .errors import MatrixError, Problem
-
-SCHEMA_VERSION = 1
-FRAGMENT_SUFFIX = ".Dockerfile"
-
-# Docker's reference grammar (distribution/reference), split into name and tag.
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*(?::[0-9]+)?"
-NAME_RE = re.compile(rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*$")
-TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
-DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}$")
-VERSION_RE = re.compile(r"^\d+(?:\.\d+){1,2}$")
-TARGET_RE = re.compile(r"^[a-z][a-z0-9-]*$")
-# The five fields of a cron expression and the numbers each allows (as GitHub Actions reads them).
-CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 6))
-_CRON_ITEM = re.compile(r"^(?:\*|(\d+)(?:-(\d+))?)(?:/(\d+))?$")
-
-
-def cron_problem(expr: str) -> str | None:
-    """Why ``expr`` is not a 5-field numeric cron expression, or None if it is one."""
-    fields = expr.split()
-    if len(fields) != len(CRON_FIELDS):
-        return f"has {len(fields)} fields; cron needs 5: minute hour day-of-month month day-of-week (e.g. \"0 2 * * 1\")"
-    for text, (name, lo, hi) in zip(fields, CRON_FIELDS, strict=True):
-        for item in text.split(","):
-            m = _CRON_ITEM.match(item)
-            if not m:
-                return f"{name} field {text!r} is not *, N, N-M, a list of those, or any of them with /STEP"
-            for n in filter(None, m.groups()[:2]):
-                if not lo <= int(n) <= hi:
-                    return f"{name} {n} is out of range {lo}-{hi}"
-            if m.group(3) is not None and int(m.group(3)) == 0:
-                return f"{name} step /0 is not allowed"
-    return None
-
-
-# Label keys: Docker's recommendation (lowercase reverse-DNS) loosened to what engines accept,
-# and nothing a Dockerfile LABEL line could misread (spaces, quotes, '=', newlines).
-LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._/-]{0,253}[A-Za-z0-9])?$")
-RESERVED_LABEL_PREFIX = f"{LABEL_PREFIX}."
-
-
-def label_problem(key: str, value: str) -> str | None:
-    """Why a user label cannot be written as given, or None."""
-    if not LABEL_KEY_RE.match(key):
-        return (f"label key {key!r} is not valid: letters, digits, '.', '-', '_', '/' only, starting and ending "
-                "with a letter or digit, at most 255 characters (e.g. org.opencontainers.image.source)")
-    if key.startswith(RESERVED_LABEL_PREFIX):
-        return f"label keys starting with {RESERVED_LABEL_PREFIX!r} are imagematrix's own (the image contract); choose another prefix"
-    bad = sorted({f"U+{ord(c):04X}" for c in value if ord(c) < 0x20 or ord(c) == 0x7F})
-    if bad:
-        return (f"label value of {key!r} holds control characters ({', '.join(bad)}); "
-                "a Dockerfile LABEL cannot carry them as written: use one line of text")
-    return None
-
-
-def valid_reference(ref: str) -> bool:
-    """True if ``ref`` is a Docker image reference: name[:tag][@digest]."""
-    name, _, digest = ref.partition("@")
-    if digest and not DIGEST_RE.match(digest):
-        return False
-    tag = ""
-    slash = name.rfind("/")
-    colon = name.rfind(":")
-    if colon > slash:
-        name, tag = name[:colon], name[colon + 1 :]
-        if not TAG_RE.match(tag):
-            return False
-    return bool(NAME_RE.match(name)) and len(name) <= 255
-
-
-# --- schema: the shape of the file -------------------------------------------------
-
-
-class UnquotedVersion(ValueError):
-    """A version YAML read as a number; the loader puts the text the user wrote back."""
-
-
-def _version(value: Any) -> Any:
-    # YAML reads 3.10 as the float 3.1: refuse numbers instead of guessing.
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        raise UnquotedVersion(value)
-    if isinstance(value, str) and not VERSION_RE.match(value):
-        raise ValueError(f"{value!r} is not a version like \"3.13\" or \"12.8.1\"")
-    return value
-
-
-Version = Annotated[str, BeforeValidator(_version)]
-Feature = Literal[FEATURES]  # the image contract's feature names
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-class CudaSpec(_Model):
-    torch_cuda: Version = Field(description="CUDA major.minor the torch wheels are built with")
-    torch_index: str | None = Field(None, description="pip index of the torch wheels; null: PyPI")
-    arch_list: str = Field("", description="TORCH_CUDA_ARCH_LIST for source builds")
-    bases: dict[str, str] = Field(description="base image per role, e.g. devel, runtime")
-    packages: dict[str, str] = Field({}, description="pins for this CUDA family; they win over the top-level packages")
-    extensions: Literal["cuda", "cpu"] = Field(
-        "cuda", description="how compiled extensions (PyG) are built: with CUDA kernels, or CPU-only where no nvcc exists")
-
-
-class OverrideSpec(_Model):
-    cuda: Version | None = None
-    python: Version | None = None
-    bases: dict[str, str] = Field({}, description="base image per role for the matching families")
-    packages: dict[str, str] = Field({}, description="pins for the matching families")
-    reason: str = ""
-
-
-class ExcludeSpec(_Model):
-    cuda: Version | None = None
-    python: Version | None = None
-    target: str | None = None
-    reason: str
-
-
-class TargetSpec(_Model):
-    description: str = ""
-    extends: str | None = None
-    slim: str | None = None
-    base: str | None = None
-    prune: list[str] = []
-    fragments: list[str]
-    features: list[Feature] = []
-    drop_features: list[Feature] = []
-    pyg_extensions: list[str] = []
-    options: dict[str, bool | int | str] = {}
-    budget_gb: float | int | None = None
-
-
-class PhaseCellsSpec(_Model):
-    cuda: Version
-    python: Version
-    targets: list[str]
-
-
-class PhaseSpec(_Model):
-    name: str = ""
-    cells: list[PhaseCellsSpec]
-
-
-class ScheduleRunSpec(_Model):
-    cron: str
-    phases: list[int] | Literal["all"]
-
-
-class ScheduleSpec(_Model):
-    timezone: str = "UTC"
-    runs: list[ScheduleRunSpec] = []
-
-
-class HostSpec(_Model):
-    buildkit: bool = True
-    min_free_disk_gb: float | int = 0
-    min_memory_gb: float | int = 0
-
-
-class BuildSpec(_Model):
-    fragments_dir: str = "dockerfiles"
-    ca_cert: str | None = None
-    wheelhouse: str | None = Field(
-        None, description="a directory of wheels and sdists; pip installs only from it (offline, air-gapped builds)")
-
-
-class MatrixSpec(_Model):
-    schema_: int = Field(alias="schema")
-    image: str
-    tag: str = "cu{cuda}-py{python}-{target}"
-    labels: dict[str, str] = {}
-    python: list[Version]
-    cuda: dict[Version, CudaSpec]
-    exclude: list[ExcludeSpec] = []
-    packages: dict[str, str] = {}
-    overrides: list[OverrideSpec] = []
-    targets: dict[str, TargetSpec]
-    phases: dict[int, PhaseSpec] = {}
-    schedule: ScheduleSpec = ScheduleSpec()
-    host: HostSpec = HostSpec()
-    build: BuildSpec = BuildSpec()
-
-
-def matrix_json_schema() -> dict:
-    """JSON Schema of the file's shape, for editors (yaml-language-server) and other tools.
-
-    It covers keys and types only; references between sections (a phase naming
-    an excluded cell, a cycle of targets) are checked by ``load_matrix``.
-    """
-    schema = MatrixSpec.model_json_schema(by_alias=True, mode="validation")
-    return {**schema, "$schema": "https://json-schema.org/draft/2020-12/schema", "title": "imagematrix matrix.yaml"}
-
-
-# --- the resolved matrix: what the rest of the package uses ------------------------
-
-
-@dataclass(frozen=True)
-class Cuda:
-    version: str
-    torch_cuda: str
-    torch_index: str | None
-    arch_list: str
-    bases: dict[str, str]
-    packages: dict[str, str] = field(default_factory=dict)
-    extensions: str = "cuda"  # "cpu": compiled extensions carry no CUDA kernels (no nvcc for this family)
-
-    @property
-    def tag(self) -> str:
-        """The wheel tag of torch's CUDA, e.g. ``cu128``."""
-        return "cu" + self.torch_cuda.replace(".", "")
-
-
-@dataclass(frozen=True)
-class Target:
-    name: str
-    description: str
-    parent: str | None
-    relation: Literal["extends", "slim"] | None
-    base: str | None
-    prune: tuple[str, ...]
-    fragments: tuple[str, ...]
-    features: tuple[str, ...]
-    pyg_extensions: tuple[str, ...]
-    options: dict[str, bool | int | str]
-    budget_gb: float | None
-    lineage: tuple[str, ...]
-
-    @property
-    def kind(self) -> str:
-        """``runtime`` for slim copies, else ``devel``."""
-        return "runtime" if self.relation == "slim" else "devel"
-
-
-@dataclass(frozen=True)
-class Cell:
-    cuda: Cuda
-    python: str
-    target: Target
-    tag: str
-    image: str
-    phases: tuple[int, ...] = ()
-    bases: dict[str, str] = field(default_factory=dict)  # role -> image, for this (CUDA, Python) family
-    packages: dict[str, str] = field(default_factory=dict)  # pins for this family
-
-    @property
-    def features(self) -> tuple[str, ...]:
-        """The target's features, less what the family cannot give (no nvcc: no cuda_extension)."""
-        if self.cuda.extensions == "cpu":
-            return tuple(f for f in self.target.features if f != "cuda_extension")
-        return self.target.features
-
-    def base(self, role: str | None) -> str:
-        return self.bases[role] if role else ""
-
-    @property
-    def id(self) -> str:
-        return cell_id(self.cuda.version, self.python, self.target.name)
-
-    @property
-    def family(self) -> tuple[str, str]:
-        return (self.cuda.version, self.python)
-
-    @property
-    def ref(self) -> str:
-        return f"{self.image}:{self.tag}"
-
-
-def cell_id(cuda: str, python: str, target: str) -> str:
-    return f"cu{cuda}-py{python}-{target}"
-
-
-@dataclass(frozen=True)
-class Phase:
-    number: int
-    name: str
-    cells: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Override:
-    """Settings for the (CUDA, Python) families it matches; None matches any."""
-
-    cuda: str | None
-    python: str | None
-    bases: dict[str, str]
-    packages: dict[str, str]
-
-    def matches(self, cuda: str, python: str) -> bool:
-        return self.cuda in (None, cuda) and self.python in (None, python)
-
-
-@dataclass(frozen=True)
-class Host:
-    """What a build host needs (checked by preflight)."""
-
-    buildkit: bool
-    min_free_disk_gb: float
-    min_memory_gb: float
-
-
-@dataclass(frozen=True)
-class ScheduleRun:
-    cron: str
-    phases: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class Matrix:
-    path: Path
-    image: str
-    tag_template: str
-    labels: dict[str, str]
-    pythons: tuple[str, ...]
-    cudas: dict[str, Cuda]
-    targets: dict[str, Target]
-    excluded: dict[str, str]  # cell id -> reason
-    packages: dict[str, str]
-    phases: dict[int, Phase]
-    timezone: str
-    schedule: tuple[ScheduleRun, ...]
-    host: Host
-    fragments_dir: Path
-    ca_cert: Path | None
-    cells: tuple[Cell, ...]
-    warnings: tuple[str, ...] = field(default=())
-    overrides: tuple[Override, ...] = ()
-    wheelhouse: Path | None = None
-
-    def family(self, cuda: Cuda, python: str) -> tuple[dict[str, str], dict[str, str]]:
-        """Base images and pins of one (CUDA, Python) family: top level, then the CUDA entry, then overrides in order."""
-        bases, packages = dict(cuda.bases), {**self.packages, **cuda.packages}
-        for o in self.overrides:
-            if o.matches(cuda.version, python):
-                bases.update(o.bases)
-                packages.update(o.packages)
-        return bases, packages
-
-    def cell(self, cid: str) -> Cell:
-        for c in self.cells:
-            if c.id == cid:
-                return c
-        raise KeyError(cid)
-
-    def stage_cell(self, cell: Cell, target: str) -> Cell:
-        """The cell of an ancestor stage, in the same family (it may be excluded)."""
-        return make_cell(self, self.cudas[cell.cuda.version], cell.python, self.targets[target])
-
-    def target_order(self) -> list[str]:
-        """Targets parents-first, ties in file order."""
-        names = list(self.targets)
-        return sorted(names, key=lambda n: (len(self.targets[n].lineage), names.index(n)))
-
-
-def make_cell(m: Matrix, cuda: Cuda, python: str, target: Target, phases=()) -> Cell:
-    tag = render_tag(m.tag_template, cuda, python, target.name)
-    bases, packages = m.family(cuda, python)
-    return Cell(cuda=cuda, python=python, target=target, tag=tag, image=m.image, phases=phases,
-                bases=bases, packages=packages)
-
-
-TAG_FIELDS = ("cuda", "cuda_tag", "torch_cuda", "python", "python_nodot", "target")
-
-
-def tag_template_problem(template: str) -> str | None:
-    """Why ``template`` is not plain text with ``{placeholder}`` names, or None.
-
-    str.format would also take attributes, indexes and format specs ({cuda.x}, {cuda:>99999});
-    a tag needs none of them, and they crash or exhaust memory.
-    """
-    allowed = ", ".join("{" + f + "}" for f in TAG_FIELDS)
-    if len(template) > 1024:
-        return f"the tag template is {len(template)} characters; a Docker tag has at most 128"
-    try:
-        parts = list(string.Formatter().parse(template))
-    except ValueError as exc:
-        return f"not a valid template: {exc} (write a literal brace as {{{{ or }}}}; placeholders: {allowed})"
-    for _, name, spec, conversion in parts:
-        if name is None:
-            continue
-        if name not in TAG_FIELDS:
-            shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
-            return f"unknown placeholder {shown} in the tag template (allowed: {allowed}; no attributes or indexes)"
-        if spec or conversion:
-            return f"placeholder {{{name}}} takes no format spec or conversion in the tag template (allowed: {allowed})"
-    return None
-
-
-def render_tag(template: str, cuda: Cuda, python: str, target: str) -> str:
-    return template.format(
-        cuda=cuda.version,
-        cuda_tag=cuda.tag,
-        torch_cuda=cuda.torch_cuda,
-        python=python,
-        python_nodot=python.replace(".", ""),
-        target=target,
-    )
-
+from .model import (  # noqa: F401 - the resolved model, importable from here too
+    TAG_FIELDS,
+    Cell,
+    Cuda,
+    Host,
+    Matrix,
+    Override,
+    Phase,
+    ScheduleRun,
+    Target,
+    cell_id,
+    make_cell,
+    render_tag,
+    tag_template_problem,
+)
+from .schema import (  # noqa: F401 - the file's shape, importable from here too
+    FRAGMENT_SUFFIX,
+    NAME_RE,
+    SCHEMA_VERSION,
+    TAG_RE,
+    TARGET_RE,
+    MatrixSpec,
+    UnquotedVersion,
+    cron_problem,
+    label_problem,
+    matrix_json_schema,
+    valid_reference,
+)
 
 # --- loading -------------------------------------------------------------------------
 

@@ -1,0 +1,216 @@
+"""The resolved matrix: frozen dataclasses every other module works on (stdlib only).
+
+``matrix.load_matrix`` builds them from a checked file; ``make_cell`` and ``render_tag``
+are the only ways a cell and its tag are made.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class Cuda:
+    version: str
+    torch_cuda: str
+    torch_index: str | None
+    arch_list: str
+    bases: dict[str, str]
+    packages: dict[str, str] = field(default_factory=dict)
+    extensions: str = "cuda"  # "cpu": compiled extensions carry no CUDA kernels (no nvcc for this family)
+
+    @property
+    def tag(self) -> str:
+        """The wheel tag of torch's CUDA, e.g. ``cu128``."""
+        return "cu" + self.torch_cuda.replace(".", "")
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    description: str
+    parent: str | None
+    relation: Literal["extends", "slim"] | None
+    base: str | None
+    prune: tuple[str, ...]
+    fragments: tuple[str, ...]
+    features: tuple[str, ...]
+    pyg_extensions: tuple[str, ...]
+    options: dict[str, bool | int | str]
+    budget_gb: float | None
+    lineage: tuple[str, ...]
+
+    @property
+    def kind(self) -> str:
+        """``runtime`` for slim copies, else ``devel``."""
+        return "runtime" if self.relation == "slim" else "devel"
+
+
+@dataclass(frozen=True)
+class Cell:
+    cuda: Cuda
+    python: str
+    target: Target
+    tag: str
+    image: str
+    phases: tuple[int, ...] = ()
+    bases: dict[str, str] = field(default_factory=dict)  # role -> image, for this (CUDA, Python) family
+    packages: dict[str, str] = field(default_factory=dict)  # pins for this family
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """The target's features, less what the family cannot give (no nvcc: no cuda_extension)."""
+        if self.cuda.extensions == "cpu":
+            return tuple(f for f in self.target.features if f != "cuda_extension")
+        return self.target.features
+
+    def base(self, role: str | None) -> str:
+        return self.bases[role] if role else ""
+
+    @property
+    def id(self) -> str:
+        return cell_id(self.cuda.version, self.python, self.target.name)
+
+    @property
+    def family(self) -> tuple[str, str]:
+        return (self.cuda.version, self.python)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.image}:{self.tag}"
+
+
+def cell_id(cuda: str, python: str, target: str) -> str:
+    return f"cu{cuda}-py{python}-{target}"
+
+
+@dataclass(frozen=True)
+class Phase:
+    number: int
+    name: str
+    cells: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Override:
+    """Settings for the (CUDA, Python) families it matches; None matches any."""
+
+    cuda: str | None
+    python: str | None
+    bases: dict[str, str]
+    packages: dict[str, str]
+
+    def matches(self, cuda: str, python: str) -> bool:
+        return self.cuda in (None, cuda) and self.python in (None, python)
+
+
+@dataclass(frozen=True)
+class Host:
+    """What a build host needs (checked by preflight)."""
+
+    buildkit: bool
+    min_free_disk_gb: float
+    min_memory_gb: float
+
+
+@dataclass(frozen=True)
+class ScheduleRun:
+    cron: str
+    phases: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Matrix:
+    path: Path
+    image: str
+    tag_template: str
+    labels: dict[str, str]
+    pythons: tuple[str, ...]
+    cudas: dict[str, Cuda]
+    targets: dict[str, Target]
+    excluded: dict[str, str]  # cell id -> reason
+    packages: dict[str, str]
+    phases: dict[int, Phase]
+    timezone: str
+    schedule: tuple[ScheduleRun, ...]
+    host: Host
+    fragments_dir: Path
+    ca_cert: Path | None
+    cells: tuple[Cell, ...]
+    warnings: tuple[str, ...] = field(default=())
+    overrides: tuple[Override, ...] = ()
+    wheelhouse: Path | None = None
+
+    def family(self, cuda: Cuda, python: str) -> tuple[dict[str, str], dict[str, str]]:
+        """Base images and pins of one (CUDA, Python) family: top level, then the CUDA entry, then overrides in order."""
+        bases, packages = dict(cuda.bases), {**self.packages, **cuda.packages}
+        for o in self.overrides:
+            if o.matches(cuda.version, python):
+                bases.update(o.bases)
+                packages.update(o.packages)
+        return bases, packages
+
+    def cell(self, cid: str) -> Cell:
+        for c in self.cells:
+            if c.id == cid:
+                return c
+        raise KeyError(cid)
+
+    def stage_cell(self, cell: Cell, target: str) -> Cell:
+        """The cell of an ancestor stage, in the same family (it may be excluded)."""
+        return make_cell(self, self.cudas[cell.cuda.version], cell.python, self.targets[target])
+
+    def target_order(self) -> list[str]:
+        """Targets parents-first, ties in file order."""
+        names = list(self.targets)
+        return sorted(names, key=lambda n: (len(self.targets[n].lineage), names.index(n)))
+
+
+def make_cell(m: Matrix, cuda: Cuda, python: str, target: Target, phases=()) -> Cell:
+    tag = render_tag(m.tag_template, cuda, python, target.name)
+    bases, packages = m.family(cuda, python)
+    return Cell(cuda=cuda, python=python, target=target, tag=tag, image=m.image, phases=phases,
+                bases=bases, packages=packages)
+
+
+TAG_FIELDS = ("cuda", "cuda_tag", "torch_cuda", "python", "python_nodot", "target")
+
+
+def tag_template_problem(template: str) -> str | None:
+    """Why ``template`` is not plain text with ``{placeholder}`` names, or None.
+
+    str.format would also take attributes, indexes and format specs ({cuda.x}, {cuda:>99999});
+    a tag needs none of them, and they crash or exhaust memory.
+    """
+    allowed = ", ".join("{" + f + "}" for f in TAG_FIELDS)
+    if len(template) > 1024:
+        return f"the tag template is {len(template)} characters; a Docker tag has at most 128"
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        return f"not a valid template: {exc} (write a literal brace as {{{{ or }}}}; placeholders: {allowed})"
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if name not in TAG_FIELDS:
+            shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            return f"unknown placeholder {shown} in the tag template (allowed: {allowed}; no attributes or indexes)"
+        if spec or conversion:
+            return f"placeholder {{{name}}} takes no format spec or conversion in the tag template (allowed: {allowed})"
+    return None
+
+
+def render_tag(template: str, cuda: Cuda, python: str, target: str) -> str:
+    return template.format(
+        cuda=cuda.version,
+        cuda_tag=cuda.tag,
+        torch_cuda=cuda.torch_cuda,
+        python=python,
+        python_nodot=python.replace(".", ""),
+        target=target,
+    )
+
+

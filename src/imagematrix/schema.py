@@ -1,0 +1,207 @@
+"""The shape of ``matrix.yaml``: a pydantic schema (keys, types, defaults) and the grammars
+its values follow (versions, image references, tags, label keys, cron). ``matrix`` checks a
+file against it; ``invoke schema`` prints it as JSON Schema for editors.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from .contract import FEATURES, LABEL_PREFIX
+
+SCHEMA_VERSION = 1
+FRAGMENT_SUFFIX = ".Dockerfile"
+
+# Docker's reference grammar (distribution/reference), split into name and tag.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*(?::[0-9]+)?"
+NAME_RE = re.compile(rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*$")
+TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
+DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}$")
+VERSION_RE = re.compile(r"^\d+(?:\.\d+){1,2}$")
+TARGET_RE = re.compile(r"^[a-z][a-z0-9-]*$")
+# The five fields of a cron expression and the numbers each allows (as GitHub Actions reads them).
+CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 6))
+_CRON_ITEM = re.compile(r"^(?:\*|(\d+)(?:-(\d+))?)(?:/(\d+))?$")
+
+
+def cron_problem(expr: str) -> str | None:
+    """Why ``expr`` is not a 5-field numeric cron expression, or None if it is one."""
+    fields = expr.split()
+    if len(fields) != len(CRON_FIELDS):
+        return f"has {len(fields)} fields; cron needs 5: minute hour day-of-month month day-of-week (e.g. \"0 2 * * 1\")"
+    for text, (name, lo, hi) in zip(fields, CRON_FIELDS, strict=True):
+        for item in text.split(","):
+            m = _CRON_ITEM.match(item)
+            if not m:
+                return f"{name} field {text!r} is not *, N, N-M, a list of those, or any of them with /STEP"
+            for n in filter(None, m.groups()[:2]):
+                if not lo <= int(n) <= hi:
+                    return f"{name} {n} is out of range {lo}-{hi}"
+            if m.group(3) is not None and int(m.group(3)) == 0:
+                return f"{name} step /0 is not allowed"
+    return None
+
+
+# Label keys: Docker's recommendation (lowercase reverse-DNS) loosened to what engines accept,
+# and nothing a Dockerfile LABEL line could misread (spaces, quotes, '=', newlines).
+LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._/-]{0,253}[A-Za-z0-9])?$")
+RESERVED_LABEL_PREFIX = f"{LABEL_PREFIX}."
+
+
+def label_problem(key: str, value: str) -> str | None:
+    """Why a user label cannot be written as given, or None."""
+    if not LABEL_KEY_RE.match(key):
+        return (f"label key {key!r} is not valid: letters, digits, '.', '-', '_', '/' only, starting and ending "
+                "with a letter or digit, at most 255 characters (e.g. org.opencontainers.image.source)")
+    if key.startswith(RESERVED_LABEL_PREFIX):
+        return f"label keys starting with {RESERVED_LABEL_PREFIX!r} are imagematrix's own (the image contract); choose another prefix"
+    bad = sorted({f"U+{ord(c):04X}" for c in value if ord(c) < 0x20 or ord(c) == 0x7F})
+    if bad:
+        return (f"label value of {key!r} holds control characters ({', '.join(bad)}); "
+                "a Dockerfile LABEL cannot carry them as written: use one line of text")
+    return None
+
+
+def valid_reference(ref: str) -> bool:
+    """True if ``ref`` is a Docker image reference: name[:tag][@digest]."""
+    name, _, digest = ref.partition("@")
+    if digest and not DIGEST_RE.match(digest):
+        return False
+    tag = ""
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > slash:
+        name, tag = name[:colon], name[colon + 1 :]
+        if not TAG_RE.match(tag):
+            return False
+    return bool(NAME_RE.match(name)) and len(name) <= 255
+
+
+# --- schema: the shape of the file -------------------------------------------------
+
+
+class UnquotedVersion(ValueError):
+    """A version YAML read as a number; the loader puts the text the user wrote back."""
+
+
+def _version(value: Any) -> Any:
+    # YAML reads 3.10 as the float 3.1: refuse numbers instead of guessing.
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise UnquotedVersion(value)
+    if isinstance(value, str) and not VERSION_RE.match(value):
+        raise ValueError(f"{value!r} is not a version like \"3.13\" or \"12.8.1\"")
+    return value
+
+
+Version = Annotated[str, BeforeValidator(_version)]
+Feature = Literal[FEATURES]  # the image contract's feature names
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class CudaSpec(_Model):
+    torch_cuda: Version = Field(description="CUDA major.minor the torch wheels are built with")
+    torch_index: str | None = Field(None, description="pip index of the torch wheels; null: PyPI")
+    arch_list: str = Field("", description="TORCH_CUDA_ARCH_LIST for source builds")
+    bases: dict[str, str] = Field(description="base image per role, e.g. devel, runtime")
+    packages: dict[str, str] = Field({}, description="pins for this CUDA family; they win over the top-level packages")
+    extensions: Literal["cuda", "cpu"] = Field(
+        "cuda", description="how compiled extensions (PyG) are built: with CUDA kernels, or CPU-only where no nvcc exists")
+
+
+class OverrideSpec(_Model):
+    cuda: Version | None = None
+    python: Version | None = None
+    bases: dict[str, str] = Field({}, description="base image per role for the matching families")
+    packages: dict[str, str] = Field({}, description="pins for the matching families")
+    reason: str = ""
+
+
+class ExcludeSpec(_Model):
+    cuda: Version | None = None
+    python: Version | None = None
+    target: str | None = None
+    reason: str
+
+
+class TargetSpec(_Model):
+    description: str = ""
+    extends: str | None = None
+    slim: str | None = None
+    base: str | None = None
+    prune: list[str] = []
+    fragments: list[str]
+    features: list[Feature] = []
+    drop_features: list[Feature] = []
+    pyg_extensions: list[str] = []
+    options: dict[str, bool | int | str] = {}
+    budget_gb: float | int | None = None
+
+
+class PhaseCellsSpec(_Model):
+    cuda: Version
+    python: Version
+    targets: list[str]
+
+
+class PhaseSpec(_Model):
+    name: str = ""
+    cells: list[PhaseCellsSpec]
+
+
+class ScheduleRunSpec(_Model):
+    cron: str
+    phases: list[int] | Literal["all"]
+
+
+class ScheduleSpec(_Model):
+    timezone: str = "UTC"
+    runs: list[ScheduleRunSpec] = []
+
+
+class HostSpec(_Model):
+    buildkit: bool = True
+    min_free_disk_gb: float | int = 0
+    min_memory_gb: float | int = 0
+
+
+class BuildSpec(_Model):
+    fragments_dir: str = "dockerfiles"
+    ca_cert: str | None = None
+    wheelhouse: str | None = Field(
+        None, description="a directory of wheels and sdists; pip installs only from it (offline, air-gapped builds)")
+
+
+class MatrixSpec(_Model):
+    schema_: int = Field(alias="schema")
+    image: str
+    tag: str = "cu{cuda}-py{python}-{target}"
+    labels: dict[str, str] = {}
+    python: list[Version]
+    cuda: dict[Version, CudaSpec]
+    exclude: list[ExcludeSpec] = []
+    packages: dict[str, str] = {}
+    overrides: list[OverrideSpec] = []
+    targets: dict[str, TargetSpec]
+    phases: dict[int, PhaseSpec] = {}
+    schedule: ScheduleSpec = ScheduleSpec()
+    host: HostSpec = HostSpec()
+    build: BuildSpec = BuildSpec()
+
+
+def matrix_json_schema() -> dict:
+    """JSON Schema of the file's shape, for editors (yaml-language-server) and other tools.
+
+    It covers keys and types only; references between sections (a phase naming
+    an excluded cell, a cycle of targets) are checked by ``load_matrix``.
+    """
+    schema = MatrixSpec.model_json_schema(by_alias=True, mode="validation")
+    return {**schema, "$schema": "https://json-schema.org/draft/2020-12/schema", "title": "imagematrix matrix.yaml"}
+
+
