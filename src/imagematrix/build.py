@@ -104,7 +104,7 @@ def local_image(client, ref: str):
 # --- running one docker build ----------------------------------------------------------
 
 
-def run_logged(argv: list[str], env: dict[str, str], log_path: Path, parsed: BuildkitLog,
+def run_docker_build(argv: list[str], env: dict[str, str], log_path: Path, parsed: BuildkitLog,
                on_output: Callable[[Vertex | None], None]) -> int:
     """Run one docker build (procs.run_logged): its output to the cell's log and to BuildKit's
     parser; ``on_output`` gets each line's new vertex (None for other lines)."""
@@ -239,7 +239,7 @@ class Executor:
         previous = local_image(self.client, step.cell.ref)
         self.progress.started(cid, str(log))
         t0 = time.monotonic()
-        rc = run_logged(argv, self.env, log, parsed, lambda v: self.progress.step(cid, v) if v else self.progress.tick(cid))
+        rc = run_docker_build(argv, self.env, log, parsed, lambda v: self.progress.step(cid, v) if v else self.progress.tick(cid))
         took = round(time.monotonic() - t0, 1)
         image = local_image(self.client, step.cell.ref) if rc == 0 else None
         if image is not None and image.labels.get(BUILD_HASH_LABEL) == digest:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ImagematrixError
-from .matrix import Cell, Matrix
+from .model import Cell, Matrix
 from .render import render_cell
 
 HADOLINT_CONFIG = ".hadolint.yaml"

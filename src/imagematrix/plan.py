@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UsageError
-from .matrix import Cell, Matrix, cell_id
+from .model import Cell, Matrix, cell_id
 from .render import Rendered, render_cell
 
 

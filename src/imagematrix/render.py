@@ -26,7 +26,8 @@ import jinja2.sandbox
 from . import contract
 from .contract import MANIFEST_PATH
 from .errors import DiskWriteError, UsageError
-from .matrix import FRAGMENT_SUFFIX, SCHEMA_VERSION, Cell, Matrix
+from .model import Cell, Matrix
+from .schema import FRAGMENT_SUFFIX, SCHEMA_VERSION
 
 CA_SECRET_ID = "ca-bundle"
 CA_SECRET_PATH = f"/run/secrets/{CA_SECRET_ID}"

@@ -27,7 +27,7 @@ from typing import Any
 from .builddir import utcnow
 from .contract import INPUT_HASH_LABEL
 from .errors import ImagematrixError
-from .matrix import Cell, Matrix
+from .model import Cell, Matrix
 
 SECTION = "sizes"
 GB = 1e9

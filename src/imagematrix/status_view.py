@@ -14,7 +14,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from .matrix import Cell
+from .model import Cell
 from .progress import human_duration, human_size
 from .status import read_status, status_path
 

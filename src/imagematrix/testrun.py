@@ -15,231 +15,32 @@ GPU machine that has nothing but torch and pytest.
 from __future__ import annotations
 
 import argparse
-import os
-import shlex
-import shutil
-import subprocess
 import sys
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
-from . import status, testgrid
-from .builddir import utcnow
-from .errors import ImagematrixError, UsageError, outcome
+from . import testgrid
+from .errors import UsageError, outcome
 from .interrupts import sigterm_as_interrupt
-from .testgrid import CellResult
-
-MATRIX_ENV = "IMAGEMATRIX_MATRIX"
-DEFAULT_MATRIX = "matrix.yaml"
-BACKENDS = ("docker", "host")
-
-
-@dataclass(frozen=True)
-class Suite:
-    name: str
-    markers: str  # pytest -m expression
-    timeout: float  # seconds per image unless --timeout says otherwise
-    what: str
-
-    def describe(self, python: str) -> str:
-        return f"GPU suite, {self.what}, in each built Python {python} image (-- --help: options)"
-
-
-SUITES = {
-    "smoke": Suite("smoke", "smoke", 900, "fast checks"),
-    "full": Suite("full", "smoke or full", 3600, "every check"),
-}
-
-# Where things live inside the test container.
-CACHE_IN = "/var/cache/imagematrix"
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the directory that holds imagematrix/ (the suite imports its contract)
-# Cache variables -> subdirectory of the cell's cache dir. HOME is kept on the
-# host: overriding it there would hide `pip install --user` packages.
-CACHE_DIRS = {
-    "TORCH_EXTENSIONS_DIR": "torch_extensions",
-    "TRITON_CACHE_DIR": "triton",
-    "TORCHINDUCTOR_CACHE_DIR": "inductor",
-    "XDG_CACHE_HOME": "xdg",
-    "HOME": "home",
-    # Bytecode of the image's own packages (installed without .pyc): a warm run skips
-    # recompiling torch on every fresh-process probe, and nothing lands beside any source.
-    "PYTHONPYCACHEPREFIX": "pycache",
-}
-# A host's own environment normally has its bytecode already; a prefix would ignore it.
-HOST_KEEPS = ("HOME", "PYTHONPYCACHEPREFIX")
-TOOLS = ("pytest", "pytest-xdist")
-
-# What main()'s exit code means, for the nox session's last line.
-EXIT_MEANING = {
-    1: "not every cell passed (the grid above says which and why), or the run could not start (see above)",
-    2: "usage error (the message above says what to change)",
-    130: "interrupted; the running container was removed",
-    143: "terminated; the running container was removed",
-}
-
-
-@dataclass(frozen=True)
-class Options:
-    suite: Suite
-    pythons: tuple[str, ...] = ()
-    cudas: tuple[str, ...] = ()
-    targets: tuple[str, ...] = ()
-    matrix: str = DEFAULT_MATRIX
-    backend: str = "docker"
-    require_gpu: bool = False
-    timeout: float | None = None
-    workers: str = "auto"  # pytest-xdist -n; "0": one process (measured: 2 workers 1.6x faster on 2 cores)
-    jobs: int = 1  # cells tested at once (docker backend); each gets its own GPU while there are enough
-    build_dir: Path = Path("build")
-    tests_dir: Path = Path("tests/gpu")
-    interpreter: str | None = None
-    pytest_extra: tuple[str, ...] = ()  # after a second `--`: handed to pytest as they are
-
-    @property
-    def limit(self) -> float:
-        return self.timeout or self.suite.timeout
-
-
-@dataclass(frozen=True)
-class CellPaths:
-    junit: Path  # build/test-results/<cell>.xml
-    log: Path  # build/test-results/<cell>.log
-    results: Path  # build/test-results/<cell>/: artifacts, cell.json (host)
-    cache: Path  # build/test-cache/<cell>
-
-    @classmethod
-    def of(cls, build_dir: Path, cell_id: str) -> CellPaths:
-        res = build_dir / "test-results"
-        return cls(res / f"{cell_id}.xml", res / f"{cell_id}.log", res / cell_id, build_dir / "test-cache" / cell_id)
-
-
-# --- pure parts ------------------------------------------------------------------------
-
-
-def default_matrix() -> str:
-    return os.environ.get(MATRIX_ENV) or DEFAULT_MATRIX
-
-
-def session_pythons(matrix: str | None = None) -> tuple[tuple[str, ...], str | None]:
-    """The matrix's Pythons for nox's session names, or () and why (never a traceback)."""
-    path = matrix or default_matrix()
-    try:
-        from .matrix import load_matrix
-
-        return load_matrix(path).pythons, None
-    except ImagematrixError as exc:
-        return (), str(exc)
-    except ImportError as exc:
-        return (), f"cannot read {path}: {exc} (pip install -e '.[dev]')"
-
-
-def pytest_args(
-    opts: Options, tests: str, junit: str, cell_id: str, cell_file: str | None = None
-) -> list[str]:
-    """pytest's arguments (after `python -m pytest`), the same for both backends."""
-    args = [
-        tests, "-m", opts.suite.markers, "-v", "-ra", "--color=no",
-        "-p", "no:cacheprovider",  # the suite's folder is read-only
-        f"--junitxml={junit}", "-o", f"junit_suite_name={cell_id}",
-    ]
-    if cell_file:
-        args += ["--cell", cell_file]
-    if opts.require_gpu:
-        args.append("--require-gpu")
-    if opts.workers not in ("", "0"):
-        args += ["-n", opts.workers, "--dist", "loadgroup"]  # the suite groups tests that share one probe
-    return [*args, *opts.pytest_extra]
-
-
-def cache_env(root: str, keep: tuple[str, ...] = ()) -> dict[str, str]:
-    return {var: f"{root}/{sub}" for var, sub in CACHE_DIRS.items() if var not in keep}
-
-
-def build_command(matrix: str, cuda: str, python: str, target: str) -> str:
-    argv = ["invoke", "build"] + (["--matrix", matrix] if matrix != DEFAULT_MATRIX else [])
-    return shlex.join([*argv, "--cuda", cuda, "--python", python, "--target", target])
-
-
-# --- shared plumbing -------------------------------------------------------------------
-
-
-def ensure_tools(build_dir: Path) -> Path:
-    """pytest + pytest-xdist in ``build/test-tools/site``: pure Python, mounted into every image."""
-    site = build_dir / "test-tools" / "site"
-    if site.is_dir():
-        return site
-    site.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".site-", dir=site.parent))
-    argv = [
-        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-        "--no-compile", "--only-binary=:all:", "--target", str(tmp), *TOOLS,
-    ]
-    print(f"installing the test tools once: {shlex.join(argv)}", flush=True)
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-10:])
-        raise ImagematrixError(
-            f"pip could not install {' '.join(TOOLS)} into {site}:\n{tail}\n"
-            "Fix: check the network or proxy (PIP_INDEX_URL, PIP_CERT), or fill the directory yourself: "
-            f"pip install --target {site} {' '.join(TOOLS)}"
-        )
-    tmp.chmod(0o755)  # mkdtemp's 0700 would hide it from the container's unprivileged uid
-    try:
-        tmp.rename(site)  # atomic; a concurrent run that got there first wins
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return site
-
-
-def tools_versions(site: Path) -> str:
-    names = sorted(p.name[: -len(".dist-info")] for p in site.glob("*.dist-info"))
-    wanted = {t.replace("-", "_") for t in TOOLS}
-    return ", ".join(n.replace("-", " ", 1) for n in names if n.rsplit("-", 1)[0].lower() in wanted)
-
-
-def _prepare_dirs(paths: CellPaths, keep: tuple[str, ...] = (), owner: int | None = None) -> None:
-    for stale in (paths.junit, paths.log):
-        stale.unlink(missing_ok=True)  # a result file is always from this run
-    dirs = [paths.results, paths.results / "artifacts", paths.cache,
-            *(paths.cache / sub for var, sub in CACHE_DIRS.items() if var not in keep)]
-    for d in dirs:
-        d.mkdir(parents=True, exist_ok=True)
-        if owner is not None:
-            os.chown(d, owner, owner)
-
-
-def _finish(result: CellResult, build_dir: Path) -> CellResult:
-    """Record the cell's result next to its build record (status.json, section "test")."""
-    status.update_cell(build_dir, result.cell, "test", result.record(), replace=True)
-    return result
-
-
-def _judge_files(
-    cell_id: str, opts: Options, paths: CellPaths, code: int | None, timed_out: bool, seconds: float, **extra
-) -> CellResult:
-    summary = None
-    if paths.junit.is_file():
-        try:
-            summary = testgrid.parse_junit(paths.junit)
-        except Exception as exc:  # a truncated file from a killed run is an error, not a crash
-            extra["note"] = f"unreadable JUnit {paths.junit}: {exc}"
-    state, note = testgrid.judge(code, summary, timed_out)
-    note = "; ".join(n for n in (note, extra.pop("note", "")) if n)
-    tail = "" if summary and not timed_out else _tail(paths.log)  # no JUnit to explain it: the log must
-    return CellResult(
-        cell_id, state, opts.suite.name, opts.backend, summary or testgrid.Summary(), seconds,
-        str(paths.junit) if summary else "", str(paths.log), note, tail=tail, finished=utcnow(), **extra,
-    )
-
-
-def _tail(log: Path, lines: int = 12) -> str:
-    try:
-        return "\n".join(log.read_text(errors="replace").rstrip().splitlines()[-lines:])
-    except OSError:
-        return ""
-
+from .suite import (  # noqa: F401 - the run's vocabulary, importable from here too
+    BACKENDS,
+    CACHE_DIRS,
+    CACHE_IN,
+    DEFAULT_MATRIX,
+    EXIT_MEANING,
+    HOST_KEEPS,
+    MATRIX_ENV,
+    PACKAGE_ROOT,
+    SUITES,
+    CellPaths,
+    Options,
+    Suite,
+    build_command,
+    cache_env,
+    default_matrix,
+    ensure_tools,
+    pytest_args,
+    session_pythons,
+)
 
 # --- entry point -----------------------------------------------------------------------
 

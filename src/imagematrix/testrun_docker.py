@@ -28,8 +28,7 @@ from . import testgrid
 from .builddir import utcnow
 from .contract import CELL_LABEL
 from .errors import ImagematrixError, UsageError
-from .testgrid import ERROR, MISSING, CellResult
-from .testrun import (
+from .suite import (
     CACHE_IN,
     PACKAGE_ROOT,
     CellPaths,
@@ -43,6 +42,7 @@ from .testrun import (
     pytest_args,
     tools_versions,
 )
+from .testgrid import ERROR, MISSING, CellResult
 
 # Where things live inside the test container.
 TESTS_IN = "/opt/imagematrix/tests"

@@ -17,8 +17,7 @@ from dataclasses import replace
 
 from .errors import ImagematrixError, UsageError
 from .procs import run_logged
-from .testgrid import CellResult
-from .testrun import (
+from .suite import (
     HOST_KEEPS,
     PACKAGE_ROOT,
     CellPaths,
@@ -29,6 +28,7 @@ from .testrun import (
     cache_env,
     pytest_args,
 )
+from .testgrid import CellResult
 
 
 def host_interpreter(opts: Options) -> str:

@@ -77,7 +77,7 @@ class FakeEngine:
             raise ImageNotFound(ref)
         return self.store[ref]
 
-    def run_logged(self, argv, env, log_path, parsed, on_output) -> int:
+    def run_docker_build(self, argv, env, log_path, parsed, on_output) -> int:
         target, ref = argv[argv.index("--target") + 1], argv[argv.index("--tag") + 1]
         labels = dict(a.split("=", 1) for a in argv[1:] if "=" in a and a.startswith("imagematrix."))
         labels["imagematrix.cell"] = ref.rpartition(":")[2]  # the Dockerfile's LABEL (tags are cell ids here)
@@ -110,7 +110,7 @@ class FakeEngine:
 @pytest.fixture
 def engine(monkeypatch) -> FakeEngine:
     e = FakeEngine()
-    monkeypatch.setattr(builds, "run_logged", e.run_logged)
+    monkeypatch.setattr(builds, "run_docker_build", e.run_docker_build)
     return e
 
 
