@@ -23,6 +23,13 @@ CELL_LABEL = f"{LABEL_PREFIX}.cell"  # the cell id: which cell an image is
 INPUT_HASH_LABEL = f"{LABEL_PREFIX}.input-hash"  # the render's hash
 BUILD_HASH_LABEL = f"{LABEL_PREFIX}.build-hash"  # the build's skip key (added at build time)
 
+# How the runner and the suite meet inside an image: the unprivileged uid both use (no passwd
+# entry, like `docker run --user 10001`), its $USER, and the compile caches the runner points
+# at a per-cell directory (the suite makes temporary ones when they are unset).
+UNPRIVILEGED_UID = 10001
+UNPRIVILEGED_USER = "imagematrix"
+COMPILE_CACHE_VARS = ("TORCH_EXTENSIONS_DIR", "TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR")
+
 KINDS = ("devel", "runtime", "host")  # host: a bare interpreter described by tests/gpu/describe_host.py
 RELATIONS = ("extends", "slim")
 EXTENSION_BUILDS = ("cuda", "cpu")  # cpu: compiled extensions were built without CUDA kernels (no nvcc)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from . import testgrid
 from .builddir import utcnow
-from .contract import CELL_LABEL
+from .contract import CELL_LABEL, UNPRIVILEGED_UID, UNPRIVILEGED_USER
 from .errors import ImagematrixError, UsageError
 from .suite import (
     CACHE_IN,
@@ -53,7 +53,7 @@ JUNIT_NAME = "junit.xml"
 
 # Root on the host runs the container as this uid (no passwd entry, like most
 # `docker run --user N` in CI); anyone else runs it as themselves.
-CONTAINER_UID = 10001
+CONTAINER_UID = UNPRIVILEGED_UID
 SHM_SIZE = "1g"  # Docker's 64 MB /dev/shm breaks DataLoader workers and Ray
 
 # GPU access: the engine's NVIDIA runtime, else a CDI spec for NVIDIA GPUs.
@@ -139,7 +139,7 @@ def container_spec(
         **cache_env(CACHE_IN),
         "PYTHONPATH": pythonpath,
         "IMAGEMATRIX_ARTIFACTS": f"{RESULTS_IN}/artifacts",
-        "USER": "imagematrix",  # getpass.getuser() works for a uid without a passwd entry
+        "USER": UNPRIVILEGED_USER,  # getpass.getuser() works for a uid without a passwd entry
     }
     argv = ["python", "-m", "pytest", *pytest_args(opts, TESTS_IN, f"{RESULTS_IN}/{JUNIT_NAME}", cell_id)]
     volumes = {

@@ -20,13 +20,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from imagematrix import contract
+
 RESULT_MARK = "IMAGEMATRIX-PROBE-RESULT "
 PROBE_SOURCE = Path(__file__).with_name("gpu_probe.py")
 # A uid with no passwd entry, like `docker run --user 10001`: HOME falls back
 # to "/", getpass.getuser() fails, nothing under HOME is writable.
-NONROOT_UID = 10001
-NAMELESS_USER = "imagematrix"  # $USER for a uid without a passwd entry (the runner sets the same in containers)
-CACHE_VARS = ("TORCH_EXTENSIONS_DIR", "TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR")
+NONROOT_UID = contract.UNPRIVILEGED_UID
+NAMELESS_USER = contract.UNPRIVILEGED_USER  # $USER for a uid without a passwd entry (the runner sets the same)
+CACHE_VARS = contract.COMPILE_CACHE_VARS
 
 
 @dataclass(frozen=True)
