@@ -348,218 +348,283 @@ def _schema_problem(loc: _Index, where: tuple, is_key: bool, err: dict) -> Probl
     return loc.problem(where, msg)
 
 
-def _resolve(spec: MatrixSpec, path: Path, loc: _Index) -> Matrix:
-    problems: list[Problem] = []
-    warnings: list[str] = []
-    bad = lambda where, msg: problems.append(loc.problem(where, msg))  # noqa: E731
+class _Resolver:
+    """What the schema cannot check, one section of the file at a time, and the Matrix built
+    from it. Problems are collected, not raised at the first, so a file's every problem is
+    listed; a broken target graph stops resolution (nothing after it can be checked)."""
 
-    if spec.schema_ != SCHEMA_VERSION:
-        bad(("schema",), f"schema {spec.schema_} is not supported (this imagematrix reads schema {SCHEMA_VERSION})")
-    if not NAME_RE.match(spec.image):
-        bad(("image",), f"{spec.image!r} is not a valid image name: lowercase components of [a-z0-9._-] joined by '/', optionally after a registry host (e.g. plumiiume/cslr-exp-platform, ghcr.io/org/name); no tag here, the tag comes from 'tag'")
-    for key, value in spec.labels.items():
-        why = label_problem(key, value)
-        if why:  # the key path alone: the bad key itself may hold a newline
-            problems.append(Problem(path, loc.line(("labels", key)), ("labels",), why))
-    for i, v in enumerate(spec.python):
-        if v in spec.python[:i]:
-            bad(("python", i), f"python {v} is listed twice")
-    if not spec.python:
-        bad(("python",), "list at least one Python version")
-    if not spec.cuda:
-        bad(("cuda",), "list at least one CUDA version")
+    def __init__(self, spec: MatrixSpec, path: Path, loc: _Index):
+        self.spec, self.path, self.loc = spec, path, loc
+        self.problems: list[Problem] = []
+        self.warnings: list[str] = []
 
-    wheelhouse = (path.parent / spec.build.wheelhouse).resolve() if spec.build.wheelhouse else None
-    if wheelhouse is not None and not wheelhouse.is_dir():
-        bad(("build", "wheelhouse"), f"directory {wheelhouse} does not exist (a folder of wheels and sdists for offline builds)")
-    fragments_dir = (path.parent / spec.build.fragments_dir).resolve()
-    available = sorted(p.name[: -len(FRAGMENT_SUFFIX)] for p in fragments_dir.glob(f"*{FRAGMENT_SUFFIX}")) if fragments_dir.is_dir() else []
-    if not fragments_dir.is_dir():
-        bad(("build", "fragments_dir"), f"directory {fragments_dir} does not exist")
+    def bad(self, where: tuple, msg: str) -> None:
+        self.problems.append(self.loc.problem(where, msg))
 
-    cudas: dict[str, Cuda] = {}
-    for ver, c in spec.cuda.items():
-        for role, ref in c.bases.items():
-            if not valid_reference(ref):
-                bad(("cuda", ver, "bases", role), f"{ref!r} is not a valid image reference: name[:tag][@digest] in lowercase, e.g. nvidia/cuda:12.8.1-cudnn-devel-ubuntu24.04")
-        if ver.split(".")[0] != c.torch_cuda.split(".")[0]:
-            bad(("cuda", ver, "torch_cuda"), f"torch_cuda {c.torch_cuda} has another major version than CUDA {ver}; torch's CUDA major must match the toolkit's")
-        cudas[ver] = Cuda(ver, c.torch_cuda, c.torch_index, c.arch_list, dict(c.bases), dict(c.packages), c.extensions)
+    def top_level(self) -> None:
+        """schema, image, labels, python and cuda lists."""
+        if self.spec.schema_ != SCHEMA_VERSION:
+            self.bad(("schema",), f"schema {self.spec.schema_} is not supported (this imagematrix reads schema {SCHEMA_VERSION})")
+        if not NAME_RE.match(self.spec.image):
+            self.bad(("image",), f"{self.spec.image!r} is not a valid image name: lowercase components of [a-z0-9._-] joined by '/', optionally after a registry host (e.g. plumiiume/cslr-exp-platform, ghcr.io/org/name); no tag here, the tag comes from 'tag'")
+        for key, value in self.spec.labels.items():
+            why = label_problem(key, value)
+            if why:  # the key path alone: the bad key itself may hold a newline
+                self.problems.append(Problem(self.path, self.loc.line(("labels", key)), ("labels",), why))
+        for i, v in enumerate(self.spec.python):
+            if v in self.spec.python[:i]:
+                self.bad(("python", i), f"python {v} is listed twice")
+        if not self.spec.python:
+            self.bad(("python",), "list at least one Python version")
+        if not self.spec.cuda:
+            self.bad(("cuda",), "list at least one CUDA version")
 
-    def check_family(where: tuple, cuda: str | None, python: str | None) -> None:
+    def build_dirs(self) -> tuple[Path | None, Path, list[str]]:
+        """The wheelhouse, the fragments directory and the fragments in it."""
+        wheelhouse = (self.path.parent / self.spec.build.wheelhouse).resolve() if self.spec.build.wheelhouse else None
+        if wheelhouse is not None and not wheelhouse.is_dir():
+            self.bad(("build", "wheelhouse"), f"directory {wheelhouse} does not exist (a folder of wheels and sdists for offline builds)")
+        fragments_dir = (self.path.parent / self.spec.build.fragments_dir).resolve()
+        available = sorted(p.name[: -len(FRAGMENT_SUFFIX)] for p in fragments_dir.glob(f"*{FRAGMENT_SUFFIX}")) if fragments_dir.is_dir() else []
+        if not fragments_dir.is_dir():
+            self.bad(("build", "fragments_dir"), f"directory {fragments_dir} does not exist")
+        return wheelhouse, fragments_dir, available
+
+    def cudas(self) -> dict[str, Cuda]:
+        cudas: dict[str, Cuda] = {}
+        for ver, c in self.spec.cuda.items():
+            for role, ref in c.bases.items():
+                if not valid_reference(ref):
+                    self.bad(("cuda", ver, "bases", role), f"{ref!r} is not a valid image reference: name[:tag][@digest] in lowercase, e.g. nvidia/cuda:12.8.1-cudnn-devel-ubuntu24.04")
+            if ver.split(".")[0] != c.torch_cuda.split(".")[0]:
+                self.bad(("cuda", ver, "torch_cuda"), f"torch_cuda {c.torch_cuda} has another major version than CUDA {ver}; torch's CUDA major must match the toolkit's")
+            cudas[ver] = Cuda(ver, c.torch_cuda, c.torch_index, c.arch_list, dict(c.bases), dict(c.packages), c.extensions)
+        return cudas
+
+    def check_family(self, where: tuple, cuda: str | None, python: str | None) -> None:
         """An exclusion's or override's cuda/python name versions of the matrix (None: any)."""
-        if cuda is not None and cuda not in spec.cuda:
-            bad((*where, "cuda"), f"unknown CUDA version {cuda} (allowed: {', '.join(spec.cuda)})")
-        if python is not None and python not in spec.python:
-            bad((*where, "python"), f"unknown Python version {python} (allowed: {', '.join(spec.python)})")
+        if cuda is not None and cuda not in self.spec.cuda:
+            self.bad((*where, "cuda"), f"unknown CUDA version {cuda} (allowed: {', '.join(self.spec.cuda)})")
+        if python is not None and python not in self.spec.python:
+            self.bad((*where, "python"), f"unknown Python version {python} (allowed: {', '.join(self.spec.python)})")
 
-    overrides: list[Override] = []
-    for i, o in enumerate(spec.overrides):
-        where = ("overrides", i)
-        check_family(where, o.cuda, o.python)
-        if not o.bases and not o.packages:
-            bad(where, "an override sets 'bases', 'packages' or both for the families it matches")
-        for role, ref in o.bases.items():
-            if not valid_reference(ref):
-                bad((*where, "bases", role), f"{ref!r} is not a valid image reference: name[:tag][@digest] in lowercase")
-        overrides.append(Override(o.cuda, o.python, dict(o.bases), dict(o.packages)))
+    def overrides(self) -> list[Override]:
+        overrides: list[Override] = []
+        for i, o in enumerate(self.spec.overrides):
+            where = ("overrides", i)
+            self.check_family(where, o.cuda, o.python)
+            if not o.bases and not o.packages:
+                self.bad(where, "an override sets 'bases', 'packages' or both for the families it matches")
+            for role, ref in o.bases.items():
+                if not valid_reference(ref):
+                    self.bad((*where, "bases", role), f"{ref!r} is not a valid image reference: name[:tag][@digest] in lowercase")
+            overrides.append(Override(o.cuda, o.python, dict(o.bases), dict(o.packages)))
+        return overrides
 
-    def family_bases(ver: str, python: str) -> dict[str, str]:
-        bases = dict(spec.cuda[ver].bases)
+    def family_bases(self, overrides: list[Override], ver: str, python: str) -> dict[str, str]:
+        bases = dict(self.spec.cuda[ver].bases)
         for o in overrides:
             if o.matches(ver, python):
                 bases.update(o.bases)
         return bases
 
-    # Target graph: references, one parent relation, no cycles.
-    names = list(spec.targets)
-    for name, t in spec.targets.items():
-        where = ("targets", name)
-        if not TARGET_RE.match(name):
-            bad(where, f"target name {name!r} must match [a-z][a-z0-9-]* (it names a Dockerfile stage)")
-        if t.extends and t.slim:
-            bad(where, "set either 'extends' (add to the parent image) or 'slim' (copy the parent's environment onto a plain base), not both")
-        for rel in ("extends", "slim"):
-            parent = getattr(t, rel)
-            if parent is not None and parent not in spec.targets:
-                bad((*where, rel), f"unknown target {parent!r} (allowed: {', '.join(n for n in names if n != name)})")
-        if t.extends and t.base:
-            bad((*where, "base"), "a target that extends another starts from its parent, not from a base image: remove 'base'")
-        if not t.extends and not t.base:
-            bad(where, f"a root or slim target needs 'base' (a role of cuda.*.bases, e.g. {', '.join(_roles(spec)) or 'devel'})")
-        if t.base:
-            for ver in spec.cuda:
-                for pv in spec.python:
-                    have = family_bases(ver, pv)
-                    if t.base not in have:
-                        bad((*where, "base"), f"CUDA {ver} + Python {pv} has no base image for role {t.base!r} "
-                            f"(it has: {', '.join(have) or 'none'}; set cuda.{ver}.bases or an override)")
-                        break
-        if t.prune and not t.slim:
-            bad((*where, "prune"), "'prune' only applies to slim targets (it trims the parent before the copy)")
-        for key in ("fragments", "prune"):
-            for i, frag in enumerate(getattr(t, key)):
-                if fragments_dir.is_dir() and frag not in available:
-                    bad((*where, key, i), f"no fragment {frag}{FRAGMENT_SUFFIX} in {fragments_dir} (available: {', '.join(available)})")
-        if t.budget_gb is not None and t.budget_gb <= 0:
-            bad((*where, "budget_gb"), "must be a positive number of GB")
+    def graph(self, fragments_dir: Path, available: list[str], overrides: list[Override]) -> tuple[list[str], dict[str, tuple[str, ...]]]:
+        """References, one parent relation, no cycles: the target names and each one's lineage."""
+        names = list(self.spec.targets)
+        for name, t in self.spec.targets.items():
+            where = ("targets", name)
+            if not TARGET_RE.match(name):
+                self.bad(where, f"target name {name!r} must match [a-z][a-z0-9-]* (it names a Dockerfile stage)")
+            if t.extends and t.slim:
+                self.bad(where, "set either 'extends' (add to the parent image) or 'slim' (copy the parent's environment onto a plain base), not both")
+            for rel in ("extends", "slim"):
+                parent = getattr(t, rel)
+                if parent is not None and parent not in self.spec.targets:
+                    self.bad((*where, rel), f"unknown target {parent!r} (allowed: {', '.join(n for n in names if n != name)})")
+            if t.extends and t.base:
+                self.bad((*where, "base"), "a target that extends another starts from its parent, not from a base image: remove 'base'")
+            if not t.extends and not t.base:
+                self.bad(where, f"a root or slim target needs 'base' (a role of cuda.*.bases, e.g. {', '.join(_roles(self.spec)) or 'devel'})")
+            if t.base:
+                for ver in self.spec.cuda:
+                    for pv in self.spec.python:
+                        have = self.family_bases(overrides, ver, pv)
+                        if t.base not in have:
+                            self.bad((*where, "base"), f"CUDA {ver} + Python {pv} has no base image for role {t.base!r} "
+                                f"(it has: {', '.join(have) or 'none'}; set cuda.{ver}.bases or an override)")
+                            break
+            if t.prune and not t.slim:
+                self.bad((*where, "prune"), "'prune' only applies to slim targets (it trims the parent before the copy)")
+            for key in ("fragments", "prune"):
+                for i, frag in enumerate(getattr(t, key)):
+                    if fragments_dir.is_dir() and frag not in available:
+                        self.bad((*where, key, i), f"no fragment {frag}{FRAGMENT_SUFFIX} in {fragments_dir} (available: {', '.join(available)})")
+            if t.budget_gb is not None and t.budget_gb <= 0:
+                self.bad((*where, "budget_gb"), "must be a positive number of GB")
 
-    lineages: dict[str, tuple[str, ...]] = {}
-    cycles: set[frozenset[str]] = set()
-    for name in names:
-        chain, cur = [name], name
-        while True:
-            t = spec.targets[cur]
+        lineages: dict[str, tuple[str, ...]] = {}
+        cycles: set[frozenset[str]] = set()
+        for name in names:
+            chain, cur = [name], name
+            while True:
+                t = self.spec.targets[cur]
+                parent = t.extends or t.slim
+                if parent is None or parent not in self.spec.targets:
+                    break
+                if parent in chain:
+                    ring = chain[chain.index(parent):]
+                    if frozenset(ring) not in cycles:  # report each cycle once, at its first target
+                        cycles.add(frozenset(ring))
+                        cycle = " -> ".join([*ring, parent][::-1])
+                        self.bad(("targets", name, "extends" if t.extends else "slim"),
+                            f"the target graph has a cycle: {cycle} (a target cannot build on itself; "
+                            "one of them must start from a 'base' instead)")
+                    break
+                chain.append(parent)
+                cur = parent
+            lineages[name] = tuple(reversed(chain))
+        return names, lineages
+
+    def targets(self, names: list[str], lineages: dict[str, tuple[str, ...]]) -> dict[str, Target]:
+        """Each target with its inherited features and PyG extensions, in file order."""
+        targets: dict[str, Target] = {}
+        for name in sorted(names, key=lambda n: len(lineages[n])):
+            t = self.spec.targets[name]
             parent = t.extends or t.slim
-            if parent is None or parent not in spec.targets:
-                break
-            if parent in chain:
-                ring = chain[chain.index(parent):]
-                if frozenset(ring) not in cycles:  # report each cycle once, at its first target
-                    cycles.add(frozenset(ring))
-                    cycle = " -> ".join([*ring, parent][::-1])
-                    bad(("targets", name, "extends" if t.extends else "slim"),
-                        f"the target graph has a cycle: {cycle} (a target cannot build on itself; "
-                        "one of them must start from a 'base' instead)")
-                break
-            chain.append(parent)
-            cur = parent
-        lineages[name] = tuple(reversed(chain))
-    # A broken target graph cannot be resolved further; other problems are collected on.
-    if any(p.path[:1] == ("targets",) for p in problems):
-        raise MatrixError(problems)
+            inherited = targets[parent] if parent else None
+            feats = set(inherited.features if inherited else ()) | set(t.features)
+            feats -= set(t.drop_features)
+            targets[name] = Target(
+                name=name,
+                description=t.description,
+                parent=parent,
+                relation="extends" if t.extends else "slim" if t.slim else None,
+                base=t.base,
+                prune=tuple(t.prune),
+                fragments=tuple(t.fragments),
+                features=tuple(f for f in FEATURES if f in feats),
+                pyg_extensions=tuple(dict.fromkeys([*(inherited.pyg_extensions if inherited else ()), *t.pyg_extensions])),
+                options=dict(t.options),
+                budget_gb=float(t.budget_gb) if t.budget_gb is not None else None,
+                lineage=lineages[name],
+            )
+        targets = {n: targets[n] for n in names}
+        return targets
 
-    targets: dict[str, Target] = {}
-    for name in sorted(names, key=lambda n: len(lineages[n])):
-        t = spec.targets[name]
-        parent = t.extends or t.slim
-        inherited = targets[parent] if parent else None
-        feats = set(inherited.features if inherited else ()) | set(t.features)
-        feats -= set(t.drop_features)
-        targets[name] = Target(
-            name=name,
-            description=t.description,
-            parent=parent,
-            relation="extends" if t.extends else "slim" if t.slim else None,
-            base=t.base,
-            prune=tuple(t.prune),
-            fragments=tuple(t.fragments),
-            features=tuple(f for f in FEATURES if f in feats),
-            pyg_extensions=tuple(dict.fromkeys([*(inherited.pyg_extensions if inherited else ()), *t.pyg_extensions])),
-            options=dict(t.options),
-            budget_gb=float(t.budget_gb) if t.budget_gb is not None else None,
-            lineage=lineages[name],
-        )
-    targets = {n: targets[n] for n in names}
+    def exclusions(self, names: list[str]) -> dict[str, str]:
+        """Cell id -> the first matching exclusion's reason."""
+        # Exclusions.
+        excluded: dict[str, str] = {}
+        for i, e in enumerate(self.spec.exclude):
+            where = ("exclude", i)
+            self.check_family(where, e.cuda, e.python)
+            if e.target is not None and e.target not in self.spec.targets:
+                self.bad((*where, "target"), f"unknown target {e.target!r} (allowed: {', '.join(names)})")
+            if e.cuda is None and e.python is None and e.target is None:
+                self.bad(where, "an exclusion needs at least one of cuda, python, target")
+            for cv in self.spec.cuda:
+                for pv in self.spec.python:
+                    for tn in names:
+                        if (e.cuda in (None, cv)) and (e.python in (None, pv)) and (e.target in (None, tn)):
+                            excluded.setdefault(cell_id(cv, pv, tn), e.reason)
+        return excluded
 
-    # Exclusions.
-    excluded: dict[str, str] = {}
-    for i, e in enumerate(spec.exclude):
-        where = ("exclude", i)
-        check_family(where, e.cuda, e.python)
-        if e.target is not None and e.target not in spec.targets:
-            bad((*where, "target"), f"unknown target {e.target!r} (allowed: {', '.join(names)})")
-        if e.cuda is None and e.python is None and e.target is None:
-            bad(where, "an exclusion needs at least one of cuda, python, target")
-        for cv in spec.cuda:
-            for pv in spec.python:
-                for tn in names:
-                    if (e.cuda in (None, cv)) and (e.python in (None, pv)) and (e.target in (None, tn)):
-                        excluded.setdefault(cell_id(cv, pv, tn), e.reason)
+    def phases(self, names: list[str], excluded: dict[str, str]) -> tuple[dict[int, Phase], dict[str, list[int]]]:
+        """The phases, and the phases each cell is in."""
+        # Phases name existing, included cells, once each.
+        phase_of: dict[str, list[int]] = {}
+        phases: dict[int, Phase] = {}
+        for num, ph in self.spec.phases.items():
+            ids: list[str] = []
+            for i, pc in enumerate(ph.cells):
+                where = ("phases", num, "cells", i)
+                if pc.cuda not in self.spec.cuda:
+                    self.bad((*where, "cuda"), f"unknown CUDA version {pc.cuda} (allowed: {', '.join(self.spec.cuda)})")
+                    continue
+                if pc.python not in self.spec.python:
+                    self.bad((*where, "python"), f"unknown Python version {pc.python} (allowed: {', '.join(self.spec.python)})")
+                    continue
+                for j, tn in enumerate(pc.targets):
+                    cid = cell_id(pc.cuda, pc.python, tn)
+                    if tn not in self.spec.targets:
+                        self.bad((*where, "targets", j), f"unknown target {tn!r} (allowed: {', '.join(names)})")
+                    elif cid in excluded:
+                        self.bad((*where, "targets", j), f"cell {cid} is excluded ({excluded[cid]}); remove it from the phase or from 'exclude'")
+                    elif cid in ids:
+                        self.bad((*where, "targets", j), f"cell {cid} is listed twice in phase {num}")
+                    else:
+                        ids.append(cid)
+                        phase_of.setdefault(cid, []).append(num)
+            phases[num] = Phase(num, ph.name, tuple(ids))
+            if not ph.cells:
+                self.warnings.append(f"{self.path}:{self.loc.line(('phases', num))}: phases.{num}: phase {num} has no cells: `invoke build --phase {num}` builds nothing")
+        return phases, phase_of
 
-    # Phases name existing, included cells, once each.
-    phase_of: dict[str, list[int]] = {}
-    phases: dict[int, Phase] = {}
-    for num, ph in spec.phases.items():
-        ids: list[str] = []
-        for i, pc in enumerate(ph.cells):
-            where = ("phases", num, "cells", i)
-            if pc.cuda not in spec.cuda:
-                bad((*where, "cuda"), f"unknown CUDA version {pc.cuda} (allowed: {', '.join(spec.cuda)})")
-                continue
-            if pc.python not in spec.python:
-                bad((*where, "python"), f"unknown Python version {pc.python} (allowed: {', '.join(spec.python)})")
-                continue
-            for j, tn in enumerate(pc.targets):
-                cid = cell_id(pc.cuda, pc.python, tn)
-                if tn not in spec.targets:
-                    bad((*where, "targets", j), f"unknown target {tn!r} (allowed: {', '.join(names)})")
-                elif cid in excluded:
-                    bad((*where, "targets", j), f"cell {cid} is excluded ({excluded[cid]}); remove it from the phase or from 'exclude'")
-                elif cid in ids:
-                    bad((*where, "targets", j), f"cell {cid} is listed twice in phase {num}")
-                else:
-                    ids.append(cid)
-                    phase_of.setdefault(cid, []).append(num)
-        phases[num] = Phase(num, ph.name, tuple(ids))
-        if not ph.cells:
-            warnings.append(f"{path}:{loc.line(('phases', num))}: phases.{num}: phase {num} has no cells: `invoke build --phase {num}` builds nothing")
-
-    # Tag template and schedule.
-    why = tag_template_problem(spec.tag)
-    if why:
-        bad(("tag",), why)
-    sample = render_tag(spec.tag, next(iter(cudas.values())), spec.python[0], names[0]) if cudas and spec.python and not why else ""
-    if sample and not TAG_RE.match(sample):
-        bad(("tag",), f"renders tags like {sample!r}, which Docker rejects (allowed: [A-Za-z0-9_.-], at most 128, not starting with . or -)")
-    if not _known_timezone(spec.schedule.timezone):
-        bad(("schedule", "timezone"), f"unknown time zone {spec.schedule.timezone!r} (an IANA name such as UTC, Asia/Tokyo, Europe/Berlin)")
-    schedule: list[ScheduleRun] = []
-    for i, run in enumerate(spec.schedule.runs):
-        why = cron_problem(run.cron)
+    def tag_and_schedule(self, cudas: dict[str, Cuda], names: list[str], phases: dict[int, Phase]) -> list[ScheduleRun]:
+        # Tag template and schedule.
+        why = tag_template_problem(self.spec.tag)
         if why:
-            bad(("schedule", "runs", i, "cron"), f"{run.cron!r} is not a valid cron expression: {why}")
-        if run.phases == "all":
-            nums = tuple(phases)
-        else:
-            nums = tuple(run.phases)
-            for j, n in enumerate(nums):
-                if n not in phases:
-                    bad(("schedule", "runs", i, "phases", j), f"unknown phase {n} (allowed: {', '.join(map(str, phases))}, or 'all')")
-        schedule.append(ScheduleRun(run.cron.strip(), nums))
-    if problems:
-        raise MatrixError(problems)
+            self.bad(("tag",), why)
+        sample = render_tag(self.spec.tag, next(iter(cudas.values())), self.spec.python[0], names[0]) if cudas and self.spec.python and not why else ""
+        if sample and not TAG_RE.match(sample):
+            self.bad(("tag",), f"renders tags like {sample!r}, which Docker rejects (allowed: [A-Za-z0-9_.-], at most 128, not starting with . or -)")
+        if not _known_timezone(self.spec.schedule.timezone):
+            self.bad(("schedule", "timezone"), f"unknown time zone {self.spec.schedule.timezone!r} (an IANA name such as UTC, Asia/Tokyo, Europe/Berlin)")
+        schedule: list[ScheduleRun] = []
+        for i, run in enumerate(self.spec.schedule.runs):
+            why = cron_problem(run.cron)
+            if why:
+                self.bad(("schedule", "runs", i, "cron"), f"{run.cron!r} is not a valid cron expression: {why}")
+            if run.phases == "all":
+                nums = tuple(phases)
+            else:
+                nums = tuple(run.phases)
+                for j, n in enumerate(nums):
+                    if n not in phases:
+                        self.bad(("schedule", "runs", i, "phases", j), f"unknown phase {n} (allowed: {', '.join(map(str, phases))}, or 'all')")
+            schedule.append(ScheduleRun(run.cron.strip(), nums))
+        return schedule
 
+    def cells(self, m: Matrix, excluded: dict[str, str], phase_of: dict[str, list[int]]) -> list[Cell]:
+        """Every included cell, families in file order and targets parents first; tags unique and valid."""
+        cells: list[Cell] = []
+        tags: dict[str, str] = {}
+        for cv, cuda in m.cudas.items():
+            for pv in self.spec.python:
+                for tn in m.target_order():
+                    cid = cell_id(cv, pv, tn)
+                    if cid in excluded:
+                        continue
+                    cell = make_cell(m, cuda, pv, m.targets[tn], tuple(phase_of.get(cid, ())))
+                    if not TAG_RE.match(cell.tag):
+                        self.bad(("tag",), f"cell {cid} renders tag {cell.tag!r}, which Docker rejects")
+                    elif cell.tag in tags:
+                        self.bad(("tag",), f"cells {tags[cell.tag]} and {cid} both render tag {cell.tag!r}: add the missing placeholder")
+                    tags[cell.tag] = cid
+                    cells.append(cell)
+                    if m.phases and not cell.phases:
+                        self.warnings.append(
+                            f"{self.path}: cell {cid} is in no phase, so `invoke build --phase N` never builds it "
+                            "(add it to a phase, or exclude it)"
+                        )
+        return cells
+
+
+def _resolve(spec: MatrixSpec, path: Path, loc: _Index) -> Matrix:
+    r = _Resolver(spec, path, loc)
+    r.top_level()
+    wheelhouse, fragments_dir, available = r.build_dirs()
+    cudas = r.cudas()
+    overrides = r.overrides()
+    names, lineages = r.graph(fragments_dir, available, overrides)
+    if any(p.path[:1] == ("targets",) for p in r.problems):
+        raise MatrixError(r.problems)  # a broken target graph cannot be resolved further; the rest is collected on
+    targets = r.targets(names, lineages)
+    excluded = r.exclusions(names)
+    phases, phase_of = r.phases(names, excluded)
+    schedule = r.tag_and_schedule(cudas, names, phases)
+    if r.problems:
+        raise MatrixError(r.problems)
     m = Matrix(
         path=path,
         image=spec.image,
@@ -580,29 +645,10 @@ def _resolve(spec: MatrixSpec, path: Path, loc: _Index) -> Matrix:
         wheelhouse=wheelhouse,
         cells=(),
     )
-    cells: list[Cell] = []
-    tags: dict[str, str] = {}
-    for cv, cuda in cudas.items():
-        for pv in spec.python:
-            for tn in m.target_order():
-                cid = cell_id(cv, pv, tn)
-                if cid in excluded:
-                    continue
-                cell = make_cell(m, cuda, pv, targets[tn], tuple(phase_of.get(cid, ())))
-                if not TAG_RE.match(cell.tag):
-                    bad(("tag",), f"cell {cid} renders tag {cell.tag!r}, which Docker rejects")
-                elif cell.tag in tags:
-                    bad(("tag",), f"cells {tags[cell.tag]} and {cid} both render tag {cell.tag!r}: add the missing placeholder")
-                tags[cell.tag] = cid
-                cells.append(cell)
-                if phases and not cell.phases:
-                    warnings.append(
-                        f"{path}: cell {cid} is in no phase, so `invoke build --phase N` never builds it "
-                        "(add it to a phase, or exclude it)"
-                    )
-    if problems:
-        raise MatrixError(problems)
-    return replace(m, cells=tuple(cells), warnings=tuple(warnings))
+    cells = r.cells(m, excluded, phase_of)
+    if r.problems:
+        raise MatrixError(r.problems)
+    return replace(m, cells=tuple(cells), warnings=tuple(r.warnings))
 
 
 def _known_timezone(name: str) -> bool:
