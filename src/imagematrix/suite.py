@@ -188,7 +188,7 @@ def tools_versions(site: Path) -> str:
     return ", ".join(n.replace("-", " ", 1) for n in names if n.rsplit("-", 1)[0].lower() in wanted)
 
 
-def _prepare_dirs(paths: CellPaths, keep: tuple[str, ...] = (), owner: int | None = None) -> None:
+def prepare_dirs(paths: CellPaths, keep: tuple[str, ...] = (), owner: int | None = None) -> None:
     for stale in (paths.junit, paths.log):
         stale.unlink(missing_ok=True)  # a result file is always from this run
     dirs = [paths.results, paths.results / "artifacts", paths.cache,
@@ -199,13 +199,13 @@ def _prepare_dirs(paths: CellPaths, keep: tuple[str, ...] = (), owner: int | Non
             os.chown(d, owner, owner)
 
 
-def _finish(result: CellResult, build_dir: Path) -> CellResult:
+def record_result(result: CellResult, build_dir: Path) -> CellResult:
     """Record the cell's result next to its build record (status.json, section "test")."""
     status.update_cell(build_dir, result.cell, "test", result.record(), replace=True)
     return result
 
 
-def _judge_files(
+def judge_files(
     cell_id: str, opts: Options, paths: CellPaths, code: int | None, timed_out: bool, seconds: float, **extra
 ) -> CellResult:
     summary = None

@@ -33,13 +33,13 @@ from .suite import (
     PACKAGE_ROOT,
     CellPaths,
     Options,
-    _finish,
-    _judge_files,
-    _prepare_dirs,
     build_command,
     cache_env,
     ensure_tools,
+    judge_files,
+    prepare_dirs,
     pytest_args,
+    record_result,
     tools_versions,
 )
 from .testgrid import ERROR, MISSING, CellResult
@@ -249,7 +249,7 @@ def run_in_image(client, m, cell, opts: Options, gpu: GpuAccess, tools: Callable
     fixed = {"suite": opts.suite.name, "backend": "docker", "gpu": gpu.label}
 
     def done(state: str, note: str, **extra) -> CellResult:
-        return _finish(CellResult(cell.id, state, note=note, finished=utcnow(), **fixed, **extra), opts.build_dir)
+        return record_result(CellResult(cell.id, state, note=note, finished=utcnow(), **fixed, **extra), opts.build_dir)
 
     try:
         image = client.images.get(cell.ref)
@@ -263,7 +263,7 @@ def run_in_image(client, m, cell, opts: Options, gpu: GpuAccess, tools: Callable
     if not is_current(m, cell, labels):
         notes.append(f"stale: built from other inputs than the matrix renders now ({rebuild})")
     euid = os.geteuid()
-    _prepare_dirs(paths, owner=CONTAINER_UID if euid == 0 else None)
+    prepare_dirs(paths, owner=CONTAINER_UID if euid == 0 else None)
     name = f"imagematrix-test-{cell.id}-{os.getpid()}-{int(time.time())}"
     spec = container_spec(
         image.id, image.attrs.get("Config", {}).get("Env") or [], opts, cell.id, paths, tools(), gpu,
@@ -296,8 +296,8 @@ def run_in_image(client, m, cell, opts: Options, gpu: GpuAccess, tools: Callable
     if junit_in.is_file():
         junit_in.replace(paths.junit)
         os.chown(paths.junit, euid, os.getegid())  # the container's uid wrote it; the result is ours
-    result = _judge_files(cell.id, opts, paths, code, timed_out, time.monotonic() - start, note="; ".join(notes))
-    return _finish(replace(result, image_id=image.id, gpu=fixed["gpu"]), opts.build_dir)
+    result = judge_files(cell.id, opts, paths, code, timed_out, time.monotonic() - start, note="; ".join(notes))
+    return record_result(replace(result, image_id=image.id, gpu=fixed["gpu"]), opts.build_dir)
 
 
 def _owner_gone(labels: dict[str, str], host: str) -> bool:

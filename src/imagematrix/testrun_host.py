@@ -22,11 +22,11 @@ from .suite import (
     PACKAGE_ROOT,
     CellPaths,
     Options,
-    _finish,
-    _judge_files,
-    _prepare_dirs,
     cache_env,
+    judge_files,
+    prepare_dirs,
     pytest_args,
+    record_result,
 )
 from .testgrid import CellResult
 
@@ -79,7 +79,7 @@ def run_host(opts: Options) -> list[CellResult]:
         print(f"note: pytest-xdist is not installed for {interp}: running in one process", flush=True)
         opts = replace(opts, workers="0")
     paths = CellPaths.of(opts.build_dir, cid)
-    _prepare_dirs(paths, keep=HOST_KEEPS)
+    prepare_dirs(paths, keep=HOST_KEEPS)
     cell_file = paths.results / "cell.json"
     cell_file.write_text(proc.stdout)
     # An empty ini: the repository's pytest settings are for its own tests, not the suite.
@@ -96,6 +96,6 @@ def run_host(opts: Options) -> list[CellResult]:
     print(f"\n==> {cid}: {interp} (limit {opts.limit:.0f}s)\n    {shlex.join(argv)}", flush=True)
     start = time.monotonic()
     code, timed_out = run_logged(argv, env, paths.log, echo=True, limit=opts.limit, header=False)
-    return [_finish(_judge_files(cid, opts, paths, code, timed_out, time.monotonic() - start, gpu="host"), opts.build_dir)]
+    return [record_result(judge_files(cid, opts, paths, code, timed_out, time.monotonic() - start, gpu="host"), opts.build_dir)]
 
 
