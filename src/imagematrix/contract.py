@@ -110,6 +110,7 @@ class Manifest:
     target: str = ""
     source: str = ""
     extensions: str = "cuda"
+    optional_libraries: tuple[tuple[str, str, str], ...] = ()  # (library glob, needs glob, reason)
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def declares(self, feature: str) -> bool:
@@ -214,6 +215,13 @@ def parse_manifest(data: Any, source: str = "cell.json") -> Manifest:
     elif extensions == "cpu" and "cuda_extension" in features:
         bad("features", "'cuda_extension' contradicts extensions: cpu (no CUDA compiler in this family)")
 
+    optional = data.get("optional_libraries", [])
+    if not isinstance(optional, list) or not all(
+        isinstance(o, list) and len(o) == 3 and all(isinstance(x, str) for x in o) for o in optional
+    ):
+        bad("optional_libraries", "must be a list of [library glob, needs glob, reason]")
+        optional = []
+
     if problems:
         raise ManifestError("invalid cell manifest:\n  " + "\n  ".join(problems))
     return Manifest(
@@ -228,6 +236,7 @@ def parse_manifest(data: Any, source: str = "cell.json") -> Manifest:
         target=str(data.get("target") or ""),
         source=source,
         extensions=extensions if extensions in EXTENSION_BUILDS else "cuda",
+        optional_libraries=tuple(tuple(o) for o in optional),
         raw=data,
     )
 

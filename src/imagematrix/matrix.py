@@ -507,6 +507,7 @@ class _Resolver:
                 options=dict(t.options),
                 budget_gb=float(t.budget_gb) if t.budget_gb is not None else None,
                 lineage=lineages[name],
+                optional_libraries=tuple((o.library, o.needs, o.reason) for o in t.optional_libraries),
             )
         targets = {n: targets[n] for n in names}
         return targets

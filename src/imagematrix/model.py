@@ -42,6 +42,7 @@ class Target:
     options: dict[str, bool | int | str]
     budget_gb: float | None
     lineage: tuple[str, ...]
+    optional_libraries: tuple[tuple[str, str, str], ...] = ()  # (library glob, needs glob, reason)
 
     @property
     def kind(self) -> str:

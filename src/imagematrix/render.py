@@ -142,6 +142,7 @@ def manifest(m: Matrix, cell: Cell, input_hash: str) -> dict:
         relation=t.relation, lineage=list(t.lineage), cuda=cell.cuda.version, torch_cuda=cell.cuda.torch_cuda,
         python=cell.python, torch=cell.packages.get("torch", ""), features=list(cell.features),
         pyg_extensions=list(t.pyg_extensions), extensions=cell.cuda.extensions, input_hash=input_hash,
+        **({"optional_libraries": [list(o) for o in t.optional_libraries]} if t.optional_libraries else {}),
     )
 
 

@@ -130,6 +130,12 @@ class ExcludeSpec(_Model):
     reason: str
 
 
+class OptionalLibrarySpec(_Model):
+    library: str  # glob over the library's path in the image
+    needs: str  # glob over the soname it may leave unresolved
+    reason: str
+
+
 class TargetSpec(_Model):
     description: str = ""
     extends: str | None = None
@@ -142,6 +148,8 @@ class TargetSpec(_Model):
     pyg_extensions: list[str] = []
     options: dict[str, bool | int | str] = {}
     budget_gb: float | int | None = None
+    # Needs a slim image may leave unresolved: plugins the environment loads only on request.
+    optional_libraries: list[OptionalLibrarySpec] = []
 
 
 class PhaseCellsSpec(_Model):
