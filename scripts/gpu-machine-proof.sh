@@ -6,6 +6,7 @@
 # (scripts/gpu-machine-wheelhouse.sh) copied beside it:
 #
 #   bash scripts/gpu-machine-proof.sh start    # engine + bases; invoke build, detached
+#   bash scripts/gpu-machine-proof.sh profile  # meanwhile: the devel cell's smoke cold and warm, its full suite
 #   bash scripts/gpu-machine-proof.sh host     # host mode, full suite (runners without Docker)
 #   bash scripts/gpu-machine-proof.sh finish   # wait for the build; smoke (1 and N at a time), full, liars
 #
@@ -37,6 +38,16 @@ start)
   setsid bash -c "t0=\$(date +%s); python3 -m invoke build --matrix $M > $OUT/build.log 2>&1; echo \"rc=\$? \$((\$(date +%s)-t0))s\" > $OUT/build.done" \
     < /dev/null > /dev/null 2>&1 &
   ;;
+profile)
+  # While pyg-devel compiles: the devel cell (built in seconds) cold, warm, and its full suite.
+  . /tmp/gpu-env.sh
+  until docker image inspect gpuhost/imagematrix:cu13.0-py3.12-devel >/dev/null 2>&1 || [ -f "$OUT/build.done" ]; do sleep 2; done
+  for run in cold warm; do
+    timed "devel-smoke-$run" python3 -m imagematrix.testrun --matrix $M --target devel --require-gpu
+  done
+  timed devel-full python3 -m imagematrix.testrun --matrix $M --target devel --require-gpu --suite full --timeout "${FULL_TIMEOUT:-300}"
+  for f in devel-smoke-cold devel-smoke-warm devel-full; do stamp "$f"; grep -E "slowest|^[0-9.]+s (call|setup|teardown)|passed|failed" "$OUT/$f.log" | head -n 20; done
+  ;;
 host)
   . /tmp/gpu-env.sh
   stamp "host mode, full suite, on the machine's own interpreter"
@@ -61,5 +72,5 @@ finish)
   cp build/status.json "$OUT/status.json" 2>/dev/null
   ;;
 *)
-  echo "usage: $0 start|host|finish" >&2; exit 2 ;;
+  echo "usage: $0 start|profile|host|finish" >&2; exit 2 ;;
 esac

@@ -131,14 +131,20 @@ def pytest_args(
         tests, "-m", opts.suite.markers, "-v", "-ra", "--color=no",
         "-p", "no:cacheprovider",  # the suite's folder is read-only
         f"--junitxml={junit}", "-o", f"junit_suite_name={cell_id}",
+        "--durations=12", "--durations-min=0.5",  # the cell's log says where its time went
     ]
     if cell_file:
         args += ["--cell", cell_file]
     if opts.require_gpu:
         args.append("--require-gpu")
     if opts.workers not in ("", "0"):
-        args += ["-n", opts.workers, "--dist", "loadgroup"]  # the suite groups tests that share one probe
+        args += ["-p", "xdist.plugin", "-n", opts.workers, "--dist", "loadgroup"]  # groups share one probe
     return [*args, *opts.pytest_extra]
+
+
+# The suite loads only the plugins it names (pytest_args): whatever pytest plugins an image carries
+# (benchmark, hypothesis, ...) are not the suite's, and each xdist worker would import them again.
+SUITE_ENV = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
 
 
 def cache_env(root: str, keep: tuple[str, ...] = ()) -> dict[str, str]:

@@ -31,6 +31,7 @@ from .errors import ImagematrixError, UsageError
 from .suite import (
     CACHE_IN,
     PACKAGE_ROOT,
+    SUITE_ENV,
     CellPaths,
     Options,
     build_command,
@@ -137,6 +138,7 @@ def container_spec(
     pythonpath = ":".join(p for p in (TOOLS_IN, PACKAGE_IN, inherited.get("PYTHONPATH")) if p)
     env = {
         **cache_env(CACHE_IN),
+        **SUITE_ENV,
         "PYTHONPATH": pythonpath,
         "IMAGEMATRIX_ARTIFACTS": f"{RESULTS_IN}/artifacts",
         "USER": UNPRIVILEGED_USER,  # getpass.getuser() works for a uid without a passwd entry

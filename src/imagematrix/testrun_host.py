@@ -20,6 +20,7 @@ from .procs import run_logged
 from .suite import (
     HOST_KEEPS,
     PACKAGE_ROOT,
+    SUITE_ENV,
     CellPaths,
     Options,
     cache_env,
@@ -90,7 +91,7 @@ def run_host(opts: Options) -> list[CellResult]:
         *pytest_args(opts, str(opts.tests_dir), str(paths.junit), cid, str(cell_file)),
         "-c", str(ini), "--rootdir", str(opts.tests_dir),
     ]
-    env = {**os.environ, **cache_env(str(paths.cache.resolve()), HOST_KEEPS), "PYTHONDONTWRITEBYTECODE": "1",
+    env = {**os.environ, **cache_env(str(paths.cache.resolve()), HOST_KEEPS), **SUITE_ENV, "PYTHONDONTWRITEBYTECODE": "1",
            "PYTHONPATH": suite_path,
            "IMAGEMATRIX_ARTIFACTS": str((paths.results / "artifacts").resolve())}
     print(f"\n==> {cid}: {interp} (limit {opts.limit:.0f}s)\n    {shlex.join(argv)}", flush=True)
