@@ -4,12 +4,10 @@ ENV TORCH_CUDA_ARCH_LIST="{{ cuda.arch_list }}" FORCE_CUDA=1 CCACHE_DIR=/root/.c
 {% else %}
 ENV FORCE_ONLY_CPU=1 CCACHE_DIR=/root/.cache/ccache
 {% endif %}
-# Without ninja, torch's cpp_extension compiles one file at a time; a base without it gets the wheel.
 # No pip cache: pip keys the wheels it builds by sdist alone, so a shared cache hands a wheel built
 # against one torch to the next. BuildKit's layer cache and ccache remain.
 RUN --mount=type=cache,target=/root/.cache/ccache {{ secret_mount }} \
     {{ with_ca }} \
     PATH=/usr/lib/ccache:$PATH \
-    && { command -v ninja >/dev/null || python -m pip install --no-cache-dir {{ pin("ninja") }}; } \
-    && python -m pip install --no-cache-dir --no-build-isolation{% for ext in pyg_extensions %} {{ pin(ext) }}{% endfor %}
+    python -m pip install --no-cache-dir --no-build-isolation{% for ext in pyg_extensions %} {{ pin(ext) }}{% endfor %}
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Fill tests/gpu-machine/wheelhouse with the sdists (and the ninja wheel) its matrix builds from (the GPU machine has no
+# Fill tests/gpu-machine/wheelhouse with the sdists its matrix builds from (the GPU machine has no
 # network). Git-ignored; carry it to the GPU machine with the device tool. The files come straight
 # from PyPI's JSON API: `pip download` would run their setup.py, which imports torch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=tests/gpu-machine/wheelhouse
 mkdir -p "$out"
-python3 - "$out" torch-scatter==2.1.2 ninja==1.13.0 <<'PY'
+python3 - "$out" torch-scatter==2.1.2 <<'PY'
 import hashlib, json, sys, urllib.request
 from pathlib import Path
 out = Path(sys.argv[1])
@@ -14,10 +14,7 @@ for req in sys.argv[2:]:
     name, version = req.split("==")
     index = urllib.request.Request(f"https://pypi.org/simple/{name}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
     files = json.load(urllib.request.urlopen(index, timeout=60))["files"]
-    # The sdist, or for tools the manylinux x86_64 wheel (nothing is compiled for them there).
-    sdist = next(f for f in files if f["filename"] == f"{name.replace('-', '_')}-{version}.tar.gz"
-                 or (f["filename"].startswith(f"{name}-{version}-") and "manylinux" in f["filename"]
-                     and "x86_64" in f["filename"] and f["filename"].endswith(".whl")))
+    sdist = next(f for f in files if f["filename"] == f"{name.replace('-', '_')}-{version}.tar.gz")
     dest, want = out / sdist["filename"], sdist["hashes"]["sha256"]
     if not dest.exists() or hashlib.sha256(dest.read_bytes()).hexdigest() != want:
         data = urllib.request.urlopen(sdist["url"], timeout=120).read()
