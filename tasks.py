@@ -55,6 +55,21 @@ def render(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.ya
 
 @task(iterable=FILTERS["iterable"], help={
     **FILTER_HELP,
+    "gpu": "require GPU access for containers (--no-gpu: a build-only host)",
+    "ca_cert": "CA bundle the builds will use (checked like build's)",
+})
+@_cli
+def doctor(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yaml", gpu=True, ca_cert=""):
+    """Check that this host can build and GPU-test the selected cells; exit 0 only if so."""
+    from imagematrix.doctor import run_doctor
+
+    p = commands.plan(matrix, _selection(phase, cuda, python, target), Path("build"))
+    options = BuildOptions(ca_cert=Path(ca_cert) if ca_cert else p.matrix.ca_cert)
+    return run_doctor(p, options, need_gpu=gpu, console=commands.console())
+
+
+@task(iterable=FILTERS["iterable"], help={
+    **FILTER_HELP,
     "code": "run ruff on src, tests, tasks.py, noxfile.py, benchmarks (--no-code skips it)",
     "dockerfiles": "run hadolint on the selected cells' rendered Dockerfiles (--no-dockerfiles skips it)",
 })

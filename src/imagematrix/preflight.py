@@ -37,6 +37,17 @@ class Check:
     ok: bool
     detail: str
     fatal: bool = False  # not even --skip-preflight goes on
+    warning: bool = False  # ok, but worth reading (e.g. a driver without PTX JIT for a cell)
+
+
+def print_checks(found: list[Check], console: Console, prefix: str, skip: bool = False) -> None:
+    """One line per check: ok / warn / FAIL, what was found and the fix."""
+    for c in found:
+        if c.ok:
+            mark = ("warn", "yellow") if c.warning else ("ok  ", "green")
+        else:
+            mark = ("warn", "yellow") if skip and not c.fatal else ("FAIL", "red")
+        console.print(styled(f"{prefix} ", mark, f" {c.name}: {c.detail}"), soft_wrap=True, highlight=False)
 
 
 def docker_client(timeout: int = 30):
@@ -186,9 +197,7 @@ def _pullable(client, ref: str) -> str | None:
 def preflight(plan: Plan, options: BuildOptions, builder: Builder, client, console: Console, skip: bool = False) -> list[Check]:
     """Run the checks, print them, and raise PreflightError (exit 2) on failure unless ``skip``."""
     found = checks(plan, options, builder, client)
-    for c in found:
-        mark = ("ok  ", "green") if c.ok else (("warn", "yellow") if skip and not c.fatal else ("FAIL", "red"))
-        console.print(styled("preflight ", mark, f" {c.name}: {c.detail}"), soft_wrap=True, highlight=False)
+    print_checks(found, console, "preflight", skip)
     failed = [c for c in found if not c.ok and (c.fatal or not skip)]
     if failed:
         lines = "\n".join(f"  {c.name}: {c.detail}" for c in failed)
