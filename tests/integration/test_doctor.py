@@ -4,19 +4,19 @@ that this host cannot run GPU tests, and the probe runs in images that are reall
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-from conftest import BASE_IMAGE, ROOT
+import pytest
 
 from imagematrix import doctor
 from imagematrix.testrun_docker import detect_gpu
 
-EXAMPLE = str(ROOT / "examples" / "matrix.yaml")
+EXAMPLE = str(Path(__file__).resolve().parents[2] / "examples" / "matrix.yaml")
+NO_PYTHON_IMAGE = "debian:trixie-slim"  # the integration tests' base image
 
 
 def test_doctor_names_what_gpu_tests_lack_and_no_gpu_checks_the_build_side(invoke, docker_client):
     if detect_gpu(docker_client.info()).requested:
-        import pytest
-
         pytest.skip("this engine hands GPUs to containers: the CPU-host answer does not apply")
     done = invoke("doctor", "--matrix", EXAMPLE)
     out = done.stdout + done.stderr
@@ -30,7 +30,7 @@ def test_doctor_names_what_gpu_tests_lack_and_no_gpu_checks_the_build_side(invok
 
 
 def test_the_probe_runs_in_an_image_with_python_and_skips_one_without(docker_client, example_images):
-    code, out = doctor.run_probe(docker_client, BASE_IMAGE, [])
+    code, out = doctor.run_probe(docker_client, NO_PYTHON_IMAGE, [])
     assert code == 127 and "no python" in out, out
     code, out = doctor.run_probe(docker_client, example_images["refs"]["devel"], [])
     assert code == 0, out
