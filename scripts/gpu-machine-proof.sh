@@ -7,6 +7,7 @@
 #
 #   bash scripts/gpu-machine-proof.sh start    # engine + bases; invoke build, detached
 #   bash scripts/gpu-machine-proof.sh profile  # meanwhile: the devel cell's smoke cold and warm, its full suite
+#   bash scripts/gpu-machine-proof.sh doctor   # alone: invoke doctor, then the devel cell's smoke by workers
 #   bash scripts/gpu-machine-proof.sh host     # host mode, full suite (runners without Docker)
 #   bash scripts/gpu-machine-proof.sh finish   # wait for the build; smoke (1 and N at a time), full, liars
 #
@@ -48,6 +49,19 @@ profile)
   timed devel-full python3 -m imagematrix.testrun --matrix $M --target devel --require-gpu --suite full --timeout "${FULL_TIMEOUT:-300}"
   for f in devel-smoke-cold devel-smoke-warm devel-full; do stamp "$f"; grep -E "slowest|^[0-9.]+s (call|setup|teardown)|passed|failed" "$OUT/$f.log" | head -n 20; done
   ;;
+doctor)
+  # The runner's own check, then the devel cell's smoke: cold, then warm with 1 worker per CPU, 8 and 4.
+  bash .carry/gpu/up.sh 2>&1 | tail -2
+  . /tmp/gpu-env.sh
+  timed doctor python3 -m invoke doctor --matrix $M --target devel --target pyg-devel
+  cat "$OUT/doctor.log"
+  timed devel-build python3 -m invoke build --matrix $M --target devel
+  timed devel-smoke-cold python3 -m imagematrix.testrun --matrix $M --target devel --require-gpu
+  for w in auto 8 4; do
+    timed "devel-smoke-warm-w$w" python3 -m imagematrix.testrun --matrix $M --target devel --require-gpu --workers $w
+  done
+  for f in devel-smoke-cold devel-smoke-warm-wauto devel-smoke-warm-w8 devel-smoke-warm-w4; do stamp "$f"; grep -E "^[0-9.]+s (call|setup)|passed|failed" "$OUT/$f.log" | head -n 8; done
+  ;;
 host)
   . /tmp/gpu-env.sh
   stamp "host mode, full suite, on the machine's own interpreter"
@@ -72,5 +86,5 @@ finish)
   cp build/status.json "$OUT/status.json" 2>/dev/null
   ;;
 *)
-  echo "usage: $0 start|profile|host|finish" >&2; exit 2 ;;
+  echo "usage: $0 start|profile|doctor|host|finish" >&2; exit 2 ;;
 esac
