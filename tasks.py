@@ -138,12 +138,14 @@ def status(c, phase=None, cuda=None, python=None, target=None, matrix="", out="b
     **FILTER_HELP,
     "images": "also remove the images of the selected cells (only images labelled as those cells)",
     "out": "build directory to remove (default: build)",
+    "history": "also remove history.jsonl (the build and test history `invoke report` reads)",
 })
 @_cli
-def clean(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yaml", images=False, out="build"):
-    """Remove build/ (contexts, logs, status.json); --images also removes the selected cells' images."""
+def clean(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yaml", images=False, out="build",
+          history=False):
+    """Remove build/ but its history; --images also removes the selected cells' images."""
     cells = select_cells(commands.load(matrix), _selection(phase, cuda, python, target)) if images else None
-    return builds.clean(Path(out), cells, console=commands.console())
+    return builds.clean(Path(out), cells, console=commands.console(), history=history)
 
 
 @task(iterable=FILTERS["iterable"], help={

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from . import output, procs
+from . import history, output, procs
 from .builddir import LOGS_DIR, BuildLocked, build_lock, lock_holder, utcnow
 from .contract import BUILD_HASH_LABEL, CELL_LABEL
 from .docker import (
@@ -49,6 +49,8 @@ from .render import file_sha256, write_context
 from .status import StatusError, read_status, update_cell
 
 SECTION = "build"
+HISTORY_STATES = ("built", "failed", "blocked")  # final states worth a history line (skips are not builds)
+HISTORY_FILE, HISTORY_LOCK = history.HISTORY_FILE, history.HISTORY_LOCK
 # What the docker SDK raises when the engine's socket is gone or stops answering.
 _ENGINE_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
 TAIL_LINES = 15
@@ -151,8 +153,11 @@ class Executor:
         return self.build_dir / LOGS_DIR / f"{cid}.log"
 
     def record(self, cid: str, data: dict[str, Any], replace_section: bool = False) -> dict[str, Any]:
-        """Write this cell's "build" section; returns the section as recorded."""
-        return update_cell(self.build_dir, cid, SECTION, data, replace=replace_section)[SECTION]
+        """Write this cell's "build" section (and, once it is final, a history event); returns the section."""
+        rec = update_cell(self.build_dir, cid, SECTION, data, replace=replace_section)[SECTION]
+        if rec.get("state") in HISTORY_STATES:
+            history.append(self.build_dir, SECTION, cid, rec)
+        return rec
 
     def run(self) -> list[Outcome]:
         for step in self.plan.steps:
@@ -451,8 +456,9 @@ def run_build(plan: Plan, options: BuildOptions, *, force: bool = False, skip_pr
 # --- clean ------------------------------------------------------------------------------
 
 
-def clean(build_dir: Path, cells: list | None = None, console: Console | None = None) -> int:
-    """Remove ``build_dir``; with ``cells``, also remove those cells' images (only images that carry their label)."""
+def clean(build_dir: Path, cells: list | None = None, console: Console | None = None, history: bool = False) -> int:
+    """Remove ``build_dir`` but its history (unless ``history``); with ``cells``, also remove those
+    cells' images (only images that carry their label)."""
     console = console or output.console()
     build_dir = Path(build_dir)
     holder = lock_holder(build_dir)
@@ -485,8 +491,21 @@ def clean(build_dir: Path, cells: list | None = None, console: Console | None = 
     if build_dir.exists():
         import shutil
 
-        shutil.rmtree(build_dir)
+        keep = set() if history else {HISTORY_FILE, HISTORY_LOCK}
+        kept = [p for p in build_dir.iterdir() if p.name in keep]
+        for p in build_dir.iterdir():
+            if p.name in keep:
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+        if not kept:
+            build_dir.rmdir()
         console.print(f"removed {build_dir}/ (contexts, logs, status.json)", markup=False)
+        if any(p.name == HISTORY_FILE for p in kept):
+            console.print(f"kept {build_dir / HISTORY_FILE} (the build and test history; --history removes it too)",
+                          markup=False)
     else:
         console.print(f"{build_dir}/ does not exist; nothing to remove there", markup=False)
     return 0

@@ -5,6 +5,7 @@ images, and judging a finished run into a recorded result. Stdlib only (host mod
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -14,7 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import status, testgrid
+from . import history, status, testgrid
 from .builddir import utcnow
 from .errors import ImagematrixError
 from .testgrid import CellResult
@@ -74,6 +75,7 @@ class Options:
     pythons: tuple[str, ...] = ()
     cudas: tuple[str, ...] = ()
     targets: tuple[str, ...] = ()
+    phases: tuple[str, ...] = ()  # a scheduled run tests what its phase built
     matrix: str = DEFAULT_MATRIX
     backend: str = "docker"
     require_gpu: bool = False
@@ -206,8 +208,10 @@ def prepare_dirs(paths: CellPaths, keep: tuple[str, ...] = (), owner: int | None
 
 
 def record_result(result: CellResult, build_dir: Path) -> CellResult:
-    """Record the cell's result next to its build record (status.json, section "test")."""
-    status.update_cell(build_dir, result.cell, "test", result.record(), replace=True)
+    """Record the cell's result next to its build record (status.json, section "test") and in the history."""
+    record = result.record()
+    status.update_cell(build_dir, result.cell, "test", record, replace=True)
+    history.append(build_dir, "test", result.cell, record)
     return result
 
 
@@ -223,10 +227,30 @@ def judge_files(
     state, note = testgrid.judge(code, summary, timed_out)
     note = "; ".join(n for n in (note, extra.pop("note", "")) if n)
     tail = "" if summary and not timed_out else _tail(paths.log)  # no JUnit to explain it: the log must
+    extra.setdefault("gpu_info", _gpu_seen(paths.results / "artifacts" / GPU_SEEN))
     return CellResult(
         cell_id, state, opts.suite.name, opts.backend, summary or testgrid.Summary(), seconds,
         str(paths.junit) if summary else "", str(paths.log), note, tail=tail, finished=utcnow(), **extra,
     )
+
+
+GPU_SEEN = "gpu.json"  # written by the suite (tests/gpu/conftest.py, imagematrix.driver_probe)
+
+
+def _gpu_seen(path: Path) -> dict:
+    """Driver, its CUDA version and the devices the run saw, as the record keeps them ({} if unknown)."""
+    try:
+        seen = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    raw = seen.get("driver_cuda") if isinstance(seen, dict) else None
+    devices = [d for d in seen.get("devices") or [] if isinstance(d, dict)] if isinstance(seen, dict) else []
+    out = {
+        "driver": seen.get("driver") if isinstance(seen, dict) else None,
+        "driver_cuda": f"{raw // 1000}.{(raw % 1000) // 10}" if isinstance(raw, int) and raw else None,
+        "devices": [{"name": d.get("name"), "compute_capability": d.get("compute_capability")} for d in devices],
+    }
+    return {k: v for k, v in out.items() if v}
 
 
 def _tail(log: Path, lines: int = 12) -> str:

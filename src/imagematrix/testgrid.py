@@ -87,6 +87,7 @@ class CellResult:
     image_id: str = ""
     finished: str = ""
     tail: str = ""  # last lines of the log when there is no JUnit verdict to explain the state
+    gpu_info: dict = field(default_factory=dict)  # driver, driver_cuda, devices: what the run saw
 
     @property
     def counts(self) -> str:
@@ -116,6 +117,7 @@ class CellResult:
             "finished": self.finished,
             "failures": [asdict(f) for f in s.failures[:20]],
             "tail": self.tail,
+            "gpu_info": self.gpu_info or None,
         }
         return {k: v for k, v in out.items() if v not in ("", None)}
 

@@ -67,6 +67,7 @@ def parser() -> argparse.ArgumentParser:
         epilog="Results: build/test-results/<cell>.xml (JUnit) and .log; build/status.json (section 'test').",
     )
     p.add_argument("--suite", choices=SUITES, default="smoke", help="smoke: fast checks; full: every check (default: smoke)")
+    p.add_argument("--phase", action="append", default=[], help="only images of build phase N, as `invoke build --phase N` (repeatable)")
     p.add_argument("--python", action="append", default=[], help="only images of this Python (repeatable)")
     p.add_argument("--cuda", action="append", default=[], help="only images of this CUDA version (repeatable)")
     p.add_argument("--target", action="append", default=[], help="only this target, e.g. runtime (repeatable)")
@@ -92,7 +93,7 @@ def options(argv: list[str] | None = None) -> Options:
     if a.timeout is not None and a.timeout <= 0:
         raise UsageError(f"--timeout takes a positive number of seconds, not {a.timeout:g}")
     return Options(
-        suite=SUITES[a.suite], pythons=tuple(a.python), cudas=tuple(a.cuda), targets=tuple(a.target),
+        suite=SUITES[a.suite], phases=tuple(a.phase), pythons=tuple(a.python), cudas=tuple(a.cuda), targets=tuple(a.target),
         matrix=a.matrix or default_matrix(), backend=a.backend, require_gpu=a.require_gpu, timeout=a.timeout,
         workers=a.workers, jobs=a.jobs, build_dir=Path(a.build_dir), interpreter=a.interpreter, pytest_extra=tuple(a.pytest_args),
     )

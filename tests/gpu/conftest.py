@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import warnings
@@ -89,6 +90,22 @@ def pytest_configure(config):
             suite_set.append(var)
     os.environ[SUITE_VARS_ENV] = ",".join(suite_set)
     config.stash[_TMP_BASE] = base
+    record_gpu(os.environ.get("IMAGEMATRIX_ARTIFACTS"))
+
+
+def record_gpu(artifacts: str | None) -> None:
+    """What this run saw of the GPU (driver, its CUDA, each device), for the record and the report's
+    compatibility table: imagematrix.driver_probe in a child process, written to gpu.json."""
+    if not artifacts:
+        return
+    try:
+        done = subprocess.run([sys.executable, "-m", "imagematrix.driver_probe"], capture_output=True,
+                              text=True, timeout=60, check=False)
+        Path(artifacts).mkdir(parents=True, exist_ok=True)
+        if done.returncode == 0 and done.stdout.strip():
+            (Path(artifacts) / "gpu.json").write_text(done.stdout)
+    except (OSError, subprocess.TimeoutExpired):
+        pass  # the GPU checks themselves say what is wrong; the record only lacks the GPU's name
 
 
 def pytest_unconfigure(config):
