@@ -53,6 +53,17 @@ def render(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.ya
     return commands.render(matrix, _selection(phase, cuda, python, target), Path(out))
 
 
+@task(iterable=[*FILTERS["iterable"], "merge"], help={
+    **FILTER_HELP,
+    "out": "build directory: status.json, reports/ (default: build)",
+    "merge": "another runner's history.jsonl to merge into the sheet (repeatable)",
+})
+@_cli
+def report(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yaml", out="build", merge=None):
+    """Write build/reports/BUILD_MATRIX.md: the sheet, from status.json and the history."""
+    return commands.report(matrix, _selection(phase, cuda, python, target), Path(out), [Path(p) for p in merge or ()])
+
+
 @task(iterable=FILTERS["iterable"], help={
     **FILTER_HELP,
     "gpu": "require GPU access for containers (--no-gpu: a build-only host)",

@@ -240,6 +240,8 @@ class Executor:
             "state": "building", "started": utcnow(), "cached": False, "ref": step.cell.ref,
             "input_hash": step.rendered.input_hash, "build_hash": digest, "log": str(log),
             "builder": self.builder.describe(), "command": shlex.join(argv),
+            # Which image each base tag named when this was built: `invoke report` shows drift.
+            "bases": {ref: self.base_ids.get(ref) for ref in dict.fromkeys(cell_bases(step, self.plan))},
         }, replace_section=True)
         previous = local_image(self.client, step.cell.ref)
         self.progress.started(cid, str(log))

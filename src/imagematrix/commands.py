@@ -11,6 +11,7 @@ from rich.table import Table
 from . import output, sizes, status, status_view
 from .builddir import build_lock
 from .docker import BuildOptions
+from .errors import UsageError
 from .matrix import Matrix, load_matrix, matrix_json_schema
 from .output import styled
 from .plan import Plan, Selection, excluded_lines, make_plan, select_cells
@@ -202,4 +203,15 @@ def show_status(build_dir: Path, matrix: str | Path | None, sel: Selection) -> i
         out.print(f"{status.status_path(build_dir)}: no cell recorded yet (run `invoke build`, or pass --matrix to list cells)")
         return 0
     out.print(table)
+    return 0
+
+
+def report(matrix: str | Path, sel: Selection, build_dir: Path, merge: list[Path]) -> int:
+    from .report import write_report
+
+    for path in merge:
+        if not path.is_file():
+            raise UsageError(f"--merge {path}: no such file (another runner's history.jsonl, e.g. from its CI artifact)")
+    out = write_report(plan(matrix, sel, build_dir), merge)
+    console().print(f"wrote {out}", markup=False, highlight=False)
     return 0
