@@ -53,6 +53,16 @@ def render(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.ya
     return commands.render(matrix, _selection(phase, cuda, python, target), Path(out))
 
 
+@task(help={
+    "matrix": FILTER_HELP["matrix"],
+    "check": "compare instead of writing: exit 1, with the difference, when the workflow is out of date",
+})
+@_cli
+def ci(c, matrix="matrix.yaml", check=False):
+    """Write the GitHub Actions workflow (ci.workflow) from the phases and the schedule."""
+    return commands.ci_workflow(matrix, check)
+
+
 @task(iterable=[*FILTERS["iterable"], "merge"], help={
     **FILTER_HELP,
     "out": "build directory: status.json, reports/ (default: build)",

@@ -78,6 +78,10 @@ def lint(matrix: str | Path, sel: Selection, code: bool = True, dockerfiles: boo
         found = linters.lint_cells(m, cells, config)
         out.print(f"hadolint: {len(found)} finding(s) in {len(cells)} rendered Dockerfile(s) (config: {config or 'none'})")
         findings += found
+        if m.ci is not None and m.ci.workflow.is_file():
+            found = linters.actionlint(m.ci.workflow, m.ci.runs_on) + linters.zizmor(m.ci.workflow)
+            out.print(f"actionlint, zizmor: {len(found)} finding(s) in {m.ci.workflow}")
+            findings += found
     for f in findings:
         out.print(str(f), markup=False, soft_wrap=True)
     return 1 if findings else 0
@@ -215,3 +219,15 @@ def report(matrix: str | Path, sel: Selection, build_dir: Path, merge: list[Path
     out = write_report(plan(matrix, sel, build_dir), merge)
     console().print(f"wrote {out}", markup=False, highlight=False)
     return 0
+
+
+def ci_workflow(matrix: str | Path, check: bool) -> int:
+    from .ci import write_or_check
+
+    path, diff = write_or_check(load(matrix), check)
+    if diff is None:
+        console().print(f"{path} is up to date with {matrix}" if check else f"wrote {path}", markup=False, highlight=False)
+        return 0
+    console().print(f"{path} does not match {matrix}; run `invoke ci` and commit the result:\n{diff}",
+                    markup=False, highlight=False, soft_wrap=True)
+    return 1

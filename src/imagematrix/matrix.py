@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 from .contract import FEATURES
 from .errors import MatrixError, Problem
 from .model import (  # noqa: F401 - the resolved model, importable from here too
+    CI,
     TAG_FIELDS,
     Cell,
     Cuda,
@@ -644,6 +645,8 @@ def _resolve(spec: MatrixSpec, path: Path, loc: _Index) -> Matrix:
         fragments_dir=fragments_dir,
         ca_cert=(path.parent / spec.build.ca_cert) if spec.build.ca_cert else None,
         wheelhouse=wheelhouse,
+        ci=CI(path.parent / spec.ci.workflow, tuple(spec.ci.runs_on), spec.ci.gate_runs_on, spec.ci.timeout_minutes,
+              spec.ci.artifact_retention_days, spec.ci.state_dir),
         cells=(),
     )
     cells = r.cells(m, excluded, phase_of)

@@ -124,6 +124,18 @@ class ScheduleRun:
 
 
 @dataclass(frozen=True)
+class CI:
+    """The generated workflow's settings (``ci:`` in matrix.yaml)."""
+
+    workflow: Path
+    runs_on: tuple[str, ...]
+    gate_runs_on: str
+    timeout_minutes: int
+    artifact_retention_days: int
+    state_dir: str
+
+
+@dataclass(frozen=True)
 class Matrix:
     path: Path
     image: str
@@ -144,6 +156,7 @@ class Matrix:
     warnings: tuple[str, ...] = field(default=())
     overrides: tuple[Override, ...] = ()
     wheelhouse: Path | None = None
+    ci: CI | None = None
 
     def family(self, cuda: Cuda, python: str) -> tuple[dict[str, str], dict[str, str]]:
         """Base images and pins of one (CUDA, Python) family: top level, then the CUDA entry, then overrides in order."""

@@ -186,6 +186,17 @@ class BuildSpec(_Model):
         None, description="a directory of wheels and sdists; pip installs only from it (offline, air-gapped builds)")
 
 
+class CISpec(_Model):
+    """`invoke ci`: the GitHub Actions workflow generated from phases and schedule."""
+
+    workflow: str = ".github/workflows/imagematrix.yml"  # relative to the matrix file's directory
+    runs_on: list[str] = ["self-hosted", "linux", "x64", "gpu"]  # the GPU runners' labels
+    gate_runs_on: str = "ubuntu-latest"  # the small job that decides what is due (stdlib Python only)
+    timeout_minutes: int = Field(720, ge=1, le=4320)
+    artifact_retention_days: int = Field(30, ge=1, le=400)
+    state_dir: str = "/var/lib/imagematrix/state"  # IMAGEMATRIX_STATE_DIR on the runners: the history survives checkouts
+
+
 class MatrixSpec(_Model):
     schema_: int = Field(alias="schema")
     image: str
@@ -201,6 +212,7 @@ class MatrixSpec(_Model):
     schedule: ScheduleSpec = ScheduleSpec()
     host: HostSpec = HostSpec()
     build: BuildSpec = BuildSpec()
+    ci: CISpec = CISpec()
 
 
 def matrix_json_schema() -> dict:
