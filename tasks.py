@@ -63,6 +63,21 @@ def ci(c, matrix="matrix.yaml", check=False):
     return commands.ci_workflow(matrix, check)
 
 
+@task(help={
+    "keep": "images kept per cell, newest first; the tagged one always stays (default: 2)",
+    "cache_hours": "also drop BuildKit cache unused for this many hours (default: keep the cache)",
+    "dry_run": "say what would go; remove nothing",
+})
+@_cli
+def prune(c, keep=2, cache_hours=None, dry_run=False):
+    """Runner hygiene: remove old images of each cell, and old build cache."""
+    from imagematrix.preflight import docker_client
+    from imagematrix.prune import prune as run_prune
+
+    hours = float(cache_hours) if cache_hours is not None else None
+    return run_prune(docker_client(), int(keep), hours, commands.console(), dry_run=dry_run)
+
+
 @task(iterable=[*FILTERS["iterable"], "merge"], help={
     **FILTER_HELP,
     "out": "build directory: status.json, reports/ (default: build)",

@@ -213,9 +213,14 @@ class Executor:
             "ref": step.cell.ref, "image_id": image.id, "size_bytes": image.attrs.get("Size"),
             "image_created": image.attrs.get("Created"), "input_hash": step.rendered.input_hash,
             "build_hash": digest, "log": previous.get("log") if previous.get("build_hash") == digest else None,
+            "bases": self.bases(step),  # the build hash covers their ids: an unchanged image was built from these
         }, replace_section=True)
         self.progress.finished(cid, "skipped", f"unchanged, image {image.short_id.removeprefix('sha256:')}")
         self.outcomes.append(Outcome(cid, "skipped", None, image.attrs.get("Size"), "unchanged", rec))
+
+    def bases(self, step: BuildStep) -> dict[str, str | None]:
+        """Which image each of the cell's base tags names now: `invoke report` shows later drift."""
+        return {ref: self.base_ids.get(ref) for ref in dict.fromkeys(cell_bases(step, self.plan))}
 
     def digest(self, step: BuildStep) -> str:
         return build_hash(step, self.options, self.base_ids, cell_bases(step, self.plan))
@@ -241,7 +246,7 @@ class Executor:
             "input_hash": step.rendered.input_hash, "build_hash": digest, "log": str(log),
             "builder": self.builder.describe(), "command": shlex.join(argv),
             # Which image each base tag named when this was built: `invoke report` shows drift.
-            "bases": {ref: self.base_ids.get(ref) for ref in dict.fromkeys(cell_bases(step, self.plan))},
+            "bases": self.bases(step),
         }, replace_section=True)
         previous = local_image(self.client, step.cell.ref)
         self.progress.started(cid, str(log))

@@ -224,10 +224,26 @@ def bases_section(rs: list[Row], now: Mapping[str, str | None] | None) -> list[s
     return [*out, *_table(["base", "built from", "now", "drift"], body), ""]
 
 
+def _stamp(kind: str, rec: Mapping[str, Any]) -> str:
+    return str(rec.get("ended") if kind == "build" else rec.get("finished") or rec.get("at") or "")
+
+
+def latest_records(records: Mapping[str, Mapping[str, Any]], events: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each cell's newest build and test: this runner's status.json, or a newer event from any
+    merged history (several runners may each build part of a phase)."""
+    out = {cid: dict(rec) for cid, rec in records.items()}
+    for ev in events:  # oldest first: later events win
+        mine = out.setdefault(ev["cell"], {})
+        if ev.get("state") is None or _stamp(ev["kind"], ev) < _stamp(ev["kind"], mine.get(ev["kind"]) or {}):
+            continue
+        mine[ev["kind"]] = dict(ev)
+    return out
+
+
 def render_report(plan: Plan, records: Mapping[str, Mapping[str, Any]], events: list[Mapping[str, Any]],
                   notes: list[str], bases_now: Mapping[str, str | None] | None, plot: Path | None) -> str:
     m = plan.matrix
-    rs = rows(plan, records)
+    rs = rows(plan, latest_records(records, events))
     runners = sorted({str(e.get("runner")) for e in events})
     latest = max((str(e.get("at") or "") for e in events), default="")
     lines = [
