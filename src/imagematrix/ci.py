@@ -125,6 +125,8 @@ def workflow(m: Matrix) -> dict:
              "run": f"IMAGEMATRIX_MATRIX={rel_matrix} nox -s \"$SESSION\" -- --require-gpu $TEST_ARGS"},
             {"name": "Report", "if": "always()",
              "run": f"invoke report{mflag} $BUILD_ARGS\ncat build/reports/BUILD_MATRIX.md >> \"$GITHUB_STEP_SUMMARY\""},
+            {"name": "Runner hygiene", "if": "always()",
+             "run": f"invoke prune --keep {ci.keep_images} --cache-hours {ci.cache_hours}"},
             {"name": "Keep the record", "if": "always()", "uses": UPLOAD_ARTIFACT,
              "with": {"name": "imagematrix-${{ matrix.id }}-${{ github.run_id }}", "path": paths,
                       "retention-days": ci.artifact_retention_days, "if-no-files-found": "warn"}},

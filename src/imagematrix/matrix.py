@@ -646,7 +646,7 @@ def _resolve(spec: MatrixSpec, path: Path, loc: _Index) -> Matrix:
         ca_cert=(path.parent / spec.build.ca_cert) if spec.build.ca_cert else None,
         wheelhouse=wheelhouse,
         ci=CI(path.parent / spec.ci.workflow, tuple(spec.ci.runs_on), spec.ci.gate_runs_on, spec.ci.timeout_minutes,
-              spec.ci.artifact_retention_days, spec.ci.state_dir),
+              spec.ci.artifact_retention_days, spec.ci.state_dir, spec.ci.keep_images, spec.ci.cache_hours),
         cells=(),
     )
     cells = r.cells(m, excluded, phase_of)

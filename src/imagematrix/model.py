@@ -133,6 +133,8 @@ class CI:
     timeout_minutes: int
     artifact_retention_days: int
     state_dir: str
+    keep_images: int = 2
+    cache_hours: int = 336
 
 
 @dataclass(frozen=True)

@@ -195,6 +195,8 @@ class CISpec(_Model):
     timeout_minutes: int = Field(720, ge=1, le=4320)
     artifact_retention_days: int = Field(30, ge=1, le=400)
     state_dir: str = "/var/lib/imagematrix/state"  # IMAGEMATRIX_STATE_DIR on the runners: the history survives checkouts
+    keep_images: int = Field(2, ge=1)  # after each run: `invoke prune --keep N`
+    cache_hours: int = Field(336, ge=1)  # ... and BuildKit cache unused for this long goes
 
 
 class MatrixSpec(_Model):
