@@ -21,6 +21,7 @@ if [ "$managed" = True ] || [ "${IMAGEMATRIX_VENV:-0}" = 1 ]; then
   echo "(using .venv: run '. .venv/bin/activate' before the other commands in README.md)"
 fi
 run "$py" -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+run bash scripts/dev-tools.sh   # actionlint, for the tests of the generated CI workflow
 
 export IMAGEMATRIX_MATRIX=examples/matrix.yaml   # nox sessions come from this matrix
 run invoke build --matrix "$IMAGEMATRIX_MATRIX"
