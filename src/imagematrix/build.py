@@ -42,9 +42,10 @@ from .docker import (
 )
 from .errors import EngineLost, HostFault, ImagematrixError, UsageError
 from .interrupts import sigterm_as_interrupt
+from .output import fmt_bytes
 from .plan import BuildStep, Plan
 from .preflight import START_DOCKER, base_image_ids, base_images, docker_client, preflight
-from .progress import Progress, human_duration, human_size, make_progress
+from .progress import Progress, human_duration, make_progress
 from .render import file_sha256, write_context
 from .status import StatusError, read_status, update_cell
 
@@ -378,7 +379,7 @@ def summary_table(outcomes: list[Outcome]) -> Table:
     for o in outcomes:
         style = {"failed": "red", "blocked": "yellow"}.get(o.state, "")
         table.add_row(o.cell, Text(o.state, style=style), human_duration(o.duration_s),
-                      human_size(o.size_bytes), Text(o.note))
+                      fmt_bytes(o.size_bytes), Text(o.note))
     return table
 
 

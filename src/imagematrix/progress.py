@@ -45,12 +45,6 @@ def human_duration(seconds: float | None) -> str:
     return f"{h}h{m:02d}m"
 
 
-def human_size(size: int | None) -> str:
-    if not size:
-        return "-"
-    return f"{size / 1e9:.2f} GB" if size >= 1e8 else f"{size / 1e6:.1f} MB"
-
-
 def _short(text: str, width: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"

@@ -17,7 +17,7 @@ from rich.console import Console
 
 from .contract import CELL_LABEL
 from .errors import ImagematrixError
-from .progress import human_size
+from .output import fmt_bytes
 
 
 def prune(client, keep: int, cache_hours: float | None, console: Console, dry_run: bool = False) -> int:
@@ -36,7 +36,7 @@ def prune(client, keep: int, cache_hours: float | None, console: Console, dry_ru
                 continue  # a tag is someone's name for it
             size = image.attrs.get("Size") or 0
             if dry_run:
-                console.print(f"would remove {cell}: {image.short_id.removeprefix('sha256:')} ({human_size(size)}, {image.attrs.get('Created', '')[:19]})",
+                console.print(f"would remove {cell}: {image.short_id.removeprefix('sha256:')} ({fmt_bytes(size)}, {image.attrs.get('Created', '')[:19]})",
                               markup=False)
                 continue
             try:
@@ -45,8 +45,8 @@ def prune(client, keep: int, cache_hours: float | None, console: Console, dry_ru
                 console.print(f"kept {cell}: {image.short_id}: {exc.explanation or exc}", markup=False)
                 continue
             freed, removed = freed + size, removed + 1
-            console.print(f"removed {cell}: {image.short_id.removeprefix('sha256:')} ({human_size(size)})", markup=False)
-    console.print(f"images: {removed} removed, {human_size(freed) if freed else 'nothing'} freed (kept the newest {keep} per cell)", markup=False)
+            console.print(f"removed {cell}: {image.short_id.removeprefix('sha256:')} ({fmt_bytes(size)})", markup=False)
+    console.print(f"images: {removed} removed, {fmt_bytes(freed) if freed else 'nothing'} freed (kept the newest {keep} per cell)", markup=False)
     if cache_hours is not None:
         argv = ["docker", "builder", "prune", "--force", "--filter", f"until={cache_hours:g}h"]
         if dry_run:

@@ -28,6 +28,7 @@ from .builddir import utcnow
 from .contract import INPUT_HASH_LABEL
 from .errors import ImagematrixError
 from .model import Cell, Matrix
+from .output import fmt_bytes
 
 SECTION = "sizes"
 GB = 1e9
@@ -244,18 +245,6 @@ def biggest_layers(history: list[dict], n: int, base: str | None = None) -> list
             command = f"(base image {base})" if base else "(base image)"
         layers.append({"bytes": int(h.get("Size") or 0), "command": command})
     return sorted((x for x in layers if x["bytes"] > 0), key=lambda x: -x["bytes"])[:n]
-
-
-def fmt_bytes(n: int | float | None) -> str:
-    if n is None:
-        return "-"
-    sign = "-" if n < 0 else ""
-    n = abs(n)
-    if n >= 1e8:
-        return f"{sign}{n / GB:.2f} GB"
-    if n >= 1e5:
-        return f"{sign}{n / 1e6:.0f} MB"
-    return f"{sign}{n / 1e3:.0f} kB"
 
 
 @dataclass(frozen=True)

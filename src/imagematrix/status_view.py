@@ -15,7 +15,8 @@ from rich.table import Table
 from rich.text import Text
 
 from .model import Cell
-from .progress import human_duration, human_size
+from .output import fmt_bytes
+from .progress import human_duration
 from .status import read_status, status_path
 
 BUILD_STYLE = {"built": "green", "skipped": "green", "failed": "red", "blocked": "yellow", "building": "cyan"}
@@ -57,7 +58,7 @@ def status_table(build_dir: Path, cells: list[Cell] | None = None) -> tuple[Tabl
         cached = "-" if "cached" not in b else ("yes" if b["cached"] else "no")
         image = (b.get("image_id") or "-").removeprefix("sha256:")[:12]
         table.add_row(
-            cid, Text(state, style=style), human_duration(None if b.get("state") == "skipped" else b.get("duration_s")), human_size(b.get("size_bytes")),
+            cid, Text(state, style=style), human_duration(None if b.get("state") == "skipped" else b.get("duration_s")), fmt_bytes(b.get("size_bytes")),
             cached, image, _short_time(b.get("ended")), *(section_text(rec.get(s)) for s in sections),
         )
     return table, len(ids)

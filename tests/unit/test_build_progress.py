@@ -6,6 +6,7 @@ from rich.console import Console
 
 from imagematrix import progress
 from imagematrix.docker import Vertex
+from imagematrix.output import fmt_bytes
 
 
 def plain(cells):
@@ -43,4 +44,4 @@ def test_a_long_step_prints_a_heartbeat(monkeypatch):
 
 def test_durations_and_sizes_read_like_a_person_wrote_them():
     assert [progress.human_duration(s) for s in (None, 0.4, 59, 61, 3725)] == ["-", "0s", "59s", "1m01s", "1h02m"]
-    assert progress.human_size(5_940_000_000) == "5.94 GB" and progress.human_size(24_000_000) == "24.0 MB"
+    assert fmt_bytes(5_940_000_000) == "5.94 GB" and fmt_bytes(24_000_000) == "24 MB" and fmt_bytes(None) == "-"
