@@ -123,7 +123,8 @@ def summary_section(rs: list[Row]) -> list[str]:
         took = _build_time(b) or "-"
         tested = "-" if not t else (f"{t.get('suite')} {t.get('state')} {t.get('passed', 0)}/{t.get('failed', 0)}/"
                                     f"{t.get('skipped', 0)} · {_when(t.get('finished'))}")
-        body.append([r.cell.cuda.version, r.cell.python, r.cell.target.name, r.mark, _when(b.get("ended")),
+        built = b.get("image_created") if b.get("state") == "skipped" else b.get("ended")  # when the image was made
+        body.append([r.cell.cuda.version, r.cell.python, r.cell.target.name, r.mark, _when(built),
                      f"{fmt_bytes(b.get('size_bytes'))}{budget}", took, tested, _gpu(t), r.note])
     counts = {m: sum(r.mark == m for r in rs) for m in (DONE, WAITING, FAILED, WARN)}
     return [
