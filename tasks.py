@@ -78,6 +78,24 @@ def prune(c, keep=2, cache_hours=None, dry_run=False):
     return run_prune(docker_client(), int(keep), hours, commands.console(), dry_run=dry_run)
 
 
+@task(iterable=FILTERS["iterable"], help={
+    **FILTER_HELP,
+    "out": "build directory: status.json (default: build)",
+    "repository": "push to this repository instead of the matrix's image (e.g. 127.0.0.1:5000/team/pytorch)",
+    "dry_run": "say what would be promoted or refused; push nothing",
+})
+@_cli
+def publish(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yaml", out="build", repository="",
+            dry_run=False):
+    """Push cells whose required suite passed on a GPU on that very image; refuse the rest."""
+    from imagematrix.preflight import docker_client
+    from imagematrix.publish import run_publish
+
+    p = commands.plan(matrix, _selection(phase, cuda, python, target), Path(out))
+    return run_publish(p, p.matrix.publish_require, docker_client(), commands.console(),
+                       repository=repository or None, dry_run=dry_run)
+
+
 @task(iterable=[*FILTERS["iterable"], "merge"], help={
     **FILTER_HELP,
     "out": "build directory: status.json, reports/ (default: build)",

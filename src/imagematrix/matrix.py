@@ -647,6 +647,7 @@ def _resolve(spec: MatrixSpec, path: Path, loc: _Index) -> Matrix:
         wheelhouse=wheelhouse,
         ci=CI(path.parent / spec.ci.workflow, tuple(spec.ci.runs_on), spec.ci.gate_runs_on, spec.ci.timeout_minutes,
               spec.ci.artifact_retention_days, spec.ci.state_dir, spec.ci.keep_images, spec.ci.cache_hours),
+        publish_require=tuple(dict.fromkeys(spec.publish.require)),
         cells=(),
     )
     cells = r.cells(m, excluded, phase_of)

@@ -159,6 +159,7 @@ class Matrix:
     overrides: tuple[Override, ...] = ()
     wheelhouse: Path | None = None
     ci: CI | None = None
+    publish_require: tuple[str, ...] = ("smoke",)
 
     def family(self, cuda: Cuda, python: str) -> tuple[dict[str, str], dict[str, str]]:
         """Base images and pins of one (CUDA, Python) family: top level, then the CUDA entry, then overrides in order."""

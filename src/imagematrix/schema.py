@@ -199,6 +199,12 @@ class CISpec(_Model):
     cache_hours: int = Field(336, ge=1)  # ... and BuildKit cache unused for this long goes
 
 
+class PublishSpec(_Model):
+    """`invoke publish`: which suites must have passed, on a GPU, on the very image."""
+
+    require: list[Literal["smoke", "full"]] = Field(["smoke"], min_length=1)
+
+
 class MatrixSpec(_Model):
     schema_: int = Field(alias="schema")
     image: str
@@ -215,6 +221,7 @@ class MatrixSpec(_Model):
     host: HostSpec = HostSpec()
     build: BuildSpec = BuildSpec()
     ci: CISpec = CISpec()
+    publish: PublishSpec = PublishSpec()
 
 
 def matrix_json_schema() -> dict:

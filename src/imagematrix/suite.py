@@ -211,6 +211,8 @@ def record_result(result: CellResult, build_dir: Path) -> CellResult:
     """Record the cell's result next to its build record (status.json, section "test") and in the history."""
     record = result.record()
     status.update_cell(build_dir, result.cell, "test", record, replace=True)
+    # Each suite's last result side by side (a smoke run never erases a full one): the publish gate reads it.
+    status.update_cell(build_dir, result.cell, SUITES_SECTION, {result.suite: {k: record[k] for k in SUITE_KEYS if k in record}})
     history.append(build_dir, "test", result.cell, record)
     return result
 
@@ -228,12 +230,15 @@ def judge_files(
     note = "; ".join(n for n in (note, extra.pop("note", "")) if n)
     tail = "" if summary and not timed_out else _tail(paths.log)  # no JUnit to explain it: the log must
     extra.setdefault("gpu_info", _gpu_seen(paths.results / "artifacts" / GPU_SEEN))
+    extra.setdefault("require_gpu", opts.require_gpu)
     return CellResult(
         cell_id, state, opts.suite.name, opts.backend, summary or testgrid.Summary(), seconds,
         str(paths.junit) if summary else "", str(paths.log), note, tail=tail, finished=utcnow(), **extra,
     )
 
 
+SUITES_SECTION = "suites"
+SUITE_KEYS = ("state", "image_id", "require_gpu", "gpu", "gpu_info", "finished", "passed", "failed", "skipped")
 GPU_SEEN = "gpu.json"  # written by the suite (tests/gpu/conftest.py, imagematrix.driver_probe)
 
 

@@ -88,6 +88,7 @@ class CellResult:
     finished: str = ""
     tail: str = ""  # last lines of the log when there is no JUnit verdict to explain the state
     gpu_info: dict = field(default_factory=dict)  # driver, driver_cuda, devices: what the run saw
+    require_gpu: bool = False  # run with --require-gpu: GPU checks failed instead of skipping
 
     @property
     def counts(self) -> str:
@@ -118,6 +119,7 @@ class CellResult:
             "failures": [asdict(f) for f in s.failures[:20]],
             "tail": self.tail,
             "gpu_info": self.gpu_info or None,
+            "require_gpu": self.require_gpu or None,
         }
         return {k: v for k, v in out.items() if v not in ("", None)}
 

@@ -149,3 +149,39 @@ def _wait_for(predicate: Callable[[], object], timeout: float, what: str) -> Non
 def wait_for() -> Callable[[Callable[[], object], float, str], None]:
     """``wait_for(predicate, timeout, what)``: poll until true, else fail naming what never happened."""
     return _wait_for
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory) -> Iterator[str]:
+    """A real registry (Debian's docker-registry, distribution 2.8) on a free port: ``127.0.0.1:PORT``."""
+    import shutil
+    import socket
+    import urllib.request
+
+    exe = shutil.which("docker-registry")
+    if exe is None:
+        _unavailable("docker-registry is not installed (apt-get install docker-registry; .ci/run does)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = tmp_path_factory.mktemp("registry")
+    config = root / "config.yml"
+    config.write_text(
+        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: " + str(root / "data") + "\n  delete:\n    enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
+    with open(root / "registry.log", "wb") as log:
+        proc = subprocess.Popen([exe, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
+
+        def answers() -> bool:
+            try:
+                return urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2).status == 200
+            except OSError:
+                if proc.poll() is not None:
+                    pytest.fail(f"docker-registry exited: {(root / 'registry.log').read_text()[-2000:]}")
+                return False
+
+        _wait_for(answers, 30, "the registry to answer")
+        yield f"127.0.0.1:{port}"
+        proc.terminate()
+        proc.wait(timeout=30)

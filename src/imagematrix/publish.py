@@ -1,0 +1,129 @@
+"""`invoke publish`: an image reaches its release tags only after its GPU suite passed on it.
+
+A cell is promoted when its local image is the one the current render builds
+(its input-hash label equals the render's), and every suite the matrix requires
+(``publish.require``, smoke by default) passed **on that image id** in a run
+with ``--require-gpu`` (a run where GPU checks could skip never counts). Anything
+else is refused, with the reason, per cell. Promotion pushes the tested image
+under its release tag and an immutable one (``<tag>-<input hash>``), and records
+the pushed digest. Credentials come from the docker config and its credential
+helpers, never from the matrix or the command line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+
+from . import status
+from .builddir import utcnow
+from .contract import INPUT_HASH_LABEL
+from .errors import ImagematrixError
+from .output import fmt_bytes
+from .plan import BuildStep, Plan
+from .suite import SUITES_SECTION
+
+SECTION = "publish"
+LAYER_LIMIT = 10 * 10**9  # GHCR refuses a layer over 10 GB
+
+
+class PublishError(ImagematrixError):
+    pass
+
+
+@dataclass(frozen=True)
+class Decision:
+    cell: str
+    ok: bool
+    reason: str
+    image_id: str | None = None
+
+
+def immutable_tag(tag: str, input_hash: str) -> str:
+    return f"{tag}-{input_hash.removeprefix('sha256:')[:12]}"
+
+
+def decide(step: BuildStep, image, record: dict[str, Any], required: tuple[str, ...]) -> Decision:
+    """Whether ``step``'s cell may be promoted, from its local image and its record."""
+    cid = step.cell.id
+    if image is None:
+        return Decision(cid, False, f"never built here: no image {step.cell.ref} (invoke build)")
+    if image.labels.get(INPUT_HASH_LABEL) != step.rendered.input_hash:
+        return Decision(cid, False, "stale: matrix.yaml or a fragment changed since this image was built (invoke build, then test it)")
+    suites = record.get(SUITES_SECTION) or {}
+    for name in required:
+        run = suites.get(name)
+        if not run:
+            return Decision(cid, False, f"untested: no {name} run recorded (nox -s gpu_{name}-{step.cell.python} -- --require-gpu)")
+        if run.get("image_id") != image.id:
+            return Decision(cid, False, f"its {name} run tested another image ({str(run.get('image_id'))[:19]}), not "
+                            f"{image.id[:19]}: test this one")
+        if run.get("state") != "passed":
+            return Decision(cid, False, f"its {name} run {run.get('state')} ({run.get('finished', '?')})")
+        if not run.get("require_gpu"):
+            return Decision(cid, False, f"its {name} run was not on a GPU (--require-gpu): GPU checks may have skipped")
+    return Decision(cid, True, f"{' and '.join(required)} passed on this image with a GPU", image.id)
+
+
+def big_layers(image) -> list[str]:
+    return [f"{fmt_bytes(h.get('Size'))} {str(h.get('CreatedBy', ''))[:80]}" for h in image.history()
+            if (h.get("Size") or 0) > LAYER_LIMIT]
+
+
+def push(client, image, repository: str, tags: list[str]) -> str:
+    """Tag ``image`` as repository:tag for each tag and push; the digest the registry answered."""
+    digest = None
+    for tag in tags:
+        image.tag(repository, tag)
+        try:
+            for line in client.images.push(repository, tag, stream=True, decode=True):
+                if line.get("error"):
+                    raise PublishError(
+                        f"pushing {repository}:{tag} failed: {line['error']}. Fix: check that the registry answers and that "
+                        "`docker login` (or a credential helper) has its credentials; nothing more was recorded as published")
+                digest = (line.get("aux") or {}).get("Digest") or digest
+        except PublishError:
+            raise
+        except Exception as exc:  # connection refused, TLS, auth: the SDK's own errors
+            raise PublishError(f"cannot push {repository}:{tag}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    if digest is None:
+        raise PublishError(f"the registry gave no digest for {repository}: nothing is recorded as published")
+    return digest
+
+
+def run_publish(plan: Plan, required: tuple[str, ...], client, console: Console, *, repository: str | None = None,
+                dry_run: bool = False) -> int:
+    """Promote every cell that passes the gate; 1 if any was refused."""
+    from docker.errors import ImageNotFound
+
+    records = status.read_status(plan.build_dir)
+    refused = 0
+    for step in plan.steps:
+        try:
+            image = client.images.get(step.cell.ref)
+        except ImageNotFound:
+            image = None
+        d = decide(step, image, records.get(step.cell.id, {}), required)
+        if not d.ok:
+            refused += 1
+            console.print(f"refused {d.cell}: {d.reason}", markup=False, highlight=False)
+            continue
+        repo = repository or step.cell.image
+        tags = [step.cell.tag, immutable_tag(step.cell.tag, step.rendered.input_hash)]
+        for layer in big_layers(image):
+            console.print(f"warning {d.cell}: a layer over 10 GB ({layer}); GHCR refuses those. Split the environment "
+                          "copy (several COPY steps) or slim the environment", markup=False, highlight=False)
+        if dry_run:
+            console.print(f"would publish {d.cell}: {image.id[:19]} as {', '.join(f'{repo}:{t}' for t in tags)} ({d.reason})",
+                          markup=False, highlight=False)
+            continue
+        digest = push(client, image, repo, tags[::-1])  # the immutable tag first: a moving tag never runs ahead of it
+        status.update_cell(plan.build_dir, d.cell, SECTION, {
+            "repository": repo, "tags": tags, "digest": digest, "image_id": image.id, "published": utcnow(),
+        }, replace=True)
+        console.print(f"published {d.cell}: {repo}@{digest} as {', '.join(tags)}", markup=False, highlight=False)
+    console.print(f"publish: {len(plan.steps) - refused} promoted{' (dry run)' if dry_run else ''}, {refused} refused",
+                  markup=False, highlight=False)
+    return 1 if refused else 0
