@@ -96,6 +96,24 @@ def publish(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.y
                        repository=repository or None, dry_run=dry_run)
 
 
+@task(iterable=FILTERS["iterable"], help={
+    **FILTER_HELP,
+    "out": "build directory: contexts and docker-bake.json (default: build)",
+    "ca_cert": "CA bundle handed to network steps as a BuildKit secret (default: build.ca_cert)",
+})
+@_cli
+def bake(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yaml", out="build", ca_cert=""):
+    """Write build/docker-bake.json: the build plan for `docker buildx bake` on any builder."""
+    from imagematrix.bake import write_bake
+    from imagematrix.preflight import docker_client
+
+    p = commands.plan(matrix, _selection(phase, cuda, python, target), Path(out))
+    path = write_bake(p, BuildOptions(ca_cert=Path(ca_cert) if ca_cert else p.matrix.ca_cert), docker_client())
+    commands.console().print(f"wrote {path}: {len(p.steps)} target(s); build them with `docker buildx bake -f {path}`",
+                             markup=False, highlight=False)
+    return 0
+
+
 @task(iterable=[*FILTERS["iterable"], "merge"], help={
     **FILTER_HELP,
     "out": "build directory: status.json, reports/ (default: build)",
