@@ -200,6 +200,15 @@ def trouble_section(events: list[Mapping[str, Any]]) -> list[str]:
     return [*out, *_table(["when (UTC)", "cell", "what", "step / test", "first error line", "log"], body), ""]
 
 
+def published_section(records: Mapping[str, Mapping[str, Any]], rs: list[Row]) -> list[str]:
+    out = ["## Published", ""]
+    body = [[r.cell.id, f"{p.get('repository')}@{p.get('digest')}", ", ".join(p.get("tags") or []), _when(p.get("published"))]
+            for r in rs if (p := records.get(r.cell.id, {}).get("publish"))]
+    if not body:
+        return [*out, "Nothing published yet (`invoke publish` promotes what passed on a GPU).", ""]
+    return [*out, *_table(["cell", "pushed", "tags", "when (UTC)"], body), ""]
+
+
 def bases_section(rs: list[Row], now: Mapping[str, str | None] | None) -> list[str]:
     recorded: dict[str, set[str]] = defaultdict(set)
     for r in rs:
@@ -256,6 +265,7 @@ def render_report(plan: Plan, records: Mapping[str, Mapping[str, Any]], events: 
         *phases_section(m, rs, expected_times(events)),
         *compatibility_section(events),
         *trouble_section(events),
+        *published_section(records, rs),
         *bases_section(rs, bases_now),
         "## Sizes", "",
         f"![image sizes by part]({plot.as_posix()})" if plot else "No size plot yet: `invoke sizes` draws one.",

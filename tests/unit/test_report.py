@@ -29,10 +29,12 @@ def _record(build_dir, plan, monkeypatch):
 def test_the_report_has_the_sheets_sections_and_is_the_same_for_the_same_inputs(example_matrix, build_dir, monkeypatch):
     plan = make_plan(example_matrix, Selection(), build_dir)
     _record(build_dir, plan, monkeypatch)
+    status.update_cell(build_dir, DEVEL, "publish", {"repository": "reg/team/x", "digest": "sha256:" + "d" * 64,
+                                                      "tags": ["t", "t-123"], "published": "2026-11-04T18:00:00Z"})
     first = report.write_report(plan, check_bases=False).read_text()
     assert report.write_report(plan, check_bases=False).read_text() == first
     for heading in ("## Summary", "## Phases", "### Phase 1", "## Compatibility (from test runs on GPUs)",
-                    "## Trouble log", "## Base images", "## Sizes"):
+                    "## Trouble log", "## Published", "## Base images", "## Sizes"):
         assert f"\n{heading}" in first, heading
     summary = first.split("## Summary")[1].split("## Phases")[0]
     assert "| 13.2 | 3.13 | devel | ✅ | 2026-11-04 17:10 | 5.00 GB (≤ 8 GB) | 1.5 min cached | smoke passed 33/0/36" in summary
@@ -47,6 +49,7 @@ def test_the_report_has_the_sheets_sections_and_is_the_same_for_the_same_inputs(
     assert "E: Unable to locate package libfoo" in trouble and "more" not in trouble
     assert "build/logs/cu13.2-py3.13-runtime.log" in trouble
     assert "| debian:trixie-slim | bbbbbbbbbbbb | - | not checked (no engine) |" in first
+    assert f"| {DEVEL} | reg/team/x@sha256:{'d' * 64} | t, t-123 | 2026-11-04 18:00 |" in first
 
 
 def test_drift_a_stale_render_and_an_untested_image_are_named(example_matrix, build_dir, monkeypatch):
@@ -69,3 +72,4 @@ def test_an_empty_record_gives_a_report_of_waiting_cells(example_matrix, build_d
     text = report.write_report(plan, check_bases=False).read_text()
     assert "✅ 0 · ⏳ 2 · ❌ 0 · ⚠️ 0 of 2 cells" in text
     assert "No test run has seen a GPU yet" in text and "No failed build or test run" in text
+    assert "Nothing published yet" in text
