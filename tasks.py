@@ -172,13 +172,14 @@ def schema(c):
         "out": "build directory: contexts, logs, status (default: build)",
         "force": "rebuild cells even when their image is unchanged (BuildKit's cache still applies)",
         "skip_preflight": "report failed host checks (disk, memory, base images) as warnings and build anyway",
+        "builder": "a named buildx builder (docker buildx ls; a docker context is one): build there, skip what is there",
     },
 )
 @_cli
 def build(
     c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yaml",
     dry_run=False, no_cache=False, pull=False, cache_from=None, cache_to=None, ca_cert="", out="build",
-    force=False, skip_preflight=False,
+    force=False, skip_preflight=False, builder="",
 ):
     """Build the selected cells, parents first (--dry-run: show the plan and commands)."""
     p = commands.plan(matrix, _selection(phase, cuda, python, target), Path(out))
@@ -188,6 +189,7 @@ def build(
         cache_from=tuple(cache_from or ()),
         cache_to=tuple(cache_to or ()),
         ca_cert=Path(ca_cert) if ca_cert else p.matrix.ca_cert,
+        builder=builder,
     )
     if dry_run:
         return commands.print_dry_run(p, options, force=force)

@@ -38,6 +38,7 @@ from .docker import (
     build_argv,
     build_env,
     describe_builder,
+    for_builder,
     proxy_build_args,
 )
 from .errors import EngineLost, HostFault, ImagematrixError, UsageError
@@ -412,10 +413,11 @@ class Preview:
 def preview(plan: Plan, options: BuildOptions, *, force: bool = False) -> tuple[list[Preview], str | None]:
     """What `invoke build` would do for each planned cell, without building: the same
     hash, skip decision and command as a real run. Returns (previews, note on what is unknown)."""
-    builder = describe_builder()
+    builder = describe_builder(name=options.builder)
+    options = for_builder(options, builder)
     options = replace(options, build_args=tuple(dict.fromkeys((*options.build_args, *proxy_build_args(os.environ)))))
     try:
-        client, note = docker_client(timeout=10), None
+        client, note = docker_client(timeout=10, host=builder.engine), None
     except ImagematrixError as exc:
         client, note = None, f"{exc} (so no cell is shown as skipped, and build-hash labels assume the base images are absent)"
     ex = Executor(plan, options, builder, client, progress=None, force=force or options.no_cache)
@@ -438,8 +440,9 @@ def run_build(plan: Plan, options: BuildOptions, *, force: bool = False, skip_pr
     """Preflight, then build every planned cell; raises BuildFailed (exit 1) if any failed."""
     console = console or output.console()
     with build_lock(plan.build_dir):
-        client = docker_client()
-        builder = describe_builder()
+        builder = describe_builder(name=options.builder)
+        options = for_builder(options, builder)
+        client = docker_client(host=builder.engine)  # where the builder's images land: skips look there
         options = replace(options, build_args=tuple(dict.fromkeys((*options.build_args, *proxy_build_args(os.environ)))))
         preflight(plan, options, builder, client, console, skip=skip_preflight)
         for cid in mark_stale(plan.build_dir):

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .errors import UsageError
@@ -38,6 +38,8 @@ class BuildOptions:
     ca_cert: Path | None = None
     progress: str = "plain"
     labels: dict[str, str] = field(default_factory=dict)  # added at build time (e.g. the build hash)
+    builder: str = ""  # a named buildx builder (`docker buildx ls`); "" is the current one
+    context: str = ""  # a docker context whose own (docker-driver) builder builds: `docker --context NAME buildx`
     build_args: tuple[str, ...] = ()  # NAME (value from the environment) or NAME=VALUE
     no_cache_filter: tuple[str, ...] = ()  # stages to build without cache (buildx); the rest may come from cache
 
@@ -51,10 +53,14 @@ class Builder:
     driver: str = ""  # buildx driver: docker, docker-container, kubernetes, remote
     buildkit: str = ""  # BuildKit version the builder reports
     client: str = ""  # docker CLI version (the classic builder only)
+    name: str = ""  # the buildx builder's name, when one was asked for
+    engine: str = ""  # where a docker-driver builder's images land (its context's socket); "" = DOCKER_HOST
 
     def describe(self) -> str:
         if self.kind == BUILDX:
-            return f"buildx {self.version or '?'} ({self.driver or '?'} driver, BuildKit {self.buildkit or '?'})"
+            named = f"builder {self.name}: " if self.name else ""
+            into = f", images into {self.engine}" if self.engine else ""
+            return f"{named}buildx {self.version or '?'} ({self.driver or '?'} driver, BuildKit {self.buildkit or '?'}{into})"
         return f"DOCKER_BUILDKIT=1 docker build (docker CLI {self.client or '?'}, no buildx plugin)"
 
     @property
@@ -88,23 +94,41 @@ def _run(argv: list[str]) -> str:
     return done.stdout if done.returncode == 0 else ""
 
 
-def describe_builder(kind: str | None = None) -> Builder:
-    """The builder with its driver and BuildKit version (``docker buildx inspect``)."""
-    kind = kind or detect_builder()
+def for_builder(options: BuildOptions, builder: Builder) -> BuildOptions:
+    """Options that address ``builder``: a context's docker-driver builder through --context."""
+    if builder.name and builder.engine:
+        return replace(options, context=builder.name, builder="")
+    return options
+
+
+def describe_builder(kind: str | None = None, name: str = "") -> Builder:
+    """The builder with its driver and BuildKit version (``docker buildx inspect [NAME]``)."""
+    kind = BUILDX if name else (kind or detect_builder())
     if kind != BUILDX:
         return Builder(kind, client=_run(["docker", "version", "--format", "{{.Client.Version}}"]).strip())
     version = _run(["docker", "buildx", "version"]).split()
     fields: dict[str, str] = {}
-    for line in _run(["docker", "buildx", "inspect"]).splitlines():
+    for line in _run(["docker", "buildx", "inspect", *([name] if name else [])]).splitlines():
         key, sep, value = line.partition(":")
         if sep:
             fields.setdefault(key.strip().lower(), value.strip())
+    if name and not fields:
+        raise UsageError(f"no buildx builder named {name!r} (`docker buildx ls` lists them; a docker context is one "
+                         "too: `docker context create NAME --docker host=...`)")
+    driver = fields.get("driver", "")
+    engine = ""
+    if name and driver == "docker":  # its images land in the engine of the context it names
+        endpoint = fields.get("endpoint", name)
+        engine = endpoint if "://" in endpoint else _run(
+            ["docker", "context", "inspect", endpoint, "--format", "{{.Endpoints.docker.Host}}"]).strip()
     return Builder(
         BUILDX,
         version=version[1] if len(version) > 1 else "",
-        driver=fields.get("driver", ""),
+        driver=driver,
         # buildx >= 0.11 says "BuildKit version:", older ones "Buildkit:".
         buildkit=fields.get("buildkit version", fields.get("buildkit", "")),
+        name=name,
+        engine=engine,
     )
 
 
@@ -158,6 +182,10 @@ def csv_fields(*fields: str) -> str:
 def build_argv(step: BuildStep, options: BuildOptions, builder: str = BUILDX) -> list[str]:
     """The exact command that builds one planned cell."""
     argv = ["docker", "buildx", "build", "--load"] if builder == BUILDX else ["docker", "build"]
+    if options.context:  # buildx refuses --builder for a context's builder: it must be the CLI's context
+        argv[1:1] = ["--context", options.context]
+    elif options.builder and builder == BUILDX:
+        argv[3:3] = ["--builder", options.builder]
     argv += [
         "--file", str(step.dockerfile),
         "--target", step.rendered.stage,

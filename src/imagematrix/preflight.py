@@ -50,17 +50,18 @@ def print_checks(found: list[Check], console: Console, prefix: str, skip: bool =
         console.print(styled(f"{prefix} ", mark, f" {c.name}: {c.detail}"), soft_wrap=True, highlight=False)
 
 
-def docker_client(timeout: int = 30):
-    """A docker SDK client that answered a ping, or a PreflightError saying how to start the engine."""
+def docker_client(timeout: int = 30, host: str = ""):
+    """A docker SDK client that answered a ping (``host``, else $DOCKER_HOST or the default socket),
+    or a PreflightError saying how to start the engine."""
     import docker
     from docker.errors import DockerException
 
-    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    where = host or os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     try:
-        client = docker.from_env(timeout=timeout)
+        client = docker.DockerClient(base_url=host, timeout=timeout) if host else docker.from_env(timeout=timeout)
         client.ping()
     except DockerException as exc:
-        raise PreflightError(f"cannot reach the Docker engine at {host} ({_first_line(exc)}); {START_DOCKER}") from None
+        raise PreflightError(f"cannot reach the Docker engine at {where} ({_first_line(exc)}); {START_DOCKER}") from None
     return client
 
 

@@ -9,6 +9,7 @@ end; containers are always removed.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -154,7 +155,6 @@ def wait_for() -> Callable[[Callable[[], object], float, str], None]:
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory) -> Iterator[str]:
     """A real registry (Debian's docker-registry, distribution 2.8) on a free port: ``127.0.0.1:PORT``."""
-    import shutil
     import socket
     import urllib.request
 
@@ -185,3 +185,43 @@ def registry(tmp_path_factory) -> Iterator[str]:
         yield f"127.0.0.1:{port}"
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.fixture
+def second_engine(tmp_path_factory, docker_client, wait_for):
+    """Another dockerd with its own socket, data and exec roots; the base image loaded into it."""
+    if shutil.which("dockerd") is None:
+        pytest.skip("no dockerd binary to start a second engine")
+    root = tmp_path_factory.mktemp("engine2")
+    run = Path(f"/tmp/im-e2-{os.getpid()}")  # exec-root: short, for unix socket path limits
+    sock = f"unix://{run}/docker.sock"
+    run.mkdir(exist_ok=True)
+    # In its own network namespace: its docker0 (RUN steps need a bridge) must not touch the host's,
+    # and dockerd removes a docker0 it did not make when given another bridge (-b).
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare(1) to give a second engine its own network namespace")
+    log = open(root / "dockerd.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        ["unshare", "--net", "--", "dockerd", "--data-root", str(root / "data"), "--exec-root", str(run / "exec"),
+         "--pidfile", str(run / "docker.pid"), "-H", sock, "--iptables=false", "--ip6tables=false"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    env = {**os.environ, "DOCKER_HOST": sock}
+    try:
+        wait_for(lambda: subprocess.run(["docker", "info"], env=env, capture_output=True, check=False).returncode == 0
+                 or proc.poll() is not None, 60, "the second engine")
+        assert proc.poll() is None, (root / "dockerd.log").read_text()[-2000:]
+        save = subprocess.Popen(["docker", "save", "debian:trixie-slim"], stdout=subprocess.PIPE)
+        subprocess.run(["docker", "load", "-q"], stdin=save.stdout, env=env, check=True, capture_output=True)
+        save.wait()
+        yield {"env": env, "proc": proc, "log": root / "dockerd.log"}
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+        # A killed engine leaves its overlay and netns mounts behind: unmount them, deepest first.
+        mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+        for mnt in sorted((m for m in mounts if m.startswith((str(root), str(run)))), key=len, reverse=True):
+            subprocess.run(["umount", "-l", mnt], check=False, capture_output=True)
+        shutil.rmtree(run, ignore_errors=True)

@@ -87,3 +87,17 @@ def test_the_docker_driver_only_exports_inline_caches():
 def test_proxy_variables_are_passed_by_name_only():
     env = {"HTTPS_PROXY": "http://user:secret@proxy:3128", "no_proxy": "localhost", "HTTP_PROXY": ""}
     assert proxy_build_args(env) == ("HTTPS_PROXY", "no_proxy")
+
+
+def test_a_named_builder_or_a_context_builder_is_addressed_as_buildx_wants(example_matrix, tmp_path):
+    from imagematrix.docker import build_argv, for_builder
+    from imagematrix.plan import make_plan
+
+    step = make_plan(example_matrix, Selection(), tmp_path).steps[0]
+    remote = Builder(BUILDX, driver="remote", name="farm")
+    argv = build_argv(step, for_builder(BuildOptions(builder="farm"), remote), BUILDX)
+    assert argv[:6] == ["docker", "buildx", "build", "--builder", "farm", "--load"]
+    context = Builder(BUILDX, driver="docker", name="gpu-box", engine="unix:///run/gpu-box.sock")
+    argv = build_argv(step, for_builder(BuildOptions(builder="gpu-box"), context), BUILDX)
+    assert argv[:6] == ["docker", "--context", "gpu-box", "buildx", "build", "--load"] and "--builder" not in argv
+    assert "builder gpu-box: buildx" in context.describe() and "images into unix:///run/gpu-box.sock" in context.describe()
