@@ -173,13 +173,14 @@ def schema(c):
         "force": "rebuild cells even when their image is unchanged (BuildKit's cache still applies)",
         "skip_preflight": "report failed host checks (disk, memory, base images) as warnings and build anyway",
         "builder": "a named buildx builder (docker buildx ls; a docker context is one): build there, skip what is there",
+        "jobs": "build up to N independent cells at once (a cell never before its parent; default 1)",
     },
 )
 @_cli
 def build(
     c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yaml",
     dry_run=False, no_cache=False, pull=False, cache_from=None, cache_to=None, ca_cert="", out="build",
-    force=False, skip_preflight=False, builder="",
+    force=False, skip_preflight=False, builder="", jobs=1,
 ):
     """Build the selected cells, parents first (--dry-run: show the plan and commands)."""
     p = commands.plan(matrix, _selection(phase, cuda, python, target), Path(out))
@@ -193,7 +194,9 @@ def build(
     )
     if dry_run:
         return commands.print_dry_run(p, options, force=force)
-    builds.run_build(p, options, force=force, skip_preflight=skip_preflight, console=commands.console())
+    if int(jobs) < 1:
+        raise Exit(f"--jobs takes a number of cells >= 1, not {jobs}", code=2)
+    builds.run_build(p, options, force=force, skip_preflight=skip_preflight, console=commands.console(), jobs=int(jobs))
     return 0
 
 

@@ -11,6 +11,7 @@ this one left off, whatever stopped it.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import hashlib
 import json
 import os
@@ -150,6 +151,8 @@ class Executor:
         self.outcomes: list[Outcome] = []
         self.cause: dict[str, str] = {}  # cell -> the failed cell that blocks it
         self.fresh: set[str] = set()  # cells built without cache in this run (--no-cache)
+        self.running: dict[str, tuple[float, BuildkitLog]] = {}  # parallel builds in progress
+        self.stopping = False  # Ctrl-C during parallel builds: the main thread records the running ones
 
     def log_path(self, cid: str) -> Path:
         return self.build_dir / LOGS_DIR / f"{cid}.log"
@@ -196,6 +199,91 @@ class Executor:
                 self._interrupted(*current, why=why)
             raise BuildInterrupted(self._interrupt_message(current[0] if current else None, why)) from None
         return self.outcomes
+
+    def run_parallel(self, jobs: int) -> list[Outcome]:
+        """Up to ``jobs`` cells at once, each only after the planned ancestors it builds on are done;
+        a failed cell blocks its dependants as in ``run``, and a host fault stops new builds."""
+        if jobs <= 1:
+            return self.run()
+        for step in self.plan.steps:
+            write_context(step.rendered, self.build_dir)
+        planned = {s.cell.id for s in self.plan.steps}
+        waiting, running, finished = list(self.plan.steps), {}, set()
+        fault: BaseException | None = None
+        pool = cf.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="build")
+        try:
+            while waiting or running:
+                while fault is None and len(running) < jobs:
+                    ready = next((s for s in waiting if all(n in finished or n not in planned for n in s.needs)), None)
+                    if ready is None:
+                        break
+                    waiting.remove(ready)
+                    running[pool.submit(self._one, ready)] = ready
+                if not running:
+                    break
+                done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    finished.add(running.pop(fut).cell.id)
+                    if fut.exception() is not None and fault is None:
+                        fault = fut.exception()
+        except KeyboardInterrupt as exc:
+            why = str(exc) or "SIGINT"
+            self.stopping = True
+            procs.stop_all()
+            cf.wait(running)
+            stopped = list(self.running.items())
+            for cid, (t0, parsed) in stopped:
+                self._interrupted(cid, t0, parsed, why)
+            pool.shutdown(wait=True)
+            if len(stopped) == 1:
+                raise BuildInterrupted(self._interrupt_message(stopped[0][0], why)) from None
+            where = (f"{', '.join(c for c, _ in stopped)} were stopped and recorded as failed (interrupted)"
+                     if stopped else "no build was running")
+            raise BuildInterrupted(f"interrupted ({why}): {where}. The record {self.build_dir}/status.json is intact; "
+                                   "rerun `invoke build` to resume (finished cells are skipped).") from None
+        pool.shutdown(wait=True)
+        if fault is not None:
+            if isinstance(fault, HostFault):
+                self._not_attempted(waiting, fault)
+            raise fault
+        return self.outcomes
+
+    def _one(self, step: BuildStep) -> None:
+        """One cell of a parallel run: blocked, skipped or built (a worker thread)."""
+        cid = step.cell.id
+        if cid in self.cause:
+            self._blocked(step)
+            return
+        parsed = BuildkitLog(tail_lines=TAIL_LINES + 10)
+        try:
+            digest = self.digest(step)
+            image = self.unchanged_image(step, digest)
+            if image is not None:
+                self._skipped(step, image, digest)
+                return
+            write_context(step.rendered, self.build_dir)
+            self.running[cid] = (time.monotonic(), parsed)
+            self._build(step, digest, parsed)
+        except HostFault as fault:
+            self._host_fault(step, fault, [], (cid, *self.running.get(cid, (time.monotonic(), parsed))))
+            raise
+        except _ENGINE_ERRORS as exc:
+            fault = self._engine_lost(exc)
+            self._host_fault(step, fault, [], (cid, *self.running.get(cid, (time.monotonic(), parsed))))
+            raise fault from None
+        finally:
+            if not self.stopping:
+                self.running.pop(cid, None)
+
+    def _not_attempted(self, rest: list[BuildStep], fault: HostFault) -> None:
+        for s in rest:
+            r = self.record(s.cell.id, {
+                "state": "blocked", "blocked_by": "", "ended": utcnow(), "ref": s.cell.ref,
+                "input_hash": s.rendered.input_hash, "host_fault": fault.reason,
+                "error": f"not attempted: {fault.reason}",
+            }, replace_section=True)
+            self.progress.finished(s.cell.id, "blocked", f"not attempted ({fault.reason})")
+            self.outcomes.append(Outcome(s.cell.id, "blocked", note=f"not attempted ({fault.reason})", record=r))
 
     def _blocked(self, step: BuildStep) -> None:
         cid, cause = step.cell.id, self.cause[step.cell.id]
@@ -255,6 +343,8 @@ class Executor:
         t0 = time.monotonic()
         rc = run_docker_build(argv, self.env, log, parsed, lambda v: self.progress.step(cid, v) if v else self.progress.tick(cid))
         took = round(time.monotonic() - t0, 1)
+        if self.stopping:
+            return  # stopped by Ctrl-C in a parallel run: the main thread records it as interrupted
         image = local_image(self.client, step.cell.ref) if rc == 0 else None
         if image is not None and image.labels.get(BUILD_HASH_LABEL) == digest:
             rec = self.record(cid, {
@@ -436,7 +526,7 @@ def preview(plan: Plan, options: BuildOptions, *, force: bool = False) -> tuple[
 
 
 def run_build(plan: Plan, options: BuildOptions, *, force: bool = False, skip_preflight: bool = False,
-              console: Console | None = None) -> list[Outcome]:
+              console: Console | None = None, jobs: int = 1) -> list[Outcome]:
     """Preflight, then build every planned cell; raises BuildFailed (exit 1) if any failed."""
     console = console or output.console()
     with build_lock(plan.build_dir):
@@ -448,13 +538,14 @@ def run_build(plan: Plan, options: BuildOptions, *, force: bool = False, skip_pr
         for cid in mark_stale(plan.build_dir):
             console.print(f"{cid}: an earlier build of it was killed; recorded as failed (interrupted)", markup=False)
         force = force or options.no_cache  # --no-cache means "build it again", not "skip it"
-        console.print(f"building {len(plan.steps)} cell(s) with {builder.describe()}; logs in {plan.build_dir / LOGS_DIR}",
+        at_once = f", {jobs} at a time" if jobs > 1 else ""
+        console.print(f"building {len(plan.steps)} cell(s){at_once} with {builder.describe()}; logs in {plan.build_dir / LOGS_DIR}",
                       markup=False)
         progress = make_progress(console, [s.cell.id for s in plan.steps])
         executor = Executor(plan, options, builder, client, progress, force=force)
         try:
             with sigterm_as_interrupt(), progress:
-                outcomes = executor.run()
+                outcomes = executor.run_parallel(jobs) if jobs > 1 else executor.run()
         except HostFault:
             console.print(summary_table(executor.outcomes))
             raise

@@ -25,6 +25,8 @@ from .builddir import utcnow
 from .errors import DiskWriteError
 
 STOP_GRACE_S = 10  # after SIGINT, before SIGKILL
+_LIVE: set[subprocess.Popen] = set()  # children of run_logged still running (parallel builds stop them all)
+_LIVE_LOCK = threading.Lock()
 LOG_RESERVE = 256 * 1024  # given back from a log that filled the disk, so the record can still be written
 
 
@@ -47,6 +49,17 @@ def stop(proc: subprocess.Popen, grace: float = STOP_GRACE_S) -> None:
     with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=5)
+
+
+def stop_all(grace: float = STOP_GRACE_S) -> None:
+    """Stop every child run_logged is running, at once (Ctrl-C during parallel builds)."""
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    threads = [threading.Thread(target=stop, args=(p, grace)) for p in live]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def _log_full(log_path: Path, exc: OSError) -> DiskWriteError:
@@ -85,6 +98,8 @@ def run_logged(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
             start_new_session=True, preexec_fn=_die_with_parent(),
         )
+        with _LIVE_LOCK:
+            _LIVE.add(proc)
         if limit is not None:
             def expire() -> None:
                 fired.set()
@@ -107,6 +122,9 @@ def run_logged(
                 on_line(raw.decode("utf-8", errors="replace"))
         return proc.wait(), fired.is_set()
     finally:
+        if proc is not None:
+            with _LIVE_LOCK:
+                _LIVE.discard(proc)
         if timer is not None:
             timer.cancel()
         if proc is not None and proc.poll() is None:
