@@ -26,6 +26,10 @@ OTHER_SECTIONS = ("test", "sizes")  # known writers first, in this order; unknow
 def section_text(section: dict[str, Any] | None) -> str:
     if not section:
         return "-"
+    if section.get("digest"):  # publish: where the tested image went
+        return f"{section.get('repository')}@{str(section['digest'])[:19]}"
+    if section and all(isinstance(v, dict) and "state" in v for v in section.values()):  # suites, side by side
+        return ", ".join(f"{name} {v['state']}{' (GPU)' if v.get('require_gpu') else ''}" for name, v in sorted(section.items()))
     for key in ("summary", "state", "outcome", "result"):
         value = section.get(key)
         if isinstance(value, str) and value:

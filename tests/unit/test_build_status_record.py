@@ -51,6 +51,10 @@ def test_sections_of_other_writers_show_their_summary_or_state(tmp_path):
     assert section_text({"summary": "12 passed, 1 skipped", "state": "passed"}) == "12 passed, 1 skipped"
     assert section_text({"state": "failed"}) == "failed"
     assert section_text(None) == "-"
+    digest = "sha256:" + "b" * 64
+    assert section_text({"repository": "reg/team/x", "digest": digest, "tags": ["t"]}) == f"reg/team/x@{digest[:19]}"
+    suites = {"smoke": {"state": "passed", "require_gpu": True}, "full": {"state": "failed"}}
+    assert section_text(suites) == "full failed, smoke passed (GPU)"
     update_cell(tmp_path, "a", "build", {"state": "built", "duration_s": 75.0, "size_bytes": 5_940_000_000})
     update_cell(tmp_path, "a", "test", {"state": "passed", "summary": "30 passed"})
     update_cell(tmp_path, "b", "build", {"state": "blocked", "blocked_by": "a"})
