@@ -165,39 +165,22 @@ class Executor:
         return rec
 
     def run(self) -> list[Outcome]:
+        """Every planned cell in order, one at a time (``run_parallel`` for several)."""
         for step in self.plan.steps:
             write_context(step.rendered, self.build_dir)
-        current: tuple[str, float, BuildkitLog] | None = None
         try:
             for i, step in enumerate(self.plan.steps):
-                cid = step.cell.id
-                if cid in self.cause:
-                    self._blocked(step)
-                    continue
                 try:
-                    digest = self.digest(step)
-                    image = self.unchanged_image(step, digest)
-                    if image is not None:
-                        self._skipped(step, image, digest)
-                        continue
-                    # The context on disk is what BuildKit reads: make it the bytes the hash was computed from.
-                    write_context(step.rendered, self.build_dir)
-                    parsed = BuildkitLog(tail_lines=TAIL_LINES + 10)
-                    current = (cid, time.monotonic(), parsed)
-                    self._build(step, digest, parsed)
-                    current = None
+                    self._one(step)
                 except HostFault as fault:
-                    self._host_fault(step, fault, self.plan.steps[i + 1:], current)
+                    self._not_attempted(self.plan.steps[i + 1:], fault, step.cell.id)
                     raise
-                except _ENGINE_ERRORS as exc:
-                    fault = self._engine_lost(exc)
-                    self._host_fault(step, fault, self.plan.steps[i + 1:], current)
-                    raise fault from None
         except KeyboardInterrupt as exc:
             why = str(exc) or "SIGINT"
-            if current is not None:
-                self._interrupted(*current, why=why)
-            raise BuildInterrupted(self._interrupt_message(current[0] if current else None, why)) from None
+            stopped = list(self.running.items())
+            for cid, (t0, parsed) in stopped:
+                self._interrupted(cid, t0, parsed, why)
+            raise BuildInterrupted(self._interrupt_message(stopped[0][0] if stopped else None, why)) from None
         return self.outcomes
 
     def run_parallel(self, jobs: int) -> list[Outcome]:
@@ -210,6 +193,7 @@ class Executor:
         planned = {s.cell.id for s in self.plan.steps}
         waiting, running, finished = list(self.plan.steps), {}, set()
         fault: BaseException | None = None
+        fault_cell = ""
         pool = cf.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="build")
         try:
             while waiting or running:
@@ -223,9 +207,10 @@ class Executor:
                     break
                 done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
                 for fut in done:
-                    finished.add(running.pop(fut).cell.id)
+                    cid = running.pop(fut).cell.id
+                    finished.add(cid)
                     if fut.exception() is not None and fault is None:
-                        fault = fut.exception()
+                        fault, fault_cell = fut.exception(), cid
         except KeyboardInterrupt as exc:
             why = str(exc) or "SIGINT"
             self.stopping = True
@@ -244,12 +229,13 @@ class Executor:
         pool.shutdown(wait=True)
         if fault is not None:
             if isinstance(fault, HostFault):
-                self._not_attempted(waiting, fault)
+                self._not_attempted(waiting, fault, fault_cell)
             raise fault
         return self.outcomes
 
     def _one(self, step: BuildStep) -> None:
-        """One cell of a parallel run: blocked, skipped or built (a worker thread)."""
+        """One cell: blocked, skipped or built (in a worker thread when parallel). A cell interrupted
+        mid-build stays in ``self.running`` for the caller to record."""
         cid = step.cell.id
         if cid in self.cause:
             self._blocked(step)
@@ -265,25 +251,28 @@ class Executor:
             self.running[cid] = (time.monotonic(), parsed)
             self._build(step, digest, parsed)
         except HostFault as fault:
-            self._host_fault(step, fault, [], (cid, *self.running.get(cid, (time.monotonic(), parsed))))
+            self._host_fault(step, fault, (cid, *self.running[cid]) if cid in self.running else None)
             raise
         except _ENGINE_ERRORS as exc:
             fault = self._engine_lost(exc)
-            self._host_fault(step, fault, [], (cid, *self.running.get(cid, (time.monotonic(), parsed))))
+            self._host_fault(step, fault, (cid, *self.running[cid]) if cid in self.running else None)
             raise fault from None
-        finally:
-            if not self.stopping:
-                self.running.pop(cid, None)
+        if not self.stopping:
+            self.running.pop(cid, None)
 
-    def _not_attempted(self, rest: list[BuildStep], fault: HostFault) -> None:
-        for s in rest:
-            r = self.record(s.cell.id, {
-                "state": "blocked", "blocked_by": "", "ended": utcnow(), "ref": s.cell.ref,
-                "input_hash": s.rendered.input_hash, "host_fault": fault.reason,
-                "error": f"not attempted: {fault.reason}",
-            }, replace_section=True)
-            self.progress.finished(s.cell.id, "blocked", f"not attempted ({fault.reason})")
-            self.outcomes.append(Outcome(s.cell.id, "blocked", note=f"not attempted ({fault.reason})", record=r))
+    def _not_attempted(self, rest: list[BuildStep], fault: HostFault, cause: str) -> None:
+        """After a host fault while building ``cause``: every cell not started yet, recorded as such."""
+        try:
+            for s in rest:
+                r = self.record(s.cell.id, {
+                    "state": "blocked", "blocked_by": cause, "ended": utcnow(), "ref": s.cell.ref,
+                    "input_hash": s.rendered.input_hash, "host_fault": fault.reason,
+                    "error": f"not attempted: {fault.reason} while building {cause}",
+                }, replace_section=True)
+                self.progress.finished(s.cell.id, "blocked", f"not attempted ({fault.reason})")
+                self.outcomes.append(Outcome(s.cell.id, "blocked", note=f"not attempted ({fault.reason})", record=r))
+        except StatusError as exc:
+            fault.args = (f"{fault}\nThe record could not be updated either: {exc}",)
 
     def _blocked(self, step: BuildStep) -> None:
         cid, cause = step.cell.id, self.cause[step.cell.id]
@@ -418,8 +407,8 @@ class Executor:
             return False
         return True
 
-    def _host_fault(self, step: BuildStep, fault: HostFault, rest, current) -> None:
-        """Record the cell failed (the host's fault) and every later planned cell not attempted."""
+    def _host_fault(self, step: BuildStep, fault: HostFault, current) -> None:
+        """Record the cell failed: the host's fault (a full disk, a lost engine)."""
         cid = step.cell.id
         took = round(time.monotonic() - current[1], 1) if current and current[0] == cid else None
         parsed = current[2] if current and current[0] == cid else None
@@ -431,14 +420,6 @@ class Executor:
             })
             self.progress.finished(cid, "failed", fault.reason, took)
             self.outcomes.append(Outcome(cid, "failed", took, note=fault.reason, record=rec))
-            for s in rest:
-                r = self.record(s.cell.id, {
-                    "state": "blocked", "blocked_by": cid, "ended": utcnow(), "ref": s.cell.ref,
-                    "input_hash": s.rendered.input_hash, "host_fault": fault.reason,
-                    "error": f"not attempted: {fault.reason} while building {cid}",
-                }, replace_section=True)
-                self.progress.finished(s.cell.id, "blocked", f"not attempted ({fault.reason})")
-                self.outcomes.append(Outcome(s.cell.id, "blocked", note=f"not attempted ({fault.reason})", record=r))
         except StatusError as exc:
             fault.args = (f"{fault}\nThe record could not be updated either: {exc}",)
 
