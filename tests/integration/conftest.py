@@ -225,3 +225,23 @@ def second_engine(tmp_path_factory, docker_client, wait_for):
         for mnt in sorted((m for m in mounts if m.startswith((str(root), str(run)))), key=len, reverse=True):
             subprocess.run(["umount", "-l", mnt], check=False, capture_output=True)
         shutil.rmtree(run, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def hardening_matrix() -> Callable[..., Path]:
+    """Writes ``matrices/hardening.yaml`` (tiny cells on debian:trixie-slim) into ``dest`` under another
+    image name, with top-level ``changes``; returns the written file."""
+    import yaml
+
+    matrices = Path(__file__).resolve().parent / "matrices"
+
+    def write(dest: Path, image: str, **changes) -> Path:
+        doc = yaml.safe_load((matrices / "hardening.yaml").read_text())
+        doc["image"] = image
+        doc["build"]["fragments_dir"] = str(matrices / doc["build"]["fragments_dir"])
+        doc.update(changes)
+        path = dest / "hardening.yaml"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+        return path
+
+    return write

@@ -5,25 +5,20 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
-import yaml
 
 from imagematrix import status
 
 pytestmark = pytest.mark.docker
 
-MATRICES = Path(__file__).resolve().parent / "matrices"
 
 
-def test_a_bake_build_is_what_invoke_build_would_have_built(invoke, image_namespace, tmp_path, docker_client):
-    doc = yaml.safe_load((MATRICES / "hardening.yaml").read_text())
-    doc["image"] = f"{image_namespace}-bake/tiny"
-    doc["build"]["fragments_dir"] = str(MATRICES / doc["build"]["fragments_dir"])
-    doc["phases"] = {1: {"name": "tiny", "cells": [{"cuda": "1.0", "python": "3.13", "targets": ["plain", "nonroot"]}]}}
-    matrix = tmp_path / "matrix.yaml"
-    matrix.write_text(yaml.safe_dump(doc, sort_keys=False))
+def test_a_bake_build_is_what_invoke_build_would_have_built(invoke, image_namespace, tmp_path, docker_client,
+                                                           hardening_matrix):
+    image = f"{image_namespace}-bake/tiny"
+    matrix = hardening_matrix(tmp_path, image, phases={
+        1: {"name": "tiny", "cells": [{"cuda": "1.0", "python": "3.13", "targets": ["plain", "nonroot"]}]}})
     out = tmp_path / "build"
     done = invoke("bake", "--matrix", str(matrix), "--out", str(out), "--phase", "1")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -37,8 +32,8 @@ def test_a_bake_build_is_what_invoke_build_would_have_built(invoke, image_namesp
                            timeout=900, check=False)
     assert built.returncode == 0, built.stderr[-3000:]
     for cell in ("cu1.0-py3.13-plain", "cu1.0-py3.13-nonroot"):
-        image = docker_client.images.get(f"{doc['image']}:{cell}")
-        assert image.labels["imagematrix.cell"] == cell and image.labels["imagematrix.build-hash"].startswith("sha256:")
+        built_image = docker_client.images.get(f"{image}:{cell}")
+        assert built_image.labels["imagematrix.cell"] == cell and built_image.labels["imagematrix.build-hash"].startswith("sha256:")
 
     done = invoke("build", "--matrix", str(matrix), "--out", str(out), "--phase", "1")
     assert done.returncode == 0, done.stdout + done.stderr

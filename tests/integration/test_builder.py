@@ -8,14 +8,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 from imagematrix import status
 
 pytestmark = pytest.mark.docker
 
 ROOT = Path(__file__).resolve().parents[2]
-MATRICES = Path(__file__).resolve().parent / "matrices"
 CELL = "cu1.0-py3.13-plain"
 
 
@@ -31,15 +29,12 @@ def context(second_engine):
 
 
 def test_a_named_builder_builds_into_its_own_engine_and_skips_there(context, invoke, image_namespace, tmp_path,
-                                                                     docker_client):
+                                                                     docker_client, hardening_matrix):
     import docker
 
     name, host = context
-    doc = yaml.safe_load((MATRICES / "hardening.yaml").read_text())
-    doc["image"] = f"{image_namespace}-builder/tiny"
-    doc["build"]["fragments_dir"] = str(MATRICES / doc["build"]["fragments_dir"])
-    matrix = tmp_path / "matrix.yaml"
-    matrix.write_text(yaml.safe_dump(doc, sort_keys=False))
+    image = f"{image_namespace}-builder/tiny"
+    matrix = hardening_matrix(tmp_path, image)
     out = tmp_path / "build"
     args = ("build", "--matrix", str(matrix), "--out", str(out), "--target", "plain", "--builder", name)
 
@@ -48,7 +43,7 @@ def test_a_named_builder_builds_into_its_own_engine_and_skips_there(context, inv
     assert f"builder {name}: buildx" in done.stdout and f"images into {host}" in done.stdout
     rec = status.read_status(out)[CELL]["build"]
     assert rec["state"] == "built" and rec["command"].startswith(f"docker --context {name} buildx build")
-    ref = f"{doc['image']}:{CELL}"
+    ref = f"{image}:{CELL}"
     second = docker.DockerClient(base_url=host)
     assert second.images.get(ref).id == rec["image_id"]
     with pytest.raises(docker.errors.ImageNotFound):

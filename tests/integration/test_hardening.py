@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 MATRICES = Path(__file__).parent / "matrices"
@@ -27,16 +26,6 @@ pytestmark = pytest.mark.docker
 
 def cid(target: str) -> str:
     return f"cu1.0-py3.13-{target}"
-
-
-def hardening_matrix(dest: Path, image: str, **changes) -> Path:
-    doc = yaml.safe_load((MATRICES / "hardening.yaml").read_text())
-    doc["image"] = image
-    doc["build"]["fragments_dir"] = str(MATRICES / doc["build"]["fragments_dir"])
-    doc.update(changes)
-    path = dest / "hardening.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
-    return path
 
 
 def cells(build_dir: Path) -> dict:
@@ -56,7 +45,7 @@ LABELS = {
 }
 
 
-def test_labels_reach_the_image_exactly_as_written(image, tmp_path, invoke, docker_client):
+def test_labels_reach_the_image_exactly_as_written(hardening_matrix, image, tmp_path, invoke, docker_client):
     m = hardening_matrix(tmp_path, image, labels=LABELS)
     done = invoke("build", "--matrix", str(m), "--target", "plain", "--out", str(tmp_path / "b"), timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -64,7 +53,7 @@ def test_labels_reach_the_image_exactly_as_written(image, tmp_path, invoke, dock
     assert {k: labels.get(k) for k in LABELS} == LABELS
 
 
-def test_a_non_root_step_reads_the_ca_secret_and_a_path_with_a_comma_works(image, tmp_path, invoke, run_container):
+def test_a_non_root_step_reads_the_ca_secret_and_a_path_with_a_comma_works(hardening_matrix, image, tmp_path, invoke, run_container):
     ca = tmp_path / "ca,bundle.pem"  # BuildKit's --secret spec is CSV: the comma must not split the path
     shutil.copy("/etc/ssl/certs/ca-certificates.crt", ca)
     m = hardening_matrix(tmp_path, image)
@@ -83,7 +72,7 @@ def _cli_version() -> tuple[int, ...]:
     return tuple(int(x) for x in out.split("+")[0].split(".")[:2] if x.isdigit())
 
 
-def test_a_docker_cli_that_needs_buildx_but_has_none_fails_preflight_with_the_fix(image, tmp_path, invoke):
+def test_a_docker_cli_that_needs_buildx_but_has_none_fails_preflight_with_the_fix(hardening_matrix, image, tmp_path, invoke):
     m = hardening_matrix(tmp_path, image)
     env_dir = tmp_path / "docker-config"  # no cli-plugins: the buildx plugin is not found
     env_dir.mkdir()
@@ -121,7 +110,7 @@ def small_disk(tmp_path) -> Path:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def test_a_full_disk_fails_the_cell_with_the_cause_and_records_the_rest(image, tmp_path, small_disk, invoke):
+def test_a_full_disk_fails_the_cell_with_the_cause_and_records_the_rest(hardening_matrix, image, tmp_path, small_disk, invoke):
     m = hardening_matrix(tmp_path, image)
     build_dir = small_disk / "build"
     done = invoke("build", "--matrix", str(m), "--target", "noisy", "--target", "plain", "--out", str(build_dir),
@@ -141,7 +130,7 @@ def test_a_full_disk_fails_the_cell_with_the_cause_and_records_the_rest(image, t
 # --- a lost engine ---------------------------------------------------------------------------
 
 
-def test_an_engine_lost_mid_build_is_named_and_recorded(image, tmp_path, second_engine, invoke_command, wait_for):
+def test_an_engine_lost_mid_build_is_named_and_recorded(hardening_matrix, image, tmp_path, second_engine, invoke_command, wait_for):
     m = hardening_matrix(tmp_path, image)
     build_dir = tmp_path / "b"
     proc = subprocess.Popen(
@@ -169,7 +158,7 @@ def test_an_engine_lost_mid_build_is_named_and_recorded(image, tmp_path, second_
 # --- stale test containers -------------------------------------------------------------------
 
 
-def test_a_test_run_removes_containers_a_killed_run_left_behind(image, tmp_path, docker_client):
+def test_a_test_run_removes_containers_a_killed_run_left_behind(hardening_matrix, image, tmp_path, docker_client):
     from imagematrix.testrun_docker import (
         BUILD_DIR_LABEL,
         OWNER_HOST_LABEL,

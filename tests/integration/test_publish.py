@@ -20,26 +20,15 @@ from imagematrix.suite import SUITES_SECTION
 pytestmark = pytest.mark.docker
 
 ROOT = Path(__file__).resolve().parents[2]
-MATRICES = Path(__file__).resolve().parent / "matrices"
 CELL = "cu1.0-py3.13-plain"
 H200 = {"driver": "580.159.04", "driver_cuda": "13.0", "devices": [{"name": "NVIDIA H200", "compute_capability": "9.0"}]}
 
 
-def _matrix(dest: Path, image: str, **changes) -> Path:
-    doc = yaml.safe_load((MATRICES / "hardening.yaml").read_text())
-    doc["image"] = image
-    doc["build"]["fragments_dir"] = str(MATRICES / doc["build"]["fragments_dir"])
-    doc.update(changes)
-    path = dest / "matrix.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
-
-
 @pytest.fixture(scope="module")
-def built(invoke, image_namespace, tmp_path_factory, docker_client):
+def built(invoke, image_namespace, tmp_path_factory, docker_client, hardening_matrix):
     """The tiny 'plain' cell built for real; its build directory and image id."""
     root = tmp_path_factory.mktemp("publish")
-    matrix = _matrix(root, f"{image_namespace}-publish/tiny")
+    matrix = hardening_matrix(root, f"{image_namespace}-publish/tiny")
     out = root / "build"
     done = invoke("build", "--matrix", str(matrix), "--out", str(out), "--target", "plain")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
