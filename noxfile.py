@@ -34,7 +34,7 @@ def integration(session):
 
 @nox.session
 def lint(session):
-    """ruff on the code, hadolint on every rendered Dockerfile (invoke lint)."""
+    """invoke lint: ruff on the code, hadolint on the rendered Dockerfiles, actionlint and zizmor on the workflow."""
     session.run(*PY, "invoke", "lint", *session.posargs)
 
 
