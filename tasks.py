@@ -147,7 +147,7 @@ def doctor(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.ya
 })
 @_cli
 def lint(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yaml", code=True, dockerfiles=True):
-    """Lint code (ruff) and the selected cells' Dockerfiles (hadolint)."""
+    """Lint code (ruff), the selected cells' Dockerfiles (hadolint), the workflow (actionlint, zizmor)."""
     return commands.lint(matrix, _selection(phase, cuda, python, target), code=code, dockerfiles=dockerfiles)
 
 
