@@ -12,6 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 
+def cuda_int(value: int) -> tuple[int, int] | None:
+    """CUDA's integer versions (12080, 13000) -> (12, 8); -1/0/None -> None."""
+    if value is None or value <= 0:
+        return None
+    return value // 1000, (value % 1000) // 10
+
+
 def fmt_mm(mm: Sequence[int] | None) -> str:
     return "none" if mm is None else f"{mm[0]}.{mm[1]}"
 

@@ -79,10 +79,9 @@ def host_has_gpu() -> str | None:
 
 def driver_checks(plan: Plan, seen: dict) -> list[Check]:
     """The driver the probe saw against each selected CUDA version."""
-    raw = seen.get("driver_cuda")
-    if not raw:
+    driver_cuda = cuda_compat.cuda_int(seen.get("driver_cuda"))
+    if driver_cuda is None:
         return [Check("driver", False, "the probe could not read the driver's CUDA version (cuDriverGetVersion)")]
-    driver_cuda = (raw // 1000, (raw % 1000) // 10)
     version = seen.get("driver")
     found = []
     for cuda in dict.fromkeys(s.cell.cuda.version for s in plan.steps):

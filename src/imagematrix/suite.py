@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import history, status, testgrid
 from .builddir import utcnow
+from .cuda_compat import cuda_int, fmt_mm
 from .errors import ImagematrixError
 from .testgrid import CellResult
 
@@ -252,7 +253,7 @@ def _gpu_seen(path: Path) -> dict:
     devices = [d for d in seen.get("devices") or [] if isinstance(d, dict)] if isinstance(seen, dict) else []
     out = {
         "driver": seen.get("driver") if isinstance(seen, dict) else None,
-        "driver_cuda": f"{raw // 1000}.{(raw % 1000) // 10}" if isinstance(raw, int) and raw else None,
+        "driver_cuda": fmt_mm(cuda_int(raw)) if isinstance(raw, int) and raw > 0 else None,
         "devices": [{"name": d.get("name"), "compute_capability": d.get("compute_capability")} for d in devices],
     }
     return {k: v for k, v in out.items() if v}

@@ -36,6 +36,7 @@ from imagematrix.cuda_compat import (  # noqa: F401
     MINOR_COMPAT_DRIVER,
     NATIVE_DRIVER,
     DriverDecision,
+    cuda_int,
     driver_policy,
     fmt_mm,
     native_driver,
@@ -94,13 +95,6 @@ def choose_cell_path(option: str | None, env: Mapping[str, str], exists) -> tupl
 # --------------------------------------------------------------------------
 # Versions
 # --------------------------------------------------------------------------
-
-
-def cuda_int(value: int) -> tuple[int, int] | None:
-    """CUDA's integer versions (12080, 13000) -> (12, 8); -1/0/None -> None."""
-    if value is None or value <= 0:
-        return None
-    return value // 1000, (value % 1000) // 10
 
 
 def cudnn_int(value: int | None) -> tuple[int, int, int] | None:
