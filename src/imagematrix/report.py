@@ -93,8 +93,8 @@ def _build_time(b: Mapping[str, Any]) -> str:
 def _gpu(test: Mapping[str, Any]) -> str:
     info = test.get("gpu_info") or {}
     devices = info.get("devices") or []
-    if not devices:
-        return "no GPU" if test else "-"
+    if not devices:  # older records name only how the GPU was handed over
+        return "-" if not test else "no GPU" if test.get("gpu") in (None, "", "none") else str(test["gpu"])
     names = sorted({f"{d.get('name')} (sm_{str(d.get('compute_capability', '')).replace('.', '')})" for d in devices})
     return f"{len(devices)} x {', '.join(names)} · driver {info.get('driver') or '?'}"
 

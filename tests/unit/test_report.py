@@ -73,3 +73,9 @@ def test_an_empty_record_gives_a_report_of_waiting_cells(example_matrix, build_d
     assert "✅ 0 · ⏳ 2 · ❌ 0 · ⚠️ 0 of 2 cells" in text
     assert "No test run has seen a GPU yet" in text and "No failed build or test run" in text
     assert "Nothing published yet" in text
+
+
+def test_a_record_without_gpu_info_still_names_how_the_gpu_was_given():
+    assert report._gpu({"gpu": "cdi gpu 0", "state": "passed"}) == "cdi gpu 0"
+    assert report._gpu({"gpu": "none", "state": "passed"}) == "no GPU"
+    assert report._gpu({}) == "-"
