@@ -10,6 +10,7 @@
 #   bash scripts/gpu-machine-proof.sh doctor   # alone: invoke doctor, then the devel cell's smoke by workers
 #   bash scripts/gpu-machine-proof.sh host     # host mode, full suite (runners without Docker)
 #   bash scripts/gpu-machine-proof.sh finish   # wait for the build; smoke (1 and N at a time), full, liars
+#   bash scripts/gpu-machine-proof.sh collect  # the record, each run's gpu.json and the report, in $OUT
 #
 # A device call runs at most 10 minutes: when `finish` does not fit after `start`, send it again
 # at once, while the machine is warm (30 s), and it picks up the build where it is.
@@ -79,12 +80,19 @@ finish)
   timed smoke-warm-jobs3 python3 -m nox -s gpu_smoke-3.12 -- --matrix $M --require-gpu --jobs 3
   timed full-jobs3 python3 -m nox -s gpu_full-3.12 -- --matrix $M --require-gpu --jobs 3
   for f in smoke-warm-jobs1 smoke-warm-jobs3 full-jobs3; do stamp "$f"; sed -n '/GPU suite/,$p' "$OUT/$f.log" | head -n 30; done
+  [ -n "${SKIP_LIARS:-}" ] && exit 0
   stamp "liars: images that declare what they are not"
   timed liar-build python3 -m invoke build --matrix $LIAR
   IMAGEMATRIX_MATRIX=$LIAR timed liar-full python3 -m nox -s gpu_full-3.11 -- --matrix $LIAR --require-gpu --jobs 2
   sed -n '/GPU suite/,$p' "$OUT/liar-full.log" | head -n 80
   cp build/status.json "$OUT/status.json" 2>/dev/null
   ;;
+collect)
+  # What the record and the report say after the runs: status, each cell's gpu.json, BUILD_MATRIX.md.
+  python3 -m invoke report --matrix $M > "$OUT/report.log" 2>&1
+  cp build/reports/BUILD_MATRIX.md build/status.json "$OUT/" 2>/dev/null
+  find build -name gpu.json -path '*artifacts*' | while read -r f; do cp "$f" "$OUT/$(echo "$f" | tr / _)"; done
+  ;;
 *)
-  echo "usage: $0 start|profile|doctor|host|finish" >&2; exit 2 ;;
+  echo "usage: $0 start|profile|doctor|host|finish|collect" >&2; exit 2 ;;
 esac
