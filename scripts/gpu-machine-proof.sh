@@ -89,6 +89,7 @@ finish)
   ;;
 collect)
   # What the record and the report say after the runs: status, each cell's gpu.json, BUILD_MATRIX.md.
+  . /tmp/gpu-env.sh
   python3 -m invoke report --matrix $M > "$OUT/report.log" 2>&1
   cp build/reports/BUILD_MATRIX.md build/status.json "$OUT/" 2>/dev/null
   find build -name gpu.json -path '*artifacts*' | while read -r f; do cp "$f" "$OUT/$(echo "$f" | tr / _)"; done

@@ -46,6 +46,7 @@ MARKERS = {
     "ray": "cell feature: a local Ray runtime",
     "xdist_group(name)": "tests sharing one probe; run them on one worker with -n N --dist loadgroup",
     "marimo": "cell feature: marimo notebooks run headless",
+    "long": "a check of many seconds (a fresh interpreter, a compile): handed to a worker first, so it never starts last",
 }
 FEATURE_MARKERS = gpu_policy.FEATURES
 SUITE_VARS_ENV = "IMAGEMATRIX_SUITE_CACHE_VARS"  # cache vars the suite itself pointed at a tmp dir
@@ -223,6 +224,8 @@ def pytest_collection_modifyitems(session, config, items):
         )
         stand_in.own_markers.extend(item.own_markers)
         items[i] = stand_in
+    # xdist hands tests out in this order: long checks first, so the run ends with the longest, not after it.
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
 
 
 # --------------------------------------------------------------------------
