@@ -1,4 +1,4 @@
-"""What each CLI task does. ``tasks.py`` only parses options and calls these."""
+"""What each CLI task does. ``tasks.py`` (the collection behind `imagematrix` and `invoke`) only parses options and calls these."""
 
 from __future__ import annotations
 
@@ -73,8 +73,7 @@ def lint(matrix: str | Path, sel: Selection, code: bool = True, dockerfiles: boo
     if dockerfiles:
         m = load(matrix)
         cells = select_cells(m, sel)
-        # The project's config: beside the matrix file, else beside the fragments it renders.
-        config = linters.find_config(Path(matrix).parent) or linters.find_config(m.fragments_dir)
+        config = linters.config_for(Path(matrix), m.fragments_dir)
         found = linters.lint_cells(m, cells, config)
         out.print(f"hadolint: {len(found)} finding(s) in {len(cells)} rendered Dockerfile(s) (config: {config or 'none'})")
         findings += found

@@ -56,6 +56,11 @@ def find_config(start: Path, name: str = HADOLINT_CONFIG) -> Path | None:
     return None
 
 
+def config_for(matrix_file: Path, fragments_dir: Path) -> Path | None:
+    """The project's config: beside the matrix file (or above it), else beside the fragments it renders."""
+    return find_config(matrix_file.parent) or find_config(fragments_dir)
+
+
 def _hadolint_exe() -> str:
     exe = shutil.which("hadolint")
     if exe is None:

@@ -12,13 +12,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import history, status, testgrid
 from .builddir import utcnow
 from .cuda_compat import cuda_int, fmt_mm
 from .errors import ImagematrixError
+from .resources import gpu_suite
 from .testgrid import CellResult
 
 MATRIX_ENV = "IMAGEMATRIX_MATRIX"
@@ -84,7 +85,7 @@ class Options:
     workers: str = "auto"  # pytest-xdist -n; "0": one process (measured: 2 workers 1.6x faster on 2 cores)
     jobs: int = 1  # cells tested at once (docker backend); each gets its own GPU while there are enough
     build_dir: Path = Path("build")
-    tests_dir: Path = Path("tests/gpu")
+    tests_dir: Path = field(default_factory=gpu_suite)  # the installed suite (tests/gpu in the repository)
     interpreter: str | None = None
     pytest_extra: tuple[str, ...] = ()  # after a second `--`: handed to pytest as they are
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from imagematrix.lint import HADOLINT_CONFIG, find_config, hadolint, lint_cells, ruff
+from imagematrix.lint import HADOLINT_CONFIG, config_for, hadolint, lint_cells, ruff
 from imagematrix.matrix import load_matrix
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG = ROOT / HADOLINT_CONFIG
+CONFIG = ROOT / "dockerfiles" / HADOLINT_CONFIG
 MATRICES = {"default": ROOT / "matrix.yaml", "example": ROOT / "examples" / "matrix.yaml", "platform": ROOT / "examples" / "platform.yaml"}
 
 
@@ -50,8 +50,10 @@ def test_every_ignored_rule_is_justified_on_its_own_line():
         assert len(reason) > 20, f"{rule} in {CONFIG.name} needs a one-line reason after '#'"
 
 
-def test_the_config_is_found_from_the_example_directory():
-    assert find_config(ROOT / "examples") == CONFIG
+@pytest.mark.parametrize("name", MATRICES)
+def test_the_config_is_the_one_beside_the_fragments(name):
+    m = load_matrix(MATRICES[name])
+    assert config_for(MATRICES[name], m.fragments_dir) == CONFIG
 
 
 def test_ruff_reports_findings_with_paths_relative_to_its_root(tmp_path):

@@ -91,5 +91,5 @@ def test_torch_extras_pin_from_packages_and_use_torchs_index():
 
 def test_runtime_stages_with_every_knob_on_pass_hadolint():
     r = with_options("example", "cu13.2-py3.13-runtime", strip_debug=True, drop_static_libs=True, drop_packages="torchvision")
-    findings = hadolint(r.dockerfile, "example runtime, all knobs", find_config(ROOT))
+    findings = hadolint(r.dockerfile, "example runtime, all knobs", find_config(ROOT / "dockerfiles"))
     assert not findings, "\n".join(map(str, findings))

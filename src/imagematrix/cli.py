@@ -1,0 +1,13 @@
+"""The `imagematrix` command: the same tasks as `invoke` in the repository, from any directory."""
+
+from __future__ import annotations
+
+from invoke import Collection, Program
+
+from . import __version__, tasks
+
+program = Program(namespace=Collection.from_module(tasks), name="imagematrix", binary="imagematrix", version=__version__)
+
+
+def main() -> None:
+    program.run()

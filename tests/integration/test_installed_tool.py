@@ -1,0 +1,69 @@
+"""imagematrix as another team uses it: installed from the repository into a fresh venv, run from an
+empty directory outside it. init -> build -> test -> status, every output in that directory's build/."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.docker
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def tool(tmp_path_factory) -> Path:
+    """The `imagematrix` command of a fresh venv where the repository is pip-installed (a wheel, not editable)."""
+    venv = tmp_path_factory.mktemp("venv")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(ROOT)],
+                         capture_output=True, text=True, timeout=900, check=False)
+    assert pip.returncode == 0, f"pip install {ROOT} failed:\n{pip.stdout[-2000:]}\n{pip.stderr[-3000:]}"
+    return venv / "bin" / "imagematrix"
+
+
+def run(tool: Path, cwd: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("IMAGEMATRIX_MATRIX", "PYTHONPATH", "VIRTUAL_ENV")}
+    return subprocess.run([str(tool), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+                          check=False)
+
+
+def test_the_installed_suite_is_the_packaged_one(tool):
+    python = tool.parent / "python"
+    where = subprocess.run([str(python), "-c", "from imagematrix.resources import gpu_suite; print(gpu_suite())"],
+                           cwd="/", capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(where).is_relative_to(tool.parents[1]), f"the suite came from {where}, not the installed package"
+    assert {p.name for p in (ROOT / "tests" / "gpu").glob("*.py")} <= {p.name for p in Path(where).glob("*.py")}
+
+
+def test_init_refuses_to_overwrite_a_project(tool, tmp_path):
+    (tmp_path / "matrix.yaml").write_text("mine\n")
+    done = run(tool, tmp_path, "init")
+    assert done.returncode == 2
+    assert "already exist" in done.stderr and "--directory" in done.stderr
+    assert (tmp_path / "matrix.yaml").read_text() == "mine\n"
+
+
+def test_init_build_test_status_from_an_empty_directory(tool, tmp_path, example_images):
+    """The starter is the bundled example: its images exist (example_images), so the build recognises them."""
+    project = tmp_path / "team"
+    project.mkdir()
+    steps = {}
+    for step in (("init",), ("build",), ("test",), ("status",)):
+        done = run(tool, project, *step)
+        steps[step[0]] = done
+        assert done.returncode == 0, f"imagematrix {' '.join(step)} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert (project / "matrix.yaml").is_file() and (project / "dockerfiles" / "torch.Dockerfile").is_file()
+    assert "2 skipped" in steps["build"].stdout or "2 built" in steps["build"].stdout, steps["build"].stdout[-2000:]
+    record = json.loads((project / "build" / "status.json").read_text())
+    cells = {c.id for c in example_images["matrix"].cells}
+    assert set(record["cells"]) == cells
+    for cid in cells:
+        assert record["cells"][cid]["test"]["state"] == "passed", record["cells"][cid]["test"]
+        assert (project / "build" / "test-results" / f"{cid}.xml").is_file()
+    assert "passed" in steps["status"].stdout
