@@ -168,7 +168,7 @@ def plan_jobs(families: dict[str, list[list[str]]], phases: Sequence[int] | None
         sel += [] if target == ANY else ["--target", target]
         jobs.append({
             "name": f"CUDA {c}, Python {py}" + (f" (phase {', '.join(map(str, phs))})" if phs else ""),
-            "id": f"cu{c}-py{py}",
+            "id": f"{c if c == 'cpu' else 'cu' + c}-py{py}",
             "build": " ".join([*sel, "--python", py]),
             "session": f"gpu_smoke-{py}",  # the session names the Python; the rest narrows within it
             "test": " ".join(sel),

@@ -38,6 +38,7 @@ from .model import (  # noqa: F401 - the resolved model, importable from here to
     tag_template_problem,
 )
 from .schema import (  # noqa: F401 - the file's shape, importable from here too
+    CPU,
     FRAGMENT_SUFFIX,
     NAME_RE,
     SCHEMA_VERSION,
@@ -397,9 +398,15 @@ class _Resolver:
             for role, ref in c.bases.items():
                 if not valid_reference(ref):
                     self.bad(("cuda", ver, "bases", role), f"{ref!r} is not a valid image reference: name[:tag][@digest] in lowercase, e.g. nvidia/cuda:12.8.1-cudnn-devel-ubuntu24.04")
-            if ver.split(".")[0] != c.torch_cuda.split(".")[0]:
+            if (ver == CPU) != (c.torch_cuda is None):
+                self.bad(("cuda", ver, "torch_cuda"), "the cpu family has torch_cuda: null, and only it (a CUDA family names torch's CUDA)"
+                         if ver == CPU else f"torch_cuda is null, which only the cpu family may be: name torch's CUDA, or rename the family {CPU!r}")
+            elif c.torch_cuda is not None and ver.split(".")[0] != c.torch_cuda.split(".")[0]:
                 self.bad(("cuda", ver, "torch_cuda"), f"torch_cuda {c.torch_cuda} has another major version than CUDA {ver}; torch's CUDA major must match the toolkit's")
-            cudas[ver] = Cuda(ver, c.torch_cuda, c.torch_index, c.arch_list, dict(c.bases), dict(c.packages), c.extensions)
+            if ver == CPU and c.extensions == "cuda" and "extensions" in c.model_fields_set:
+                self.bad(("cuda", ver, "extensions"), "the cpu family has no CUDA compiler: extensions: cpu")
+            extensions = "cpu" if ver == CPU else c.extensions
+            cudas[ver] = Cuda(ver, c.torch_cuda, c.torch_index, c.arch_list, dict(c.bases), dict(c.packages), extensions)
         return cudas
 
     def check_family(self, where: tuple, cuda: str | None, python: str | None) -> None:
@@ -495,6 +502,9 @@ class _Resolver:
             inherited = targets[parent] if parent else None
             feats = set(inherited.features if inherited else ()) | set(t.features)
             feats -= set(t.drop_features)
+            for f in sorted(set(t.features) - set(FEATURES)):
+                self.warnings.append(f"{self.path}:{self.loc.line(('targets', name, 'features'))}: targets.{name}.features: {f!r} is not a feature the GPU suite checks "
+                                     f"({', '.join(FEATURES)}); it is kept in the labels and gets no checks")
             targets[name] = Target(
                 name=name,
                 description=t.description,
@@ -503,7 +513,7 @@ class _Resolver:
                 base=t.base,
                 prune=tuple(t.prune),
                 fragments=tuple(t.fragments),
-                features=tuple(f for f in FEATURES if f in feats),
+                features=(*(f for f in FEATURES if f in feats), *sorted(feats - set(FEATURES))),
                 pyg_extensions=tuple(dict.fromkeys([*(inherited.pyg_extensions if inherited else ()), *t.pyg_extensions])),
                 options=dict(t.options),
                 budget_gb=float(t.budget_gb) if t.budget_gb is not None else None,

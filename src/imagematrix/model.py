@@ -14,8 +14,8 @@ from typing import Literal
 
 @dataclass(frozen=True)
 class Cuda:
-    version: str
-    torch_cuda: str
+    version: str  # "cpu": a family without CUDA
+    torch_cuda: str | None  # None only for the cpu family
     torch_index: str | None
     arch_list: str
     bases: dict[str, str]
@@ -23,9 +23,13 @@ class Cuda:
     extensions: str = "cuda"  # "cpu": compiled extensions carry no CUDA kernels (no nvcc for this family)
 
     @property
+    def cpu(self) -> bool:
+        return self.torch_cuda is None
+
+    @property
     def tag(self) -> str:
-        """The wheel tag of torch's CUDA, e.g. ``cu128``."""
-        return "cu" + self.torch_cuda.replace(".", "")
+        """The wheel tag of torch's CUDA, e.g. ``cu128``; ``cpu`` for the cpu family."""
+        return "cpu" if self.torch_cuda is None else "cu" + self.torch_cuda.replace(".", "")
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,12 @@ class Cell:
 
 
 def cell_id(cuda: str, python: str, target: str) -> str:
-    return f"cu{cuda}-py{python}-{target}"
+    return f"{family_name(cuda)}-py{python}-{target}"
+
+
+def family_name(cuda: str) -> str:
+    """``cu12.8``, or ``cpu`` for the family without CUDA."""
+    return cuda if cuda == "cpu" else f"cu{cuda}"
 
 
 @dataclass(frozen=True)
@@ -221,10 +230,12 @@ def tag_template_problem(template: str) -> str | None:
 
 
 def render_tag(template: str, cuda: Cuda, python: str, target: str) -> str:
+    if cuda.cpu:  # "cu{cuda}" reads "cpu" for the family without CUDA, not "cucpu"
+        template = template.replace("cu{cuda}", "{cuda}")
     return template.format(
         cuda=cuda.version,
         cuda_tag=cuda.tag,
-        torch_cuda=cuda.torch_cuda,
+        torch_cuda=cuda.torch_cuda or "cpu",
         python=python,
         python_nodot=python.replace(".", ""),
         target=target,

@@ -139,7 +139,7 @@ def manifest(m: Matrix, cell: Cell, input_hash: str) -> dict:
     t = cell.target
     return contract.manifest(
         id=cell.id, image=cell.image, tag=cell.tag, target=t.name, kind=t.kind, parent=t.parent,
-        relation=t.relation, lineage=list(t.lineage), cuda=cell.cuda.version, torch_cuda=cell.cuda.torch_cuda,
+        relation=t.relation, lineage=list(t.lineage), cuda=None if cell.cuda.cpu else cell.cuda.version, torch_cuda=cell.cuda.torch_cuda,
         python=cell.python, torch=cell.packages.get("torch", ""), features=list(cell.features),
         pyg_extensions=list(t.pyg_extensions), extensions=cell.cuda.extensions, input_hash=input_hash,
         **({"optional_libraries": [list(o) for o in t.optional_libraries]} if t.optional_libraries else {}),

@@ -98,7 +98,25 @@ def _version(value: Any) -> Any:
 
 
 Version = Annotated[str, BeforeValidator(_version)]
-Feature = Literal[FEATURES]  # the image contract's feature names
+CPU = "cpu"  # the CUDA axis's name for a family without CUDA (CPU torch, or no torch at all)
+
+
+def _family(value: Any) -> Any:
+    return value if value == CPU else _version(value)
+
+
+Family = Annotated[str, BeforeValidator(_family)]  # a CUDA version, or "cpu"
+FEATURE_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+
+def _feature(value: Any) -> Any:
+    if isinstance(value, str) and not FEATURE_RE.match(value):
+        raise ValueError(f"{value!r} is not a feature name (lowercase letters, digits, _ and -)")
+    return value
+
+
+# The suite checks the contract's FEATURES; a team's own names are kept in labels and get no checks.
+Feature = Annotated[str, BeforeValidator(_feature), Field(json_schema_extra={"examples": list(FEATURES)})]
 
 
 class _Model(BaseModel):
@@ -106,7 +124,8 @@ class _Model(BaseModel):
 
 
 class CudaSpec(_Model):
-    torch_cuda: Version = Field(description="CUDA major.minor the torch wheels are built with")
+    torch_cuda: Version | None = Field(
+        description="CUDA major.minor the torch wheels are built with; null only for the cpu family (CPU torch or none)")
     torch_index: str | None = Field(None, description="pip index of the torch wheels; null: PyPI")
     arch_list: str = Field("", description="TORCH_CUDA_ARCH_LIST for source builds")
     bases: dict[str, str] = Field(description="base image per role, e.g. devel, runtime")
@@ -116,7 +135,7 @@ class CudaSpec(_Model):
 
 
 class OverrideSpec(_Model):
-    cuda: Version | None = None
+    cuda: Family | None = None
     python: Version | None = None
     bases: dict[str, str] = Field({}, description="base image per role for the matching families")
     packages: dict[str, str] = Field({}, description="pins for the matching families")
@@ -124,7 +143,7 @@ class OverrideSpec(_Model):
 
 
 class ExcludeSpec(_Model):
-    cuda: Version | None = None
+    cuda: Family | None = None
     python: Version | None = None
     target: str | None = None
     reason: str
@@ -153,7 +172,7 @@ class TargetSpec(_Model):
 
 
 class PhaseCellsSpec(_Model):
-    cuda: Version
+    cuda: Family
     python: Version
     targets: list[str]
 
@@ -211,7 +230,7 @@ class MatrixSpec(_Model):
     tag: str = "cu{cuda}-py{python}-{target}"
     labels: dict[str, str] = {}
     python: list[Version]
-    cuda: dict[Version, CudaSpec]
+    cuda: dict[Family, CudaSpec]
     exclude: list[ExcludeSpec] = []
     packages: dict[str, str] = {}
     overrides: list[OverrideSpec] = []

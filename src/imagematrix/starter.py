@@ -33,7 +33,8 @@ def init_project(directory: Path, example: str, console) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     shutil.copytree(shipped("fragments"), fragments, ignore=shutil.ignore_patterns("__pycache__", "__init__.py"))
     for extra in sorted(p for p in found[example].parent.glob(f"{example}.*") if p.is_dir()):
-        shutil.copytree(extra, directory / extra.name)  # files the example's fragments copy in (a uv project, ...)
+        # What the example's build reads beside it (a uv project, a wheelhouse's place); wheels are fetched, not copied.
+        shutil.copytree(extra, directory / extra.name, ignore=shutil.ignore_patterns("*.whl", "*.tar.gz", "__pycache__"))
     matrix.write_text(FRAGMENTS_LINE.sub(r"\1dockerfiles", text, count=1))
     from .matrix import load_matrix  # the project must load as written, or init has a bug
 

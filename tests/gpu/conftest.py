@@ -46,6 +46,7 @@ MARKERS = {
     "ray": "cell feature: a local Ray runtime",
     "xdist_group(name)": "tests sharing one probe; run them on one worker with -n N --dist loadgroup",
     "marimo": "cell feature: marimo notebooks run headless",
+    "torch": "needs torch in the image (skipped where the cell pins no torch and none is installed)",
     "long": "a check of many seconds (a fresh interpreter, a compile): handed to a worker first, so it never starts last",
 }
 FEATURE_MARKERS = gpu_policy.FEATURES
@@ -146,6 +147,8 @@ def pytest_report_header(config):
         f"cuda={cell.cuda} torch_cuda={cell.torch_cuda} features={','.join(sorted(cell.features)) or '-'} "
         f"pyg_extensions={','.join(cell.pyg_extensions) or '-'}",
         f"imagematrix caches: {caches}",
+        *([f"imagematrix: no checks for the features {', '.join(cell.unchecked_features)} (the team's own names)"]
+          if cell.unchecked_features else []),
     ]
 
 
@@ -180,8 +183,14 @@ def gpu_state(config) -> gpu_policy.GpuState:
 
 def pytest_generate_tests(metafunc):
     if "fresh_module" in metafunc.fixturenames:
-        mods = gpu_policy.modules_to_import(load_cell(metafunc.config))
+        mods = gpu_policy.modules_to_import(load_cell(metafunc.config), _has_torch())
         metafunc.parametrize("fresh_module", mods, ids=mods)
+
+
+def _has_torch() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
 
 
 def _fail_without_gpu(reason):
@@ -204,12 +213,17 @@ def pytest_collection_modifyitems(session, config, items):
         ext = item.get_closest_marker("pyg_extension")
         if reason is None and ext and ext.args[0] not in cell.pyg_extensions:
             reason = f"cell {cell.id} declares no PyG extension {ext.args[0]!r}"
+        if reason is None and item.get_closest_marker("torch") and cell.torch is None and not _has_torch():
+            reason = f"cell {cell.id} pins no torch and the image has none: no torch checks"
         if reason is None and item.get_closest_marker("cuda") and cell.cuda is None:
             reason = f"cell {cell.id} declares no CUDA toolkit (cuda: null, a CPU-only description)"
         if reason is not None:
             item.add_marker(pytest.mark.skip(reason=reason))
             continue
         if not item.get_closest_marker("gpu"):
+            continue
+        if cell.cuda is None:  # a CPU-only cell: no GPU check applies, even on a GPU runner
+            item.add_marker(pytest.mark.skip(reason=f"cell {cell.id} is CPU-only (cuda: null): no GPU checks"))
             continue
         state = gpu_state(config)
         if state.ok:

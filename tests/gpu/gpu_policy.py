@@ -650,10 +650,11 @@ def failure_hint(text: str) -> str | None:
     return None
 
 
-def modules_to_import(cell: Cell) -> list[str]:
-    """Modules each checked in a fresh interpreter: torch, and what the cell's features bring."""
-    mods = ["torch"]
-    if cell.declares("torch_compile"):
+def modules_to_import(cell: Cell, has_torch: bool = True) -> list[str]:
+    """Modules each checked in a fresh interpreter: torch (unless the cell pins none and has none), and
+    what the cell's features bring."""
+    mods = ["torch"] if has_torch or cell.torch is not None else []
+    if cell.declares("torch_compile") and cell.cuda is not None:  # inductor on the CPU needs no triton
         mods.append("triton")
     if cell.declares("pyg"):
         mods.append("torch_geometric")

@@ -31,6 +31,7 @@ def test_python_matches_cell(cell):
     )
 
 
+@pytest.mark.torch
 def test_torch_wheel_tag_matches_interpreter():
     try:
         wheel = md.distribution("torch").read_text("WHEEL")
@@ -58,6 +59,7 @@ def test_torch_wheel_tag_matches_interpreter():
     ensure(problem is None, problem)
 
 
+@pytest.mark.torch
 def test_torch_C_has_interpreter_ext_suffix():
     import torch
 
@@ -93,6 +95,7 @@ def test_no_extension_modules_for_another_python():
     )
 
 
+@pytest.mark.torch
 def test_cxx11_abi_matches_build():
     import torch
 
@@ -120,6 +123,7 @@ def test_imports_in_fresh_process(fresh_module):
         )
 
 
+@pytest.mark.torch
 @pytest.mark.cuda
 def test_torch_cuda_build_matches_cell(cell):
     import torch
@@ -153,6 +157,21 @@ def test_torch_cuda_build_matches_cell(cell):
     ensure(not problems, "\n".join(problems))
 
 
+@pytest.mark.torch
+def test_cpu_cell_has_a_cpu_torch(cell):
+    if cell.cuda is not None:
+        pytest.skip(f"cell {cell.id} declares CUDA {cell.cuda}: test_torch_cuda_build_matches_cell checks its torch")
+    import torch
+
+    ensure(
+        torch.version.cuda is None,
+        f"cell {cell.id} is CPU-only (cuda: null) but torch {torch.__version__} is built for CUDA "
+        f"{torch.version.cuda}: the image carries GBs of CUDA libraries its label says it has not. Fix: install a "
+        "+cpu torch (a wheelhouse: build.wheelhouse), or declare the CUDA family it is",
+    )
+
+
+@pytest.mark.torch
 def test_torch_version_matches_cell(cell):
     import torch
 
@@ -170,6 +189,7 @@ def test_torch_version_matches_cell(cell):
     )
 
 
+@pytest.mark.torch
 @pytest.mark.long
 def test_collect_env_artifact(artifacts_dir):
     """Saves `python -m torch.utils.collect_env` for the report; asserts nothing about it."""

@@ -127,6 +127,7 @@ def test_test_suites_were_pruned(env_roots):
     )
 
 
+@pytest.mark.torch
 def test_kept_what_cpp_extension_needs(env_roots):
     import torch
 
@@ -224,6 +225,7 @@ def test_every_shared_library_resolves(env_files, cell):
     )
 
 
+@pytest.mark.torch
 def test_torch_imports_in_a_fresh_interpreter():
     code = "import torch, functorch, torch.utils.cpp_extension; print(torch.__version__, torch.version.cuda)"
     rc, out, timed_out = gpu_host.run_command([sys.executable, "-c", code], timeout=300)

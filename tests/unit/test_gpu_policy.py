@@ -99,7 +99,7 @@ def test_cpu_only_host_description_is_valid():
         ({"torch_cuda": "12"}, "key 'torch_cuda': '12' is not a major.minor"),
         ({"torch_cuda": "13.0"}, "another CUDA major than the toolkit 12.8.1"),
         ({"cuda": None}, "'cuda' is null"),
-        ({"features": ["rays"]}, "unknown rays (allowed: cpp_extension, cuda_extension"),
+        ({"features": ["ray", 3]}, "key 'features': must be a list of strings"),
         ({"features": "ray"}, "key 'features': must be a list"),
         ({"features": ["ray"]}, "lists PyG extensions but 'features' has no 'pyg'"),
         ({"pyg_extensions": ["torch_scater"]}, "unknown torch_scater (allowed: pyg_lib"),
@@ -608,3 +608,11 @@ def test_modules_to_import_follow_features():
     ]
     bare = gp.parse_cell(cell(features=[], pyg_extensions=[]))
     assert gp.modules_to_import(bare) == ["torch"]
+
+
+def test_a_cpu_cell_imports_no_triton_and_a_cell_without_torch_no_torch():
+    cpu = gp.parse_cell(cell(cuda=None, torch_cuda=None, features=["torch_compile"], pyg_extensions=[]))
+    assert gp.modules_to_import(cpu) == ["torch"]  # inductor's CPU backend needs no triton
+    unpinned = gp.parse_cell(cell(cuda=None, torch_cuda=None, torch="", features=[], pyg_extensions=[]))
+    assert gp.modules_to_import(unpinned, has_torch=False) == []
+    assert gp.modules_to_import(unpinned, has_torch=True) == ["torch"]

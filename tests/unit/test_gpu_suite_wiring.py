@@ -145,9 +145,25 @@ def test_without_torch_the_wheel_check_says_torch_is_not_installed(tmp_path):
 
     if importlib.util.find_spec("torch") is not None:
         pytest.skip("torch is installed for this interpreter")
-    cell = write_cell(tmp_path)
+    cell = write_cell(tmp_path, torch="2.15.0")  # the cell pins torch: its absence is a failure
     out = run_suite(tmp_path, "-q", "--cell", str(cell), "-k", "test_torch_wheel_tag_matches_interpreter")
     text = out.stdout + out.stderr
     assert out.returncode == 1, text
     assert f"torch is not installed for {sys.executable}" in text
     assert "importable" not in text
+
+
+def test_a_cell_without_torch_skips_the_torch_checks_with_the_reason(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is not None:
+        pytest.skip("torch is installed for this interpreter")
+    py = f"{sys.version_info.major}.{sys.version_info.minor}"
+    cell = write_cell(tmp_path, torch="", cuda=None, torch_cuda=None, python=py, features=["team-notebook"])
+    out = run_suite(tmp_path, "-rs", "--cell", str(cell), "-k", "test_abi or test_cuda")
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text
+    assert "pins no torch and the image has none: no torch checks" in text
+    assert "declares no CUDA toolkit" in text
+    assert "failed" not in text
+    assert "no checks for the features team-notebook" in text

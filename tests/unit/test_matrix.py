@@ -130,7 +130,7 @@ def test_the_corpus_covers_what_issue_2_lists():
     names = {p.stem for p in BAD}
     assert {
         "unknown-key", "unknown-key-nested", "missing-key", "wrong-type-number", "wrong-type-list",
-        "unquoted-python", "unknown-feature", "extends-unknown-target", "target-cycle",
+        "unquoted-python", "bad-feature-name", "extends-unknown-target", "target-cycle",
         "phase-excluded-cell", "phase-unknown-cell", "duplicate-cell-in-phase", "duplicate-key",
         "duplicate-tags", "bad-image-name", "bad-tag-template", "bad-base-reference",
         "unknown-fragment", "bad-cron", "bad-yaml",
@@ -246,3 +246,32 @@ def test_deleting_any_one_line_of_the_real_matrix_never_crashes_the_loader(tmp_p
             assert all(p.message for p in exc.problems)
             outcomes["error"] += 1
     assert outcomes["error"] > 10 and outcomes["ok"] > 10  # both paths were exercised
+
+
+# --- the cpu family ------------------------------------------------------------------------
+
+
+def test_the_cpu_family_names_cells_and_tags_cpu_and_its_manifest_has_no_cuda():
+    from imagematrix.contract import labels
+    from imagematrix.render import render_cell
+
+    m = load_matrix(ROOT / "examples" / "cpu.yaml")
+    assert [c.id for c in m.cells] == ["cpu-py3.11-devel", "cpu-py3.11-runtime"]
+    assert [c.tag for c in m.cells] == ["cpu-py3.11-devel", "cpu-py3.11-runtime"]
+    r = render_cell(m, m.cells[0])
+    assert r.manifest["cuda"] is None and r.manifest["torch_cuda"] is None and r.manifest["extensions"] == "cpu"
+    assert "CPU only" in labels(r.manifest, "debian:bookworm-slim")["org.opencontainers.image.description"]
+    assert "a CPU build (the cpu family)" in r.dockerfile
+
+
+@pytest.mark.parametrize(("family", "torch_cuda", "message"), [
+    ("cpu", '"13.0"', "the cpu family has torch_cuda: null, and only it"),
+    ('"13.0"', "null", "torch_cuda is null, which only the cpu family may be"),
+    ("gpu", "null", "'gpu' is not a version"),
+])
+def test_only_the_cpu_family_goes_without_torch_cuda(tmp_path, family, torch_cuda, message):
+    text = (DATA / "good.yaml").read_text().replace("fragments_dir: ../fragments", f"fragments_dir: {DATA / 'fragments'}")
+    text = text.replace('"13.2":\n    torch_cuda: "13.2"', f'{family}:\n    torch_cuda: {torch_cuda}')
+    (tmp_path / "m.yaml").write_text(text)
+    with pytest.raises(MatrixError, match=re.escape(message)):
+        load_matrix(tmp_path / "m.yaml")
