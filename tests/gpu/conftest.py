@@ -47,7 +47,6 @@ MARKERS = {
     "xdist_group(name)": "tests sharing one probe; run them on one worker with -n N --dist loadgroup",
     "marimo": "cell feature: marimo notebooks run headless",
     "torch": "needs torch in the image (skipped where the cell pins no torch and none is installed)",
-    "long": "a check of many seconds (a fresh interpreter, a compile): handed to a worker first, so it never starts last",
 }
 FEATURE_MARKERS = gpu_policy.FEATURES
 SUITE_VARS_ENV = "IMAGEMATRIX_SUITE_CACHE_VARS"  # cache vars the suite itself pointed at a tmp dir
@@ -238,8 +237,6 @@ def pytest_collection_modifyitems(session, config, items):
         )
         stand_in.own_markers.extend(item.own_markers)
         items[i] = stand_in
-    # xdist hands tests out in this order: long checks first, so the run ends with the longest, not after it.
-    items.sort(key=lambda item: item.get_closest_marker("long") is None)
 
 
 # --------------------------------------------------------------------------

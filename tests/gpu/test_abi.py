@@ -105,7 +105,6 @@ def test_cxx11_abi_matches_build():
     ensure(problem is None, problem)
 
 
-@pytest.mark.long
 def test_imports_in_fresh_process(fresh_module):
     code = f"import {fresh_module}"
     rc, out, timed_out = gpu_host.run_command([sys.executable, "-c", code], timeout=180)
@@ -190,7 +189,6 @@ def test_torch_version_matches_cell(cell):
 
 
 @pytest.mark.torch
-@pytest.mark.long
 def test_collect_env_artifact(artifacts_dir):
     """Saves `python -m torch.utils.collect_env` for the report; asserts nothing about it."""
     import torch

@@ -134,7 +134,6 @@ def test_compile_cpu_matches_eager(compile_cpu):
     print(expect(compile_cpu, "cpu_fp32", _compile_fix(detail)))
 
 
-@pytest.mark.long
 @pytest.mark.xdist_group("compile_cuda")
 @pytest.mark.smoke
 @pytest.mark.gpu

@@ -23,7 +23,6 @@ EXTENSIONS = [
 ]
 
 
-@pytest.mark.long
 @pytest.mark.xdist_group("pyg")
 @pytest.mark.smoke
 def test_import_torch_geometric_without_warnings(pyg):

@@ -247,7 +247,6 @@ CPP_BUILD = textwrap.dedent(
 )
 
 
-@pytest.mark.long
 @pytest.mark.cpp_extension
 def test_cpp_extension_builds(tmp_path):
     rc, out, timed_out = gpu_host.run_command(
