@@ -112,6 +112,7 @@ class Manifest:
     source: str = ""
     extensions: str = "cuda"
     optional_libraries: tuple[tuple[str, str, str], ...] = ()  # (library glob, needs glob, reason)
+    environment_lock: str | None = None  # the uv.lock in the image the environment was synced from
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def declares(self, feature: str) -> bool:
@@ -226,6 +227,12 @@ def parse_manifest(data: Any, source: str = "cell.json") -> Manifest:
         bad("optional_libraries", "must be a list of [library glob, needs glob, reason]")
         optional = []
 
+    environment = data.get("environment")
+    lock = environment.get("lock") if isinstance(environment, dict) else None
+    if environment is not None and not (isinstance(lock, str) and lock.startswith("/")):
+        bad("environment", "must be {lock: /absolute/path/to/uv.lock, sha256: ...}")
+        lock = None
+
     if problems:
         raise ManifestError("invalid cell manifest:\n  " + "\n  ".join(problems))
     return Manifest(
@@ -241,6 +248,7 @@ def parse_manifest(data: Any, source: str = "cell.json") -> Manifest:
         source=source,
         extensions=extensions if extensions in EXTENSION_BUILDS else "cuda",
         optional_libraries=tuple(tuple(o) for o in optional),
+        environment_lock=lock,
         raw=data,
     )
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from .contract import FEATURES
 from .errors import MatrixError, Problem
+from .lockfile import LockError, UvLock, read_uv_lock
 from .model import (  # noqa: F401 - the resolved model, importable from here too
     CI,
     TAG_FIELDS,
@@ -519,9 +520,23 @@ class _Resolver:
                 budget_gb=float(t.budget_gb) if t.budget_gb is not None else None,
                 lineage=lineages[name],
                 optional_libraries=tuple((o.library, o.needs, o.reason) for o in t.optional_libraries),
+                uv_lock=self.uv_lock(name, t.uv_project),
             )
+            locked = [n for n in lineages[name] if targets.get(n) and targets[n].uv_lock]
+            if len(locked) > 1:
+                self.bad(("targets", name, "uv_project"), f"targets {' and '.join(locked)} of one lineage both take the "
+                         "environment from a uv lock; the descendant inherits its parent's, so give it to one of them")
         targets = {n: targets[n] for n in names}
         return targets
+
+    def uv_lock(self, name: str, project: str | None) -> UvLock | None:
+        if project is None:
+            return None
+        try:
+            return read_uv_lock((self.path.parent / project).resolve())
+        except LockError as exc:
+            self.bad(("targets", name, "uv_project"), str(exc))
+            return None
 
     def exclusions(self, names: list[str]) -> dict[str, str]:
         """Cell id -> the first matching exclusion's reason."""
@@ -608,6 +623,7 @@ class _Resolver:
                     if cid in excluded:
                         continue
                     cell = make_cell(m, cuda, pv, m.targets[tn], tuple(phase_of.get(cid, ())))
+                    self.check_lock(m, cell)
                     if not TAG_RE.match(cell.tag):
                         self.bad(("tag",), f"cell {cid} renders tag {cell.tag!r}, which Docker rejects")
                     elif cell.tag in tags:
@@ -620,6 +636,23 @@ class _Resolver:
                             "(add it to a phase, or exclude it)"
                         )
         return cells
+
+
+    def check_lock(self, m: Matrix, cell: Cell) -> None:
+        """A locked environment agrees with its family: torch's CUDA, and no second torch pin that drifts."""
+        lock = cell.uv_lock
+        if lock is None or not cell.target.uv_lock:
+            return
+        where = ("targets", cell.target.name, "uv_project")
+        if lock.torch and lock.torch_cuda != cell.cuda.torch_cuda:
+            has = f"CUDA {lock.torch_cuda}" if lock.torch_cuda else "a CPU build"
+            self.bad(where, f"cell {cell.id}: {lock.project.name}/uv.lock pins torch {lock.torch} ({has}) but family "
+                     f"{cell.cuda.version} says torch_cuda {cell.cuda.torch_cuda}: lock the torch of that family, "
+                     "or give the target to the family its lock is for")
+        pinned = {**m.packages, **cell.cuda.packages}.get("torch")
+        if pinned and pinned != lock.torch:
+            self.warnings.append(f"{self.path}: cell {cell.id}: packages.torch {pinned} is not used: the environment "
+                                 f"comes from {lock.project.name}/uv.lock, which pins torch {lock.torch or '(none)'}")
 
 
 def _resolve(spec: MatrixSpec, path: Path, loc: _Index) -> Matrix:

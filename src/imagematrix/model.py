@@ -9,7 +9,10 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from .lockfile import UvLock
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class Target:
     budget_gb: float | None
     lineage: tuple[str, ...]
     optional_libraries: tuple[tuple[str, str, str], ...] = ()  # (library glob, needs glob, reason)
+    uv_lock: UvLock | None = None  # this target's environment comes from a uv lock (it and its descendants)
 
     @property
     def kind(self) -> str:
@@ -63,7 +67,8 @@ class Cell:
     image: str
     phases: tuple[int, ...] = ()
     bases: dict[str, str] = field(default_factory=dict)  # role -> image, for this (CUDA, Python) family
-    packages: dict[str, str] = field(default_factory=dict)  # pins for this family
+    packages: dict[str, str] = field(default_factory=dict)  # pins for this family (torch: the lock's, if any)
+    uv_lock: UvLock | None = None  # the lock this cell's environment comes from (its own or an ancestor's)
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -198,8 +203,11 @@ class Matrix:
 def make_cell(m: Matrix, cuda: Cuda, python: str, target: Target, phases=()) -> Cell:
     tag = render_tag(m.tag_template, cuda, python, target.name)
     bases, packages = m.family(cuda, python)
+    lock = next((m.targets[n].uv_lock for n in target.lineage if m.targets[n].uv_lock), None)
+    if lock is not None:  # the lock is the declaration: torch is what it pins (or nothing)
+        packages = {k: v for k, v in packages.items() if k != "torch"} | ({"torch": lock.torch} if lock.torch else {})
     return Cell(cuda=cuda, python=python, target=target, tag=tag, image=m.image, phases=phases,
-                bases=bases, packages=packages)
+                bases=bases, packages=packages, uv_lock=lock)
 
 
 TAG_FIELDS = ("cuda", "cuda_tag", "torch_cuda", "python", "python_nodot", "target")

@@ -31,6 +31,8 @@ from .schema import FRAGMENT_SUFFIX, SCHEMA_VERSION
 
 CA_SECRET_ID = "ca-bundle"
 CA_SECRET_PATH = f"/run/secrets/{CA_SECRET_ID}"
+UV_PROJECT_DIR = "imagematrix/uv-project"  # a locked target's pyproject.toml and uv.lock, in the context
+LOCK_IN = "/etc/imagematrix/uv.lock"  # the lock an image's environment was synced from
 WHEELHOUSE_DIR = "wheelhouse"  # build.wheelhouse's files, linked into the context
 WHEELHOUSE_IN = "/tmp/imagematrix-wheelhouse"  # where network steps see them
 FILES_DIR = "files"  # fragments' support files: dockerfiles/files -> <context>/files
@@ -143,6 +145,7 @@ def manifest(m: Matrix, cell: Cell, input_hash: str) -> dict:
         python=cell.python, torch=cell.packages.get("torch", ""), features=list(cell.features),
         pyg_extensions=list(t.pyg_extensions), extensions=cell.cuda.extensions, input_hash=input_hash,
         **({"optional_libraries": [list(o) for o in t.optional_libraries]} if t.optional_libraries else {}),
+        **({"environment": {"lock": LOCK_IN, "sha256": cell.uv_lock.sha256}} if cell.uv_lock else {}),
     )
 
 
@@ -192,7 +195,11 @@ def render_cell(m: Matrix, cell: Cell) -> Rendered:
             "secret_mount": SECRET_MOUNT + (WHEELHOUSE_MOUNT if links else ""),
             "with_ca": WITH_CA + (OFFLINE if links else ""),
             "pin": lambda name, extras=None, _p=sc.packages: _pin(name, _p, extras),
+            "uv_lock": sc.uv_lock,
+            "uv_project": UV_PROJECT_DIR,
         }
+        if t.uv_lock is not None:
+            files.update({f"{UV_PROJECT_DIR}/{k}": v for k, v in t.uv_lock.files.items()})
         parts: list[str] = []
         if t.relation == "slim" and t.prune:
             parts.append(f"FROM {t.parent} AS {prune_stage(t.name)}\n")
@@ -208,7 +215,8 @@ def render_cell(m: Matrix, cell: Cell) -> Rendered:
         man_path = f"imagematrix/{t.name}.json"
         files[man_path] = (json.dumps(man, indent=2, sort_keys=True) + "\n").encode()
         inherited_base = base_image or _root_base(m, sc)
-        tail = f"COPY {man_path} {MANIFEST_PATH}\n" + _label_block(contract.labels(man, inherited_base, m.labels))
+        lock_copy = f"COPY {UV_PROJECT_DIR}/uv.lock {LOCK_IN}\n" if sc.uv_lock else ""  # what the suite checks against
+        tail = lock_copy + f"COPY {man_path} {MANIFEST_PATH}\n" + _label_block(contract.labels(man, inherited_base, m.labels))
         stages_text.append(f"# ---- stage {t.name}: {sc.id} ----\n{body}{tail}")
         stage_names.append(t.name)
         parent_hash = stage_hash

@@ -169,6 +169,9 @@ class TargetSpec(_Model):
     budget_gb: float | int | None = None
     # Needs a slim image may leave unresolved: plugins the environment loads only on request.
     optional_libraries: list[OptionalLibrarySpec] = []
+    uv_project: str | None = Field(
+        None, description="a uv project (pyproject.toml + uv.lock), relative to the matrix file: this target's "
+        "environment is synced from its lock (the uv-sync fragment), and torch's version and CUDA are read from it")
 
 
 class PhaseCellsSpec(_Model):

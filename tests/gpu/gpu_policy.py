@@ -663,3 +663,60 @@ def modules_to_import(cell: Cell, has_torch: bool = True) -> list[str]:
         if cell.declares(feature):
             mods.append(feature)
     return mods
+
+
+# --------------------------------------------------------------------------
+# A locked environment: installed distributions against the image's uv.lock
+# --------------------------------------------------------------------------
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def locked_for_here(lock: Mapping, marker_true) -> dict[str, str]:
+    """Name -> version of what ``uv sync --frozen --no-dev`` installs from ``lock`` (a parsed uv.lock)
+    on this interpreter: the graph from the virtual/editable root, each edge kept where
+    ``marker_true(marker)`` holds, extras followed."""
+    packages = [p for p in lock.get("package", []) if isinstance(p, dict) and "name" in p]
+    by_name: dict[str, list[dict]] = {}
+    for p in packages:
+        by_name.setdefault(_norm(p["name"]), []).append(p)
+    roots = [p for p in packages if set(p.get("source") or {}) & {"virtual", "editable"}]
+    want: dict[str, str] = {}
+    seen: set[tuple[str, str, str]] = set()
+    stack: list[tuple[dict, str]] = [(r, "") for r in roots]
+    while stack:
+        pkg, extra = stack.pop()
+        key = (_norm(pkg["name"]), pkg.get("version", ""), extra)
+        if key in seen:
+            continue
+        seen.add(key)
+        if pkg not in roots:
+            want[key[0]] = pkg.get("version", "")
+        edges = list(pkg.get("dependencies", [])) if not extra else []
+        if extra:
+            edges = list((pkg.get("optional-dependencies") or {}).get(extra, []))
+        for dep in edges:
+            if not isinstance(dep, dict) or (dep.get("marker") and not marker_true(dep["marker"])):
+                continue
+            candidates = by_name.get(_norm(dep.get("name", "")), [])
+            if "version" in dep:
+                candidates = [c for c in candidates if c.get("version") == dep["version"]]
+            if not candidates:
+                continue
+            target = candidates[0]
+            stack.append((target, ""))
+            stack.extend((target, e) for e in dep.get("extra", []) or [])
+    return want
+
+
+def lock_drift(want: Mapping[str, str], installed: Mapping[str, str], tools: Iterable[str] = ()) -> list[str]:
+    """What differs between the lock (``want``) and the environment (``installed``), one line each.
+    ``tools`` (a venv's own pip, ...) may be installed without being locked."""
+    have = {_norm(k): v for k, v in installed.items()}
+    out = [f"{n}: locked {v}, not installed" for n, v in sorted(want.items()) if n not in have]
+    out += [f"{n}: locked {v}, installed {have[n]}" for n, v in sorted(want.items()) if n in have and have[n] != v]
+    spare = {_norm(t) for t in tools}
+    out += [f"{n}: installed {v}, not in the lock" for n, v in sorted(have.items()) if n not in want and n not in spare]
+    return out

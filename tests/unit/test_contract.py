@@ -11,7 +11,8 @@ from imagematrix.matrix import load_matrix
 from imagematrix.render import render_cell
 
 ROOT = Path(__file__).resolve().parents[2]
-MATRICES = ["matrix.yaml", "examples/matrix.yaml", "examples/platform.yaml", "tests/gpu-machine/matrix.yaml"]
+MATRICES = ["matrix.yaml", "examples/matrix.yaml", "examples/platform.yaml", "examples/cpu.yaml", "examples/uv.yaml",
+            "tests/gpu-machine/matrix.yaml"]
 
 
 @pytest.mark.parametrize("name", MATRICES)

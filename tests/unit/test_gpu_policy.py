@@ -616,3 +616,39 @@ def test_a_cpu_cell_imports_no_triton_and_a_cell_without_torch_no_torch():
     unpinned = gp.parse_cell(cell(cuda=None, torch_cuda=None, torch="", features=[], pyg_extensions=[]))
     assert gp.modules_to_import(unpinned, has_torch=False) == []
     assert gp.modules_to_import(unpinned, has_torch=True) == ["torch"]
+
+
+# --- a locked environment -----------------------------------------------------------------
+
+
+def _uv_lock() -> dict:
+    import tomllib
+
+    return tomllib.loads((Path(__file__).resolve().parents[2] / "examples" / "uv.project" / "uv.lock").read_text())
+
+
+def _on(platform: str):
+    from packaging.markers import Marker
+
+    env = {"sys_platform": platform, "platform_system": {"linux": "Linux", "darwin": "Darwin"}[platform],
+           "platform_machine": "x86_64", "python_version": "3.13", "python_full_version": "3.13.5",
+           "implementation_name": "cpython", "platform_python_implementation": "CPython"}
+    return lambda m: Marker(m).evaluate(env)
+
+
+def test_the_lock_says_what_a_linux_sync_installs():
+    want = gp.locked_for_here(_uv_lock(), _on("linux"))
+    assert want["torch"] == "2.15.0" and want["numpy"].startswith("2.")
+    assert want["cuda-toolkit"] == "13.2.2" and "nvidia-cublas" in want  # through torch's linux-only edge and extras
+    assert "team-env" not in want  # the project itself is not installed
+    mac = gp.locked_for_here(_uv_lock(), _on("darwin"))
+    assert "cuda-toolkit" not in mac and mac["torch"] == "2.15.0"
+
+
+def test_lock_drift_names_missing_other_versions_and_unlocked():
+    want = {"torch": "2.15.0", "numpy": "2.5.5", "typing-extensions": "4.16.0"}
+    installed = {"torch": "2.15.0", "numpy": "2.4.0", "Typing_Extensions": "4.16.0", "extra": "1.0"}
+    assert gp.lock_drift(want, installed) == ["numpy: locked 2.5.5, installed 2.4.0", "extra: installed 1.0, not in the lock"]
+    assert gp.lock_drift(want, {"torch": "2.15.0"}) == [
+        "numpy: locked 2.5.5, not installed", "typing-extensions: locked 4.16.0, not installed"]
+    assert gp.lock_drift({"torch": "2.15.0"}, {"torch": "2.15.0", "pip": "25.0"}, tools=["pip"]) == []
