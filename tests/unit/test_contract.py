@@ -22,7 +22,8 @@ def test_every_rendered_manifest_parses_back_to_its_cell(name):
         r = render_cell(m, cell)
         parsed = contract.parse_manifest(r.manifest, f"{cell.id}/cell.json")
         assert (parsed.id, parsed.kind, parsed.python, parsed.cuda, parsed.torch_cuda, parsed.target) == (
-            cell.id, cell.target.kind, cell.python, cell.cuda.version, cell.cuda.torch_cuda, cell.target.name
+            cell.id, cell.target.kind, cell.python, None if cell.cuda.cpu else cell.cuda.version, cell.cuda.torch_cuda,
+            cell.target.name,
         )
         assert parsed.torch == (cell.packages.get("torch") or None)
         assert parsed.features == frozenset(cell.features)
