@@ -9,12 +9,12 @@ results and may run alongside. Stdlib only: host-mode test runs import it.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
+from . import platform_os
 from .errors import DiskWriteError, UsageError
 
 LOCK_FILE = ".build.lock"
@@ -38,11 +38,11 @@ def flocked(path: Path, blocking: bool = True) -> Iterator[object]:
     """
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        platform_os.lock(f, blocking)
         try:
             yield f
         finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            platform_os.unlock(f)
 
 
 def lock_holder(build_dir: Path) -> str | None:

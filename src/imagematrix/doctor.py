@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from . import cuda_compat
+from . import cuda_compat, platform_os
 from .contract import major_minor
 from .docker import BuildOptions, describe_builder
 from .errors import ImagematrixError
@@ -90,9 +90,27 @@ def driver_checks(plan: Plan, seen: dict) -> list[Check]:
     return found
 
 
+def wsl_check(kind: str | None, lib: Path = platform_os.WSL_LIB) -> list[Check]:
+    """Under Windows (WSL), what the GPU path there is, and whether its pieces are in place."""
+    if kind is None:
+        return []
+    if kind == "WSL1":
+        return [Check("WSL", False, "this is WSL1, which runs no Docker engine and sees no GPU. Fix: in PowerShell, "
+                      "`wsl --set-version <distro> 2`, then enable the distro in Docker Desktop (Settings > Resources > WSL integration)")]
+    has = sorted(p.name for p in lib.glob("libcuda.so*")) if lib.is_dir() else []
+    if not has:
+        return [Check("WSL2", False, f"no libcuda in {lib}: the Windows NVIDIA driver does not reach this distro. "
+                      "Fix: install or update the NVIDIA driver on Windows, then `wsl --update` and `wsl --shutdown` in PowerShell")]
+    return [Check("WSL2", True, f"Linux under Windows: the Windows driver's {has[0]} is in {lib}; Docker Desktop hands "
+                  "GPUs to containers with its NVIDIA runtime (--gpus), which the checks below use")]
+
+
 def gpu_checks(plan: Plan, client, *, need_gpu: bool) -> list[Check]:
     from .testrun_docker import GPU_FIX, detect_gpu
 
+    found_wsl = wsl_check(platform_os.wsl())
+    if found_wsl and not found_wsl[0].ok and need_gpu:
+        return found_wsl
     access = detect_gpu(client.info())
     if not access.requested:
         host = host_has_gpu()
@@ -102,7 +120,7 @@ def gpu_checks(plan: Plan, client, *, need_gpu: bool) -> list[Check]:
         if not need_gpu:
             return [Check("GPU", True, f"{detail} (--no-gpu: not required)", warning=True)]
         return [Check("GPU", False, f"{detail}. {NO_GPU_HINT}")]
-    found = [Check("GPU access", True, access.how)]
+    found = [*found_wsl, Check("GPU access", True, access.how)]
     images = probe_images(plan, client)
     if not images:
         found.append(Check("GPU probe", False, (

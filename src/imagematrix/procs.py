@@ -11,16 +11,15 @@ cannot be written stops the child and raises DiskWriteError. Stdlib only (host m
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from . import platform_os
 from .builddir import utcnow
 from .errors import DiskWriteError
 
@@ -30,24 +29,14 @@ _LIVE_LOCK = threading.Lock()
 LOG_RESERVE = 256 * 1024  # given back from a log that filled the disk, so the record can still be written
 
 
-def _die_with_parent() -> Callable[[], None]:
-    """preexec_fn: the child gets SIGTERM if we are SIGKILLed (its own session hides it from Ctrl-C)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return lambda: None
-    pr_set_pdeathsig = 1
-    return lambda: libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0) and None
-
-
 def stop(proc: subprocess.Popen, grace: float = STOP_GRACE_S) -> None:
-    """End the child's whole process group: SIGINT, then SIGKILL after ``grace`` seconds."""
+    """End the child's whole process group: an interrupt, then a kill after ``grace`` seconds."""
     with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired, KeyboardInterrupt):
-        os.killpg(proc.pid, signal.SIGINT)
+        platform_os.interrupt_group(proc)
         proc.wait(timeout=grace)
         return
     with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired):
-        os.killpg(proc.pid, signal.SIGKILL)
+        platform_os.kill_group(proc)
         proc.wait(timeout=5)
 
 
@@ -96,7 +85,7 @@ def run_logged(
                 raise _log_full(log_path, exc) from None
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-            start_new_session=True, preexec_fn=_die_with_parent(),
+            **platform_os.own_group(),
         )
         with _LIVE_LOCK:
             _LIVE.add(proc)

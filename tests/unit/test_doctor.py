@@ -57,3 +57,23 @@ def test_no_driver_cuda_version_is_a_failure(example_matrix):
     p = make_plan(example_matrix, Selection())
     [check] = doctor.driver_checks(p, {"driver_cuda": None})
     assert not check.ok and "cuDriverGetVersion" in check.detail
+
+
+def test_wsl2_is_recognised_with_its_gpu_path(tmp_path):
+    from imagematrix import platform_os
+    from imagematrix.doctor import wsl_check
+
+    release = tmp_path / "osrelease"
+    release.write_text("6.6.36.6-microsoft-standard-WSL2\n")
+    lib = tmp_path / "wsl-lib"
+    assert platform_os.wsl(release, lib) == "WSL2"
+    assert not wsl_check("WSL2", lib)[0].ok and "update the NVIDIA driver on Windows" in wsl_check("WSL2", lib)[0].detail
+    lib.mkdir()
+    (lib / "libcuda.so.1").write_text("")
+    check = wsl_check("WSL2", lib)[0]
+    assert check.ok and "libcuda.so.1" in check.detail and "Docker Desktop" in check.detail
+    release.write_text("4.4.0-19041-Microsoft\n")
+    assert platform_os.wsl(release, tmp_path / "none") == "WSL1"
+    assert "wsl --set-version" in wsl_check("WSL1")[0].detail
+    release.write_text("6.12.0-amd64\n")
+    assert platform_os.wsl(release, lib) is None and wsl_check(None) == []
