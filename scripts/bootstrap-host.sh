@@ -3,6 +3,8 @@
 # buildx plugin, and the base images of examples/matrix.yaml, pulled where a
 # registry answers and otherwise made from Debian's own mirror. Needs root.
 # Idempotent: every step is skipped when its result is already there.
+# IMAGEMATRIX_BASE_ARM64="trixie" also makes imagematrix-base/debian-arm64:trixie-slim, an arm64 base run
+# under QEMU emulation (qemu-user-static registered with binfmt_misc), for matrices with linux/arm64.
 set -euo pipefail
 
 SUITES=${IMAGEMATRIX_BASE_SUITES:-trixie}
@@ -82,4 +84,35 @@ if ! docker buildx version >/dev/null 2>&1; then
   rm -rf "$work"
 fi
 docker buildx version 2>/dev/null | sed 's/^/[bootstrap] /' || true
+
+for suite in ${IMAGEMATRIX_BASE_ARM64:-}; do
+  tag="imagematrix-base/debian-arm64:${suite}-slim"
+  if ! command -v qemu-aarch64-static >/dev/null; then
+    log "installing qemu-user-static (arm64 under emulation)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static >/dev/null
+  fi
+  # No systemd here to register the interpreter: do what systemd-binfmt would.
+  [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+  [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || cat /usr/lib/binfmt.d/qemu-aarch64.conf > /proc/sys/fs/binfmt_misc/register
+  if docker image inspect "$tag" >/dev/null 2>&1; then
+    log "$tag present"
+    continue
+  fi
+  rootfs="$STATE/rootfs-$suite-arm64"
+  if [ ! -x "$rootfs/usr/bin/apt-get" ]; then
+    rm -rf "$rootfs"
+    log "debootstrap --arch=arm64 $suite from $MIRROR (emulated: several minutes)"
+    debootstrap --arch=arm64 --variant=minbase "$suite" "$rootfs" "$MIRROR" >"$STATE/debootstrap-$suite-arm64.log" 2>&1 \
+      || { tail -n 20 "$STATE/debootstrap-$suite-arm64.log"; exit 1; }
+  fi
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  # `docker import` would label it amd64: BuildKit sets the architecture from --platform.
+  work=$(mktemp -d)
+  tar -C "$rootfs" -cf "$work/rootfs.tar" .
+  printf 'FROM scratch\nADD rootfs.tar /\nCMD ["bash"]\n' > "$work/Dockerfile"
+  docker buildx build --load --platform linux/arm64 -t "$tag" "$work" >"$STATE/import-$suite-arm64.log" 2>&1 \
+    || { tail -n 20 "$STATE/import-$suite-arm64.log"; exit 1; }
+  rm -rf "$work" "$rootfs"
+  log "$tag imported ($(docker image inspect -f '{{.Architecture}}' "$tag"))"
+done
 log "ready"

@@ -83,6 +83,8 @@ def labels(man: Mapping[str, Any], base_image: str, extra: Mapping[str, str] = {
     for key in ("id", "cuda", "torch_cuda", "python", "torch", "target", "kind", "parent", "input_hash"):
         name = "cell" if key == "id" else key.replace("_", "-")
         out[f"{LABEL_PREFIX}.{name}"] = man[key] or ""
+    if man.get("platform"):
+        out[f"{LABEL_PREFIX}.platform"] = man["platform"]
     out[f"{LABEL_PREFIX}.features"] = ",".join(man["features"])
     out[f"{LABEL_PREFIX}.pyg-extensions"] = ",".join(man["pyg_extensions"])
     out[f"{LABEL_PREFIX}.schema"] = str(MANIFEST_SCHEMA)

@@ -192,6 +192,8 @@ def build_argv(step: BuildStep, options: BuildOptions, builder: str = BUILDX) ->
         "--tag", step.cell.ref,
         "--progress", options.progress,
     ]
+    if step.cell.platform:  # cells of the platforms axis; emulated where it is not the host's (binfmt)
+        argv += ["--platform", step.cell.platform]
     for key, value in sorted(options.labels.items()):
         argv += ["--label", f"{key}={value}"]
     for arg in options.build_args:

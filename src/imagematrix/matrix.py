@@ -427,7 +427,9 @@ class _Resolver:
             for role, ref in o.bases.items():
                 if not valid_reference(ref):
                     self.bad((*where, "bases", role), f"{ref!r} is not a valid image reference: name[:tag][@digest] in lowercase")
-            overrides.append(Override(o.cuda, o.python, dict(o.bases), dict(o.packages)))
+            if o.platform is not None and o.platform not in self.spec.platforms:
+                self.bad((*where, "platform"), f"unknown platform {o.platform} (the matrix's platforms: {', '.join(self.spec.platforms) or 'none'})")
+            overrides.append(Override(o.cuda, o.python, dict(o.bases), dict(o.packages), o.platform))
         return overrides
 
     def family_bases(self, overrides: list[Override], ver: str, python: str) -> dict[str, str]:
@@ -618,11 +620,12 @@ class _Resolver:
         tags: dict[str, str] = {}
         for cv, cuda in m.cudas.items():
             for pv in self.spec.python:
-                for tn in m.target_order():
-                    cid = cell_id(cv, pv, tn)
+                for tn, platform in ((t, p) for t in m.target_order() for p in (m.platforms or (None,))):
+                    cid = cell_id(cv, pv, tn)  # exclusions and phases name cells of every platform at once
                     if cid in excluded:
                         continue
-                    cell = make_cell(m, cuda, pv, m.targets[tn], tuple(phase_of.get(cid, ())))
+                    cell = make_cell(m, cuda, pv, m.targets[tn], tuple(phase_of.get(cid, ())), platform=platform)
+                    cid = cell.id
                     self.check_lock(m, cell)
                     if not TAG_RE.match(cell.tag):
                         self.bad(("tag",), f"cell {cid} renders tag {cell.tag!r}, which Docker rejects")
@@ -691,11 +694,18 @@ def _resolve(spec: MatrixSpec, path: Path, loc: _Index) -> Matrix:
         ci=CI(path.parent / spec.ci.workflow, tuple(spec.ci.runs_on), spec.ci.gate_runs_on, spec.ci.timeout_minutes,
               spec.ci.artifact_retention_days, spec.ci.state_dir, spec.ci.keep_images, spec.ci.cache_hours),
         publish_require=tuple(dict.fromkeys(spec.publish.require)),
+        platforms=tuple(dict.fromkeys(spec.platforms)),
         cells=(),
     )
     cells = r.cells(m, excluded, phase_of)
     if r.problems:
         raise MatrixError(r.problems)
+    if len(m.platforms) > 1:  # a phase names cells once; it holds them for every platform
+        per_base: dict[str, list[str]] = {}
+        for c in cells:
+            per_base.setdefault(cell_id(c.cuda.version, c.python, c.target.name), []).append(c.id)
+        m = replace(m, phases={n: replace(ph, cells=tuple(i for b in ph.cells for i in per_base.get(b, [])))
+                               for n, ph in m.phases.items()})
     return replace(m, cells=tuple(cells), warnings=tuple(r.warnings))
 
 

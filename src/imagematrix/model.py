@@ -69,6 +69,8 @@ class Cell:
     bases: dict[str, str] = field(default_factory=dict)  # role -> image, for this (CUDA, Python) family
     packages: dict[str, str] = field(default_factory=dict)  # pins for this family (torch: the lock's, if any)
     uv_lock: UvLock | None = None  # the lock this cell's environment comes from (its own or an ancestor's)
+    platform: str | None = None  # linux/arm64 ...: BuildKit's --platform; None: the builder's own
+    arch_suffix: str = ""  # "-arm64" where the matrix has several platforms: ids and tags stay apart
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -82,7 +84,7 @@ class Cell:
 
     @property
     def id(self) -> str:
-        return cell_id(self.cuda.version, self.python, self.target.name)
+        return cell_id(self.cuda.version, self.python, self.target.name) + self.arch_suffix
 
     @property
     def family(self) -> tuple[str, str]:
@@ -117,9 +119,10 @@ class Override:
     python: str | None
     bases: dict[str, str]
     packages: dict[str, str]
+    platform: str | None = None
 
-    def matches(self, cuda: str, python: str) -> bool:
-        return self.cuda in (None, cuda) and self.python in (None, python)
+    def matches(self, cuda: str, python: str, platform: str | None = None) -> bool:
+        return self.cuda in (None, cuda) and self.python in (None, python) and self.platform in (None, platform)
 
 
 @dataclass(frozen=True)
@@ -174,12 +177,13 @@ class Matrix:
     wheelhouse: Path | None = None
     ci: CI | None = None
     publish_require: tuple[str, ...] = ("smoke",)
+    platforms: tuple[str, ...] = ()
 
-    def family(self, cuda: Cuda, python: str) -> tuple[dict[str, str], dict[str, str]]:
+    def family(self, cuda: Cuda, python: str, platform: str | None = None) -> tuple[dict[str, str], dict[str, str]]:
         """Base images and pins of one (CUDA, Python) family: top level, then the CUDA entry, then overrides in order."""
         bases, packages = dict(cuda.bases), {**self.packages, **cuda.packages}
         for o in self.overrides:
-            if o.matches(cuda.version, python):
+            if o.matches(cuda.version, python, platform):
                 bases.update(o.bases)
                 packages.update(o.packages)
         return bases, packages
@@ -192,7 +196,7 @@ class Matrix:
 
     def stage_cell(self, cell: Cell, target: str) -> Cell:
         """The cell of an ancestor stage, in the same family (it may be excluded)."""
-        return make_cell(self, self.cudas[cell.cuda.version], cell.python, self.targets[target])
+        return make_cell(self, self.cudas[cell.cuda.version], cell.python, self.targets[target], platform=cell.platform)
 
     def target_order(self) -> list[str]:
         """Targets parents-first, ties in file order."""
@@ -200,14 +204,20 @@ class Matrix:
         return sorted(names, key=lambda n: (len(self.targets[n].lineage), names.index(n)))
 
 
-def make_cell(m: Matrix, cuda: Cuda, python: str, target: Target, phases=()) -> Cell:
-    tag = render_tag(m.tag_template, cuda, python, target.name)
-    bases, packages = m.family(cuda, python)
+def arch_suffix(m: Matrix, platform: str | None) -> str:
+    """``-arm64`` for linux/arm64 where the matrix builds several platforms, else nothing."""
+    return "-" + platform.split("/")[1] + "".join(platform.split("/")[2:]) if platform and len(m.platforms) > 1 else ""
+
+
+def make_cell(m: Matrix, cuda: Cuda, python: str, target: Target, phases=(), platform: str | None = None) -> Cell:
+    suffix = arch_suffix(m, platform)
+    tag = render_tag(m.tag_template, cuda, python, target.name) + suffix
+    bases, packages = m.family(cuda, python, platform)
     lock = next((m.targets[n].uv_lock for n in target.lineage if m.targets[n].uv_lock), None)
     if lock is not None:  # the lock is the declaration: torch is what it pins (or nothing)
         packages = {k: v for k, v in packages.items() if k != "torch"} | ({"torch": lock.torch} if lock.torch else {})
     return Cell(cuda=cuda, python=python, target=target, tag=tag, image=m.image, phases=phases,
-                bases=bases, packages=packages, uv_lock=lock)
+                bases=bases, packages=packages, uv_lock=lock, platform=platform, arch_suffix=suffix)
 
 
 TAG_FIELDS = ("cuda", "cuda_tag", "torch_cuda", "python", "python_nodot", "target")

@@ -146,6 +146,7 @@ def manifest(m: Matrix, cell: Cell, input_hash: str) -> dict:
         pyg_extensions=list(t.pyg_extensions), extensions=cell.cuda.extensions, input_hash=input_hash,
         **({"optional_libraries": [list(o) for o in t.optional_libraries]} if t.optional_libraries else {}),
         **({"environment": {"lock": LOCK_IN, "sha256": cell.uv_lock.sha256}} if cell.uv_lock else {}),
+        **({"platform": cell.platform} if cell.platform else {}),
     )
 
 

@@ -134,9 +134,22 @@ class CudaSpec(_Model):
         "cuda", description="how compiled extensions (PyG) are built: with CUDA kernels, or CPU-only where no nvcc exists")
 
 
+PLATFORM_RE = re.compile(r"^linux/[a-z0-9]+(?:/v[0-9]+)?$")
+
+
+def _platform(value: Any) -> Any:
+    if isinstance(value, str) and not PLATFORM_RE.match(value):
+        raise ValueError(f"{value!r} is not a platform like \"linux/amd64\" or \"linux/arm64\"")
+    return value
+
+
+Platform = Annotated[str, BeforeValidator(_platform)]
+
+
 class OverrideSpec(_Model):
     cuda: Family | None = None
     python: Version | None = None
+    platform: Platform | None = None
     bases: dict[str, str] = Field({}, description="base image per role for the matching families")
     packages: dict[str, str] = Field({}, description="pins for the matching families")
     reason: str = ""
@@ -234,6 +247,9 @@ class MatrixSpec(_Model):
     labels: dict[str, str] = {}
     python: list[Version]
     cuda: dict[Family, CudaSpec]
+    platforms: list[Platform] = Field(
+        [], description="build every cell for each platform (BuildKit --platform); none: the builder's own. With "
+        "several, ids and tags end in the architecture (cu13.0-py3.13-devel-arm64)")
     exclude: list[ExcludeSpec] = []
     packages: dict[str, str] = {}
     overrides: list[OverrideSpec] = []

@@ -101,3 +101,16 @@ def test_a_named_builder_or_a_context_builder_is_addressed_as_buildx_wants(examp
     argv = build_argv(step, for_builder(BuildOptions(builder="gpu-box"), context), BUILDX)
     assert argv[:6] == ["docker", "--context", "gpu-box", "buildx", "build", "--load"] and "--builder" not in argv
     assert "builder gpu-box: buildx" in context.describe() and "images into unix:///run/gpu-box.sock" in context.describe()
+
+
+def test_a_cell_of_the_platforms_axis_is_built_for_its_platform(example_matrix, tmp_path):
+    from dataclasses import replace
+
+    from imagematrix.docker import build_argv
+    from imagematrix.plan import make_plan
+
+    step = make_plan(example_matrix, Selection(), tmp_path).steps[0]
+    assert "--platform" not in build_argv(step, BuildOptions(), BUILDX)  # no platforms: the builder's own
+    arm = replace(step, cell=replace(step.cell, platform="linux/arm64"))
+    argv = build_argv(arm, BuildOptions(), BUILDX)
+    assert argv[argv.index("--platform") + 1] == "linux/arm64"

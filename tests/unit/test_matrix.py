@@ -270,8 +270,46 @@ def test_the_cpu_family_names_cells_and_tags_cpu_and_its_manifest_has_no_cuda():
     ("gpu", "null", "'gpu' is not a version"),
 ])
 def test_only_the_cpu_family_goes_without_torch_cuda(tmp_path, family, torch_cuda, message):
-    text = (DATA / "good.yaml").read_text().replace("fragments_dir: ../fragments", f"fragments_dir: {DATA / 'fragments'}")
+    text = (DATA / "good.yaml").read_text().replace("fragments_dir: fragments", f"fragments_dir: {DATA / 'fragments'}")
     text = text.replace('"13.2":\n    torch_cuda: "13.2"', f'{family}:\n    torch_cuda: {torch_cuda}')
     (tmp_path / "m.yaml").write_text(text)
     with pytest.raises(MatrixError, match=re.escape(message)):
         load_matrix(tmp_path / "m.yaml")
+
+
+# --- the platforms axis ----------------------------------------------------------------------
+
+
+def _platforms(tmp_path, platforms: str, extra: str = "") -> Path:
+    text = (DATA / "good.yaml").read_text().replace("fragments_dir: fragments", f"fragments_dir: {DATA / 'fragments'}")
+    text = text.replace("python: [\"3.13\"]", f"python: [\"3.13\"]\nplatforms: {platforms}\n{extra}", 1)
+    (tmp_path / "m.yaml").write_text(text)
+    return tmp_path / "m.yaml"
+
+
+def test_several_platforms_give_each_cell_an_arch_suffix_and_per_platform_bases(tmp_path):
+    from imagematrix.contract import labels
+    from imagematrix.render import render_cell
+
+    extra = ("overrides:\n  - platform: linux/arm64\n    reason: one platform per tag in a local engine\n"
+             "    bases: {devel: \"local/debian-arm64:trixie-slim\"}\n")
+    m = load_matrix(_platforms(tmp_path, "[linux/amd64, linux/arm64]", extra))
+    assert [c.id for c in m.cells] == ["cu13.2-py3.13-devel-amd64", "cu13.2-py3.13-devel-arm64",
+                                       "cu13.2-py3.13-runtime-amd64", "cu13.2-py3.13-runtime-arm64"]
+    arm = m.cell("cu13.2-py3.13-devel-arm64")
+    assert arm.tag == "cu13.2-py3.13-devel-arm64" and arm.platform == "linux/arm64" and arm.phases == (1,)
+    assert arm.base("devel") == "local/debian-arm64:trixie-slim"
+    assert m.cell("cu13.2-py3.13-devel-amd64").base("devel") == "debian:trixie-slim"
+    r = render_cell(m, arm)
+    assert r.manifest["platform"] == "linux/arm64" and "FROM local/debian-arm64:trixie-slim AS devel" in r.dockerfile
+    assert labels(r.manifest, "x")["imagematrix.platform"] == "linux/arm64"
+
+
+def test_one_platform_keeps_ids_and_tags_and_a_platform_override_must_name_one(tmp_path):
+    m = load_matrix(_platforms(tmp_path, "[linux/arm64]"))
+    assert [c.id for c in m.cells] == ["cu13.2-py3.13-devel", "cu13.2-py3.13-runtime"]
+    assert {c.platform for c in m.cells} == {"linux/arm64"}
+    with pytest.raises(MatrixError, match="unknown platform linux/riscv64"):
+        load_matrix(_platforms(tmp_path, "[linux/arm64]", "overrides:\n  - platform: linux/riscv64\n    bases: {devel: \"x:y\"}\n"))
+    with pytest.raises(MatrixError, match="is not a platform like"):
+        load_matrix(_platforms(tmp_path, "[arm64]"))
