@@ -1,4 +1,4 @@
-"""The size plot: one stacked bar per cell (base, Python, torch, nvidia, ...), drawn from status.json.
+"""The size plot: one stacked bar per cell (base, Python, its biggest packages, other), drawn from status.json.
 
 Drawn from the recorded "sizes" sections, not from a live run, so a partial run
 still shows every measured cell. matplotlib is imported here only (Agg, no display).
@@ -9,21 +9,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from .sizes import BUCKETS, GB, SECTION
+from .sizes import FIXED, GB, OTHER, SECTION, bucket_order
 from .status import read_status
 
 PLOT_PATH = Path("reports") / "sizes.png"  # under the build directory
-COLORS = dict(zip(BUCKETS, (
-    "#9e9e9e",  # base
-    "#4e79a7",  # Python
-    "#e15759",  # torch
-    "#76b041",  # nvidia
-    "#f28e2b",  # triton
-    "#b07aa1",  # PyG
-    "#59a9d8",  # Ray
-    "#edc948",  # marimo
-    "#d4c9be",  # other
-), strict=True))
+FIXED_COLORS = {"base": "#9e9e9e", "Python": "#4e79a7", OTHER: "#d4c9be"}
+PACKAGE_COLORS = ("#e15759", "#76b041", "#f28e2b", "#b07aa1", "#59a9d8", "#edc948", "#ff9da7", "#9c755f",
+                  "#86bcb6", "#8cd17d", "#b6992d", "#d37295")
+
+
+def colors(order: list[str]) -> dict[str, str]:
+    """base, Python and other keep theirs; packages take the palette in legend order."""
+    packages = [b for b in order if b not in (*FIXED, OTHER)]
+    return {**FIXED_COLORS, **{b: PACKAGE_COLORS[i % len(PACKAGE_COLORS)] for i, b in enumerate(packages)}}
 
 
 def bars(records: Mapping[str, dict], cell_ids: list[str]) -> list[tuple[str, dict[str, float], float | None, str]]:
@@ -33,9 +31,10 @@ def bars(records: Mapping[str, dict], cell_ids: list[str]) -> list[tuple[str, di
         sec = records.get(cid, {}).get(SECTION) or {}
         if "buckets" not in sec:
             continue
-        gb = {b: sec["buckets"].get(b, 0) / GB for b in BUCKETS}
+        gb = {b: v / GB for b, v in sec["buckets"].items()}
         out.append((cid, gb, sec.get("budget_gb"), sec.get("state", "")))
-    return out
+    order = bucket_order(r[1] for r in out)
+    return [(cid, {b: gb.get(b, 0.0) for b in order}, budget, state) for cid, gb, budget, state in out]
 
 
 def plot_records(build_dir: Path, cell_ids: list[str], out: Path) -> int:
@@ -53,9 +52,11 @@ def plot_records(build_dir: Path, cell_ids: list[str], out: Path) -> int:
     labels = [r[0] for r in rows]
     y = list(range(len(rows)))[::-1]  # first cell on top
     left = [0.0] * len(rows)
-    for bucket in BUCKETS:
-        widths = [r[1][bucket] for r in rows]  # every bucket in the legend: the same key in every report
-        ax.barh(y, widths, left=left, height=0.62, color=COLORS[bucket], label=bucket, edgecolor="white", linewidth=0.5)
+    order = list(rows[0][1])  # bars() gives every row every bucket, in legend order
+    palette = colors(order)
+    for bucket in order:
+        widths = [r[1][bucket] for r in rows]
+        ax.barh(y, widths, left=left, height=0.62, color=palette[bucket], label=bucket, edgecolor="white", linewidth=0.5)
         left = [a + w for a, w in zip(left, widths, strict=True)]
     xmax = max(left + [r[2] or 0 for r in rows]) * 1.3
     for yi, total, (_, _, budget, state) in zip(y, left, rows, strict=True):

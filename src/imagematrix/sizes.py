@@ -32,17 +32,18 @@ from .output import fmt_bytes
 
 SECTION = "sizes"
 GB = 1e9
-BUCKETS = ("base", "Python", "torch", "nvidia", "triton", "PyG", "Ray", "marimo", "other")
-# Distribution or top-level names in site-packages -> bucket; first match wins, the rest is "other".
-PACKAGE_BUCKETS = (
+# Buckets come from what is installed: each top-level package of site-packages is its own, except
+# families of many distributions that are one thing to a reader (below); the biggest MAX_PACKAGES are
+# kept and the rest joins "other". "base" (the base image's files) and "Python" (the interpreter) always.
+FIXED = ("base", "Python")
+OTHER = "other"
+MAX_PACKAGES = 8
+PACKAGE_GROUPS = (  # distribution or top-level name -> group; first match wins
     ("torch", "torch"), ("torchgen", "torch"), ("functorch", "torch"),
     ("torchvision", "torch"), ("torchaudio", "torch"),
     ("nvidia", "nvidia"), ("nvidia_*", "nvidia"), ("cuda", "nvidia"), ("cuda_*", "nvidia"),
-    ("triton", "triton"),
     ("torch_geometric", "PyG"), ("pyg_lib", "PyG"), ("torch_scatter", "PyG"), ("torch_sparse", "PyG"),
     ("torch_cluster", "PyG"), ("torch_spline_conv", "PyG"),
-    ("ray", "Ray"),
-    ("marimo", "marimo"),
 )
 SYSTEM_PREFIXES = ("/usr", "/usr/local")  # an interpreter installed here belongs to the OS
 BASE_LABEL = "org.opencontainers.image.base.name"
@@ -172,11 +173,12 @@ def package_name(entry: str) -> str:
 
 
 def package_bucket(entry: str) -> str:
+    """The bucket of a site-packages entry: its family (torch, nvidia, PyG) or its own top-level name."""
     name = package_name(entry)
-    for pattern, bucket in PACKAGE_BUCKETS:
+    for pattern, bucket in PACKAGE_GROUPS:
         if fnmatch.fnmatchcase(name, pattern):
             return bucket
-    return "other"
+    return name or OTHER
 
 
 def classify(path: str, layout: Layout, base_paths: frozenset[str] | set[str] = frozenset()) -> str:
@@ -191,11 +193,27 @@ def classify(path: str, layout: Layout, base_paths: frozenset[str] | set[str] = 
     return "other"
 
 
-def bucket_bytes(entries: Iterable[Entry], layout: Layout, base_paths=frozenset()) -> dict[str, int]:
-    out = dict.fromkeys(BUCKETS, 0)
+def bucket_bytes(entries: Iterable[Entry], layout: Layout, base_paths=frozenset(), keep: int = MAX_PACKAGES) -> dict[str, int]:
+    """Bytes per bucket: base, Python, the ``keep`` biggest packages (biggest first), then other."""
+    raw: dict[str, int] = {}
     for e in counted(entries):
-        out[classify(e.path, layout, base_paths)] += e.size
+        bucket = classify(e.path, layout, base_paths)
+        raw[bucket] = raw.get(bucket, 0) + e.size
+    packages = sorted((b for b in raw if b not in (*FIXED, OTHER)), key=lambda b: (-raw[b], b))
+    out = {b: raw.get(b, 0) for b in FIXED}
+    out.update({b: raw[b] for b in packages[:keep]})
+    out[OTHER] = raw.get(OTHER, 0) + sum(raw[b] for b in packages[keep:])
     return out
+
+
+def bucket_order(bucket_maps: Iterable[Mapping[str, int | float]]) -> list[str]:
+    """Every bucket of several measurements, for one legend: base, Python, packages by total size, other."""
+    totals: dict[str, float] = {}
+    for m in bucket_maps:
+        for b, v in m.items():
+            totals[b] = totals.get(b, 0) + v
+    packages = sorted((b for b in totals if b not in (*FIXED, OTHER)), key=lambda b: (-totals[b], b))
+    return [*FIXED, *packages, OTHER]
 
 
 def dir_bytes(entries: Iterable[Entry], max_depth: int) -> dict[str, int]:
@@ -418,8 +436,20 @@ def parent_cell(m: Matrix, cell: Cell) -> Cell | None:
     return m.stage_cell(cell, t.parent) if t.relation == "slim" and t.parent else None
 
 
-def advice(meas: Measurement, options: Mapping[str, Any], budget_gb: float | None, target: str) -> list[str]:
-    """What to look at when an image is over budget, biggest first."""
+def implemented_knobs(m: Matrix, cell: Cell) -> tuple[str, ...]:
+    """The size knobs (KNOBS) that the fragments this cell renders read: advice names only those."""
+    texts = []
+    for name in cell.target.lineage:
+        t = m.targets[name]
+        for frag in (*t.prune, *t.fragments):
+            with contextlib.suppress(OSError):
+                texts.append((m.fragments_dir / f"{frag}.Dockerfile").read_text())
+    return tuple(k for k, _ in KNOBS if any(f"options.{k}" in x or f'options.get("{k}"' in x for x in texts))
+
+
+def advice(meas: Measurement, options: Mapping[str, Any], budget_gb: float | None, target: str,
+           knobs: Iterable[str] | None = None) -> list[str]:
+    """What to look at when an image is over budget, biggest first. ``knobs``: the ones its fragments implement."""
     tips = []
     if meas.layers:
         top = meas.layers[0]
@@ -431,8 +461,9 @@ def advice(meas: Measurement, options: Mapping[str, Any], budget_gb: float | Non
             f"{fmt_bytes(meas.layer_overhead_bytes)} are stored in layers but hidden in the final filesystem: "
             "a later RUN rewrote or deleted copied files (chmod/chown/rm after COPY); do it in the prune stage"
         )
+    usable = {k for k, _ in KNOBS} if knobs is None else set(knobs)
     for knob, why in KNOBS:
-        if not options.get(knob):
+        if knob in usable and not options.get(knob):
             saves = f" (saves {fmt_bytes(meas.static_lib_bytes)})" if knob == "drop_static_libs" else ""
             tips.append(f"set targets.{target}.options.{knob}: true{saves}; it {why}")
     if budget_gb is not None:
@@ -454,7 +485,7 @@ def parent_diff(meas: Measurement, parent_id: str, pm: Measurement | None, rebui
     return {
         "cell": parent_id, "size_bytes": pm.size_bytes, "saved_bytes": pm.size_bytes - meas.size_bytes,
         "env_saved_bytes": pm.env_bytes - meas.env_bytes,
-        "buckets_saved": {b: pm.buckets.get(b, 0) - meas.buckets.get(b, 0) for b in BUCKETS},
+        "buckets_saved": {b: pm.buckets.get(b, 0) - meas.buckets.get(b, 0) for b in bucket_order([pm.buckets, meas.buckets])},
     }
 
 
@@ -499,7 +530,7 @@ def measure_cells(m: Matrix, cells: list[Cell], build_dir, prober: Prober, matri
             if pc is not None:
                 rep.parent = parent_diff(meas, pc.id, prober.measure(pc.id, pc.ref), rebuild(pc))
             if verdict.failed:
-                rep.tips = advice(meas, t.options, t.budget_gb, t.name)
+                rep.tips = advice(meas, t.options, t.budget_gb, t.name, implemented_knobs(m, cell))
             data = record(meas, verdict, t.budget_gb, rep.parent) | {"advice": rep.tips}
         update_cell(build_dir, cell.id, SECTION, data, replace=True)
         reports.append(rep)

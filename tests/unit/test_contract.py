@@ -12,6 +12,7 @@ from imagematrix.render import render_cell
 
 ROOT = Path(__file__).resolve().parents[2]
 MATRICES = ["matrix.yaml", "examples/matrix.yaml", "examples/platform.yaml", "examples/cpu.yaml", "examples/uv.yaml",
+            "examples/arm64.yaml",
             "tests/gpu-machine/matrix.yaml"]
 
 

@@ -14,7 +14,8 @@ from imagematrix.matrix import load_matrix
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "dockerfiles" / HADOLINT_CONFIG
 MATRICES = {"default": ROOT / "matrix.yaml", "example": ROOT / "examples" / "matrix.yaml", "platform": ROOT / "examples" / "platform.yaml",
-            "cpu": ROOT / "examples" / "cpu.yaml", "uv": ROOT / "examples" / "uv.yaml"}
+            "cpu": ROOT / "examples" / "cpu.yaml", "uv": ROOT / "examples" / "uv.yaml",
+            "arm64": ROOT / "examples" / "arm64.yaml"}
 
 
 @pytest.mark.parametrize("name", MATRICES)

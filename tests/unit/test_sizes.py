@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from imagematrix import sizeplot, status
+from imagematrix import sizeplot, sizes, status
 from imagematrix.sizes import (
-    BUCKETS,
     Entry,
     Layout,
     Measurement,
@@ -74,16 +75,16 @@ def test_counted_takes_each_hard_linked_inode_once_and_skips_symlinks():
     ("nvidia_cublas-13.1.0.3.dist-info", "nvidia_cublas", "nvidia"),
     ("cuda", "cuda", "nvidia"),
     ("cuda_bindings-13.0.3.dist-info", "cuda_bindings", "nvidia"),
-    ("triton", "triton", "triton"),
+    ("triton", "triton", "triton"),  # its own top-level name
     ("torch_geometric", "torch_geometric", "PyG"),
     ("torch_scatter.libs", "torch_scatter", "PyG"),
     ("pyg_lib-0.5.0+pt211cu128.dist-info", "pyg_lib", "PyG"),
-    ("ray", "ray", "Ray"),
+    ("ray", "ray", "ray"),
     ("marimo-0.25.2.dist-info", "marimo", "marimo"),
-    ("sympy", "sympy", "other"),
-    ("typing_extensions.py", "typing_extensions", "other"),
-    ("Zope.Interface-5.0.dist-info", "zope_interface", "other"),
-    ("_cffi_backend.cpython-313-x86_64-linux-gnu.so", "_cffi_backend", "other"),
+    ("sympy", "sympy", "sympy"),
+    ("typing_extensions.py", "typing_extensions", "typing_extensions"),
+    ("Zope.Interface-5.0.dist-info", "zope_interface", "zope_interface"),
+    ("_cffi_backend.cpython-313-x86_64-linux-gnu.so", "_cffi_backend", "_cffi_backend"),
 ])
 def test_site_packages_entries_fall_into_buckets(entry, name, bucket):
     assert package_name(entry) == name
@@ -93,7 +94,7 @@ def test_site_packages_entries_fall_into_buckets(entry, name, bucket):
 @pytest.mark.parametrize(("path", "layout", "bucket"), [
     (f"{SITE}/torch/lib/libtorch_cuda.so", VENV, "torch"),
     (f"{SITE}/nvidia/cu13/lib/libcublasLt.so.13", VENV, "nvidia"),
-    (f"{SITE}/sympy/core/basic.py", VENV, "other"),
+    (f"{SITE}/sympy/core/basic.py", VENV, "sympy"),
     ("/opt/venv/bin/torchrun", VENV, "Python"),  # the venv around site-packages
     ("/usr/lib/python3.13/os.py", VENV, "Python"),
     ("/usr/include/python3.13/Python.h", VENV, "Python"),
@@ -123,9 +124,16 @@ def test_bucket_bytes_adds_up_every_counted_file():
         f("/usr/lib/python3.13/os.py", 50), f("/usr/bin/g++", 7),
     ]
     got = bucket_bytes(entries, VENV, {"/usr/bin/ls"})
-    assert list(got) == list(BUCKETS)
-    assert got == {"base": 100, "Python": 50, "torch": 1000, "nvidia": 6000, "triton": 0, "PyG": 0,
-                   "Ray": 0, "marimo": 0, "other": 7}
+    assert list(got) == ["base", "Python", "nvidia", "torch", "other"]  # packages biggest first
+    assert got == {"base": 100, "Python": 50, "torch": 1000, "nvidia": 6000, "other": 7}
+
+
+def test_buckets_come_from_what_is_installed_and_small_packages_join_other():
+    entries = [f(f"{SITE}/{name}/x.py", size) for name, size in
+               [("team_models", 900), ("numpy", 500), ("pandas", 400), ("tiny", 3)]]
+    got = bucket_bytes(entries, VENV, keep=2)
+    assert got == {"base": 0, "Python": 0, "team_models": 900, "numpy": 500, "other": 403}
+    assert sizes.bucket_order([got, {"ray": 2000, "other": 1}]) == ["base", "Python", "ray", "team_models", "numpy", "other"]
 
 
 # --- directories and layers ---
@@ -202,7 +210,7 @@ def measurement(**kw) -> Measurement:
         cell="c", ref="r", image_id="sha256:x", size_bytes=8_000_000_000, fs_bytes=7_990_000_000,
         layer_overhead_bytes=10_000_000, env_bytes=7_000_000_000, static_lib_bytes=180_000_000,
         env_roots=["/opt/venv"], site_dirs=[SITE], base="debian:trixie-slim", base_bytes=120_000_000,
-        buckets=dict.fromkeys(BUCKETS, 0), layers=[{"bytes": 7_000_000_000, "command": "COPY /opt/venv /opt/venv"}],
+        buckets={"base": 0, "Python": 0, "other": 0}, layers=[{"bytes": 7_000_000_000, "command": "COPY /opt/venv /opt/venv"}],
         dirs=[[f"{SITE}/nvidia", 3_200_000_000]], python="3.13.5",
     )
     return Measurement(**{**base, **kw})
@@ -218,6 +226,21 @@ def test_advice_names_the_biggest_layer_dirs_and_the_knobs_still_off():
     assert not any("hidden in the final filesystem" in t for t in tips)  # 10 MB of 8 GB is tar noise
 
 
+def test_advice_names_only_knobs_the_fragments_implement():
+    tips = advice(measurement(), {}, 7, "runtime", knobs=["strip_debug"])
+    assert any("options.strip_debug" in t for t in tips) and not any("drop_static_libs" in t for t in tips)
+    assert not any("options." in t for t in advice(measurement(), {}, 7, "runtime", knobs=[]))
+
+
+def test_the_knobs_a_cell_can_use_are_read_from_its_fragments(tmp_path):
+    from imagematrix.matrix import load_matrix
+
+    m = load_matrix(Path(__file__).resolve().parents[2] / "examples" / "matrix.yaml")
+    runtime = m.cell("cu13.2-py3.13-runtime")
+    assert sizes.implemented_knobs(m, runtime) == ("drop_static_libs", "strip_debug")  # prune-env reads both
+    assert sizes.implemented_knobs(m, m.cell("cu13.2-py3.13-devel")) == ()
+
+
 def test_advice_skips_knobs_already_on_and_flags_layer_duplication():
     tips = advice(measurement(layer_overhead_bytes=2_000_000_000), {"strip_debug": True, "drop_static_libs": True}, 7, "rt")
     assert not any("options." in t for t in tips)
@@ -230,15 +253,16 @@ def test_advice_skips_knobs_already_on_and_flags_layer_duplication():
 def test_plot_draws_recorded_cells_in_order_and_skips_unmeasured_ones(tmp_path):
     gb = 1_000_000_000
     status.update_cell(tmp_path, "a-runtime", "sizes", {
-        "state": "ok", "budget_gb": 7, "buckets": {**dict.fromkeys(BUCKETS, 0), "base": gb // 10, "nvidia": 3 * gb},
+        "state": "ok", "budget_gb": 7, "buckets": {"base": gb // 10, "Python": 0, "nvidia": 3 * gb, "other": 0},
     })
     status.update_cell(tmp_path, "b-devel", "sizes", {
-        "state": "over", "budget_gb": 2, "buckets": {**dict.fromkeys(BUCKETS, 0), "torch": gb, "Ray": 2 * gb},
+        "state": "over", "budget_gb": 2, "buckets": {"base": 0, "Python": 0, "ray": 2 * gb, "torch": gb, "other": 0},
     })
     status.update_cell(tmp_path, "c-missing", "sizes", {"state": "missing"})
     rows = sizeplot.bars(status.read_status(tmp_path), ["b-devel", "c-missing", "a-runtime", "never-seen"])
     assert [r[0] for r in rows] == ["b-devel", "a-runtime"]
-    assert rows[0][1]["Ray"] == 2.0 and rows[0][2] == 2 and rows[0][3] == "over"
+    assert rows[0][1]["ray"] == 2.0 and rows[0][2] == 2 and rows[0][3] == "over"
+    assert list(rows[0][1]) == list(rows[1][1]) == ["base", "Python", "nvidia", "ray", "torch", "other"]  # one legend
     out = tmp_path / "reports" / "sizes.png"
     assert sizeplot.plot_records(tmp_path, ["a-runtime", "b-devel", "c-missing"], out) == 2
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
