@@ -13,7 +13,6 @@ import pytest
 import yaml
 
 from imagematrix import testgrid, testrun, testrun_docker
-from imagematrix.sizes import BUCKETS
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "matrix.yaml"
@@ -83,7 +82,7 @@ def test_invoke_sizes_measures_records_and_plots_the_example_images(example_imag
     for rec in (devel, runtime):
         assert rec["state"] == "ok", rec["summary"]
         assert sum(rec["buckets"].values()) == rec["size_bytes"]  # the bars add up to the image
-        assert set(rec["buckets"]) == set(BUCKETS)
+        assert {"base", "Python", "other"} <= set(rec["buckets"])  # and the installed packages, biggest first
         assert rec["buckets"]["nvidia"] > 1e9 and rec["buckets"]["torch"] > 5e8  # CUDA torch wheels
         assert rec["layers"] and rec["dirs"]
         assert rec["layer_overhead_bytes"] < 0.01 * rec["size_bytes"]  # no file is stored twice
