@@ -21,6 +21,7 @@ from . import status
 from .builddir import utcnow
 from .contract import INPUT_HASH_LABEL
 from .errors import ImagematrixError
+from .model import Cell
 from .output import fmt_bytes
 from .plan import BuildStep, Plan
 from .suite import SUITES_SECTION
@@ -42,7 +43,50 @@ class Decision:
 
 
 def immutable_tag(tag: str, input_hash: str) -> str:
+    """The tag that never moves: the release tag and the render's input hash (also a candidate's tag)."""
     return f"{tag}-{input_hash.removeprefix('sha256:')[:12]}"
+
+
+CANDIDATE = "candidate"  # status section: where a build pushed the cell for GPU runners to test
+
+
+def push_candidates(plan: Plan, client, console: Console, repository: str) -> int:
+    """Push each selected cell's current local image to ``repository`` under its immutable tag (a
+    candidate, named by input hash) and record the digest; GPU runners test it from there
+    (`--candidates`), and `publish --candidates` promotes that digest. 1 if a cell had no current image."""
+    from docker.errors import ImageNotFound
+
+    missing = 0
+    for step in plan.steps:
+        cid = step.cell.id
+        try:
+            image = client.images.get(step.cell.ref)
+        except ImageNotFound:
+            image = None
+        if image is None or image.labels.get(INPUT_HASH_LABEL) != step.rendered.input_hash:
+            missing += 1
+            console.print(f"no candidate for {cid}: no current image {step.cell.ref} (invoke build)", markup=False, highlight=False)
+            continue
+        tag = immutable_tag(step.cell.tag, step.rendered.input_hash)
+        digest = push(client, image, repository, [tag])
+        status.update_cell(plan.build_dir, cid, CANDIDATE, {
+            "repository": repository, "tag": tag, "digest": digest, "image_id": image.id, "pushed": utcnow()}, replace=True)
+        console.print(f"candidate {cid}: {repository}@{digest} ({tag})", markup=False, highlight=False)
+    return 1 if missing else 0
+
+
+def pull_candidate(client, repository: str, cell: Cell, input_hash: str):
+    """A GPU runner's copy of a cell's candidate, tagged as the cell so the suite tests it; (image, digest)."""
+    tag = immutable_tag(cell.tag, input_hash)
+    try:
+        image = client.images.pull(repository, tag=tag)
+    except Exception as exc:  # not pushed yet, registry down, no credentials: the SDK's own errors
+        raise PublishError(f"cannot pull candidate {repository}:{tag} for {cell.id}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}. Fix: push it from the build "
+                           "host (invoke build --push-candidates REPO), and check `docker login` for that registry") from None
+    digest = next((d.split("@", 1)[1] for d in image.attrs.get("RepoDigests") or [] if d.startswith(f"{repository}@")), None)
+    image.tag(cell.image, cell.tag)
+    return image, digest
 
 
 def decide(step: BuildStep, image, record: dict[str, Any], required: tuple[str, ...]) -> Decision:
@@ -94,18 +138,35 @@ def push(client, image, repository: str, tags: list[str]) -> str:
 
 
 def run_publish(plan: Plan, required: tuple[str, ...], client, console: Console, *, repository: str | None = None,
-                dry_run: bool = False) -> int:
-    """Promote every cell that passes the gate; 1 if any was refused."""
+                dry_run: bool = False, candidates: str | None = None) -> int:
+    """Promote every cell that passes the gate; 1 if any was refused. With ``candidates``, what is
+    promoted is the candidate's digest, and only if the required runs tested that digest."""
     from docker.errors import ImageNotFound
 
     records = status.read_status(plan.build_dir)
     refused = 0
     for step in plan.steps:
-        try:
-            image = client.images.get(step.cell.ref)
-        except ImageNotFound:
-            image = None
-        d = decide(step, image, records.get(step.cell.id, {}), required)
+        record = records.get(step.cell.id, {})
+        candidate = record.get(CANDIDATE) if candidates else None
+        if candidates and not candidate:
+            refused += 1
+            console.print(f"refused {step.cell.id}: no candidate was pushed (invoke build --push-candidates {candidates})",
+                          markup=False, highlight=False)
+            continue
+        if candidate:  # the digest a GPU runner tested, from the registry: no rebuild, no local copy needed
+            image, _ = pull_candidate(client, candidate["repository"], step.cell, step.rendered.input_hash)
+        else:
+            try:
+                image = client.images.get(step.cell.ref)
+            except ImageNotFound:
+                image = None
+        d = decide(step, image, record, required)
+        if d.ok and candidate:
+            tested = {(record.get(SUITES_SECTION) or {}).get(n, {}).get("digest") for n in required}
+            if tested != {candidate["digest"]}:
+                d = Decision(d.cell, False, f"its GPU runs did not test candidate {candidate['digest'][:19]} by digest "
+                             f"(they tested {', '.join(sorted(str(t)[:19] for t in tested))}): test the candidate "
+                             f"(--candidates {candidate['repository']})")
         if not d.ok:
             refused += 1
             console.print(f"refused {d.cell}: {d.reason}", markup=False, highlight=False)
@@ -120,8 +181,12 @@ def run_publish(plan: Plan, required: tuple[str, ...], client, console: Console,
                           markup=False, highlight=False)
             continue
         digest = push(client, image, repo, tags[::-1])  # the immutable tag first: a moving tag never runs ahead of it
+        if candidate and digest != candidate["digest"]:
+            raise PublishError(f"{repo} answered digest {digest} for {d.cell}, not the tested candidate's "
+                               f"{candidate['digest']}: the registry rewrote the manifest; nothing more was recorded")
         status.update_cell(plan.build_dir, d.cell, SECTION, {
             "repository": repo, "tags": tags, "digest": digest, "image_id": image.id, "published": utcnow(),
+            **({"candidate": candidate["digest"]} if candidate else {}),
         }, replace=True)
         console.print(f"published {d.cell}: {repo}@{digest} as {', '.join(tags)}", markup=False, highlight=False)
     console.print(f"publish: {len(plan.steps) - refused} promoted{' (dry run)' if dry_run else ''}, {refused} refused",

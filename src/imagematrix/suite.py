@@ -87,6 +87,7 @@ class Options:
     build_dir: Path = Path("build")
     tests_dir: Path = field(default_factory=gpu_suite)  # the installed suite (tests/gpu in the repository)
     interpreter: str | None = None
+    candidates: str | None = None  # a repository: pull each cell's candidate (pushed by the build host) and test it
     pytest_extra: tuple[str, ...] = ()  # after a second `--`: handed to pytest as they are
 
     @property
@@ -240,7 +241,7 @@ def judge_files(
 
 
 SUITES_SECTION = "suites"
-SUITE_KEYS = ("state", "image_id", "require_gpu", "gpu", "gpu_info", "finished", "passed", "failed", "skipped")
+SUITE_KEYS = ("state", "image_id", "digest", "require_gpu", "gpu", "gpu_info", "finished", "passed", "failed", "skipped")
 GPU_SEEN = "gpu.json"  # written by the suite (tests/gpu/conftest.py, imagematrix.driver_probe)
 
 

@@ -87,17 +87,18 @@ def prune(c, keep=2, cache_hours=None, dry_run=False):
     "out": "build directory: status.json (default: build)",
     "repository": "push to this repository instead of the matrix's image (e.g. 127.0.0.1:5000/team/pytorch)",
     "dry_run": "say what would be promoted or refused; push nothing",
+    "candidates": "promote the candidates pushed to this repository (build --push-candidates), only if their digest was tested",
 })
 @_cli
 def publish(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yaml", out="build", repository="",
-            dry_run=False):
+            dry_run=False, candidates=""):
     """Push cells whose required suite passed on a GPU on that very image; refuse the rest."""
     from .preflight import docker_client
     from .publish import run_publish
 
     p = commands.plan(matrix, _selection(phase, cuda, python, target), Path(out))
     return run_publish(p, p.matrix.publish_require, docker_client(), commands.console(),
-                       repository=repository or None, dry_run=dry_run)
+                       repository=repository or None, dry_run=dry_run, candidates=candidates or None)
 
 
 @task(iterable=FILTERS["iterable"], help={
@@ -178,13 +179,14 @@ def schema(c):
         "skip_preflight": "report failed host checks (disk, memory, base images) as warnings and build anyway",
         "builder": "a named buildx builder (docker buildx ls; a docker context is one): build there, skip what is there",
         "jobs": "build up to N independent cells at once (a cell never before its parent; default 1)",
+        "push_candidates": "then push each selected cell to this repository as a candidate (tag: <tag>-<input hash>) for GPU runners",
     },
 )
 @_cli
 def build(
     c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yaml",
     dry_run=False, no_cache=False, pull=False, cache_from=None, cache_to=None, ca_cert="", out="build",
-    force=False, skip_preflight=False, builder="", jobs=1,
+    force=False, skip_preflight=False, builder="", jobs=1, push_candidates="",
 ):
     """Build the selected cells, parents first (--dry-run: show the plan and commands)."""
     p = commands.plan(matrix, _selection(phase, cuda, python, target), Path(out))
@@ -201,6 +203,11 @@ def build(
     if int(jobs) < 1:
         raise Exit(f"--jobs takes a number of cells >= 1, not {jobs}", code=2)
     builds.run_build(p, options, force=force, skip_preflight=skip_preflight, console=commands.console(), jobs=int(jobs))
+    if push_candidates:
+        from .preflight import docker_client
+        from .publish import push_candidates as push
+
+        return push(p, docker_client(), commands.console(), push_candidates)
     return 0
 
 
@@ -252,10 +259,11 @@ def sizes(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yam
     "out": "build directory: test results, caches, status.json (default: build)",
     "interpreter": "--backend host: the Python to test",
     "pytest": "more pytest arguments, one string, e.g. --pytest '-k abi -x'",
+    "candidates": "pull each cell's candidate from this repository (build --push-candidates) and test it",
 })
 @_cli
 def test(c, phase=None, cuda=None, python=None, target=None, matrix="", suite="smoke", require_gpu=False, jobs=1,
-         workers="auto", backend="docker", timeout="", out="build", interpreter="", pytest=""):
+         workers="auto", backend="docker", timeout="", out="build", interpreter="", pytest="", candidates=""):
     """Run the GPU suite inside each selected built image (what nox gpu_<suite>-<python> runs)."""
     argv = ["--suite", suite, "--backend", backend, "--jobs", str(jobs), "--workers", str(workers), "--build-dir", out]
     for flag, values in (("--phase", phase), ("--cuda", cuda), ("--python", python), ("--target", target)):
@@ -265,6 +273,7 @@ def test(c, phase=None, cuda=None, python=None, target=None, matrix="", suite="s
     argv += ["--timeout", str(timeout)] if timeout else []
     argv += ["--interpreter", interpreter] if interpreter else []
     argv += ["--require-gpu"] if require_gpu else []
+    argv += ["--candidates", candidates] if candidates else []
     argv += ["--", *shlex.split(pytest)] if pytest else []
     code = testrun.main(argv)
     if code:

@@ -89,6 +89,7 @@ class CellResult:
     tail: str = ""  # last lines of the log when there is no JUnit verdict to explain the state
     gpu_info: dict = field(default_factory=dict)  # driver, driver_cuda, devices: what the run saw
     require_gpu: bool = False  # run with --require-gpu: GPU checks failed instead of skipping
+    digest: str = ""  # the registry digest of the candidate tested (--candidates), else empty
 
     @property
     def counts(self) -> str:
@@ -115,6 +116,7 @@ class CellResult:
             "note": self.note,
             "gpu": self.gpu,
             "image_id": self.image_id,
+            "digest": self.digest,
             "finished": self.finished,
             "failures": [asdict(f) for f in s.failures[:20]],
             "tail": self.tail,

@@ -78,6 +78,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", default="auto", help="pytest-xdist workers per image: a number, 'auto' (default: one per CPU) or 0 (no xdist)")
     p.add_argument("--jobs", type=int, default=1, help="cells tested at once, each container on its own GPU while there are enough (default: 1)")
     p.add_argument("--build-dir", default="build", help="where results, caches and status.json live (default: build)")
+    p.add_argument("--candidates", default=None, metavar="REPO", help="pull each cell's candidate from REPO (invoke build --push-candidates REPO) and test it; the record keeps its digest")
     p.add_argument("--interpreter", default=None, help="--backend host: the Python to test (default: this one, or python<X.Y> for --python)")
     p.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARG", help="after `--`: more pytest arguments, e.g. -- -k abi")
     return p
@@ -96,6 +97,7 @@ def options(argv: list[str] | None = None) -> Options:
         suite=SUITES[a.suite], phases=tuple(a.phase), pythons=tuple(a.python), cudas=tuple(a.cuda), targets=tuple(a.target),
         matrix=a.matrix or default_matrix(), backend=a.backend, require_gpu=a.require_gpu, timeout=a.timeout,
         workers=a.workers, jobs=a.jobs, build_dir=Path(a.build_dir), interpreter=a.interpreter, pytest_extra=tuple(a.pytest_args),
+        candidates=a.candidates,
     )
 
 

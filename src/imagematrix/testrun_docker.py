@@ -253,6 +253,16 @@ def run_in_image(client, m, cell, opts: Options, gpu: GpuAccess, tools: Callable
     def done(state: str, note: str, **extra) -> CellResult:
         return record_result(CellResult(cell.id, state, note=note, finished=utcnow(), **fixed, **extra), opts.build_dir)
 
+    digest = None
+    if opts.candidates:  # a GPU runner: test what the build host pushed, and keep its digest in the record
+        from .publish import PublishError, pull_candidate
+        from .render import render_cell
+
+        try:
+            _, digest = pull_candidate(client, opts.candidates, cell, render_cell(m, cell).input_hash)
+        except PublishError as exc:
+            return done(MISSING, str(exc))
+        fixed["digest"] = digest
     try:
         image = client.images.get(cell.ref)
     except docker.errors.ImageNotFound:
@@ -299,7 +309,7 @@ def run_in_image(client, m, cell, opts: Options, gpu: GpuAccess, tools: Callable
         junit_in.replace(paths.junit)
         os.chown(paths.junit, euid, os.getegid())  # the container's uid wrote it; the result is ours
     result = judge_files(cell.id, opts, paths, code, timed_out, time.monotonic() - start, note="; ".join(notes))
-    return record_result(replace(result, image_id=image.id, gpu=fixed["gpu"]), opts.build_dir)
+    return record_result(replace(result, image_id=image.id, gpu=fixed["gpu"], digest=digest or ""), opts.build_dir)
 
 
 def _owner_gone(labels: dict[str, str], host: str) -> bool:

@@ -119,3 +119,37 @@ def test_a_real_cpu_smoke_run_records_its_suite_and_is_refused(example_images, t
     done = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(ROOT), "publish", "--matrix", example,
                            "--out", str(out), "--target", "runtime", "--dry-run"], capture_output=True, text=True, check=False)
     assert done.returncode == 1 and "was not on a GPU" in done.stdout, done.stdout
+
+
+def test_candidates_are_pushed_by_the_build_tested_by_digest_on_a_runner_and_promoted_as_tested(
+        invoke, built, registry, docker_client, tmp_path):
+    cand = f"{registry}/cand/tiny"
+    done = invoke("build", "--matrix", str(built["matrix"]), "--out", str(built["out"]), "--target", "plain",
+                  "--push-candidates", cand)
+    assert done.returncode == 0 and f"candidate {CELL}: {cand}@sha256:" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]
+    candidate = status.read_status(built["out"])[CELL]["candidate"]
+    assert candidate["tag"].startswith("cu1.0-py3.13-plain-") and candidate["image_id"] == built["image_id"]
+    assert _registry_digest(registry, "cand/tiny", candidate["tag"]) == candidate["digest"]
+
+    # A GPU runner without the image: the suite pulls the candidate, tests it, and records its digest.
+    ref = yaml.safe_load(built["matrix"].read_text())["image"] + ":" + CELL
+    docker_client.images.remove(ref)  # the tag only: the candidate's tag still holds the image
+    runner = tmp_path / "runner"
+    subprocess.run([sys.executable, "-m", "imagematrix.testrun", "--matrix", str(built["matrix"]), "--build-dir", str(runner),
+                    "--target", "plain", "--candidates", cand], capture_output=True, text=True, timeout=600, check=False)
+    run = status.read_status(runner)[CELL][SUITES_SECTION]["smoke"]
+    assert run["digest"] == candidate["digest"] and run["image_id"] == built["image_id"]
+    assert docker_client.images.get(ref).id == built["image_id"]
+
+    # Publishing the candidate: only when the GPU runs tested that digest; then its digest is what the tags get.
+    rel = f"{registry}/rel/tiny"
+    _gpu_run(built["out"], built["image_id"])  # tested on a GPU, but the local image, not the candidate
+    done = _publish(invoke, built, "--candidates", cand, "--repository", rel)
+    assert done.returncode == 1 and "did not test candidate" in done.stdout, done.stdout
+    _gpu_run(built["out"], built["image_id"], digest=candidate["digest"])
+    done = _publish(invoke, built, "--candidates", cand, "--repository", rel)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rec = status.read_status(built["out"])[CELL]["publish"]
+    assert rec["digest"] == rec["candidate"] == candidate["digest"]
+    for tag in rec["tags"]:
+        assert _registry_digest(registry, "rel/tiny", tag) == candidate["digest"]
