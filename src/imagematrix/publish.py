@@ -165,7 +165,7 @@ def run_publish(plan: Plan, required: tuple[str, ...], client, console: Console,
             tested = {(record.get(SUITES_SECTION) or {}).get(n, {}).get("digest") for n in required}
             if tested != {candidate["digest"]}:
                 d = Decision(d.cell, False, f"its GPU runs did not test candidate {candidate['digest'][:19]} by digest "
-                             f"(they tested {', '.join(sorted(str(t)[:19] for t in tested))}): test the candidate "
+                             f"(they tested {', '.join(sorted(str(t)[:19] if t else 'a local image' for t in tested))}): test the candidate "
                              f"(--candidates {candidate['repository']})")
         if not d.ok:
             refused += 1
