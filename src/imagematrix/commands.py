@@ -220,6 +220,23 @@ def report(matrix: str | Path, sel: Selection, build_dir: Path, merge: list[Path
     return 0
 
 
+def diff_packages(refs: list[str]) -> int:
+    """What two builds' images differ in, package by package (Python distributions, Debian packages)."""
+    from . import packages
+    from .preflight import docker_client
+
+    if len(refs) != 2:
+        raise UsageError(f"--diff-packages takes two images, OLD then NEW (got {len(refs)})")
+    client = docker_client()
+    old, new = (packages.manifest(client, r) for r in refs)
+    lines = packages.diff(old, new)
+    out = console()
+    out.print(f"packages {refs[0]} -> {refs[1]}: {len(lines)} difference(s)", markup=False, highlight=False)
+    for line in lines:
+        out.print(line, markup=False, highlight=False)
+    return 0
+
+
 def ci_workflow(matrix: str | Path, check: bool) -> int:
     from .ci import write_or_check
 

@@ -12,6 +12,7 @@ helpers, never from the matrix or the command line.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,6 +138,33 @@ def push(client, image, repository: str, tags: list[str]) -> str:
     return digest
 
 
+RECORD_SUFFIX = ".imagematrix"  # <immutable tag>.imagematrix: what travels with a published image
+
+
+def push_record(client, repository: str, tag: str, document: dict) -> str:
+    """Push ``document`` beside the image as a one-file image (FROM scratch, /imagematrix.json) under
+    ``tag``; its digest. Any registry takes it (no referrers API needed) and `docker pull` reads it; an
+    annotation on the image itself would change the tested digest."""
+    import io
+    import tarfile
+
+    files = {"Dockerfile": b"FROM scratch\nCOPY imagematrix.json /imagematrix.json\n",
+             "imagematrix.json": (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    try:
+        record_image, _ = client.images.build(fileobj=buf, custom_context=True, tag=f"{repository}:{tag}", rm=True,
+                                              labels={"imagematrix.record-of": document["image"]})
+    except Exception as exc:  # the engine's build errors
+        raise PublishError(f"cannot make the record image {repository}:{tag}: {exc}") from None
+    return push(client, record_image, repository, [tag])
+
+
 def run_publish(plan: Plan, required: tuple[str, ...], client, console: Console, *, repository: str | None = None,
                 dry_run: bool = False, candidates: str | None = None) -> int:
     """Promote every cell that passes the gate; 1 if any was refused. With ``candidates``, what is
@@ -180,15 +208,23 @@ def run_publish(plan: Plan, required: tuple[str, ...], client, console: Console,
             console.print(f"would publish {d.cell}: {image.id[:19]} as {', '.join(f'{repo}:{t}' for t in tags)} ({d.reason})",
                           markup=False, highlight=False)
             continue
+        from . import packages
+
+        listed = packages.manifest(client, image.id)  # before any push: a failure here leaves the registry untouched
         digest = push(client, image, repo, tags[::-1])  # the immutable tag first: a moving tag never runs ahead of it
         if candidate and digest != candidate["digest"]:
             raise PublishError(f"{repo} answered digest {digest} for {d.cell}, not the tested candidate's "
                                f"{candidate['digest']}: the registry rewrote the manifest; nothing more was recorded")
+        document = {"image": f"{repo}@{digest}", "cell": d.cell, "tags": tags, "image_id": image.id,
+                    "suites": {n: (record.get(SUITES_SECTION) or {}).get(n) for n in required}, "packages": listed}
+        record_tag = tags[1] + RECORD_SUFFIX
+        push_record(client, repo, record_tag, document)
         status.update_cell(plan.build_dir, d.cell, SECTION, {
             "repository": repo, "tags": tags, "digest": digest, "image_id": image.id, "published": utcnow(),
-            **({"candidate": candidate["digest"]} if candidate else {}),
+            "record_tag": record_tag, **({"candidate": candidate["digest"]} if candidate else {}),
         }, replace=True)
-        console.print(f"published {d.cell}: {repo}@{digest} as {', '.join(tags)}", markup=False, highlight=False)
+        console.print(f"published {d.cell}: {repo}@{digest} as {', '.join(tags)}; its test record and packages: "
+                      f"{repo}:{record_tag}", markup=False, highlight=False)
     console.print(f"publish: {len(plan.steps) - refused} promoted{' (dry run)' if dry_run else ''}, {refused} refused",
                   markup=False, highlight=False)
     return 1 if refused else 0

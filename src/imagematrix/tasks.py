@@ -119,14 +119,18 @@ def bake(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yaml
     return 0
 
 
-@task(iterable=[*FILTERS["iterable"], "merge"], help={
+@task(iterable=[*FILTERS["iterable"], "merge", "diff_packages"], help={
     **FILTER_HELP,
     "out": "build directory: status.json, reports/ (default: build)",
     "merge": "another runner's history.jsonl to merge into the sheet (repeatable)",
+    "diff_packages": "twice, OLD then NEW image (ref or id): print what their Python and Debian packages differ in",
 })
 @_cli
-def report(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yaml", out="build", merge=None):
+def report(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yaml", out="build", merge=None,
+           diff_packages=None):
     """Write build/reports/BUILD_MATRIX.md: the sheet, from status.json and the history."""
+    if diff_packages:
+        return commands.diff_packages(list(diff_packages))
     return commands.report(matrix, _selection(phase, cuda, python, target), Path(out), [Path(p) for p in merge or ()])
 
 

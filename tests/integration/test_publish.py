@@ -91,9 +91,25 @@ def test_a_cell_tested_on_a_gpu_is_pushed_with_an_immutable_tag_and_its_digest_r
     for tag in rec["tags"]:
         assert _registry_digest(registry, "team/tiny", tag) == rec["digest"]
     tags = json.load(urllib.request.urlopen(f"http://{registry}/v2/team/tiny/tags/list", timeout=10))["tags"]
-    assert sorted(tags) == sorted(rec["tags"])
+    assert sorted(tags) == sorted([*rec["tags"], rec["record_tag"]])
+    assert rec["record_tag"] == rec["tags"][1] + ".imagematrix"
     pulled = docker_client.images.pull(f"{repo}@{rec['digest']}")  # by digest, as a GPU runner would
     assert pulled.id == built["image_id"]
+    # What travels with it: the test record and the package list, in a one-file image beside it.
+    docker_client.images.remove(f"{repo}:{rec['record_tag']}", force=True)
+    record_image = docker_client.images.pull(repo, tag=rec["record_tag"])
+    assert record_image.labels["imagematrix.record-of"] == f"{repo}@{rec['digest']}"
+    box = docker_client.containers.create(record_image.id, command=["x"])
+    try:
+        bits, _ = box.get_archive("/imagematrix.json")
+        import io
+        import tarfile
+
+        doc = json.load(tarfile.open(fileobj=io.BytesIO(b"".join(bits))).extractfile("imagematrix.json"))
+    finally:
+        box.remove()
+    assert doc["image"] == f"{repo}@{rec['digest']}" and doc["suites"]["smoke"]["require_gpu"] is True
+    assert "libc6" in doc["packages"]["debian"]  # the tiny image has no Python: its Debian packages only
 
 
 def test_a_registry_that_is_down_is_a_clean_error_and_nothing_is_recorded(invoke, built):

@@ -112,3 +112,12 @@ def test_invoke_sizes_fails_over_budget_and_reports_unbuilt_images(example_image
     assert f"invoke build --matrix {absent} --cuda" in done.stdout and "was never built" in done.stdout
     rec = json.loads((tmp_path / "b2" / "status.json").read_text())["cells"]
     assert {r["sizes"]["state"] for r in rec.values()} == {"missing"}
+
+
+def test_report_diffs_two_builds_package_lists(example_images, invoke):
+    """devel against its slim runtime: the runtime base lacks the venv and pip wheels Debian ships for devel."""
+    refs = example_images["refs"]
+    done = invoke("report", "--diff-packages", refs["devel"], "--diff-packages", refs["runtime"])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"packages {refs['devel']} -> {refs['runtime']}:" in done.stdout
+    assert "- debian python3.13-venv " in done.stdout and "python torch" not in done.stdout  # the same torch in both
