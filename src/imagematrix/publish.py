@@ -225,6 +225,48 @@ def run_publish(plan: Plan, required: tuple[str, ...], client, console: Console,
         }, replace=True)
         console.print(f"published {d.cell}: {repo}@{digest} as {', '.join(tags)}; its test record and packages: "
                       f"{repo}:{record_tag}", markup=False, highlight=False)
+    if len(plan.matrix.platforms) > 1 and not dry_run:
+        for line in publish_indexes(plan, repository):
+            console.print(line, markup=False, highlight=False)
     console.print(f"publish: {len(plan.steps) - refused} promoted{' (dry run)' if dry_run else ''}, {refused} refused",
                   markup=False, highlight=False)
     return 1 if refused else 0
+
+
+def index_groups(plan: Plan) -> dict[str, list[BuildStep]]:
+    """Release tag without the architecture -> its cells, one per platform, for the selected cells."""
+    groups: dict[str, list[BuildStep]] = {}
+    for step in plan.steps:
+        if step.cell.arch_suffix:
+            groups.setdefault(step.cell.tag.removesuffix(step.cell.arch_suffix), []).append(step)
+    return groups
+
+
+def publish_indexes(plan: Plan, repository: str | None) -> list[str]:
+    """One multi-platform index per release tag, over the digests of its published platforms
+    (``docker buildx imagetools create``: no image is pulled or rebuilt). A tag whose platforms are
+    not all published now is left alone, with the reason."""
+    import subprocess
+
+    records = status.read_status(plan.build_dir)
+    lines = []
+    for tag, steps in index_groups(plan).items():
+        published = [records.get(s.cell.id, {}).get(SECTION) for s in steps]
+        current = [p for p, s in zip(published, steps, strict=True)
+                   if p and p.get("image_id") and p["tags"][1] == immutable_tag(s.cell.tag, s.rendered.input_hash)]
+        missing = [s.cell.id for s, p in zip(steps, published, strict=True) if p not in current]
+        if missing or len(steps) < len(plan.matrix.platforms):
+            lines.append(f"no index {tag}: not every platform is published from this render "
+                         f"({', '.join(missing) or 'platforms not selected'})")
+            continue
+        repo = repository or steps[0].cell.image
+        sources = [f"{p['repository']}@{p['digest']}" for p in current]
+        argv = ["docker", "buildx", "imagetools", "create", "--tag", f"{repo}:{tag}", *sources]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+        if done.returncode != 0:
+            raise PublishError(f"the index {repo}:{tag} could not be made (`{' '.join(argv)}`): "
+                               f"{(done.stderr or done.stdout).strip()[-400:]}")
+        lines.append(f"index {repo}:{tag}: {', '.join(s.cell.platform or '?' for s in steps)}")
+        for s in steps:
+            status.update_cell(plan.build_dir, s.cell.id, SECTION, {"index": f"{repo}:{tag}"})
+    return lines

@@ -169,3 +169,36 @@ def test_candidates_are_pushed_by_the_build_tested_by_digest_on_a_runner_and_pro
     assert rec["digest"] == rec["candidate"] == candidate["digest"]
     for tag in rec["tags"]:
         assert _registry_digest(registry, "rel/tiny", tag) == candidate["digest"]
+
+
+ARM64_BASE = "imagematrix-base/debian-arm64:trixie-slim"
+
+
+def test_a_two_platform_release_tag_becomes_one_index_over_the_tested_digests(
+        invoke, image_namespace, tmp_path, docker_client, hardening_matrix, registry):
+    """linux/amd64 and linux/arm64 (under QEMU) cells of one tag: each published, then one index for the tag."""
+    from docker.errors import ImageNotFound
+
+    try:
+        docker_client.images.get(ARM64_BASE)
+    except ImageNotFound:
+        pytest.fail(f"{ARM64_BASE} is missing: IMAGEMATRIX_BASE_ARM64=trixie bash scripts/bootstrap-host.sh", pytrace=False)
+    matrix = hardening_matrix(tmp_path, f"{image_namespace}-multi/tiny", platforms=["linux/amd64", "linux/arm64"],
+                              overrides=[{"platform": "linux/arm64", "bases": {"devel": ARM64_BASE}}])
+    out = tmp_path / "build"
+    done = invoke("build", "--matrix", str(matrix), "--out", str(out), "--target", "plain")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    cells = {"linux/amd64": f"{CELL}-amd64", "linux/arm64": f"{CELL}-arm64"}
+    for platform, cid in cells.items():
+        image = docker_client.images.get(status.read_status(out)[cid]["build"]["image_id"])
+        assert image.attrs["Architecture"] == platform.split("/")[1] and image.labels["imagematrix.platform"] == platform
+        status.update_cell(out, cid, SUITES_SECTION, {"smoke": {"state": "passed", "image_id": image.id, "require_gpu": True}})
+    repo = f"{registry}/multi/tiny"
+    done = invoke("publish", "--matrix", str(matrix), "--out", str(out), "--target", "plain", "--repository", repo)
+    assert done.returncode == 0 and f"index {repo}:{CELL}: linux/amd64, linux/arm64" in done.stdout, done.stdout + done.stderr
+    req = urllib.request.Request(f"http://{registry}/v2/multi/tiny/manifests/{CELL}", headers={"Accept": ", ".join([
+        "application/vnd.docker.distribution.manifest.list.v2+json", "application/vnd.oci.image.index.v1+json"])})
+    index = json.load(urllib.request.urlopen(req, timeout=10))
+    got = {f"{m['platform']['os']}/{m['platform']['architecture']}": m["digest"] for m in index["manifests"]}
+    records = status.read_status(out)
+    assert got == {p: records[cid]["publish"]["digest"] for p, cid in cells.items()}
