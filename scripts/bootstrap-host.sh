@@ -4,7 +4,7 @@
 # registry answers and otherwise made from Debian's own mirror. Needs root.
 # Idempotent: every step is skipped when its result is already there.
 # IMAGEMATRIX_BASE_ARM64="trixie" also makes imagematrix-base/debian-arm64:trixie-slim, an arm64 base run
-# under QEMU emulation (qemu-user-static registered with binfmt_misc), for matrices with linux/arm64.
+# under QEMU emulation (trixie's static qemu-aarch64 registered with binfmt_misc), for matrices with linux/arm64.
 set -euo pipefail
 
 SUITES=${IMAGEMATRIX_BASE_SUITES:-trixie}
@@ -87,13 +87,27 @@ docker buildx version 2>/dev/null | sed 's/^/[bootstrap] /' || true
 
 for suite in ${IMAGEMATRIX_BASE_ARM64:-}; do
   tag="imagematrix-base/debian-arm64:${suite}-slim"
-  if ! command -v qemu-aarch64-static >/dev/null; then
-    log "installing qemu-user-static (arm64 under emulation)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static >/dev/null
+  # QEMU 10 from trixie (static, fetched like buildx): bookworm's QEMU 7.2 runs the arm64 build, but
+  # `import torch` (2.15.0, aarch64) segfaults under it.
+  qemu=/usr/local/libexec/imagematrix/qemu-aarch64
+  if [ ! -x "$qemu" ]; then
+    log "fetching trixie's qemu-user (static qemu-aarch64) for arm64 under emulation"
+    work=$(mktemp -d)
+    docker run --rm -v "$work:/out" -w /out debian:trixie-slim sh -c 'apt-get update -qq && apt-get download -qq qemu-user' \
+      >/dev/null 2>&1 || { log "could not fetch qemu-user from trixie"; rm -rf "$work"; exit 1; }
+    dpkg -x "$work"/qemu-user_*.deb "$work/x"
+    install -D "$work/x/usr/bin/qemu-aarch64" "$qemu"
+    rm -rf "$work"
   fi
-  # No systemd here to register the interpreter: do what systemd-binfmt would.
+  # No systemd here to register the interpreter: do what systemd-binfmt would (F: opened now, so it works in containers).
   [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
-  [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || cat /usr/lib/binfmt.d/qemu-aarch64.conf > /proc/sys/fs/binfmt_misc/register
+  if ! grep -q "interpreter $qemu" /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null; then
+    [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] && echo -1 > /proc/sys/fs/binfmt_misc/qemu-aarch64
+    printf ':qemu-aarch64:M::%s:%s:%s:OPF\n' \
+      '\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00' \
+      '\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff' "$qemu" \
+      > /proc/sys/fs/binfmt_misc/register
+  fi
   if docker image inspect "$tag" >/dev/null 2>&1; then
     log "$tag present"
     continue
