@@ -6,7 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 run() { printf '\n$ %s\n' "$*"; "$@"; }
 
-run bash scripts/bootstrap-host.sh
+# trixie for the example; bookworm (the CPU-only example) and an arm64 base under QEMU are for the tests.
+run env IMAGEMATRIX_BASE_SUITES="trixie bookworm" IMAGEMATRIX_BASE_ARM64=trixie bash scripts/bootstrap-host.sh
+run bash scripts/example-wheelhouse.sh   # torch 2.13.0+cpu for examples/cpu.yaml
 
 # A distribution's own Python refuses pip installs (PEP 668): use a venv there.
 # IMAGEMATRIX_VENV=1 asks for the venv anyway.
