@@ -18,7 +18,7 @@ from typing import Any
 
 from rich.console import Console
 
-from . import status
+from . import packages, status
 from .builddir import utcnow
 from .contract import INPUT_HASH_LABEL
 from .errors import ImagematrixError
@@ -208,8 +208,6 @@ def run_publish(plan: Plan, required: tuple[str, ...], client, console: Console,
             console.print(f"would publish {d.cell}: {image.id[:19]} as {', '.join(f'{repo}:{t}' for t in tags)} ({d.reason})",
                           markup=False, highlight=False)
             continue
-        from . import packages
-
         listed = packages.manifest(client, image.id)  # before any push: a failure here leaves the registry untouched
         digest = push(client, image, repo, tags[::-1])  # the immutable tag first: a moving tag never runs ahead of it
         if candidate and digest != candidate["digest"]:

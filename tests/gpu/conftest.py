@@ -8,6 +8,7 @@ and pytest (pytest-xdist optional).
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -186,6 +187,7 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("fresh_module", mods, ids=mods)
 
 
+@functools.cache  # asked for every collected item: search sys.path once
 def _has_torch() -> bool:
     import importlib.util
 

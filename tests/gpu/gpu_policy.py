@@ -682,17 +682,17 @@ def locked_for_here(lock: Mapping, marker_true) -> dict[str, str]:
     by_name: dict[str, list[dict]] = {}
     for p in packages:
         by_name.setdefault(_norm(p["name"]), []).append(p)
-    roots = [p for p in packages if set(p.get("source") or {}) & {"virtual", "editable"}]
+    roots = {id(p) for p in packages if set(p.get("source") or {}) & {"virtual", "editable"}}
     want: dict[str, str] = {}
     seen: set[tuple[str, str, str]] = set()
-    stack: list[tuple[dict, str]] = [(r, "") for r in roots]
+    stack: list[tuple[dict, str]] = [(p, "") for p in packages if id(p) in roots]
     while stack:
         pkg, extra = stack.pop()
         key = (_norm(pkg["name"]), pkg.get("version", ""), extra)
         if key in seen:
             continue
         seen.add(key)
-        if pkg not in roots:
+        if id(pkg) not in roots:  # the project itself is not installed
             want[key[0]] = pkg.get("version", "")
         edges = list(pkg.get("dependencies", [])) if not extra else []
         if extra:

@@ -3,10 +3,12 @@ on that very image, reaches its tags; everything else is refused with its reason
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
+import tarfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -102,10 +104,8 @@ def test_a_cell_tested_on_a_gpu_is_pushed_with_an_immutable_tag_and_its_digest_r
     box = docker_client.containers.create(record_image.id, command=["x"])
     try:
         bits, _ = box.get_archive("/imagematrix.json")
-        import io
-        import tarfile
-
-        doc = json.load(tarfile.open(fileobj=io.BytesIO(b"".join(bits))).extractfile("imagematrix.json"))
+        with tarfile.open(fileobj=io.BytesIO(b"".join(bits))) as tar:
+            doc = json.load(tar.extractfile("imagematrix.json"))
     finally:
         box.remove()
     assert doc["image"] == f"{repo}@{rec['digest']}" and doc["suites"]["smoke"]["require_gpu"] is True
