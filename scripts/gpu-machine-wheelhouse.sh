@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Fill tests/gpu-machine/wheelhouse with the sdists its matrix builds from (the GPU machine has no
-# network). Git-ignored; carry it to the GPU machine with the device tool. The files come straight
+# Fill tests/gpu-machine/wheelhouse with the sdists its matrix builds from, and build/test-tools with
+# the suite's pytest + pytest-xdist (the GPU machine has no network). Both git-ignored; carry both
+# to the GPU machine with the device tool. The files come straight
 # from PyPI's JSON API: `pip download` would run their setup.py, which imports torch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,3 +23,4 @@ for req in sys.argv[2:]:
         dest.write_bytes(data)
     print(f"{dest} ({dest.stat().st_size} bytes, sha256 {want[:12]}...)")
 PY
+python3 -c 'from pathlib import Path; from imagematrix import suite; s = suite.ensure_tools(Path("build")); print(s, suite.tools_versions(s))'

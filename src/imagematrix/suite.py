@@ -5,8 +5,10 @@ images, and judging a finished run into a recorded result. Stdlib only (host mod
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -60,7 +62,11 @@ CACHE_DIRS = {
 }
 # A host's own environment normally has its bytecode already; a prefix would ignore it.
 HOST_KEEPS = ("HOME", "PYTHONPYCACHEPREFIX")
-TOOLS = ("pytest", "pytest-xdist")
+# pytest 9.2 derives node ids from a structured id that pytest-xdist 3.8's loadgroup no longer
+# rewrites: every xdist_group silently spreads over the workers and each worker runs its own probe
+# (pytest-dev/pytest-xdist#1386; measured on the H200: 7 concurrent kernel probes, 6 PyG ones).
+TOOLS = ("pytest>=8,<9.2", "pytest-xdist>=3.6")
+TOOLS_STAMP = ".imagematrix-tools"  # what the site was installed for; another spec means reinstall
 
 # What main()'s exit code means, for the nox session's last line.
 EXIT_MEANING = {
@@ -167,7 +173,9 @@ def build_command(matrix: str, cuda: str, python: str, target: str) -> str:
 def ensure_tools(build_dir: Path) -> Path:
     """pytest + pytest-xdist in ``build/test-tools/site``: pure Python, mounted into every image."""
     site = build_dir / "test-tools" / "site"
-    if site.is_dir():
+    wanted = " ".join(TOOLS)
+    stamp = site / TOOLS_STAMP
+    if site.is_dir() and stamp.is_file() and stamp.read_text().strip() == wanted:
         return site
     site.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".site-", dir=site.parent))
@@ -181,11 +189,18 @@ def ensure_tools(build_dir: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-10:])
         raise ImagematrixError(
-            f"pip could not install {' '.join(TOOLS)} into {site}:\n{tail}\n"
-            "Fix: check the network or proxy (PIP_INDEX_URL, PIP_CERT), or fill the directory yourself: "
-            f"pip install --target {site} {' '.join(TOOLS)}"
+            f"pip could not install {shlex.join(TOOLS)} into {site}:\n{tail}\n"
+            "Fix: check the network or proxy (PIP_INDEX_URL, PIP_CERT), or give pip a directory of wheels "
+            f"(PIP_FIND_LINKS=DIR PIP_NO_INDEX=1), or fill it yourself: pip install --target {site} {shlex.join(TOOLS)} "
+            f"&& echo '{wanted}' > {stamp}"
         )
+    (tmp / TOOLS_STAMP).write_text(wanted + "\n")
     tmp.chmod(0o755)  # mkdtemp's 0700 would hide it from the container's unprivileged uid
+    if site.is_dir():  # installed for another spec: set aside (a running container keeps its mount)
+        old = Path(tempfile.mkdtemp(prefix=".old-site-", dir=site.parent))
+        with contextlib.suppress(OSError):
+            site.rename(old / "site")
+        shutil.rmtree(old, ignore_errors=True)
     try:
         tmp.rename(site)  # atomic; a concurrent run that got there first wins
     except OSError:
@@ -195,7 +210,7 @@ def ensure_tools(build_dir: Path) -> Path:
 
 def tools_versions(site: Path) -> str:
     names = sorted(p.name[: -len(".dist-info")] for p in site.glob("*.dist-info"))
-    wanted = {t.replace("-", "_") for t in TOOLS}
+    wanted = {re.split(r"[<>=!~ ]", t, maxsplit=1)[0].replace("-", "_") for t in TOOLS}
     return ", ".join(n.replace("-", " ", 1) for n in names if n.rsplit("-", 1)[0].lower() in wanted)
 
 

@@ -239,6 +239,23 @@ def pytest_collection_modifyitems(session, config, items):
         )
         stand_in.own_markers.extend(item.own_markers)
         items[i] = stand_in
+    warn_if_groups_ignored(config, items)
+
+
+def warn_if_groups_ignored(config, items) -> None:
+    """A group's tests share one probe only on one worker. pytest-xdist marks them by a node-id
+    suffix, which pytest 9.2 with pytest-xdist <= 3.8 drops (pytest-xdist#1386): every worker then
+    runs its own probe. Said once, by the first worker."""
+    if not getattr(config.option, "loadgroup", False) or config.workerinput.get("workerid") != "gw0":
+        return
+    lost = next((it.nodeid for it in items if it.get_closest_marker("xdist_group")
+                 and "@" not in it.nodeid.rpartition("]")[2]), None)
+    if lost:
+        warnings.warn(pytest.PytestWarning(
+            f"--dist loadgroup is not grouping ({lost} has no @group): each worker runs its own probe, "
+            f"slower and contending for the GPU. pytest {pytest.__version__} with this pytest-xdist is "
+            "pytest-xdist#1386. Fix: pytest<9.2 (imagematrix's own test tools pin it), or -n 0"
+        ), stacklevel=1)
 
 
 # --------------------------------------------------------------------------
@@ -280,12 +297,22 @@ def artifacts_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def build_tag() -> str:
-    """Keeps builds of different interpreters/torches apart in a shared cache dir."""
+    """Keeps builds of different interpreters, torches and toolchains apart in a shared cache dir."""
+    import sysconfig
+
     import torch
+    from torch.utils import cpp_extension
 
     cu = (torch.version.cuda or "cpu").replace(".", "")
     ver = gpu_policy.base_version(torch.__version__)
-    return f"py{sys.version_info[0]}{sys.version_info[1]}-torch{ver}-cu{cu}"
+    tdir = Path(torch.__file__).parent
+    toolchain = gpu_host.toolchain_fingerprint([
+        shutil.which(os.environ.get("CXX", "c++")), shutil.which("ninja"), sys.executable,
+        os.path.join(cpp_extension.CUDA_HOME or "/usr/local/cuda", "bin", "nvcc"),
+        os.path.join(sysconfig.get_paths()["include"], "Python.h"),
+        str(tdir / "include" / "torch" / "extension.h"), str(tdir / "version.py"),
+    ])
+    return f"py{sys.version_info[0]}{sys.version_info[1]}-torch{ver}-cu{cu}-{toolchain}"
 
 
 @pytest.fixture(scope="session")

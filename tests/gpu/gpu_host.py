@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import json
 import os
 import pwd
@@ -263,6 +264,21 @@ def run_command(
 # --------------------------------------------------------------------------
 # Non-root builds
 # --------------------------------------------------------------------------
+
+
+def toolchain_fingerprint(paths: list[str | None]) -> str:
+    """Short hash of what a cached build used (path, size, mtime of each; missing ones too): a warm
+    extension build counts as evidence only while the compiler, ninja, nvcc and headers are the same
+    files, so a rebuilt image that lost its compiler builds afresh and fails."""
+    parts = []
+    for path in paths:
+        real = os.path.realpath(path) if path else None
+        try:
+            st = os.stat(real) if real else None
+        except OSError:
+            st = None
+        parts.append(f"{real}:{st.st_size}:{st.st_mtime_ns}" if st else f"{path}:missing")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:10]
 
 
 def traversable_by_others(path: Path) -> bool:

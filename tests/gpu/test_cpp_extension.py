@@ -122,7 +122,8 @@ def cuda_build(identity, nonroot_env, build_tag):
 
 BUILD_FIX = (
     "Fix: read the compiler output above; run test_cpp_toolchain_preflight / test_cuda_toolchain_preflight "
-    "for the usual causes (compiler, ninja, Python.h, CUDA_HOME, nvcc)"
+    "for the usual causes (compiler, ninja, Python.h, CUDA_HOME, nvcc). A slim runtime needs g++, ninja and "
+    "Python.h from its os-*-runtime fragment and torch/include kept by prune-env"
 )
 
 

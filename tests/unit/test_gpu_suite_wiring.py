@@ -167,3 +167,34 @@ def test_a_cell_without_torch_skips_the_torch_checks_with_the_reason(tmp_path):
     assert "declares no CUDA toolkit" in text
     assert "failed" not in text
     assert "no checks for the features team-notebook" in text
+
+
+def test_groups_reach_one_worker_or_the_suite_says_they_do_not(tmp_path):
+    """pytest 9.2 + pytest-xdist <= 3.8 drop xdist_group (pytest-xdist#1386): then each worker runs
+    its own probe. Whichever pytest this is, the suite either groups or warns, never silently neither."""
+    cell = write_cell(tmp_path)
+    out = run_suite(tmp_path, "-v", "--cell", str(cell), "-k", "test_kernel_runs_on_gpu or test_torch_sees_gpu",
+                    "-p", "xdist.plugin", "-n", "2", "--dist", "loadgroup", env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text
+    ids = [line.split()[-1] for line in out.stdout.splitlines() if " SKIPPED " in line]
+    assert len(ids) == 5, text
+    grouped = all(i.endswith("@kernels") for i in ids)
+    warned = "--dist loadgroup is not grouping" in text
+    assert grouped != warned, text
+    if grouped:  # one group, one worker
+        assert len({line.split()[0] for line in out.stdout.splitlines() if " SKIPPED " in line}) == 1, text
+
+
+def test_toolchain_fingerprint_changes_with_the_compiler(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(SUITE))
+    import gpu_host
+
+    cxx = tmp_path / "c++"
+    cxx.write_text("one")
+    first = gpu_host.toolchain_fingerprint([str(cxx), None])
+    assert gpu_host.toolchain_fingerprint([str(cxx), None]) == first
+    os.utime(cxx, ns=(1, 1))  # a rebuilt image: same path, another file
+    assert gpu_host.toolchain_fingerprint([str(cxx), None]) != first
+    cxx.unlink()  # the compiler is gone: a fresh build, which then fails
+    assert gpu_host.toolchain_fingerprint([str(cxx), None]) not in (first, gpu_host.toolchain_fingerprint([None, None]))
