@@ -6,7 +6,7 @@
 # (scripts/gpu-machine-wheelhouse.sh) copied beside it:
 #
 #   bash scripts/gpu-machine-proof.sh start    # engine + bases; invoke build, detached
-#   bash scripts/gpu-machine-proof.sh profile  # meanwhile: the devel cell's smoke cold and warm, its full suite
+#   bash scripts/gpu-machine-proof.sh profile  # meanwhile: the devel cell's smoke cold, warm, by workers; its full suite
 #   bash scripts/gpu-machine-proof.sh doctor   # alone: invoke doctor, then the devel cell's smoke by workers
 #   bash scripts/gpu-machine-proof.sh host     # host mode, full suite (runners without Docker)
 #   bash scripts/gpu-machine-proof.sh finish   # wait for the build; smoke (1 and N at a time), full, liars
@@ -20,6 +20,10 @@ OUT=${OUT:-$PWD/gpu-proof}
 mkdir -p "$OUT"
 M=tests/gpu-machine/matrix.yaml
 LIAR=tests/gpu-machine/liar.yaml
+env_up() {  # the engine's environment, plus the suite's pinned pytest (gpu-machine-wheelhouse.sh)
+  . /tmp/gpu-env.sh
+  export PIP_FIND_LINKS="$PIP_FIND_LINKS $PWD/tests/gpu-machine/test-tools"
+}
 stamp() { printf '[proof %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 timed() {  # timed NAME CMD...: run, keep the output, print the wall time
   local name=$1; shift
@@ -34,26 +38,30 @@ case "${1:-}" in
 start)
   stamp "engine and bases"
   bash .carry/gpu/up.sh --with-plain-base 2>&1 | tail -4
-  . /tmp/gpu-env.sh
+  env_up
   nvidia-smi -L; nvidia-smi --query-gpu=driver_version,name,compute_cap --format=csv,noheader
   stamp "invoke build, detached (PyG's torch_scatter from source for sm_90)"
   setsid bash -c "t0=\$(date +%s); python3 -m invoke build --matrix $M > $OUT/build.log 2>&1; echo \"rc=\$? \$((\$(date +%s)-t0))s\" > $OUT/build.done" \
     < /dev/null > /dev/null 2>&1 &
   ;;
 profile)
-  # While pyg-devel compiles: the devel cell (built in seconds) cold, warm, and its full suite.
-  . /tmp/gpu-env.sh
+  # While pyg-devel compiles: the devel cell (built in seconds) cold, warm twice, then warm with
+  # fewer workers than one per CPU, and its full suite.
+  env_up
   until docker image inspect gpuhost/imagematrix:cu13.0-py3.12-devel >/dev/null 2>&1 || [ -f "$OUT/build.done" ]; do sleep 2; done
-  for run in cold warm; do
+  for run in cold warm warm2; do
     timed "devel-smoke-$run" python3 -m imagematrix.testrun --matrix $M --target devel --require-gpu
   done
-  timed devel-full python3 -m imagematrix.testrun --matrix $M --target devel --require-gpu --suite full --timeout "${FULL_TIMEOUT:-300}"
-  for f in devel-smoke-cold devel-smoke-warm devel-full; do stamp "$f"; grep -E "slowest|^[0-9.]+s (call|setup|teardown)|passed|failed" "$OUT/$f.log" | head -n 20; done
+  for w in 16 8; do
+    timed "devel-smoke-warm-w$w" python3 -m imagematrix.testrun --matrix $M --target devel --require-gpu --workers $w
+  done
+  [ -n "${SKIP_FULL:-}" ] || timed devel-full python3 -m imagematrix.testrun --matrix $M --target devel --require-gpu --suite full --timeout "${FULL_TIMEOUT:-300}"
+  for f in devel-smoke-cold devel-smoke-warm devel-smoke-warm2 devel-smoke-warm-w16 devel-smoke-warm-w8; do stamp "$f"; grep -E "slowest|^[0-9.]+s (call|setup|teardown)|passed|failed|not grouping" "$OUT/$f.log" | head -n 16; done
   ;;
 doctor)
   # The runner's own check, then the devel cell's smoke: cold, then warm with 1 worker per CPU, 8 and 4.
   bash .carry/gpu/up.sh 2>&1 | tail -2
-  . /tmp/gpu-env.sh
+  env_up
   timed doctor python3 -m invoke doctor --matrix $M --target devel --target pyg-devel
   cat "$OUT/doctor.log"
   timed devel-build python3 -m invoke build --matrix $M --target devel
@@ -64,13 +72,13 @@ doctor)
   for f in devel-smoke-cold devel-smoke-warm-wauto devel-smoke-warm-w8 devel-smoke-warm-w4; do stamp "$f"; grep -E "^[0-9.]+s (call|setup)|passed|failed" "$OUT/$f.log" | head -n 8; done
   ;;
 host)
-  . /tmp/gpu-env.sh
+  env_up
   stamp "host mode, full suite, on the machine's own interpreter"
   timed host-full python3 -m imagematrix.testrun --backend host --require-gpu --workers 8 --suite full --build-dir build/host
   tail -n 25 "$OUT/host-full.log"
   ;;
 finish)
-  . /tmp/gpu-env.sh
+  env_up
   stamp "waiting for the build"
   while [ ! -f "$OUT/build.done" ]; do sleep 5; done
   cat "$OUT/build.done"; tail -n 12 "$OUT/build.log"
@@ -89,7 +97,7 @@ finish)
   ;;
 collect)
   # What the record and the report say after the runs: status, each cell's gpu.json, BUILD_MATRIX.md.
-  . /tmp/gpu-env.sh
+  env_up
   python3 -m invoke report --matrix $M > "$OUT/report.log" 2>&1
   cp build/reports/BUILD_MATRIX.md build/status.json "$OUT/" 2>/dev/null
   find build -name gpu.json -path '*artifacts*' | while read -r f; do cp "$f" "$OUT/$(echo "$f" | tr / _)"; done

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Fill tests/gpu-machine/wheelhouse with the sdists its matrix builds from, and build/test-tools with
-# the suite's pytest + pytest-xdist (the GPU machine has no network). Both git-ignored; carry both
-# to the GPU machine with the device tool. The files come straight
+# Fill tests/gpu-machine/wheelhouse with the sdists its matrix builds from, and
+# tests/gpu-machine/test-tools with the pytest the suite's tools pin (its other wheels come with
+# the engine's carry), since the GPU machine has no network. Both git-ignored; carry both to the
+# GPU machine with the device tool (gpu-machine-proof.sh adds the second to PIP_FIND_LINKS). The files come straight
 # from PyPI's JSON API: `pip download` would run their setup.py, which imports torch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,4 +24,8 @@ for req in sys.argv[2:]:
         dest.write_bytes(data)
     print(f"{dest} ({dest.stat().st_size} bytes, sha256 {want[:12]}...)")
 PY
-python3 -c 'from pathlib import Path; from imagematrix import suite; s = suite.ensure_tools(Path("build")); print(s, suite.tools_versions(s))'
+tools=tests/gpu-machine/test-tools
+mkdir -p "$tools"
+pytest_spec=$(python3 -c 'from imagematrix.suite import TOOLS; print(TOOLS[0])')
+python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: -d "$tools" "$pytest_spec"
+ls "$tools"
