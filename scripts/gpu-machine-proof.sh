@@ -9,7 +9,8 @@
 #   bash scripts/gpu-machine-proof.sh profile  # meanwhile: the devel cell's smoke cold, warm, by workers; its full suite
 #   bash scripts/gpu-machine-proof.sh doctor   # alone: invoke doctor, then the devel cell's smoke by workers
 #   bash scripts/gpu-machine-proof.sh host     # host mode, full suite (runners without Docker)
-#   bash scripts/gpu-machine-proof.sh finish   # wait for the build; smoke (1 and N at a time), full, liars
+#   bash scripts/gpu-machine-proof.sh speed    # wait for the build; each cell's smoke alone, cold then warm twice
+#   bash scripts/gpu-machine-proof.sh finish   # smoke with the cells at once, full, liars
 #   bash scripts/gpu-machine-proof.sh collect  # the record, each run's gpu.json and the report, in $OUT
 #
 # A device call runs at most 10 minutes: when `finish` does not fit after `start`, send it again
@@ -77,17 +78,26 @@ host)
   timed host-full python3 -m imagematrix.testrun --backend host --require-gpu --workers 8 --suite full --build-dir build/host
   tail -n 25 "$OUT/host-full.log"
   ;;
-finish)
+speed)
+  # Each cell alone: cold (empty caches), then warm twice. A failed build leaves its log in $OUT.
   env_up
   stamp "waiting for the build"
   while [ ! -f "$OUT/build.done" ]; do sleep 5; done
   cat "$OUT/build.done"; tail -n 12 "$OUT/build.log"
+  grep -q '^rc=0' "$OUT/build.done" || { cp build/logs/*.log "$OUT/" 2>/dev/null; exit 1; }
   export IMAGEMATRIX_MATRIX=$M
-  timed smoke-cold-jobs1 python3 -m nox -s gpu_smoke-3.12 -- --matrix $M --require-gpu
-  timed smoke-warm-jobs1 python3 -m nox -s gpu_smoke-3.12 -- --matrix $M --require-gpu
+  for run in cold warm warm2; do
+    timed "smoke-$run-jobs1" python3 -m nox -s gpu_smoke-3.12 -- --matrix $M --require-gpu
+  done
+  for f in smoke-cold-jobs1 smoke-warm-jobs1 smoke-warm2-jobs1; do stamp "$f"; grep -E "^==> |^[0-9.]+s (call|setup)| in [0-9.]+s =|not grouping" "$OUT/$f.log" | head -n 40; sed -n '/GPU suite/,$p' "$OUT/$f.log" | head -n 12; done
+  ;;
+finish)
+  # After speed: cells at once (--jobs 3), the full suite, then the liars.
+  env_up
+  export IMAGEMATRIX_MATRIX=$M
   timed smoke-warm-jobs3 python3 -m nox -s gpu_smoke-3.12 -- --matrix $M --require-gpu --jobs 3
   timed full-jobs3 python3 -m nox -s gpu_full-3.12 -- --matrix $M --require-gpu --jobs 3
-  for f in smoke-warm-jobs1 smoke-warm-jobs3 full-jobs3; do stamp "$f"; sed -n '/GPU suite/,$p' "$OUT/$f.log" | head -n 30; done
+  for f in smoke-warm-jobs3 full-jobs3; do stamp "$f"; sed -n '/GPU suite/,$p' "$OUT/$f.log" | head -n 30; done
   [ -n "${SKIP_LIARS:-}" ] && exit 0
   stamp "liars: images that declare what they are not"
   timed liar-build python3 -m invoke build --matrix $LIAR
@@ -103,5 +113,5 @@ collect)
   find build -name gpu.json -path '*artifacts*' | while read -r f; do cp "$f" "$OUT/$(echo "$f" | tr / _)"; done
   ;;
 *)
-  echo "usage: $0 start|profile|doctor|host|finish|collect" >&2; exit 2 ;;
+  echo "usage: $0 start|profile|doctor|host|speed|finish|collect" >&2; exit 2 ;;
 esac

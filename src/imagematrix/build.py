@@ -354,7 +354,8 @@ class Executor:
         error = parsed.error() or (f"docker exited with {rc}" if rc else f"{step.cell.ref} is not in the image store with build hash {digest}")
         rec = self.record(cid, {
             "state": "failed", "ended": utcnow(), "duration_s": took, "exit_code": rc,
-            "step": failing, "error": error, "tail": parsed.failure_tail(TAIL_LINES), **parsed.counts(),
+            "step": failing, "error": error, "tail": parsed.failure_tail(TAIL_LINES),
+            "error_lines": parsed.error_lines, **parsed.counts(),
         })
         for d in self.plan.dependants(cid):
             self.cause.setdefault(d, cid)
@@ -463,6 +464,9 @@ def failure_message(outcomes: list[Outcome]) -> str:
     for o in failed:
         rec = o.record
         lines.append(f"cell {o.cell} failed at step {rec.get('step') or '?'}: {rec.get('error') or '?'}")
+        if rec.get("error_lines"):
+            lines.append("  first error lines in the step's output:")
+            lines += [f"  ! {t}" for t in rec["error_lines"]]
         lines.append(f"  log: {rec.get('log')} (last lines below)")
         lines += [f"  | {t}" for t in rec.get("tail", [])]
         deps = [b.cell for b in blocked if b.record.get("blocked_by") == o.cell]

@@ -221,6 +221,10 @@ _VERTEX = re.compile(r"^#(\d+) (.*)$")
 _STEP = re.compile(r"^\[[^\]]*\d+/\d+\]")  # "[devel 3/5] RUN ...", "[2/3] COPY ..."
 _SOLVE_ERROR = re.compile(r"^(?:ERROR|error): (?:failed to solve[^:]*: )?(.*)$")
 _FAILED_STEP = re.compile(r"^ > (\[.*\] .*):$")
+# A step's own output lines that say why it failed (gcc/nvcc/ld/pip/the kernel), often far above the tail:
+# pip ends a failed source build with a dozen lines that name nothing.
+_CAUSE = re.compile(r"error:|\): error|fatal error|ERROR:|Killed signal|No space left on device|MemoryError|out of memory")
+ERROR_LINES = 8
 
 
 @dataclass
@@ -251,6 +255,7 @@ class BuildkitLog:
     failed_heading: str = ""
     tail: deque[str] = field(default_factory=deque)
     current: Vertex | None = None
+    error_lines: list[str] = field(default_factory=list)  # the first ERROR_LINES step lines matching _CAUSE
 
     def __post_init__(self) -> None:
         self.tail = deque(maxlen=self.tail_lines)
@@ -261,6 +266,9 @@ class BuildkitLog:
         if line.strip():
             self.tail.append(line)
         m = _VERTEX.match(line)
+        if (m is not None and len(self.error_lines) < ERROR_LINES and _CAUSE.search(m.group(2))
+                and not m.group(2).startswith("ERROR")):  # the vertex's own verdict: error() has it
+            self.error_lines.append(line[:400])
         if m is None:
             if (e := _SOLVE_ERROR.match(line)) and not line.startswith("#"):
                 self.solve_error = e.group(1).strip()
