@@ -257,7 +257,7 @@ def sizes(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yam
     "suite": "smoke: fast checks; full: every check (default: smoke)",
     "require_gpu": "fail GPU checks that find no GPU instead of skipping them (GPU runners)",
     "jobs": "cells tested at once, each container on its own GPU while there are enough (default: 1)",
-    "workers": "pytest-xdist workers per image: a number, auto (one per CPU) or 0 (default: auto)",
+    "workers": "pytest-xdist workers per image: a number, auto (one per CPU, at most 16) or 0 (default: auto)",
     "backend": "docker: inside each built image (default); host: this host's interpreter",
     "timeout": "seconds per image before it is killed (default: smoke 900, full 3600)",
     "out": "build directory: test results, caches, status.json (default: build)",

@@ -656,8 +656,7 @@ def modules_to_import(cell: Cell, has_torch: bool = True) -> list[str]:
     mods = ["torch"] if has_torch or cell.torch is not None else []
     if cell.declares("torch_compile") and cell.cuda is not None:  # inductor on the CPU needs no triton
         mods.append("triton")
-    if cell.declares("pyg"):
-        mods.append("torch_geometric")
+    if cell.declares("pyg"):  # torch_geometric itself: test_pyg's probe imports it in a fresh process
         mods.extend(cell.pyg_extensions)
     for feature in ("ray", "marimo"):
         if cell.declares(feature):

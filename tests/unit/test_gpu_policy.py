@@ -601,7 +601,6 @@ def test_modules_to_import_follow_features():
     assert gp.modules_to_import(c) == [
         "torch",
         "triton",
-        "torch_geometric",
         "torch_scatter",
         "torch_sparse",
         "ray",

@@ -217,9 +217,19 @@ def test_container_user_is_never_root():
 def test_pytest_args_suites_workers_and_passthrough():
     full = testrun.pytest_args(_opts(workers="auto", pytest_extra=("-k", "abi")), "T", "J", "c")
     assert full[full.index("-m") + 1] == "smoke"
-    assert full[-6:] == ["-n", "auto", "--dist", "loadgroup", "-k", "abi"]
+    assert full[-6:] == ["-n", testrun.resolve_workers("auto"), "--dist", "loadgroup", "-k", "abi"]
     f = testrun.pytest_args(testrun.Options(suite=testrun.SUITES["full"], workers="0"), "T", "J", "c", cell_file="cell.json")
     assert f[f.index("-m") + 1] == "smoke or full" and f[f.index("--cell") + 1] == "cell.json" and "-n" not in f
+
+
+def test_auto_workers_share_the_cpus_and_stop_at_the_cap(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 32)
+    assert testrun.resolve_workers("auto") == str(testrun.MAX_AUTO_WORKERS) == "16"
+    assert testrun.resolve_workers("auto", jobs=3) == "10"
+    assert testrun.resolve_workers("auto", jobs=64) == "1"
+    assert testrun.resolve_workers("4", jobs=3) == "4"
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert testrun.resolve_workers("auto") == "2"
 
 
 def test_build_command_for_a_missing_image():
