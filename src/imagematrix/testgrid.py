@@ -42,6 +42,14 @@ class Summary:
         return self.passed + self.failed + self.skipped + self.errors
 
 
+def _ungrouped(name: str | None) -> str | None:
+    """A test's name without pytest-xdist's ``@group`` suffix (--dist loadgroup adds it): the same
+    check keeps one name whatever the scheduling."""
+    if name and "@" in name.rpartition("]")[2]:
+        return name[: name.rindex("@")]
+    return name
+
+
 def parse_junit(path: Path) -> Summary:
     """Count the testcases of a pytest JUnit file (xunit1 or xunit2, one or many suites)."""
     root = ET.parse(path).getroot()
@@ -50,7 +58,7 @@ def parse_junit(path: Path) -> Summary:
     reasons: dict[str, int] = {}
     seconds = sum(float(s.get("time") or 0) for s in root.iter("testsuite"))
     for case in root.iter("testcase"):
-        name = "::".join(p for p in (case.get("classname"), case.get("name")) if p)
+        name = "::".join(p for p in (case.get("classname"), _ungrouped(case.get("name"))) if p)
         kinds = {child.tag: child for child in case}
         # A teardown error is recorded next to a failure in the same testcase; count both.
         for kind in ("failure", "error"):

@@ -80,6 +80,18 @@ def test_parse_junit_counts_every_outcome(sample_junit):
     assert s.skip_reasons["no GPU visible: libcuda.so.1 could not be loaded"] == 1
 
 
+def test_parse_junit_names_a_grouped_check_without_its_xdist_group(tmp_path):
+    xml = tmp_path / "out.xml"
+    xml.write_text(
+        '<testsuites><testsuite name="c">'
+        '<testcase classname="test_ray" name="test_ray_runs_a_task@ray"><failure message="no ray"/></testcase>'
+        '<testcase classname="test_cuda" name="test_kernel_runs_on_gpu[sum]@kernels"/>'
+        '<testcase classname="test_x" name="test_at[a@b]"><failure message="m"/></testcase>'
+        "</testsuite></testsuites>"
+    )
+    assert [f.test for f in testgrid.parse_junit(xml).failures] == ["test_ray::test_ray_runs_a_task", "test_x::test_at[a@b]"]
+
+
 def test_judge_states():
     ok = Summary(passed=3, skipped=2)
     assert testgrid.judge(0, ok) == ("passed", "")
