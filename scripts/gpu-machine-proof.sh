@@ -7,7 +7,7 @@
 #
 #   bash scripts/gpu-machine-proof.sh start    # engine + bases; invoke build, detached
 #   bash scripts/gpu-machine-proof.sh profile  # meanwhile: the devel cell's smoke cold, warm, by workers; its full suite
-#   bash scripts/gpu-machine-proof.sh doctor   # alone: invoke doctor, then the devel cell's smoke by workers
+#   bash scripts/gpu-machine-proof.sh doctor   # alone: invoke doctor, then the devel cell's smoke cold, warm, by workers
 #   bash scripts/gpu-machine-proof.sh host     # host mode, full suite (runners without Docker)
 #   bash scripts/gpu-machine-proof.sh speed    # wait for the build; each cell's smoke alone, cold then warm twice
 #   bash scripts/gpu-machine-proof.sh finish   # smoke with the cells at once, full, liars
@@ -60,17 +60,19 @@ profile)
   for f in devel-smoke-cold devel-smoke-warm devel-smoke-warm2 devel-smoke-warm-w16 devel-smoke-warm-w8; do stamp "$f"; grep -E "slowest|^[0-9.]+s (call|setup|teardown)|passed|failed|not grouping" "$OUT/$f.log" | head -n 16; done
   ;;
 doctor)
-  # The runner's own check, then the devel cell's smoke: cold, then warm with 1 worker per CPU, 8 and 4.
+  # The runner's own check, then the devel cell's smoke: cold, warm twice with the default workers,
+  # and warm with one worker per CPU (32 on the two-GPU machine) for comparison.
   bash .carry/gpu/up.sh 2>&1 | tail -2
   env_up
-  timed doctor python3 -m invoke doctor --matrix $M --target devel --target pyg-devel
+  timed doctor python3 -m invoke doctor --matrix $M --target devel
   cat "$OUT/doctor.log"
   timed devel-build python3 -m invoke build --matrix $M --target devel
   timed devel-smoke-cold python3 -m imagematrix.testrun --matrix $M --target devel --require-gpu
-  for w in auto 8 4; do
-    timed "devel-smoke-warm-w$w" python3 -m imagematrix.testrun --matrix $M --target devel --require-gpu --workers $w
+  for run in warm warm2; do
+    timed "devel-smoke-$run" python3 -m imagematrix.testrun --matrix $M --target devel --require-gpu
   done
-  for f in devel-smoke-cold devel-smoke-warm-wauto devel-smoke-warm-w8 devel-smoke-warm-w4; do stamp "$f"; grep -E "^[0-9.]+s (call|setup)|passed|failed" "$OUT/$f.log" | head -n 8; done
+  timed devel-smoke-warm-w32 python3 -m imagematrix.testrun --matrix $M --target devel --require-gpu --workers 32
+  for f in devel-smoke-cold devel-smoke-warm devel-smoke-warm2 devel-smoke-warm-w32; do stamp "$f"; grep -E "^[0-9.]+s (call|setup)|passed|failed|workers \[" "$OUT/$f.log" | head -n 10; done
   ;;
 host)
   env_up
