@@ -23,9 +23,10 @@ class Selection:
     cudas: tuple[str, ...] = ()
     pythons: tuple[str, ...] = ()
     targets: tuple[str, ...] = ()
+    platforms: tuple[str, ...] = ()
 
     @classmethod
-    def from_options(cls, phase=(), cuda=(), python=(), target=()) -> Selection:
+    def from_options(cls, phase=(), cuda=(), python=(), target=(), platform=()) -> Selection:
         def norm(values) -> tuple[str, ...]:
             if values is None:
                 return ()
@@ -39,12 +40,13 @@ class Selection:
                 phases.append(int(p))
             except ValueError:
                 raise UsageError(f"--phase takes a phase number, not {p!r}") from None
-        return cls(tuple(phases), norm(cuda), norm(python), norm(target))
+        return cls(tuple(phases), norm(cuda), norm(python), norm(target), norm(platform))
 
     def describe(self) -> str:
         parts = [
             f"{name} {', '.join(map(str, vals))}"
-            for name, vals in (("phase", self.phases), ("cuda", self.cudas), ("python", self.pythons), ("target", self.targets))
+            for name, vals in (("phase", self.phases), ("cuda", self.cudas), ("python", self.pythons), ("target", self.targets),
+                               ("platform", self.platforms))
             if vals
         ]
         return "; ".join(parts) or "all cells"
@@ -63,6 +65,10 @@ def select_cells(m: Matrix, sel: Selection) -> list[Cell]:
     _check_values("CUDA version", sel.cudas, m.cudas)
     _check_values("Python version", sel.pythons, m.pythons)
     _check_values("target", sel.targets, m.targets)
+    if sel.platforms and not m.platforms:
+        raise UsageError(f"--platform {', '.join(sel.platforms)}: this matrix has no platforms axis (every cell builds "
+                         "for the builder's own platform)")
+    _check_values("platform", sel.platforms, m.platforms)
     chosen = [
         c
         for c in m.cells
@@ -70,6 +76,7 @@ def select_cells(m: Matrix, sel: Selection) -> list[Cell]:
         and (not sel.cudas or c.cuda.version in sel.cudas)
         and (not sel.pythons or c.python in sel.pythons)
         and (not sel.targets or c.target.name in sel.targets)
+        and (not sel.platforms or c.platform in sel.platforms)
     ]
     if not chosen:
         raise UsageError(_nothing_matches(m, sel))

@@ -12,6 +12,7 @@ helpers, never from the matrix or the command line.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -162,7 +163,11 @@ def push_record(client, repository: str, tag: str, document: dict) -> str:
                                               labels={"imagematrix.record-of": document["image"]})
     except Exception as exc:  # the engine's build errors
         raise PublishError(f"cannot make the record image {repository}:{tag}: {exc}") from None
-    return push(client, record_image, repository, [tag])
+    try:
+        return push(client, record_image, repository, [tag])
+    finally:  # it lives in the registry; a local copy per release would only pile up
+        with contextlib.suppress(Exception):
+            client.images.remove(record_image.id, force=True)
 
 
 def run_publish(plan: Plan, required: tuple[str, ...], client, console: Console, *, repository: str | None = None,

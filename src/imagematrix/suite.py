@@ -83,6 +83,7 @@ class Options:
     pythons: tuple[str, ...] = ()
     cudas: tuple[str, ...] = ()
     targets: tuple[str, ...] = ()
+    platforms: tuple[str, ...] = ()
     phases: tuple[str, ...] = ()  # a scheduled run tests what its phase built
     matrix: str = DEFAULT_MATRIX
     backend: str = "docker"

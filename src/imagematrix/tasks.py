@@ -22,9 +22,10 @@ FILTER_HELP = {
     "cuda": "only this CUDA version, e.g. 12.8.1 (repeatable)",
     "python": "only this Python version, e.g. 3.13 (repeatable)",
     "target": "only this target, e.g. runtime (repeatable)",
+    "platform": "only cells of this platform, e.g. linux/arm64 (repeatable; matrices with a platforms axis)",
     "matrix": "matrix file (default: matrix.yaml)",
 }
-FILTERS = {"iterable": ["phase", "cuda", "python", "target"], "help": FILTER_HELP}
+FILTERS = {"iterable": ["phase", "cuda", "python", "target", "platform"], "help": FILTER_HELP}
 
 
 def _cli(fn):
@@ -39,22 +40,22 @@ def _cli(fn):
     return wrapper
 
 
-def _selection(phase, cuda, python, target) -> Selection:
-    return Selection.from_options(phase, cuda, python, target)
+def _selection(phase, cuda, python, target, platform=None) -> Selection:
+    return Selection.from_options(phase, cuda, python, target, platform)
 
 
 @task(**FILTERS)
 @_cli
-def matrix(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yaml"):
+def matrix(c, phase=None, cuda=None, python=None, target=None, platform=None, matrix="matrix.yaml"):
     """Show the cells of the matrix: id, CUDA, Python, target, parent, phases, tag."""
-    return commands.show_matrix(matrix, _selection(phase, cuda, python, target))
+    return commands.show_matrix(matrix, _selection(phase, cuda, python, target, platform))
 
 
 @task(iterable=FILTERS["iterable"], help={**FILTER_HELP, "out": "output directory (default: build)"})
 @_cli
-def render(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yaml", out="build"):
+def render(c, phase=None, cuda=None, python=None, target=None, platform=None, matrix="matrix.yaml", out="build"):
     """Write build/<cell>/Dockerfile and cell.json for the selected cells."""
-    return commands.render(matrix, _selection(phase, cuda, python, target), Path(out))
+    return commands.render(matrix, _selection(phase, cuda, python, target, platform), Path(out))
 
 
 @task(help={
@@ -90,13 +91,13 @@ def prune(c, keep=2, cache_hours=None, dry_run=False):
     "candidates": "promote the candidates pushed to this repository (build --push-candidates), only if their digest was tested",
 })
 @_cli
-def publish(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yaml", out="build", repository="",
+def publish(c, phase=None, cuda=None, python=None, target=None, platform=None, matrix="matrix.yaml", out="build", repository="",
             dry_run=False, candidates=""):
     """Push cells whose required suite passed on a GPU on that very image; refuse the rest."""
     from .preflight import docker_client
     from .publish import run_publish
 
-    p = commands.plan(matrix, _selection(phase, cuda, python, target), Path(out))
+    p = commands.plan(matrix, _selection(phase, cuda, python, target, platform), Path(out))
     return run_publish(p, p.matrix.publish_require, docker_client(), commands.console(),
                        repository=repository or None, dry_run=dry_run, candidates=candidates or None)
 
@@ -107,12 +108,12 @@ def publish(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.y
     "ca_cert": "CA bundle handed to network steps as a BuildKit secret (default: build.ca_cert)",
 })
 @_cli
-def bake(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yaml", out="build", ca_cert=""):
+def bake(c, phase=None, cuda=None, python=None, target=None, platform=None, matrix="matrix.yaml", out="build", ca_cert=""):
     """Write build/docker-bake.json: the build plan for `docker buildx bake` on any builder."""
     from .bake import write_bake
     from .preflight import docker_client
 
-    p = commands.plan(matrix, _selection(phase, cuda, python, target), Path(out))
+    p = commands.plan(matrix, _selection(phase, cuda, python, target, platform), Path(out))
     path = write_bake(p, BuildOptions(ca_cert=Path(ca_cert) if ca_cert else p.matrix.ca_cert), docker_client())
     commands.console().print(f"wrote {path}: {len(p.steps)} target(s); build them with `docker buildx bake -f {path}`",
                              markup=False, highlight=False)
@@ -126,12 +127,12 @@ def bake(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yaml
     "diff_packages": "twice, OLD then NEW image (ref or id): print what their Python and Debian packages differ in",
 })
 @_cli
-def report(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yaml", out="build", merge=None,
+def report(c, phase=None, cuda=None, python=None, target=None, platform=None, matrix="matrix.yaml", out="build", merge=None,
            diff_packages=None):
     """Write build/reports/BUILD_MATRIX.md: the sheet, from status.json and the history."""
     if diff_packages:
         return commands.diff_packages(list(diff_packages))
-    return commands.report(matrix, _selection(phase, cuda, python, target), Path(out), [Path(p) for p in merge or ()])
+    return commands.report(matrix, _selection(phase, cuda, python, target, platform), Path(out), [Path(p) for p in merge or ()])
 
 
 @task(iterable=FILTERS["iterable"], help={
@@ -140,11 +141,11 @@ def report(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.ya
     "ca_cert": "CA bundle the builds will use (checked like build's)",
 })
 @_cli
-def doctor(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yaml", gpu=True, ca_cert=""):
+def doctor(c, phase=None, cuda=None, python=None, target=None, platform=None, matrix="matrix.yaml", gpu=True, ca_cert=""):
     """Check that this host can build and GPU-test the selected cells; exit 0 only if so."""
     from .doctor import run_doctor
 
-    p = commands.plan(matrix, _selection(phase, cuda, python, target), Path("build"))
+    p = commands.plan(matrix, _selection(phase, cuda, python, target, platform), Path("build"))
     options = BuildOptions(ca_cert=Path(ca_cert) if ca_cert else p.matrix.ca_cert)
     return run_doctor(p, options, need_gpu=gpu, console=commands.console())
 
@@ -155,9 +156,9 @@ def doctor(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.ya
     "dockerfiles": "run hadolint on the selected cells' rendered Dockerfiles (--no-dockerfiles skips it)",
 })
 @_cli
-def lint(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yaml", code=True, dockerfiles=True):
+def lint(c, phase=None, cuda=None, python=None, target=None, platform=None, matrix="matrix.yaml", code=True, dockerfiles=True):
     """Lint code (ruff), the selected cells' Dockerfiles (hadolint), the workflow (actionlint, zizmor)."""
-    return commands.lint(matrix, _selection(phase, cuda, python, target), code=code, dockerfiles=dockerfiles)
+    return commands.lint(matrix, _selection(phase, cuda, python, target, platform), code=code, dockerfiles=dockerfiles)
 
 
 @task
@@ -188,12 +189,12 @@ def schema(c):
 )
 @_cli
 def build(
-    c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yaml",
+    c, phase=None, cuda=None, python=None, target=None, platform=None, matrix="matrix.yaml",
     dry_run=False, no_cache=False, pull=False, cache_from=None, cache_to=None, ca_cert="", out="build",
     force=False, skip_preflight=False, builder="", jobs=1, push_candidates="",
 ):
     """Build the selected cells, parents first (--dry-run: show the plan and commands)."""
-    p = commands.plan(matrix, _selection(phase, cuda, python, target), Path(out))
+    p = commands.plan(matrix, _selection(phase, cuda, python, target, platform), Path(out))
     options = BuildOptions(
         no_cache=no_cache,
         pull=pull,
@@ -221,9 +222,9 @@ def build(
     "out": "build directory holding status.json (default: build)",
 })
 @_cli
-def status(c, phase=None, cuda=None, python=None, target=None, matrix="", out="build"):
+def status(c, phase=None, cuda=None, python=None, target=None, platform=None, matrix="", out="build"):
     """Show the recorded state of each cell: build, duration, size, image, and test/sizes if recorded."""
-    return commands.show_status(Path(out), matrix or None, _selection(phase, cuda, python, target))
+    return commands.show_status(Path(out), matrix or None, _selection(phase, cuda, python, target, platform))
 
 
 @task(iterable=FILTERS["iterable"], help={
@@ -233,10 +234,10 @@ def status(c, phase=None, cuda=None, python=None, target=None, matrix="", out="b
     "history": "also remove history.jsonl (the build and test history `invoke report` reads)",
 })
 @_cli
-def clean(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yaml", images=False, out="build",
+def clean(c, phase=None, cuda=None, python=None, target=None, platform=None, matrix="matrix.yaml", images=False, out="build",
           history=False):
     """Remove build/ but its history; --images also removes the selected cells' images."""
-    cells = select_cells(commands.load(matrix), _selection(phase, cuda, python, target)) if images else None
+    cells = select_cells(commands.load(matrix), _selection(phase, cuda, python, target, platform)) if images else None
     return builds.clean(Path(out), cells, console=commands.console(), history=history)
 
 
@@ -247,9 +248,9 @@ def clean(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yam
     "plot": "draw build/reports/sizes.png (--no-plot: skip it)",
 })
 @_cli
-def sizes(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yaml", out="build", top=5, plot=True):
+def sizes(c, phase=None, cuda=None, python=None, target=None, platform=None, matrix="matrix.yaml", out="build", top=5, plot=True):
     """Size of each built image: biggest layers and dirs, devel->runtime saving, budget (exit 1 when over)."""
-    return commands.sizes_report(matrix, _selection(phase, cuda, python, target), Path(out), top=top, plot=plot)
+    return commands.sizes_report(matrix, _selection(phase, cuda, python, target, platform), Path(out), top=top, plot=plot)
 
 
 @task(iterable=[*FILTERS["iterable"]], help={
@@ -266,11 +267,11 @@ def sizes(c, phase=None, cuda=None, python=None, target=None, matrix="matrix.yam
     "candidates": "pull each cell's candidate from this repository (build --push-candidates) and test it",
 })
 @_cli
-def test(c, phase=None, cuda=None, python=None, target=None, matrix="", suite="smoke", require_gpu=False, jobs=1,
+def test(c, phase=None, cuda=None, python=None, target=None, platform=None, matrix="", suite="smoke", require_gpu=False, jobs=1,
          workers="auto", backend="docker", timeout="", out="build", interpreter="", pytest="", candidates=""):
     """Run the GPU suite inside each selected built image (what nox gpu_<suite>-<python> runs)."""
     argv = ["--suite", suite, "--backend", backend, "--jobs", str(jobs), "--workers", str(workers), "--build-dir", out]
-    for flag, values in (("--phase", phase), ("--cuda", cuda), ("--python", python), ("--target", target)):
+    for flag, values in (("--phase", phase), ("--cuda", cuda), ("--python", python), ("--target", target), ("--platform", platform)):
         for v in values or ():
             argv += [flag, str(v)]
     argv += ["--matrix", matrix] if matrix else []

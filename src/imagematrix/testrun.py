@@ -73,6 +73,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--python", action="append", default=[], help="only images of this Python (repeatable)")
     p.add_argument("--cuda", action="append", default=[], help="only images of this CUDA version (repeatable)")
     p.add_argument("--target", action="append", default=[], help="only this target, e.g. runtime (repeatable)")
+    p.add_argument("--platform", action="append", default=[], help="only images of this platform, e.g. linux/arm64 (repeatable)")
     p.add_argument("--matrix", default=None, help=f"matrix file (default: ${MATRIX_ENV}, else {DEFAULT_MATRIX})")
     p.add_argument("--backend", choices=BACKENDS, default="docker", help="docker: inside each built image (default); host: this host's interpreter")
     p.add_argument("--require-gpu", action="store_true", help="fail GPU checks that find no GPU instead of skipping them (GPU runners)")
@@ -96,7 +97,7 @@ def options(argv: list[str] | None = None) -> Options:
     if a.timeout is not None and a.timeout <= 0:
         raise UsageError(f"--timeout takes a positive number of seconds, not {a.timeout:g}")
     return Options(
-        suite=SUITES[a.suite], phases=tuple(a.phase), pythons=tuple(a.python), cudas=tuple(a.cuda), targets=tuple(a.target),
+        suite=SUITES[a.suite], phases=tuple(a.phase), pythons=tuple(a.python), cudas=tuple(a.cuda), targets=tuple(a.target), platforms=tuple(a.platform),
         matrix=a.matrix or default_matrix(), backend=a.backend, require_gpu=a.require_gpu, timeout=a.timeout,
         workers=a.workers, jobs=a.jobs, build_dir=Path(a.build_dir), interpreter=a.interpreter, pytest_extra=tuple(a.pytest_args),
         candidates=a.candidates,

@@ -347,7 +347,8 @@ def run_docker(opts: Options) -> list[CellResult]:
     from .plan import Selection, select_cells
 
     m = load_matrix(opts.matrix)
-    cells = select_cells(m, Selection.from_options(phase=opts.phases, cuda=opts.cudas, python=opts.pythons, target=opts.targets))
+    cells = select_cells(m, Selection.from_options(phase=opts.phases, cuda=opts.cudas, python=opts.pythons, target=opts.targets,
+                                                 platform=opts.platforms))
     client = _client()
     for name in remove_stale_containers(client, opts.build_dir):
         print(f"removed stale test container {name}: the run that started it is gone (killed?)", flush=True)

@@ -64,8 +64,8 @@ def _interpreter_problem(exe: str, want: str) -> str | None:
 
 
 def run_host(opts: Options) -> list[CellResult]:
-    if opts.cudas or opts.targets or opts.phases:
-        raise UsageError("--phase, --cuda and --target select images; --backend host tests this host's interpreter")
+    if opts.cudas or opts.targets or opts.phases or opts.platforms:
+        raise UsageError("--phase, --cuda, --target and --platform select images; --backend host tests this host's interpreter")
     interp = host_interpreter(opts)
     describe = opts.tests_dir / "describe_host.py"
     suite_path = ":".join(p for p in (str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")) if p)

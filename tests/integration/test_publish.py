@@ -98,7 +98,7 @@ def test_a_cell_tested_on_a_gpu_is_pushed_with_an_immutable_tag_and_its_digest_r
     pulled = docker_client.images.pull(f"{repo}@{rec['digest']}")  # by digest, as a GPU runner would
     assert pulled.id == built["image_id"]
     # What travels with it: the test record and the package list, in a one-file image beside it.
-    docker_client.images.remove(f"{repo}:{rec['record_tag']}", force=True)
+    assert not docker_client.images.list(name=f"{repo}:{rec['record_tag']}")  # publish leaves no local copy of it
     record_image = docker_client.images.pull(repo, tag=rec["record_tag"])
     assert record_image.labels["imagematrix.record-of"] == f"{repo}@{rec['digest']}"
     box = docker_client.containers.create(record_image.id, command=["x"])
@@ -108,6 +108,7 @@ def test_a_cell_tested_on_a_gpu_is_pushed_with_an_immutable_tag_and_its_digest_r
             doc = json.load(tar.extractfile("imagematrix.json"))
     finally:
         box.remove()
+        docker_client.images.remove(record_image.id, force=True)
     assert doc["image"] == f"{repo}@{rec['digest']}" and doc["suites"]["smoke"]["require_gpu"] is True
     assert "libc6" in doc["packages"]["debian"]  # the tiny image has no Python: its Debian packages only
 

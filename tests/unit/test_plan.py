@@ -192,3 +192,21 @@ def test_a_phase_that_is_not_a_number_is_a_usage_error():
 def test_selection_describes_itself():
     assert Selection().describe() == "all cells"
     assert Selection((2,), (), ("3.13",), ("devel", "runtime")).describe() == "phase 2; python 3.13; target devel, runtime"
+
+
+ARM64_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "arm64.yaml"
+
+
+def test_a_platform_filter_picks_the_cells_of_that_platform_only():
+    two = load_matrix(ARM64_EXAMPLE)
+    arm = select_cells(two, Selection.from_options(platform="linux/arm64"))
+    assert [c.id for c in arm] == ["cu13.2-py3.13-devel-arm64"] and arm[0].platform == "linux/arm64"
+    both = select_cells(two, Selection.from_options(platform=["linux/amd64", "linux/arm64"]))
+    assert len(both) == 2
+    with pytest.raises(UsageError, match=r"unknown platform 'linux/riscv64' \(the matrix has: linux/amd64, linux/arm64\)"):
+        select_cells(two, Selection.from_options(platform="linux/riscv64"))
+
+
+def test_a_platform_filter_on_a_matrix_without_platforms_says_so(m):
+    with pytest.raises(UsageError, match="this matrix has no platforms axis"):
+        select_cells(m, Selection.from_options(platform="linux/amd64"))
