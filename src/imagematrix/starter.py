@@ -42,6 +42,12 @@ def init_project(directory: Path, example: str, console) -> int:
     out = console
     out.print(f"wrote {matrix} ({len(m.cells)} cells of {m.image}) and {fragments}/ "
               f"({len(list(fragments.glob('*.Dockerfile')))} fragments)", markup=False, highlight=False)
+    if m.wheelhouse is not None and not any(m.wheelhouse.glob("*.whl")):
+        torch = m.packages.get("torch")
+        want = f"torch=={torch}" if torch else "<the packages it pins>"
+        out.print(f"first: fill {m.wheelhouse.name}/ (builds install from it alone, and wheels are not copied): "
+                  f"python3 -m pip download --only-binary :all: --python-version {m.pythons[0]} --implementation cp "
+                  f"-d {m.wheelhouse} {want}", markup=False, highlight=False)
     out.print("next: imagematrix doctor --no-gpu; imagematrix build; imagematrix test; imagematrix status",
               markup=False, highlight=False)
     return 0

@@ -1,0 +1,40 @@
+"""`imagematrix init`: a project from a bundled example, loadable as written, never over an existing one."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from rich.console import Console
+
+from imagematrix.errors import UsageError
+from imagematrix.matrix import load_matrix
+from imagematrix.starter import init_project
+
+
+def _init(directory, example: str) -> str:
+    buf = io.StringIO()
+    assert init_project(directory, example, Console(file=buf, width=400)) == 0
+    return buf.getvalue()
+
+
+def test_an_example_with_a_wheelhouse_says_how_to_fill_it(tmp_path):
+    out = _init(tmp_path, "cpu")
+    m = load_matrix(tmp_path / "matrix.yaml")
+    assert m.wheelhouse == (tmp_path / "cpu.wheelhouse").resolve() and not list(m.wheelhouse.glob("*.whl"))
+    assert (f"first: fill cpu.wheelhouse/ (builds install from it alone, and wheels are not copied): python3 -m pip "
+            f"download --only-binary :all: --python-version 3.11 --implementation cp -d {m.wheelhouse} torch==2.13.0") in out
+
+
+def test_an_example_without_a_wheelhouse_goes_straight_to_build(tmp_path):
+    out = _init(tmp_path, "matrix")
+    assert "first:" not in out and out.splitlines()[-1].startswith("next: imagematrix doctor")
+    assert len(load_matrix(tmp_path / "matrix.yaml").cells) == 2
+
+
+def test_init_never_overwrites_a_project(tmp_path):
+    _init(tmp_path, "matrix")
+    before = (tmp_path / "matrix.yaml").read_text()
+    with pytest.raises(UsageError, match="init never overwrites a project"):
+        _init(tmp_path, "cpu")
+    assert (tmp_path / "matrix.yaml").read_text() == before
