@@ -203,6 +203,7 @@ def _fail_without_gpu(reason):
 
 @pytest.hookimpl(trylast=True)  # after -m/-k deselection, so only selected tests pay
 def pytest_collection_modifyitems(session, config, items):
+    warn_if_groups_ignored(config, items)  # before any stand-in replaces an item
     cell = load_cell(config)
     require = config.getoption("--require-gpu")
     for i, item in enumerate(items):
@@ -238,8 +239,9 @@ def pytest_collection_modifyitems(session, config, items):
             item.parent, name=item.name, callobj=_fail_without_gpu(why)
         )
         stand_in.own_markers.extend(item.own_markers)
+        if hasattr(item, "_nodeid"):  # pytest < 9.2: keep pytest-xdist's @group suffix (its own mechanism)
+            stand_in._nodeid = item._nodeid
         items[i] = stand_in
-    warn_if_groups_ignored(config, items)
 
 
 def warn_if_groups_ignored(config, items) -> None:

@@ -186,6 +186,23 @@ def test_groups_reach_one_worker_or_the_suite_says_they_do_not(tmp_path):
         assert len({line.split()[0] for line in out.stdout.splitlines() if " SKIPPED " in line}) == 1, text
 
 
+@pytest.mark.skipif(_has_driver(), reason="this host has an NVIDIA driver: GPU checks would run")
+def test_a_check_failed_for_want_of_a_gpu_keeps_its_name_and_group(tmp_path):
+    """--require-gpu swaps each GPU check for a stand-in that fails: same node id (JUnit name, group)
+    as the check that skips without it, so runs with and without a GPU compare check by check."""
+    cell = write_cell(tmp_path)
+    args = ("-v", "--cell", str(cell), "-k", "test_kernel_runs_on_gpu or test_torch_sees_gpu",
+            "-p", "xdist.plugin", "-n", "2", "--dist", "loadgroup")
+    env = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    skipped = run_suite(tmp_path, *args, env=env)
+    failed = run_suite(tmp_path, *args, "--require-gpu", env=env)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    ids = {kind: sorted(line.split()[-1] for line in out.stdout.splitlines() if f" {kind} " in line)
+           for kind, out in (("SKIPPED", skipped), ("FAILED", failed))}
+    assert len(ids["FAILED"]) == 5 and ids["FAILED"] == ids["SKIPPED"], ids
+    assert "not grouping" not in failed.stdout + failed.stderr or "not grouping" in skipped.stdout + skipped.stderr
+
+
 def test_toolchain_fingerprint_changes_with_the_compiler(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(SUITE))
     import gpu_host
