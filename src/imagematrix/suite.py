@@ -66,7 +66,6 @@ HOST_KEEPS = ("HOME", "PYTHONPYCACHEPREFIX")
 # rewrites: every xdist_group silently spreads over the workers and each worker runs its own probe
 # (pytest-dev/pytest-xdist#1386; measured on the H200: 7 concurrent kernel probes, 6 PyG ones).
 TOOLS = ("pytest>=8,<9.2", "pytest-xdist>=3.6")
-TOOLS_STAMP = ".imagematrix-tools"  # what the site was installed for; another spec means reinstall
 
 # What main()'s exit code means, for the nox session's last line.
 EXIT_MEANING = {
@@ -187,9 +186,7 @@ def build_command(matrix: str, cuda: str, python: str, target: str) -> str:
 def ensure_tools(build_dir: Path) -> Path:
     """pytest + pytest-xdist in ``build/test-tools/site``: pure Python, mounted into every image."""
     site = build_dir / "test-tools" / "site"
-    wanted = " ".join(TOOLS)
-    stamp = site / TOOLS_STAMP
-    if site.is_dir() and stamp.is_file() and stamp.read_text().strip() == wanted:
+    if site.is_dir() and not tools_missing(site):
         return site
     site.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".site-", dir=site.parent))
@@ -205,12 +202,10 @@ def ensure_tools(build_dir: Path) -> Path:
         raise ImagematrixError(
             f"pip could not install {shlex.join(TOOLS)} into {site}:\n{tail}\n"
             "Fix: check the network or proxy (PIP_INDEX_URL, PIP_CERT), or give pip a directory of wheels "
-            f"(PIP_FIND_LINKS=DIR PIP_NO_INDEX=1), or fill it yourself: pip install --target {site} {shlex.join(TOOLS)} "
-            f"&& echo '{wanted}' > {stamp}"
+            f"(PIP_FIND_LINKS=DIR PIP_NO_INDEX=1), or fill it yourself: pip install --target {site} {shlex.join(TOOLS)}"
         )
-    (tmp / TOOLS_STAMP).write_text(wanted + "\n")
     tmp.chmod(0o755)  # mkdtemp's 0700 would hide it from the container's unprivileged uid
-    if site.is_dir():  # installed for another spec: set aside (a running container keeps its mount)
+    if site.is_dir():  # installed for an older pin: set aside (a running container keeps its mount)
         old = Path(tempfile.mkdtemp(prefix=".old-site-", dir=site.parent))
         with contextlib.suppress(OSError):
             site.rename(old / "site")
@@ -220,6 +215,24 @@ def ensure_tools(build_dir: Path) -> Path:
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
     return site
+
+
+def tools_missing(site: Path) -> list[str]:
+    """The TOOLS requirements ``site`` does not meet (from its dist-info versions)."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    have = {}
+    for info in site.glob("*.dist-info"):
+        name, _, version = info.name[: -len(".dist-info")].partition("-")
+        have[canonicalize_name(name)] = version
+    missing = []
+    for text in TOOLS:
+        req = Requirement(text)
+        version = have.get(canonicalize_name(req.name))
+        if version is None or not req.specifier.contains(version, prereleases=True):
+            missing.append(f"{text} (found {version or 'none'})")
+    return missing
 
 
 def tools_versions(site: Path) -> str:

@@ -42,6 +42,7 @@ from .suite import (  # noqa: F401 - the run's vocabulary, importable from here 
     pytest_args,
     resolve_workers,
     session_pythons,
+    tools_missing,
 )
 
 # --- entry point -----------------------------------------------------------------------

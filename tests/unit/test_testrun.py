@@ -234,6 +234,18 @@ def test_pytest_args_suites_workers_and_passthrough():
     assert f[f.index("-m") + 1] == "smoke or full" and f[f.index("--cell") + 1] == "cell.json" and "-n" not in f
 
 
+def test_a_tools_site_is_judged_by_what_it_holds(tmp_path):
+    def site(**versions):
+        d = tmp_path / "-".join(f"{k}{v}" for k, v in versions.items())
+        for name, version in versions.items():
+            (d / f"{name}-{version}.dist-info").mkdir(parents=True)
+        return d
+
+    assert testrun.tools_missing(site(pytest="9.1.1", pytest_xdist="3.8.0")) == []
+    assert testrun.tools_missing(site(pytest="9.2.0", pytest_xdist="3.8.0")) == ["pytest>=8,<9.2 (found 9.2.0)"]
+    assert testrun.tools_missing(site(pytest="8.4.2")) == ["pytest-xdist>=3.6 (found none)"]
+
+
 def test_auto_workers_share_the_cpus_and_stop_at_the_cap(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 32)
     assert testrun.resolve_workers("auto") == str(testrun.MAX_AUTO_WORKERS) == "16"
