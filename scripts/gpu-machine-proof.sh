@@ -13,8 +13,11 @@
 #   bash scripts/gpu-machine-proof.sh finish   # smoke with the cells at once, full, liars
 #   bash scripts/gpu-machine-proof.sh collect  # the record, each run's gpu.json and the report, in $OUT
 #
-# A device call runs at most 10 minutes: when `finish` does not fit after `start`, send it again
-# at once, while the machine is warm (30 s), and it picks up the build where it is.
+# A device call runs at most 10 minutes: when `speed` does not fit after `start`, send it again
+# at once, while the machine is warm (30 s), and it picks up the build where it is. Wrap each step
+# in `timeout` below the call's limit and pack $OUT after it: a call killed at its limit brings
+# nothing back, e.g.  OUT=/tmp/proof timeout 520 bash scripts/gpu-machine-proof.sh speed; tar czf ...
+# pyg-devel's build takes ~4 min there, so `start` + `speed` is about 9 min.
 # Results and timings go to $OUT (or ./gpu-proof).
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-proof}
