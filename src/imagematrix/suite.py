@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shlex
 import shutil
 import subprocess
@@ -217,8 +216,8 @@ def ensure_tools(build_dir: Path) -> Path:
     return site
 
 
-def tools_missing(site: Path) -> list[str]:
-    """The TOOLS requirements ``site`` does not meet (from its dist-info versions)."""
+def _site_tools(site: Path) -> dict[str, tuple[str, str]]:
+    """Each TOOLS requirement's text -> (its name, the version ``site`` holds, or "")."""
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
@@ -226,19 +225,19 @@ def tools_missing(site: Path) -> list[str]:
     for info in site.glob("*.dist-info"):
         name, _, version = info.name[: -len(".dist-info")].partition("-")
         have[canonicalize_name(name)] = version
-    missing = []
-    for text in TOOLS:
-        req = Requirement(text)
-        version = have.get(canonicalize_name(req.name))
-        if version is None or not req.specifier.contains(version, prereleases=True):
-            missing.append(f"{text} (found {version or 'none'})")
-    return missing
+    return {t: (Requirement(t).name, have.get(canonicalize_name(Requirement(t).name), "")) for t in TOOLS}
+
+
+def tools_missing(site: Path) -> list[str]:
+    """The TOOLS requirements ``site`` does not meet (from its dist-info versions)."""
+    from packaging.requirements import Requirement
+
+    return [f"{text} (found {version or 'none'})" for text, (_, version) in _site_tools(site).items()
+            if not version or not Requirement(text).specifier.contains(version, prereleases=True)]
 
 
 def tools_versions(site: Path) -> str:
-    names = sorted(p.name[: -len(".dist-info")] for p in site.glob("*.dist-info"))
-    wanted = {re.split(r"[<>=!~ ]", t, maxsplit=1)[0].replace("-", "_") for t in TOOLS}
-    return ", ".join(n.replace("-", " ", 1) for n in names if n.rsplit("-", 1)[0].lower() in wanted)
+    return ", ".join(f"{name} {version}" for name, version in _site_tools(site).values() if version)
 
 
 def prepare_dirs(paths: CellPaths, keep: tuple[str, ...] = (), owner: int | None = None) -> None:
