@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 
@@ -55,6 +56,8 @@ _TMP_BASE = pytest.StashKey[object]()
 _CELL = pytest.StashKey[object]()
 _GPU = pytest.StashKey[object]()
 _DRIVER = pytest.StashKey[object]()
+_STARTED = pytest.StashKey[object]()
+_RECORDER = pytest.StashKey[object]()
 
 
 def pytest_addoption(parser):
@@ -92,7 +95,28 @@ def pytest_configure(config):
             suite_set.append(var)
     os.environ[SUITE_VARS_ENV] = ",".join(suite_set)
     config.stash[_TMP_BASE] = base
-    record_gpu(os.environ.get("IMAGEMATRIX_ARTIFACTS"))
+    config.stash[_STARTED] = start_probes(config)  # after the cache vars: the probes inherit them
+    recorder = threading.Thread(target=record_gpu, args=(os.environ.get("IMAGEMATRIX_ARTIFACTS"),))
+    recorder.start()  # beside the session's start, not before it
+    config.stash[_RECORDER] = recorder
+
+
+def start_probes(config) -> tuple[Path, list[str]] | None:
+    """Start the smoke checks' slowest probes now, while pytest and its workers start up."""
+    try:
+        cell = load_cell(config)
+    except gpu_policy.ManifestError:
+        return None  # pytest_sessionstart says what is wrong with it
+    whole = not config.option.collectonly and all(Path(a).resolve() == HERE for a in config.args)
+    driver = cell.cuda is not None and gpu_host.libcuda_loads()
+    probes = gpu_policy.probes_to_start(cell, config.option.markexpr or "", config.option.keyword or "",
+                                        whole, _has_torch(), driver)
+    if not probes:
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="imagematrix-probes-"))
+    os.environ[gpu_host.STARTED_ENV] = str(folder)
+    gpu_host.start_probes(folder, probes)
+    return folder, [" ".join([name, *args]) for name, args in probes]
 
 
 def record_gpu(artifacts: str | None) -> None:
@@ -111,6 +135,13 @@ def record_gpu(artifacts: str | None) -> None:
 
 
 def pytest_unconfigure(config):
+    recorder = config.stash.get(_RECORDER, None)
+    if recorder is not None:
+        recorder.join()
+    started = config.stash.get(_STARTED, None)
+    if started is not None:
+        gpu_host.stop_probes(started[0])
+        os.environ.pop(gpu_host.STARTED_ENV, None)
     base = config.stash.get(_TMP_BASE, None)
     if base is not None:
         shutil.rmtree(base, ignore_errors=True)
@@ -147,6 +178,8 @@ def pytest_report_header(config):
         f"cuda={cell.cuda} torch_cuda={cell.torch_cuda} features={','.join(sorted(cell.features)) or '-'} "
         f"pyg_extensions={','.join(cell.pyg_extensions) or '-'}",
         f"imagematrix caches: {caches}",
+        *([f"imagematrix probes started with the session: {'; '.join(started[1])}"]
+          if (started := config.stash.get(_STARTED, None)) else []),
         *([f"imagematrix: no checks for the features {', '.join(cell.unchecked_features)} (the team's own names)"]
           if cell.unchecked_features else []),
     ]

@@ -13,11 +13,14 @@ import json
 import os
 import pwd
 import re
+import shutil
 import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +56,15 @@ def _cu_error(lib, code: int) -> tuple[str | None, str | None]:
         return None, None
     dec = lambda p: p.value.decode(errors="replace") if p.value else None  # noqa: E731
     return dec(name), dec(text)
+
+
+def libcuda_loads() -> bool:
+    """Whether the driver's library loads at all (no cuInit: cheap enough for the session's start)."""
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    return True
 
 
 def probe_driver() -> DriverProbe:
@@ -176,9 +188,32 @@ def timeout_scale() -> float:
         return 1.0
 
 
+def _probe_command(name: str, args: Sequence[str], env: dict[str, str] | None) -> tuple[list[str], dict[str, str]]:
+    code = PROBE_SOURCE.read_text()
+    full_env = dict(os.environ if env is None else env)
+    if not full_env.get("PYTHONPYCACHEPREFIX"):  # bytecode only into a cache dir, never beside sources
+        full_env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    # One compile worker: a pool per probe, times pytest-xdist's workers, swamps the CPUs.
+    full_env.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+    full_env["PYTHONUNBUFFERED"] = "1"
+    return [sys.executable, "-c", code, name, *args], full_env
+
+
+def _probe_result(name: str, returncode: int | None, seconds: float, timed_out: bool, out: str,
+                  user: str) -> ProbeResult:
+    data: dict = {}
+    for line in reversed(out.splitlines()):
+        if line.startswith(RESULT_MARK):
+            with contextlib.suppress(json.JSONDecodeError):
+                data = json.loads(line[len(RESULT_MARK) :])
+            break
+    visible = "\n".join(line for line in out.splitlines() if not line.startswith(RESULT_MARK))
+    return ProbeResult(name, returncode, seconds, timed_out, data, visible, user)
+
+
 def run_python(
     name: str,
-    args: list[str],
+    args: Sequence[str],
     timeout: float,
     env: dict[str, str] | None = None,
     uid: int | None = None,
@@ -187,16 +222,15 @@ def run_python(
     """Run gpu_probe.py's `name` in a fresh interpreter; kill the whole group on timeout.
 
     The source travels with -c so an unprivileged uid needs no read access to
-    the suite's folder; the result is the last RESULT_MARK line on stdout.
+    the suite's folder; the result is the last RESULT_MARK line on stdout. A
+    probe the session started early (start_probes) with the same arguments and
+    environment is taken over instead of run twice.
     """
-    code = PROBE_SOURCE.read_text()
-    cmd = [sys.executable, "-c", code, name, *args]
-    full_env = dict(os.environ if env is None else env)
-    if not full_env.get("PYTHONPYCACHEPREFIX"):  # bytecode only into a cache dir, never beside sources
-        full_env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
-    # One compile worker: a pool per probe, times pytest-xdist's workers, swamps the CPUs.
-    full_env.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
-    full_env["PYTHONUNBUFFERED"] = "1"
+    if env is None and uid is None and cwd is None:
+        early = _take_started(name, args, timeout)
+        if early is not None:
+            return early
+    cmd, full_env = _probe_command(name, args, env)
     kwargs: dict = {}
     if uid is not None:
         kwargs.update(user=uid, group=uid, extra_groups=[])
@@ -221,17 +255,91 @@ def run_python(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
-    data: dict = {}
-    for line in reversed(out.splitlines()):
-        if line.startswith(RESULT_MARK):
-            with contextlib.suppress(json.JSONDecodeError):
-                data = json.loads(line[len(RESULT_MARK) :])
-            break
-    visible = "\n".join(line for line in out.splitlines() if not line.startswith(RESULT_MARK))
     who = f"uid {uid}" if uid is not None else f"uid {os.geteuid()}"
-    return ProbeResult(
-        name, proc.returncode, time.monotonic() - start, timed_out, data, visible, who
-    )
+    return _probe_result(name, proc.returncode, time.monotonic() - start, timed_out, out, who)
+
+
+# --------------------------------------------------------------------------
+# Probes started with the session
+# --------------------------------------------------------------------------
+# The slowest smoke probes (a fresh `import torch_geometric` pulls in torch._dynamo) would start only
+# once a worker has started, imported torch and collected. The controller starts them first, in a
+# folder named by STARTED_ENV; the test that needs one takes its result (one taker: a rename).
+
+STARTED_ENV = "IMAGEMATRIX_STARTED_PROBES"
+
+
+def _started_path(folder: str | Path, name: str, args: Sequence[str]) -> str:
+    key = hashlib.sha256("\0".join([name, *args]).encode()).hexdigest()[:16]
+    return os.path.join(folder, f"{name}-{key}")
+
+
+def _write_atomic(path: str, text: str) -> None:
+    with open(f"{path}.tmp", "w") as f:
+        f.write(text)
+    os.replace(f"{path}.tmp", path)
+
+
+def start_probes(folder: Path, probes: Sequence[tuple[str, Sequence[str]]]) -> None:
+    """Start each (probe, args) now, in this process's environment, output to a file in `folder`."""
+    for name, args in probes:
+        base = _started_path(folder, name, args)
+        cmd, env = _probe_command(name, args, None)
+        with open(f"{base}.out", "w") as out:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                    env=env, cwd="/tmp", start_new_session=True)
+        _write_atomic(f"{base}.pid", str(proc.pid))
+        threading.Thread(target=_note_exit, args=(proc, base, time.monotonic()), daemon=True).start()
+
+
+def _note_exit(proc: subprocess.Popen, base: str, start: float) -> None:
+    code = proc.wait()
+    with contextlib.suppress(OSError):  # the session may be over and the folder gone
+        _write_atomic(f"{base}.done", json.dumps({"returncode": code, "seconds": time.monotonic() - start}))
+
+
+def _take_started(name: str, args: Sequence[str], timeout: float) -> ProbeResult | None:
+    folder = os.environ.get(STARTED_ENV)
+    if not folder:
+        return None
+    base = _started_path(folder, name, args)
+    taken = f"{base}.taken"
+    try:
+        os.rename(f"{base}.pid", taken)
+    except OSError:
+        return None  # not started early, or another test took it
+    pid = int(Path(taken).read_text())
+    waited = time.monotonic()
+    done_file = f"{base}.done"
+    deadline = waited + timeout * timeout_scale()
+    while not os.path.exists(done_file) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    timed_out = not os.path.exists(done_file)
+    if timed_out:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10  # for the controller to note the exit
+        while not os.path.exists(done_file) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    try:
+        done = json.loads(Path(done_file).read_text())
+    except (OSError, json.JSONDecodeError):
+        done = {"returncode": None, "seconds": time.monotonic() - waited}
+    out = Path(f"{base}.out").read_text(errors="replace")
+    return _probe_result(name, done["returncode"], done["seconds"], timed_out, out, f"uid {os.geteuid()}")
+
+
+def stop_probes(folder: Path) -> None:
+    """End the started probes no test took (a -k or a failure left them unused), then the folder."""
+    claims = [c for c in (*Path(folder).glob("*.pid"), *Path(folder).glob("*.taken"))
+              if not c.with_suffix(".done").exists()]
+    for claim in claims:
+        with contextlib.suppress(ValueError, OSError, ProcessLookupError):
+            os.killpg(int(claim.read_text()), signal.SIGKILL)
+    deadline = time.monotonic() + 10  # each exit noted before the folder goes
+    while any(not c.with_suffix(".done").exists() for c in claims) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def run_command(

@@ -664,6 +664,39 @@ def modules_to_import(cell: Cell, has_torch: bool = True) -> list[str]:
     return mods
 
 
+# The probes the smoke checks share, (probe, arguments): their fixtures and probes_to_start ask for the
+# same, so a probe the session started early is the one a fixture takes.
+KERNELS_PROBE = ("kernels", ())
+COMPILE_CUDA_PROBE = ("compile", ("--device", "cuda"))
+
+
+def pyg_probe(cell: Cell, gpu_ok: bool) -> tuple[str, tuple[str, ...]]:
+    return "pyg", ("--extensions", ",".join(cell.pyg_extensions), *(("--gpu",) if gpu_ok else ()))
+
+
+def probes_to_start(cell: Cell, markexpr: str, keyword: str, whole_suite: bool, has_torch: bool,
+                    driver_loads: bool) -> list[tuple[str, tuple[str, ...]]]:
+    """The smoke checks' slowest probes, for the controller to start before its workers exist.
+
+    Only for a run of the whole smoke suite (no -k, no single files, no `not`/`and` in -m), where the
+    checks that take them will run. Without a loadable driver the GPU checks will not run: then only
+    PyG's, which imports and checks on the CPU too, and assumes no GPU (the fixture asks the same)."""
+    words = set(markexpr.split())
+    if keyword or not whole_suite or "smoke" not in words or words & {"not", "and"}:
+        return []
+    if not has_torch:
+        return []
+    gpu = driver_loads and cell.cuda is not None
+    probes = []
+    if gpu:
+        probes.append(KERNELS_PROBE)
+        if cell.declares("torch_compile"):
+            probes.append(COMPILE_CUDA_PROBE)
+    if cell.declares("pyg"):
+        probes.append(pyg_probe(cell, gpu))
+    return probes
+
+
 # --------------------------------------------------------------------------
 # A locked environment: installed distributions against the image's uv.lock
 # --------------------------------------------------------------------------

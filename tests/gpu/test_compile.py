@@ -125,7 +125,7 @@ def compile_cpu():
 
 @pytest.fixture(scope="module")
 def compile_cuda():
-    return gpu_host.run_python("compile", ["--device", "cuda"], timeout=600)
+    return gpu_host.run_python(*gpu_policy.COMPILE_CUDA_PROBE, timeout=600)
 
 
 @pytest.mark.full  # 65 s on the H100 host's CPU even warm: too slow for smoke

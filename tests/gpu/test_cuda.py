@@ -14,7 +14,7 @@ pytestmark = pytest.mark.cuda
 
 @pytest.fixture(scope="module")
 def kernels():
-    return gpu_host.run_python("kernels", [], timeout=240)
+    return gpu_host.run_python(*gpu_policy.KERNELS_PROBE, timeout=240)
 
 
 def torch_cuda_mm() -> tuple[int, int]:

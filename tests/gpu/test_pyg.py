@@ -14,8 +14,7 @@ QUIET = ("DeprecationWarning", "PendingDeprecationWarning", "FutureWarning")
 
 @pytest.fixture(scope="module")
 def pyg(cell, gpu):
-    args = ["--extensions", ",".join(cell.pyg_extensions)] + (["--gpu"] if gpu.ok else [])
-    return gpu_host.run_python("pyg", args, timeout=420)
+    return gpu_host.run_python(*gpu_policy.pyg_probe(cell, gpu.ok), timeout=420)
 
 
 EXTENSIONS = [

@@ -651,3 +651,25 @@ def test_lock_drift_names_missing_other_versions_and_unlocked():
     assert gp.lock_drift(want, {"torch": "2.15.0"}) == [
         "numpy: locked 2.5.5, not installed", "typing-extensions: locked 4.16.0, not installed"]
     assert gp.lock_drift({"torch": "2.15.0"}, {"torch": "2.15.0", "pip": "25.0"}, tools=["pip"]) == []
+
+
+def test_the_session_starts_the_probes_the_whole_smoke_suite_will_take():
+    c = gp.parse_cell(cell())  # CUDA, torch_compile, pyg with two extensions
+    whole = dict(keyword="", whole_suite=True, has_torch=True)
+    on_gpu = gp.probes_to_start(c, "smoke", driver_loads=True, **whole)
+    assert on_gpu == [gp.KERNELS_PROBE, gp.COMPILE_CUDA_PROBE, gp.pyg_probe(c, True)]
+    assert gp.pyg_probe(c, True) == ("pyg", ("--extensions", "torch_scatter,torch_sparse", "--gpu"))
+    assert gp.probes_to_start(c, "smoke or full", driver_loads=True, **whole) == on_gpu
+    # No driver: the GPU checks will not run, PyG's will, on the CPU, as its fixture will ask.
+    assert gp.probes_to_start(c, "smoke", driver_loads=False, **whole) == [gp.pyg_probe(c, False)]
+    cpu_only = gp.parse_cell(cell(cuda=None, torch_cuda=None))
+    assert gp.probes_to_start(cpu_only, "smoke", driver_loads=True, **whole) == [gp.pyg_probe(cpu_only, False)]
+
+
+@pytest.mark.parametrize("narrower", [
+    {"markexpr": "full"}, {"markexpr": "smoke and not gpu"}, {"markexpr": ""}, {"keyword": "kernel"},
+    {"whole_suite": False}, {"has_torch": False},
+])
+def test_a_narrower_run_starts_no_probe_it_may_not_take(narrower):
+    args = dict(markexpr="smoke", keyword="", whole_suite=True, has_torch=True, driver_loads=True)
+    assert gp.probes_to_start(gp.parse_cell(cell()), **{**args, **narrower}) == []

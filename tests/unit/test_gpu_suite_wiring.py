@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -215,3 +216,56 @@ def test_toolchain_fingerprint_changes_with_the_compiler(tmp_path, monkeypatch):
     assert gpu_host.toolchain_fingerprint([str(cxx), None]) != first
     cxx.unlink()  # the compiler is gone: a fresh build, which then fails
     assert gpu_host.toolchain_fingerprint([str(cxx), None]) not in (first, gpu_host.toolchain_fingerprint([None, None]))
+
+
+FAKE_PROBE = """
+import json, os, sys, time
+time.sleep(float(os.environ["FAKE_PROBE_SLEEP"]))
+print("IMAGEMATRIX-PROBE-RESULT " + json.dumps({"pid": os.getpid(), "argv": sys.argv[1:], "at": time.time()}))
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_probe_the_session_started_is_taken_once_by_the_test_that_asks_for_it(tmp_path, monkeypatch):
+    """Real processes: a started probe's result goes to the first caller with the same probe and
+    arguments; anyone else runs a fresh one; a hung one is killed; stop_probes ends the rest."""
+    monkeypatch.syspath_prepend(str(SUITE))
+    import gpu_host
+
+    (tmp_path / "probe.py").write_text(FAKE_PROBE)
+    monkeypatch.setattr(gpu_host, "PROBE_SOURCE", tmp_path / "probe.py")
+    folder = tmp_path / "started"
+    folder.mkdir()
+    monkeypatch.setenv(gpu_host.STARTED_ENV, str(folder))
+    monkeypatch.setenv("FAKE_PROBE_SLEEP", "0.2")
+    gpu_host.start_probes(folder, [("kernels", ()), ("pyg", ("--gpu",))])
+    monkeypatch.setenv("FAKE_PROBE_SLEEP", "60")
+    gpu_host.start_probes(folder, [("hang", ()), ("unused", ())])
+    unused_pid = int(next(folder.glob("unused-*.pid")).read_text())
+    time.sleep(1.0)
+    monkeypatch.setenv("FAKE_PROBE_SLEEP", "0")
+
+    asked = time.time()
+    taken = gpu_host.run_python("kernels", [], timeout=30)
+    assert taken.returncode == 0 and taken.data["argv"] == ["kernels"] and taken.data["at"] < asked, taken
+    fresh = gpu_host.run_python("kernels", [], timeout=30)  # taken already: its own run
+    assert fresh.data["at"] > asked and fresh.data["pid"] != taken.data["pid"], fresh
+    other = gpu_host.run_python("pyg", [], timeout=30)  # other arguments: not the started one
+    assert other.data["argv"] == ["pyg"] and other.data["at"] > asked, other
+    assert gpu_host.run_python("pyg", ["--gpu"], timeout=30).data["at"] < asked
+
+    hung = gpu_host.run_python("hang", [], timeout=0.5)
+    assert hung.timed_out and hung.crashed and "hung" in hung.why(), hung
+    assert _alive(unused_pid)
+    gpu_host.stop_probes(folder)
+    deadline = time.monotonic() + 10
+    while _alive(unused_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(unused_pid) and not folder.exists()
