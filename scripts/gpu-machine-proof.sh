@@ -95,7 +95,7 @@ speed)
   for run in ${RUNS:-cold warm warm2}; do
     timed "smoke-$run-jobs1" python3 -m nox -s gpu_smoke-3.12 -- --matrix $M --require-gpu
   done
-  for run in ${RUNS:-cold warm warm2}; do f=smoke-$run-jobs1; stamp "$f"; grep -E "^==> |^[0-9.]+s (call|setup)| in [0-9.]+s =|not grouping" "$OUT/$f.log" | head -n 40; sed -n '/GPU suite/,$p' "$OUT/$f.log" | head -n 12; done
+  for run in ${RUNS:-cold warm warm2}; do f=smoke-$run-jobs1; stamp "$f"; grep -E "^==> |^[0-9.]+s (call|setup)| in [0-9.]+s =|not grouping|probes started" "$OUT/$f.log" | head -n 40; sed -n '/GPU suite/,$p' "$OUT/$f.log" | head -n 12; done
   ;;
 finish)
   # After speed: cells at once (--jobs 3), the full suite, then the liars.
