@@ -416,7 +416,7 @@ class Executor:
         try:
             rec = self.record(cid, {
                 "state": "failed", "ended": utcnow(), "duration_s": took, "host_fault": fault.reason,
-                "step": f"#{parsed.current.number} {parsed.current.name}" if parsed and parsed.current else "",
+                "step": f"#{v.number} {v.name}" if parsed and (v := parsed.running) else "",
                 "error": str(fault), "tail": parsed.failure_tail(TAIL_LINES) if parsed else [],
             })
             self.progress.finished(cid, "failed", fault.reason, took)
@@ -426,7 +426,7 @@ class Executor:
 
     def _interrupted(self, cid: str, t0: float, parsed: BuildkitLog, why: str) -> None:
         took = round(time.monotonic() - t0, 1)
-        step = f"#{parsed.current.number} {parsed.current.name}" if parsed.current is not None else ""
+        step = f"#{v.number} {v.name}" if (v := parsed.running) is not None else ""
         rec = self.record(cid, {
             "state": "failed", "interrupted": True, "ended": utcnow(), "duration_s": took,
             "step": step, "error": f"interrupted ({why}) during the build", "tail": parsed.failure_tail(TAIL_LINES),

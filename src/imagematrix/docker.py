@@ -292,6 +292,13 @@ class BuildkitLog:
         return None
 
     @property
+    def running(self) -> Vertex | None:
+        """The step under way: the latest started vertex not yet finished, a Dockerfile step before
+        BuildKit's own work (a context load for a later COPY starts beside a long RUN)."""
+        live = [v for v in self.vertices.values() if v.state == "running"]
+        return next((v for v in reversed(live) if v.is_step), live[-1] if live else self.current)
+
+    @property
     def failed(self) -> Vertex | None:
         """The first vertex that failed (not merely cancelled because another did)."""
         return next((v for v in self.vertices.values() if v.state == "error"), None)

@@ -59,6 +59,19 @@ def test_feed_returns_each_new_vertex_once_and_tracks_the_current_one():
     assert log.current is not None and log.current.name == "[prune-runtime 1/1] RUN rm -rf /opt/venv/cache"
 
 
+def test_the_running_step_is_the_unfinished_one_not_the_last_started():
+    """A context load for a later COPY can start after a long RUN and finish at once: an interrupted
+    build was under way in the RUN."""
+    log = parse(
+        "#5 [slow 2/3] RUN sleep 600\n"
+        "#6 [internal] load build context\n#6 transferring context: 2B done\n#6 DONE 0.0s\n"
+    )
+    assert log.current.name == "[internal] load build context"
+    assert log.running.name == "[slow 2/3] RUN sleep 600"
+    assert parse("#1 [internal] load build definition from Dockerfile\n").running.number == 1
+    assert parse("#1 [internal] load build definition\n#1 DONE 0.0s\n").running.number == 1  # nothing else
+
+
 def test_failure_tail_starts_at_the_failing_step():
     tail = parse(FAILED).failure_tail(50)
     assert tail[0] == "#6 [broken 1/2] RUN echo step2 && exit 3"
