@@ -12,6 +12,7 @@
 #   bash scripts/gpu-machine-proof.sh speed    # wait for the build; each cell's smoke alone, cold then warm twice
 #   bash scripts/gpu-machine-proof.sh finish   # smoke with the cells at once, full, liars
 #   bash scripts/gpu-machine-proof.sh collect  # the record, each run's gpu.json and the report, in $OUT
+#   bash scripts/gpu-machine-proof.sh parallel # alone: three cells of one image, one after another vs at once
 #
 # A device call runs at most 10 minutes: when `speed` does not fit after `start`, send it again
 # at once, while the machine is warm (30 s), and it picks up the build where it is. Wrap each step
@@ -118,6 +119,21 @@ collect)
   cp build/reports/BUILD_MATRIX.md build/status.json "$OUT/" 2>/dev/null
   find build -name gpu.json -path '*artifacts*' | while read -r f; do cp "$f" "$OUT/$(echo "$f" | tr / _)"; done
   ;;
+parallel)
+  # tests/gpu-machine/parallel.yaml: three cells of the base image (built in seconds). Cold at once,
+  # then warm: one after another, and at once with `auto` and with fewer workers per container.
+  bash .carry/gpu/up.sh 2>&1 | tail -1
+  env_up
+  P=tests/gpu-machine/parallel.yaml
+  export IMAGEMATRIX_MATRIX=$P
+  timed par-build python3 -m invoke build --matrix $P
+  timed par-cold-jobs3 python3 -m nox -s gpu_smoke-3.12 -- --matrix $P --require-gpu --jobs 3
+  timed par-warm-jobs1 python3 -m nox -s gpu_smoke-3.12 -- --matrix $P --require-gpu
+  for w in ${WORKERS:-auto 5}; do
+    timed "par-warm-jobs3-w$w" python3 -m nox -s gpu_smoke-3.12 -- --matrix $P --require-gpu --jobs 3 --workers "$w"
+  done
+  for f in "$OUT"/par-*jobs*.log; do stamp "$f"; grep -E "^<== |running 3|│ cu13" "$f" | cut -c1-150; done
+  ;;
 *)
-  echo "usage: $0 start|profile|doctor|host|speed|finish|collect" >&2; exit 2 ;;
+  echo "usage: $0 start|profile|doctor|host|speed|finish|collect|parallel" >&2; exit 2 ;;
 esac

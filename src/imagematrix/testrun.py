@@ -79,7 +79,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=BACKENDS, default="docker", help="docker: inside each built image (default); host: this host's interpreter")
     p.add_argument("--require-gpu", action="store_true", help="fail GPU checks that find no GPU instead of skipping them (GPU runners)")
     p.add_argument("--timeout", type=float, default=None, help="seconds per image before it is killed (default: smoke 900, full 3600)")
-    p.add_argument("--workers", default="auto", help="pytest-xdist workers per image: a number, 'auto' (default: one per CPU, at most 16, split between --jobs) or 0 (no xdist)")
+    p.add_argument("--workers", default="auto", help="pytest-xdist workers per image: a number, 'auto' (default: one per CPU, at most 16; with --jobs N, half of each container's share) or 0 (no xdist)")
     p.add_argument("--jobs", type=int, default=1, help="cells tested at once, each container on its own GPU while there are enough (default: 1)")
     p.add_argument("--build-dir", default="build", help="where results, caches and status.json live (default: build)")
     p.add_argument("--candidates", default=None, metavar="REPO", help="pull each cell's candidate from REPO (invoke build --push-candidates REPO) and test it; the record keeps its digest")

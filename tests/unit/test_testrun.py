@@ -249,7 +249,8 @@ def test_a_tools_site_is_judged_by_what_it_holds(tmp_path):
 def test_auto_workers_share_the_cpus_and_stop_at_the_cap(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 32)
     assert testrun.resolve_workers("auto") == str(testrun.MAX_AUTO_WORKERS) == "16"
-    assert testrun.resolve_workers("auto", jobs=3) == "10"
+    assert testrun.resolve_workers("auto", jobs=3) == "5"  # half of 32 // 3: containers start together
+    assert testrun.resolve_workers("auto", jobs=2) == "8"
     assert testrun.resolve_workers("auto", jobs=64) == "1"
     assert testrun.resolve_workers("4", jobs=3) == "4"
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
