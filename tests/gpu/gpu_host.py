@@ -311,16 +311,11 @@ def _take_started(name: str, args: Sequence[str], timeout: float) -> ProbeResult
     pid = int(Path(taken).read_text())
     waited = time.monotonic()
     done_file = f"{base}.done"
-    deadline = waited + timeout * timeout_scale()
-    while not os.path.exists(done_file) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    timed_out = not os.path.exists(done_file)
+    timed_out = not _within(timeout * timeout_scale(), lambda: os.path.exists(done_file))
     if timed_out:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10  # for the controller to note the exit
-        while not os.path.exists(done_file) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _within(10, lambda: os.path.exists(done_file))  # for the controller to note the exit
     try:
         done = json.loads(Path(done_file).read_text())
     except (OSError, json.JSONDecodeError):
@@ -336,10 +331,18 @@ def stop_probes(folder: Path) -> None:
     for claim in claims:
         with contextlib.suppress(ValueError, OSError, ProcessLookupError):
             os.killpg(int(claim.read_text()), signal.SIGKILL)
-    deadline = time.monotonic() + 10  # each exit noted before the folder goes
-    while any(not c.with_suffix(".done").exists() for c in claims) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _within(10, lambda: all(c.with_suffix(".done").exists() for c in claims))  # exits noted, then the folder goes
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def _within(seconds: float, condition) -> bool:
+    """Poll `condition` until it holds or `seconds` pass; whether it held."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def run_command(
