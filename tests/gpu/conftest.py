@@ -95,13 +95,13 @@ def pytest_configure(config):
             suite_set.append(var)
     os.environ[SUITE_VARS_ENV] = ",".join(suite_set)
     config.stash[_TMP_BASE] = base
-    config.stash[_STARTED] = start_probes(config)  # after the cache vars: the probes inherit them
+    config.stash[_STARTED] = start_session_probes(config)  # after the cache vars: the probes inherit them
     recorder = threading.Thread(target=record_gpu, args=(os.environ.get("IMAGEMATRIX_ARTIFACTS"),))
     recorder.start()  # beside the session's start, not before it
     config.stash[_RECORDER] = recorder
 
 
-def start_probes(config) -> tuple[Path, list[str]] | None:
+def start_session_probes(config) -> tuple[Path, list[str]] | None:
     """Start the smoke checks' slowest probes now, while pytest and its workers start up."""
     try:
         cell = load_cell(config)
