@@ -19,6 +19,9 @@ from .errors import DiskWriteError, UsageError
 
 LOCK_FILE = ".build.lock"
 LOGS_DIR = "logs"
+# Written into every build directory imagematrix writes: `invoke clean` removes only a directory that has it.
+MARKER = ".imagematrix-build"
+MARKER_TEXT = "This directory was made by imagematrix; `invoke clean` may remove it.\n"
 
 
 def utcnow() -> str:
@@ -37,12 +40,26 @@ def flocked(path: Path, blocking: bool = True) -> Iterator[object]:
     Non-blocking: raises BlockingIOError when another process holds it.
     """
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
+    # Unbuffered: a write that fails (a full disk) leaves nothing for close() to fail on again.
+    with open(path, "a+b", buffering=0) as f:
         platform_os.lock(f, blocking)
         try:
             yield f
         finally:
             platform_os.unlock(f)
+
+
+def mark(build_dir: Path) -> None:
+    """Say that ``build_dir`` is imagematrix's (idempotent)."""
+    path = Path(build_dir) / MARKER
+    if not path.is_file():
+        path.write_text(MARKER_TEXT, encoding="utf-8")
+
+
+def is_marked(build_dir: Path) -> bool:
+    """Made by imagematrix: the marker, or (before the marker existed) a record beside a build lock."""
+    d = Path(build_dir)
+    return (d / MARKER).is_file() or ((d / LOCK_FILE).is_file() and (d / "status.json").is_file())
 
 
 def lock_holder(build_dir: Path) -> str | None:
@@ -66,8 +83,8 @@ def build_lock(build_dir: Path, command: str = "invoke build") -> Iterator[None]
             try:
                 f.seek(0)
                 f.truncate()
-                f.write(f"PID {os.getpid()} ({command}) since {utcnow()}\n")
-                f.flush()
+                f.write(f"PID {os.getpid()} ({command}) since {utcnow()}\n".encode())
+                mark(build_dir)
             except OSError as exc:
                 raise DiskWriteError.of(path, exc) from None
             yield

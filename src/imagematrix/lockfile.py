@@ -13,6 +13,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import grammar
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -42,22 +44,46 @@ class UvLock:
         return {name: (self.project / name).read_bytes() for name in (PROJECT_FILE, LOCK_FILE)}
 
 
+MAX_LOCK_BYTES = 50 * 1024 * 1024  # a real uv.lock of a large ML environment is a few MB
+
+
 def read_uv_lock(project: Path) -> UvLock:
     lock_path = project / LOCK_FILE
     for path in (project / PROJECT_FILE, lock_path):
         if not path.is_file():
             raise LockError(f"{path} does not exist: a uv project needs pyproject.toml and uv.lock (run `uv lock` there)")
-    raw = lock_path.read_bytes()
+    try:
+        size = lock_path.stat().st_size
+        if size > MAX_LOCK_BYTES:
+            raise LockError(f"{lock_path} is {size:,} bytes, more than a uv.lock can be ({MAX_LOCK_BYTES:,}); is it the right file?")
+        raw = lock_path.read_bytes()
+        for path in (project / PROJECT_FILE, lock_path):
+            if path.stat().st_size > MAX_LOCK_BYTES:
+                raise LockError(f"{path} is too big to be a uv project file")
+    except OSError as exc:
+        raise LockError(f"cannot read {lock_path}: {exc.strerror or exc}") from None
     try:
         data = tomllib.loads(raw.decode())
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise LockError(f"{lock_path} is not a readable uv.lock: {exc}") from None
+    except RecursionError:
+        raise LockError(f"{lock_path} is nested too deeply to be a uv.lock") from None
+    packages = data.get("package", [])
+    if not isinstance(packages, list):
+        raise LockError(f"{lock_path}: 'package' is a {type(packages).__name__}, not a list of [[package]] tables")
     pkgs: dict[str, list[str]] = {}
     by_name: dict[str, list[dict]] = {}
-    for p in data.get("package", []):
-        if isinstance(p, dict) and isinstance(p.get("name"), str) and isinstance(p.get("version"), str):
-            pkgs.setdefault(p["name"], []).append(p["version"])
-            by_name.setdefault(p["name"], []).append(p)
+    for n, p in enumerate(packages, 1):
+        if not (isinstance(p, dict) and isinstance(p.get("name"), str)):
+            raise LockError(f"{lock_path}: [[package]] #{n} has no name string")
+        if "version" not in p and "source" in p:
+            continue  # a workspace member or a path dependency without a version
+        version = p.get("version")
+        why = grammar.pin_problem(p["name"], version) if isinstance(version, str) else "version is not a string"
+        if why:
+            raise LockError(f"{lock_path}: [[package]] #{n} ({str(p['name'])[:80]!r}): {why}")
+        pkgs.setdefault(p["name"], []).append(version)
+        by_name.setdefault(p["name"], []).append(p)
     torch = by_name.get("torch", [None])[0]
     version, cuda = None, None
     if torch is not None:
@@ -66,13 +92,14 @@ def read_uv_lock(project: Path) -> UvLock:
         if m:
             cuda = f"{m.group(1)}.{m.group(2)}"
         elif local != "cpu":
-            deps = {d.get("name") for d in torch.get("dependencies", []) if isinstance(d, dict)}
+            deps = {d.get("name") for d in torch.get("dependencies", []) if isinstance(d, dict)} \
+                if isinstance(torch.get("dependencies"), list) else set()
             for carrier in _CUDA_CARRIERS:
                 if carrier in deps and carrier in pkgs:
                     cuda = ".".join(pkgs[carrier][0].split(".")[:2])
                     break
     return UvLock(
         project=project, sha256=hashlib.sha256(raw).hexdigest(),
-        packages={k: tuple(v) for k, v in pkgs.items()}, requires_python=str(data.get("requires-python", "")),
+        packages={k: tuple(v) for k, v in pkgs.items()}, requires_python=str(data.get("requires-python", ""))[:200],
         torch=version, torch_cuda=cuda,
     )

@@ -8,10 +8,10 @@ other module works on. Every problem is reported with its file, line and key pat
 
 from __future__ import annotations
 
+import re
 import stat
 import types
 import typing
-import zoneinfo
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from . import cron, grammar
 from .contract import FEATURES
 from .errors import MatrixError, Problem
 from .lockfile import LockError, UvLock, read_uv_lock
@@ -41,6 +42,7 @@ from .model import (  # noqa: F401 - the resolved model, importable from here to
 from .schema import (  # noqa: F401 - the file's shape, importable from here too
     CPU,
     FRAGMENT_SUFFIX,
+    MAX_NAME,
     NAME_RE,
     SCHEMA_VERSION,
     TAG_RE,
@@ -60,6 +62,9 @@ from .schema import (  # noqa: F401 - the file's shape, importable from here too
 MAX_FILE_BYTES = 5 * 1024 * 1024
 MAX_NODES = 100_000  # YAML aliases expand: nine levels of nine aliases are 387 million nodes
 MAX_DEPTH = 64
+# What YAML 1.1 refuses in a stream (PyYAML raises a ReaderError without a line): C0 controls but tab,
+# newline and carriage return, DEL, C1 controls but NEL, surrogates and the two non-characters.
+_BAD_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]")
 
 
 class _Index:
@@ -225,6 +230,11 @@ def load_matrix(path: str | Path) -> Matrix:
         raise MatrixError([Problem(path, None, (), "no such file (pass --matrix FILE, or run from the project's top directory)")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise MatrixError([Problem(path, None, (), f"cannot read: {getattr(exc, 'strerror', None) or exc}")]) from None
+    bad = _BAD_CHAR.search(text)
+    if bad:
+        line = text.count("\n", 0, bad.start()) + 1
+        raise MatrixError([Problem(path, line, (), f"holds the control character U+{ord(bad.group()):04X}, which YAML does not "
+                                   "allow; is this the right file? (a matrix is plain text)")])
     data, node = _parse(path, text)
     if not isinstance(data, dict) or node is None:
         raise MatrixError([Problem(path, 1, (), "expected a mapping of keys (schema, image, python, cuda, targets, ...)")])
@@ -368,7 +378,9 @@ class _Resolver:
         """schema, image, labels, python and cuda lists."""
         if self.spec.schema_ != SCHEMA_VERSION:
             self.bad(("schema",), f"schema {self.spec.schema_} is not supported (this imagematrix reads schema {SCHEMA_VERSION})")
-        if not NAME_RE.match(self.spec.image):
+        if len(self.spec.image) > MAX_NAME:
+            self.bad(("image",), f"the image name is {len(self.spec.image)} characters; Docker allows at most {MAX_NAME}")
+        elif not NAME_RE.fullmatch(self.spec.image):
             self.bad(("image",), f"{self.spec.image!r} is not a valid image name: lowercase components of [a-z0-9._-] joined by '/', optionally after a registry host (e.g. plumiiume/cslr-exp-platform, ghcr.io/org/name); no tag here, the tag comes from 'tag'")
         for key, value in self.spec.labels.items():
             why = label_problem(key, value)
@@ -444,7 +456,7 @@ class _Resolver:
         names = list(self.spec.targets)
         for name, t in self.spec.targets.items():
             where = ("targets", name)
-            if not TARGET_RE.match(name):
+            if not TARGET_RE.fullmatch(name):
                 self.bad(where, f"target name {name!r} must match [a-z][a-z0-9-]* (it names a Dockerfile stage)")
             if t.extends and t.slim:
                 self.bad(where, "set either 'extends' (add to the parent image) or 'slim' (copy the parent's environment onto a plain base), not both")
@@ -595,10 +607,11 @@ class _Resolver:
         if why:
             self.bad(("tag",), why)
         sample = render_tag(self.spec.tag, next(iter(cudas.values())), self.spec.python[0], names[0]) if cudas and self.spec.python and not why else ""
-        if sample and not TAG_RE.match(sample):
+        if sample and not TAG_RE.fullmatch(sample):
             self.bad(("tag",), f"renders tags like {sample!r}, which Docker rejects (allowed: [A-Za-z0-9_.-], at most 128, not starting with . or -)")
-        if not _known_timezone(self.spec.schedule.timezone):
-            self.bad(("schedule", "timezone"), f"unknown time zone {self.spec.schedule.timezone!r} (an IANA name such as UTC, Asia/Tokyo, Europe/Berlin)")
+        why = grammar.timezone_problem(self.spec.schedule.timezone)
+        if why:
+            self.bad(("schedule", "timezone"), why)
         schedule: list[ScheduleRun] = []
         for i, run in enumerate(self.spec.schedule.runs):
             why = cron_problem(run.cron)
@@ -611,7 +624,12 @@ class _Resolver:
                 for j, n in enumerate(nums):
                     if n not in phases:
                         self.bad(("schedule", "runs", i, "phases", j), f"unknown phase {n} (allowed: {', '.join(map(str, phases))}, or 'all')")
-            schedule.append(ScheduleRun(run.cron.strip(), nums))
+            schedule.append(ScheduleRun(run.cron, nums))
+        if schedule and not any(p.path[:1] == ("schedule",) for p in self.problems):
+            try:
+                cron.utc_schedule(tuple(r.cron for r in schedule), self.spec.schedule.timezone)
+            except ValueError as exc:
+                self.bad(("schedule", "runs"), str(exc))
         return schedule
 
     def cells(self, m: Matrix, excluded: dict[str, str], phase_of: dict[str, list[int]]) -> list[Cell]:
@@ -627,7 +645,7 @@ class _Resolver:
                     cell = make_cell(m, cuda, pv, m.targets[tn], tuple(phase_of.get(cid, ())), platform=platform)
                     cid = cell.id
                     self.check_lock(m, cell)
-                    if not TAG_RE.match(cell.tag):
+                    if not TAG_RE.fullmatch(cell.tag):
                         self.bad(("tag",), f"cell {cid} renders tag {cell.tag!r}, which Docker rejects")
                     elif cell.tag in tags:
                         self.bad(("tag",), f"cells {tags[cell.tag]} and {cid} both render tag {cell.tag!r}: add the missing placeholder")
@@ -692,7 +710,8 @@ def _resolve(spec: MatrixSpec, path: Path, loc: _Index) -> Matrix:
         ca_cert=(path.parent / spec.build.ca_cert) if spec.build.ca_cert else None,
         wheelhouse=wheelhouse,
         ci=CI(path.parent / spec.ci.workflow, tuple(spec.ci.runs_on), spec.ci.gate_runs_on, spec.ci.timeout_minutes,
-              spec.ci.artifact_retention_days, spec.ci.state_dir, spec.ci.keep_images, spec.ci.cache_hours),
+              spec.ci.artifact_retention_days, spec.ci.state_dir, spec.ci.keep_images, spec.ci.cache_hours,
+              spec.ci.install),
         publish_require=tuple(dict.fromkeys(spec.publish.require)),
         platforms=tuple(dict.fromkeys(spec.platforms)),
         cells=(),
@@ -707,15 +726,6 @@ def _resolve(spec: MatrixSpec, path: Path, loc: _Index) -> Matrix:
         m = replace(m, phases={n: replace(ph, cells=tuple(i for b in ph.cells for i in per_base.get(b, [])))
                                for n, ph in m.phases.items()})
     return replace(m, cells=tuple(cells), warnings=tuple(r.warnings))
-
-
-def _known_timezone(name: str) -> bool:
-    try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        # A host without a time-zone database cannot judge: do not fail the file for it.
-        return not zoneinfo.available_timezones()
-    return True
 
 
 def _roles(spec: MatrixSpec) -> list[str]:

@@ -152,6 +152,7 @@ class CI:
     state_dir: str
     keep_images: int = 2
     cache_hours: int = 336
+    install: str = "imagematrix"  # what the workflow hands pip to install imagematrix on the runners
 
 
 @dataclass(frozen=True)

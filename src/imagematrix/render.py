@@ -23,7 +23,7 @@ from pathlib import Path
 import jinja2
 import jinja2.sandbox
 
-from . import contract
+from . import contract, grammar
 from .contract import MANIFEST_PATH
 from .errors import DiskWriteError, UsageError
 from .model import Cell, Matrix
@@ -158,6 +158,12 @@ def dockerfile_quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
 
 
+def comment_text(value: str) -> str:
+    """``value`` for a Dockerfile comment: control characters escaped, so it stays one comment line
+    (a newline would start an instruction). File names reach comments; matrix values are checked at load."""
+    return grammar.CONTROL.sub(lambda c: f"\\x{ord(c.group()):02x}", value)
+
+
 def _label_block(lab: dict[str, str]) -> str:
     lines = [f"{k}={dockerfile_quote(v)}" for k, v in lab.items()]
     return "LABEL " + " \\\n      ".join(lines) + "\n"
@@ -221,9 +227,10 @@ def render_cell(m: Matrix, cell: Cell) -> Rendered:
         stages_text.append(f"# ---- stage {t.name}: {sc.id} ----\n{body}{tail}")
         stage_names.append(t.name)
         parent_hash = stage_hash
+    source, fragments = comment_text(m.path.name), comment_text(m.fragments_dir.name)
     header = (
-        f"# Rendered by imagematrix from {m.path.name} for cell {cell.id}.\n"
-        f"# Do not edit: change {m.path.name} or the fragments in {m.fragments_dir.name}/ and run `invoke render`.\n"
+        f"# Rendered by imagematrix from {source} for cell {cell.id}.\n"
+        f"# Do not edit: change {source} or the fragments in {fragments}/ and run `invoke render`.\n"
         f"# Build: docker buildx build --target {cell.target.name} -f Dockerfile .\n\n"
     )
     dockerfile = header + "\n".join(stages_text)

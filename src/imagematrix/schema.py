@@ -8,8 +8,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
+from . import __version__, cron, grammar
 from .contract import FEATURES, LABEL_PREFIX
 
 SCHEMA_VERSION = 1
@@ -18,43 +19,25 @@ FRAGMENT_SUFFIX = ".Dockerfile"
 # Docker's reference grammar (distribution/reference), split into name and tag.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*(?::[0-9]+)?"
-NAME_RE = re.compile(rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*$")
-TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
-DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}$")
-VERSION_RE = re.compile(r"^\d+(?:\.\d+){1,2}$")
-TARGET_RE = re.compile(r"^[a-z][a-z0-9-]*$")
-# The five fields of a cron expression and the numbers each allows (as GitHub Actions reads them).
-CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 6))
-_CRON_ITEM = re.compile(r"^(?:\*|(\d+)(?:-(\d+))?)(?:/(\d+))?$")
-
-
-def cron_problem(expr: str) -> str | None:
-    """Why ``expr`` is not a 5-field numeric cron expression, or None if it is one."""
-    fields = expr.split()
-    if len(fields) != len(CRON_FIELDS):
-        return f"has {len(fields)} fields; cron needs 5: minute hour day-of-month month day-of-week (e.g. \"0 2 * * 1\")"
-    for text, (name, lo, hi) in zip(fields, CRON_FIELDS, strict=True):
-        for item in text.split(","):
-            m = _CRON_ITEM.match(item)
-            if not m:
-                return f"{name} field {text!r} is not *, N, N-M, a list of those, or any of them with /STEP"
-            for n in filter(None, m.groups()[:2]):
-                if not lo <= int(n) <= hi:
-                    return f"{name} {n} is out of range {lo}-{hi}"
-            if m.group(3) is not None and int(m.group(3)) == 0:
-                return f"{name} step /0 is not allowed"
-    return None
+# Patterns are used with fullmatch: `$` alone would accept a trailing newline.
+NAME_RE = re.compile(rf"(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*")
+TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+DIGEST_RE = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}")
+VERSION_RE = grammar.VERSION
+TARGET_RE = grammar.TARGET
+MAX_NAME = 255  # Docker's limit on a repository name
+cron_problem = cron.cron_problem  # the schedule's grammar lives with the gate that reads it
 
 
 # Label keys: Docker's recommendation (lowercase reverse-DNS) loosened to what engines accept,
 # and nothing a Dockerfile LABEL line could misread (spaces, quotes, '=', newlines).
-LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._/-]{0,253}[A-Za-z0-9])?$")
+LABEL_KEY_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._/-]{0,253}[A-Za-z0-9])?")
 RESERVED_LABEL_PREFIX = f"{LABEL_PREFIX}."
 
 
 def label_problem(key: str, value: str) -> str | None:
     """Why a user label cannot be written as given, or None."""
-    if not LABEL_KEY_RE.match(key):
+    if not LABEL_KEY_RE.fullmatch(key):
         return (f"label key {key!r} is not valid: letters, digits, '.', '-', '_', '/' only, starting and ending "
                 "with a letter or digit, at most 255 characters (e.g. org.opencontainers.image.source)")
     if key.startswith(RESERVED_LABEL_PREFIX):
@@ -69,16 +52,16 @@ def label_problem(key: str, value: str) -> str | None:
 def valid_reference(ref: str) -> bool:
     """True if ``ref`` is a Docker image reference: name[:tag][@digest]."""
     name, _, digest = ref.partition("@")
-    if digest and not DIGEST_RE.match(digest):
+    if digest and not DIGEST_RE.fullmatch(digest):
         return False
     tag = ""
     slash = name.rfind("/")
     colon = name.rfind(":")
     if colon > slash:
         name, tag = name[:colon], name[colon + 1 :]
-        if not TAG_RE.match(tag):
+        if not TAG_RE.fullmatch(tag):
             return False
-    return bool(NAME_RE.match(name)) and len(name) <= 255
+    return bool(NAME_RE.fullmatch(name)) and len(name) <= MAX_NAME
 
 
 # --- schema: the shape of the file -------------------------------------------------
@@ -92,7 +75,7 @@ def _version(value: Any) -> Any:
     # YAML reads 3.10 as the float 3.1: refuse numbers instead of guessing.
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         raise UnquotedVersion(value)
-    if isinstance(value, str) and not VERSION_RE.match(value):
+    if isinstance(value, str) and not VERSION_RE.fullmatch(value):
         raise ValueError(f"{value!r} is not a version like \"3.13\" or \"12.8.1\"")
     return value
 
@@ -106,11 +89,11 @@ def _family(value: Any) -> Any:
 
 
 Family = Annotated[str, BeforeValidator(_family)]  # a CUDA version, or "cpu"
-FEATURE_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
+FEATURE_RE = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 
 
 def _feature(value: Any) -> Any:
-    if isinstance(value, str) and not FEATURE_RE.match(value):
+    if isinstance(value, str) and not FEATURE_RE.fullmatch(value):
         raise ValueError(f"{value!r} is not a feature name (lowercase letters, digits, _ and -)")
     return value
 
@@ -126,19 +109,19 @@ class _Model(BaseModel):
 class CudaSpec(_Model):
     torch_cuda: Version | None = Field(
         description="CUDA major.minor the torch wheels are built with; null only for the cpu family (CPU torch or none)")
-    torch_index: str | None = Field(None, description="pip index of the torch wheels; null: PyPI")
-    arch_list: str = Field("", description="TORCH_CUDA_ARCH_LIST for source builds")
-    bases: dict[str, str] = Field(description="base image per role, e.g. devel, runtime")
-    packages: dict[str, str] = Field({}, description="pins for this CUDA family; they win over the top-level packages")
+    torch_index: Url | None = Field(None, description="pip index of the torch wheels; null: PyPI")
+    arch_list: ArchList = Field("", description="TORCH_CUDA_ARCH_LIST for source builds")
+    bases: dict[Role, str] = Field(description="base image per role, e.g. devel, runtime")
+    packages: Pins = Field({}, description="pins for this CUDA family; they win over the top-level packages")
     extensions: Literal["cuda", "cpu"] = Field(
         "cuda", description="how compiled extensions (PyG) are built: with CUDA kernels, or CPU-only where no nvcc exists")
 
 
-PLATFORM_RE = re.compile(r"^linux/[a-z0-9]+(?:/v[0-9]+)?$")
+PLATFORM_RE = re.compile(r"linux/[a-z0-9]{1,20}(?:/v[0-9])?")
 
 
 def _platform(value: Any) -> Any:
-    if isinstance(value, str) and not PLATFORM_RE.match(value):
+    if isinstance(value, str) and not PLATFORM_RE.fullmatch(value):
         raise ValueError(f"{value!r} is not a platform like \"linux/amd64\" or \"linux/arm64\"")
     return value
 
@@ -146,43 +129,96 @@ def _platform(value: Any) -> Any:
 Platform = Annotated[str, BeforeValidator(_platform)]
 
 
+def _checked(problem):
+    """An AfterValidator from a grammar function (value -> why not, or None)."""
+
+    def check(value: Any) -> Any:
+        why = problem(value)
+        if why:
+            raise ValueError(why)
+        return value
+
+    return AfterValidator(check)
+
+
+def _pins(pins: dict[str, str]) -> dict[str, str]:
+    for name, version in pins.items():
+        why = grammar.pin_problem(name, version)
+        if why:
+            raise ValueError(why)
+    return pins
+
+
+def _options(options: dict[str, Any]) -> dict[str, Any]:
+    for key, value in options.items():
+        why = grammar.option_problem(key, value)
+        if why:
+            raise ValueError(why)
+    return options
+
+
+def _finite(value: float) -> float:
+    why = grammar.finite_problem(value)
+    if why:
+        raise ValueError(why)
+    return value
+
+
+Text = Annotated[str, _checked(grammar.text_problem)]  # one line of prose (descriptions, reasons, names)
+Pins = Annotated[dict[str, str], AfterValidator(_pins)]
+Url = Annotated[str, _checked(grammar.url_problem)]
+ArchList = Annotated[str, _checked(grammar.arch_list_problem)]
+Fragment = Annotated[str, _checked(grammar.fragment_problem)]
+Role = Annotated[str, _checked(lambda v: None if grammar.TARGET.fullmatch(v) else f"{v!r} is not a role name (lowercase letters, digits, -)")]
+PackageName = Annotated[str, _checked(lambda v: None if grammar.PACKAGE_NAME.fullmatch(v) else f"{v!r} is not a package name")]
+Glob = Annotated[str, _checked(lambda v: None if re.fullmatch(r"[A-Za-z0-9._*?/\[\]+-]{1,200}", v) else f"{v!r} is not a path glob (letters, digits, . _ - / + * ? [ ])")]
+Options = Annotated[dict[str, bool | int | str], AfterValidator(_options)]
+FiniteNumber = Annotated[float | int, AfterValidator(_finite)]
+RelPath = Annotated[str, _checked(grammar.rel_path_problem)]
+AbsPath = Annotated[str, _checked(grammar.abs_path_problem)]
+HostPath = Annotated[str, _checked(lambda v: grammar.text_problem(v, 1000))]  # a path on this host: any, but one line
+RunnerLabel = Annotated[str, _checked(grammar.runner_label_problem)]
+WorkflowPath = Annotated[str, _checked(grammar.workflow_path_problem)]
+InstallSpec = Annotated[str, _checked(grammar.install_problem)]
+
+
 class OverrideSpec(_Model):
     cuda: Family | None = None
     python: Version | None = None
     platform: Platform | None = None
-    bases: dict[str, str] = Field({}, description="base image per role for the matching families")
-    packages: dict[str, str] = Field({}, description="pins for the matching families")
-    reason: str = ""
+    bases: dict[Role, str] = Field({}, description="base image per role for the matching families")
+    packages: Pins = Field({}, description="pins for the matching families")
+    reason: Text = ""
 
 
 class ExcludeSpec(_Model):
     cuda: Family | None = None
     python: Version | None = None
     target: str | None = None
-    reason: str
+    reason: Text
 
 
 class OptionalLibrarySpec(_Model):
-    library: str  # glob over the library's path in the image
-    needs: str  # glob over the soname it may leave unresolved
-    reason: str
+    library: Glob  # glob over the library's path in the image
+    needs: Glob  # glob over the soname it may leave unresolved
+    reason: Text
 
 
 class TargetSpec(_Model):
-    description: str = ""
+    description: Text = ""
     extends: str | None = None
     slim: str | None = None
     base: str | None = None
-    prune: list[str] = []
-    fragments: list[str]
+    prune: list[Fragment] = []
+    fragments: list[Fragment]
     features: list[Feature] = []
     drop_features: list[Feature] = []
-    pyg_extensions: list[str] = []
-    options: dict[str, bool | int | str] = {}
-    budget_gb: float | int | None = None
+    pyg_extensions: list[PackageName] = []
+    options: Options = {}
+    budget_gb: FiniteNumber | None = None
     # Needs a slim image may leave unresolved: plugins the environment loads only on request.
     optional_libraries: list[OptionalLibrarySpec] = []
-    uv_project: str | None = Field(
+    uv_project: RelPath | None = Field(
         None, description="a uv project (pyproject.toml + uv.lock), relative to the matrix file: this target's "
         "environment is synced from its lock (the uv-sync fragment), and torch's version and CUDA are read from it")
 
@@ -194,7 +230,7 @@ class PhaseCellsSpec(_Model):
 
 
 class PhaseSpec(_Model):
-    name: str = ""
+    name: Text = ""
     cells: list[PhaseCellsSpec]
 
 
@@ -210,28 +246,31 @@ class ScheduleSpec(_Model):
 
 class HostSpec(_Model):
     buildkit: bool = True
-    min_free_disk_gb: float | int = 0
-    min_memory_gb: float | int = 0
+    min_free_disk_gb: FiniteNumber = Field(0, ge=0)
+    min_memory_gb: FiniteNumber = Field(0, ge=0)
 
 
 class BuildSpec(_Model):
-    fragments_dir: str = "dockerfiles"
-    ca_cert: str | None = None
-    wheelhouse: str | None = Field(
+    fragments_dir: HostPath = "dockerfiles"
+    ca_cert: HostPath | None = None
+    wheelhouse: HostPath | None = Field(
         None, description="a directory of wheels and sdists; pip installs only from it (offline, air-gapped builds)")
 
 
 class CISpec(_Model):
     """`invoke ci`: the GitHub Actions workflow generated from phases and schedule."""
 
-    workflow: str = ".github/workflows/imagematrix.yml"  # relative to the matrix file's directory
-    runs_on: list[str] = ["self-hosted", "linux", "x64", "gpu"]  # the GPU runners' labels
-    gate_runs_on: str = "ubuntu-latest"  # the small job that decides what is due (stdlib Python only)
+    workflow: WorkflowPath = ".github/workflows/imagematrix.yml"  # relative to the matrix file's directory
+    runs_on: list[RunnerLabel] = Field(["self-hosted", "linux", "x64", "gpu"], min_length=1)  # the GPU runners' labels
+    gate_runs_on: RunnerLabel = "ubuntu-latest"  # the small job that decides what is due (stdlib Python only)
     timeout_minutes: int = Field(720, ge=1, le=4320)
     artifact_retention_days: int = Field(30, ge=1, le=400)
-    state_dir: str = "/var/lib/imagematrix/state"  # IMAGEMATRIX_STATE_DIR on the runners: the history survives checkouts
+    state_dir: AbsPath = "/var/lib/imagematrix/state"  # IMAGEMATRIX_STATE_DIR on the runners: the history survives checkouts
     keep_images: int = Field(2, ge=1)  # after each run: `invoke prune --keep N`
     cache_hours: int = Field(336, ge=1)  # ... and BuildKit cache unused for this long goes
+    install: InstallSpec = Field(
+        f"imagematrix=={__version__}", description="what the workflow hands pip to install imagematrix: a requirement "
+        "(imagematrix==X.Y.Z, imagematrix @ https://...) or a path in the repository (. where this is imagematrix's own)")
 
 
 class PublishSpec(_Model):
@@ -251,7 +290,7 @@ class MatrixSpec(_Model):
         [], description="build every cell for each platform (BuildKit --platform); none: the builder's own. With "
         "several, ids and tags end in the architecture (cu13.0-py3.13-devel-arm64)")
     exclude: list[ExcludeSpec] = []
-    packages: dict[str, str] = {}
+    packages: Pins = {}
     overrides: list[OverrideSpec] = []
     targets: dict[str, TargetSpec]
     phases: dict[int, PhaseSpec] = {}

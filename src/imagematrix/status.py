@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .builddir import flocked
+from .builddir import flocked, mark
 from .errors import ImagematrixError
 
 SCHEMA = 1
@@ -113,6 +113,10 @@ def update_cell(build_dir: Path, cell_id: str, section: str, data: dict[str, Any
     """Merge ``data`` into one section of one cell's record (or replace the section)."""
     # Its own short-lived lock: test runs record beside a running build (which holds the build lock).
     with flocked(Path(build_dir) / STATUS_LOCK_FILE):
+        try:
+            mark(build_dir)
+        except OSError as exc:
+            raise StatusError(f"could not write into {build_dir}: {exc.strerror}; free disk space and rerun") from None
         cells = read_status(build_dir)
         record = cells.setdefault(cell_id, {})
         record[section] = dict(data) if replace else {**record.get(section, {}), **data}

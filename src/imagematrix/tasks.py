@@ -6,7 +6,6 @@ The one task collection: the `imagematrix` command (``cli.py``) and the reposito
 from __future__ import annotations
 
 import functools
-import shlex
 from pathlib import Path
 
 from invoke import Exit, task
@@ -15,6 +14,7 @@ from . import build as builds
 from . import commands, testrun
 from .docker import BuildOptions
 from .errors import outcome
+from .options import number, words
 from .plan import Selection, select_cells
 
 FILTER_HELP = {
@@ -70,17 +70,19 @@ def ci(c, matrix="matrix.yaml", check=False):
 
 @task(help={
     "keep": "images kept per cell, newest first; the tagged one always stays (default: 2)",
-    "cache_hours": "also drop BuildKit cache unused for this many hours (default: keep the cache)",
+    "cache_hours": "also drop BuildKit cache unused for this many hours, at least 1 (the whole builder's cache, not only "
+                   "imagematrix's; default: keep the cache)",
     "dry_run": "say what would go; remove nothing",
 })
 @_cli
-def prune(c, keep=2, cache_hours=None, dry_run=False):
+def prune(c, keep="2", cache_hours=None, dry_run=False):
     """Runner hygiene: remove old images of each cell, and old build cache."""
     from .preflight import docker_client
     from .prune import prune as run_prune
 
-    hours = float(cache_hours) if cache_hours is not None else None
-    return run_prune(docker_client(), int(keep), hours, commands.console(), dry_run=dry_run)
+    hours = number("--cache-hours", cache_hours, minimum=1) if cache_hours is not None else None
+    kept = int(number("--keep", keep, minimum=1, integer=True))
+    return run_prune(docker_client(), kept, hours, commands.console(), dry_run=dry_run)
 
 
 @task(iterable=FILTERS["iterable"], help={
@@ -191,9 +193,10 @@ def schema(c):
 def build(
     c, phase=None, cuda=None, python=None, target=None, platform=None, matrix="matrix.yaml",
     dry_run=False, no_cache=False, pull=False, cache_from=None, cache_to=None, ca_cert="", out="build",
-    force=False, skip_preflight=False, builder="", jobs=1, push_candidates="",
+    force=False, skip_preflight=False, builder="", jobs="1", push_candidates="",
 ):
     """Build the selected cells, parents first (--dry-run: show the plan and commands)."""
+    n_jobs = int(number("--jobs", jobs, minimum=1, integer=True))
     p = commands.plan(matrix, _selection(phase, cuda, python, target, platform), Path(out))
     options = BuildOptions(
         no_cache=no_cache,
@@ -205,9 +208,7 @@ def build(
     )
     if dry_run:
         return commands.print_dry_run(p, options, force=force)
-    if int(jobs) < 1:
-        raise Exit(f"--jobs takes a number of cells >= 1, not {jobs}", code=2)
-    builds.run_build(p, options, force=force, skip_preflight=skip_preflight, console=commands.console(), jobs=int(jobs))
+    builds.run_build(p, options, force=force, skip_preflight=skip_preflight, console=commands.console(), jobs=n_jobs)
     if push_candidates:
         from .preflight import docker_client
         from .publish import push_candidates as push
@@ -248,9 +249,9 @@ def clean(c, phase=None, cuda=None, python=None, target=None, platform=None, mat
     "plot": "draw build/reports/sizes.png (--no-plot: skip it)",
 })
 @_cli
-def sizes(c, phase=None, cuda=None, python=None, target=None, platform=None, matrix="matrix.yaml", out="build", top=5, plot=True):
+def sizes(c, phase=None, cuda=None, python=None, target=None, platform=None, matrix="matrix.yaml", out="build", top="5", plot=True):
     """Size of each built image: biggest layers and dirs, devel->runtime saving, budget (exit 1 when over)."""
-    return commands.sizes_report(matrix, _selection(phase, cuda, python, target, platform), Path(out), top=top, plot=plot)
+    return commands.sizes_report(matrix, _selection(phase, cuda, python, target, platform), Path(out), top=int(number("--top", top, minimum=1, integer=True)), plot=plot)
 
 
 @task(iterable=[*FILTERS["iterable"]], help={
@@ -267,7 +268,7 @@ def sizes(c, phase=None, cuda=None, python=None, target=None, platform=None, mat
     "candidates": "pull each cell's candidate from this repository (build --push-candidates) and test it",
 })
 @_cli
-def test(c, phase=None, cuda=None, python=None, target=None, platform=None, matrix="", suite="smoke", require_gpu=False, jobs=1,
+def test(c, phase=None, cuda=None, python=None, target=None, platform=None, matrix="", suite="smoke", require_gpu=False, jobs="1",
          workers="auto", backend="docker", timeout="", out="build", interpreter="", pytest="", candidates=""):
     """Run the GPU suite inside each selected built image (what nox gpu_<suite>-<python> runs)."""
     argv = ["--suite", suite, "--backend", backend, "--jobs", str(jobs), "--workers", str(workers), "--build-dir", out]
@@ -279,7 +280,7 @@ def test(c, phase=None, cuda=None, python=None, target=None, platform=None, matr
     argv += ["--interpreter", interpreter] if interpreter else []
     argv += ["--require-gpu"] if require_gpu else []
     argv += ["--candidates", candidates] if candidates else []
-    argv += ["--", *shlex.split(pytest)] if pytest else []
+    argv += ["--", *words("--pytest", pytest)] if pytest else []
     code = testrun.main(argv)
     if code:
         raise Exit(testrun.EXIT_MEANING.get(code, f"exit {code}"), code=code)

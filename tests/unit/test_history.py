@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from imagematrix import build, history
+from imagematrix import build, builddir, history
 
 
 def test_events_append_read_back_in_time_order_and_merge_without_duplicates(tmp_path, monkeypatch):
@@ -42,8 +42,9 @@ def test_clean_keeps_the_history_unless_asked(tmp_path, monkeypatch):
     out = tmp_path / "build"
     (out / "logs").mkdir(parents=True)
     (out / "status.json").write_text("{}")
+    builddir.mark(out)
     history.append(out, "build", "c1", {"state": "built", "ended": "x"})
     build.clean(out)
-    assert sorted(p.name for p in out.iterdir()) == [history.HISTORY_LOCK, history.HISTORY_FILE]
+    assert sorted(p.name for p in out.iterdir()) == sorted([history.HISTORY_LOCK, history.HISTORY_FILE, builddir.MARKER])
     build.clean(out, history=True)
     assert not out.exists()

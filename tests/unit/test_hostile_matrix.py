@@ -103,3 +103,87 @@ def test_the_cli_exits_2_without_a_traceback(tmp_path, name):
     )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and HOSTILE[name][1] in proc.stderr
+
+
+# --- values that would reach a RUN line, a Dockerfile comment, a workflow or a path ------------------
+
+def _example(tmp_path, edit) -> Path:
+    import yaml
+
+    data = yaml.safe_load((ROOT / "examples" / "matrix.yaml").read_text())
+    data["build"]["fragments_dir"] = str(ROOT / "dockerfiles")
+    edit(data)
+    path = tmp_path / "matrix.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    return path
+
+
+def _set(*keys_and_value):
+    *keys, value = keys_and_value
+
+    def edit(data):
+        d = data
+        for k in keys[:-1]:
+            d = d.setdefault(k, {})
+        d[keys[-1]] = value
+
+    return edit
+
+
+INJECTIONS = {
+    "torch pin into a RUN line": (_set("packages", "torch", "2.9.0;touch${IFS}/tmp/pwned;#"), "packages"),
+    "a pin with a newline into a comment": (_set("packages", "torch", "2.15.0\nRUN touch /pwned"), "packages"),
+    "a family's pin": (_set("cuda", "13.2", "packages", {"ray": "2.60.0 && curl x"}), "cuda.13.2.packages"),
+    "a Debian suffix": (_set("packages", "gxx", "14; rm -rf /"), "packages"),
+    "a package name": (_set("packages", "ray$(id)", "2.60.0"), "packages"),
+    "torch_index with a command": (_set("cuda", "13.2", "torch_index", "https://x/simple $(touch pwned)"), "torch_index"),
+    "torch_index that is not http": (_set("cuda", "13.2", "torch_index", "file:///etc/passwd"), "torch_index"),
+    "arch_list with a command": (_set("cuda", "13.2", "arch_list", "8.0;$(touch pwned)"), "arch_list"),
+    "arch_list with a newline": (_set("cuda", "13.2", "arch_list", "8.0\nRUN id"), "arch_list"),
+    "an option with a quote": (_set("targets", "runtime", "options", "drop_packages", "x' ; touch pwned ; '"), "options"),
+    "env_dir that climbs": (_set("targets", "runtime", "options", "env_dir", "/opt/../etc"), "options"),
+    "a PyG extension name": (_set("targets", "devel", "pyg_extensions", ["torch_scatter;id"]), "pyg_extensions"),
+    "a description with a newline": (_set("targets", "devel", "description", "x\n## heading"), "description"),
+    "a phase name with an escape": (_set("phases", 1, "name", "x\x1b[2J"), "phases.1.name"),
+    "image with a trailing newline": (_set("image", "imagematrix/example\n"), "image"),
+    "python with a trailing newline": (_set("python", ["3.13\n"]), "python"),
+    "a label key with a trailing newline": (_set("labels", {"org.example.x\n": "v"}), "labels"),
+    "an image name over 255 characters": (_set("image", "a/" + "b" * 260), "image"),
+    "a budget that is not a number": (_set("targets", "devel", "budget_gb", float("nan")), "budget_gb"),
+    "a time zone that is a directory": (_set("schedule", "timezone", "America"), "schedule.timezone"),
+    "a time zone of 300 characters": (_set("schedule", "timezone", "A" * 300), "schedule.timezone"),
+    "a uv project outside": (_set("targets", "devel", "uv_project", "../../etc"), "uv_project"),
+}
+
+
+@pytest.mark.parametrize("case", INJECTIONS)
+def test_a_value_that_would_escape_its_sink_is_refused_at_load(tmp_path, case):
+    edit, where = INJECTIONS[case]
+    path = _example(tmp_path, edit)
+    with pytest.raises(MatrixError) as err:
+        load_matrix(path)
+    text = str(err.value)
+    assert f"{path}:" in text and where in text, text
+    assert "Traceback" not in text
+
+
+def test_a_target_name_with_a_trailing_newline_is_refused(tmp_path):
+    def edit(data):
+        data["targets"]["devel\n"] = data["targets"].pop("devel")
+    with pytest.raises(MatrixError, match="targets"):
+        load_matrix(_example(tmp_path, edit))
+
+
+@pytest.mark.parametrize("byte", ["\x00", "\x07", "\x1b"])
+def test_a_matrix_file_holding_a_control_byte_is_a_located_error(tmp_path, byte):
+    path = tmp_path / "m.yaml"
+    path.write_text(f"schema: 1\nimage: x{byte}y\n")
+    with pytest.raises(MatrixError, match=r"m.yaml:2: .*control character U\+00"):
+        load_matrix(path)
+
+
+def test_pins_that_are_pep_440_stay_valid(tmp_path):
+    def edit(data):
+        data["packages"].update({"torch_scatter": "2.1.2+pt28cu128", "ray": "2.60.0rc1", "gxx": "14"})
+    m = load_matrix(_example(tmp_path, edit))
+    assert m.packages["torch_scatter"] == "2.1.2+pt28cu128"

@@ -196,7 +196,7 @@ def test_docker_rejects_these_references(ref):
     assert not valid_reference(ref)
 
 
-@pytest.mark.parametrize("expr", ["0 2 * * 1", "*/15 0-6 1,15 * 1-5", "0 2 1 * *", "59 23 31 12 6"])
+@pytest.mark.parametrize("expr", ["0 2 * * 1", "*/15 0-5 1,15 * 1-5", "0 2 1 * *", "59 23 31 12 6", "0 2 29 2 *"])
 def test_valid_cron(expr):
     assert cron_problem(expr) is None
 
@@ -206,8 +206,13 @@ def test_valid_cron(expr):
     ("60 2 * * 1", "minute 60 is out of range 0-59"),
     ("0 2 0 * *", "day of month 0 is out of range 1-31"),
     ("0 2 * 13 *", "month 13 is out of range 1-12"),
-    ("0 2 * * mon", "day of week field 'mon'"),
+    ("0 2 * * mon", "only digits, *, ',', '-' and '/'"),
     ("*/0 2 * * *", "step /0"),
+    ("0 2\n* * 1", "single spaces"),  # a newline would break the workflow's header comment
+    ("0 5-1 * * *", "hour range 5-1 runs backwards"),
+    ("* * * * *", "at most every 5 minutes"),
+    ("0 2 30 2 *", "never due"),
+    ("*/5 * * * *", "at most 24"),
 ])
 def test_invalid_cron_says_which_field(expr, why):
     assert why in (cron_problem(expr) or "")

@@ -38,3 +38,27 @@ def test_init_never_overwrites_a_project(tmp_path):
     with pytest.raises(UsageError, match="init never overwrites a project"):
         _init(tmp_path, "cpu")
     assert (tmp_path / "matrix.yaml").read_text() == before
+
+
+def test_init_never_writes_through_a_dangling_link(tmp_path):
+    target = tmp_path / "elsewhere" / "matrix.yaml"
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "matrix.yaml").symlink_to(target)
+    with pytest.raises(UsageError, match="is a link"):
+        _init(tmp_path / "proj", "matrix")
+    assert not target.exists() and sorted(p.name for p in (tmp_path / "proj").iterdir()) == ["matrix.yaml"]
+
+
+def test_init_is_all_or_nothing(tmp_path, monkeypatch):
+    import imagematrix.matrix as matrix_module
+
+    def broken(path):
+        raise UsageError("the example does not load")
+
+    monkeypatch.setattr(matrix_module, "load_matrix", broken)
+    with pytest.raises(UsageError, match="does not load"):
+        _init(tmp_path, "uv")
+    assert list(tmp_path.iterdir()) == []  # no half project, no staging directory left
+    monkeypatch.undo()
+    _init(tmp_path, "uv")  # a rerun is not refused
+    assert (tmp_path / "uv.project" / "uv.lock").is_file()
