@@ -221,7 +221,7 @@ def test_clean_removes_build_outputs_and_only_the_selected_images(first_build, b
     done = invoke("clean", "--out", str(build_dir), "--images", "--matrix", str(tiny.path), "--target", "extra")
     assert done.returncode == 0, done.stderr
     # The builds' history stays (the sheet's expected times and trouble log come from it).
-    assert sorted(p.name for p in build_dir.iterdir()) == [".history.lock", "history.jsonl"]
+    assert sorted(p.name for p in build_dir.iterdir()) == [".history.lock", ".imagematrix-build", "history.jsonl"]
     assert "kept" in done.stdout and "history.jsonl" in done.stdout
     with pytest.raises(ImageNotFound):
         docker_client.images.get(tiny.ref("extra"))
