@@ -2,7 +2,7 @@
 
 Every session uses the host's tools (venv_backend "none"): the Python under
 test lives inside each image, so the host needs none of the matrix's Pythons.
-Options after `--` go to `python -m imagematrix.testrun` (`nox -s gpu_smoke-<python> -- --help`).
+Options after `--` go to `python -m imagematrix.testing.run` (`nox -s gpu_smoke-<python> -- --help`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 
 import nox
 
-from imagematrix import testrun
+from imagematrix.testing import run as testrun
 
 nox.options.default_venv_backend = "none"
 nox.options.sessions = ["lint", "unit"]  # plain `nox`; GPU and engine sessions are asked for by name

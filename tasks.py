@@ -2,6 +2,6 @@
 
 from invoke import Collection
 
-from imagematrix import tasks
+from imagematrix.cli import tasks
 
 ns = Collection.from_module(tasks)

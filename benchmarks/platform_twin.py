@@ -19,11 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-from imagematrix.matrix import load_matrix
-from imagematrix.plan import Selection, select_cells
-from imagematrix.preflight import docker_client
-from imagematrix.sizes import Prober, fmt_bytes
-from imagematrix.status import read_status
+from imagematrix.build.preflight import docker_client
+from imagematrix.core.status import read_status
+from imagematrix.matrix.load import load_matrix
+from imagematrix.matrix.plan import Selection, select_cells
+from imagematrix.reports.sizes import Prober, fmt_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 MATRIX = ROOT / "examples" / "platform.yaml"

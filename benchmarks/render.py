@@ -16,8 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from imagematrix.matrix import load_matrix
-from imagematrix.render import render_cell
+from imagematrix.matrix.load import load_matrix
+from imagematrix.matrix.render import render_cell
 
 BUDGET_S = 1.0
 

@@ -28,12 +28,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from imagematrix.docker import BuildOptions, build_argv, build_env, detect_builder
-from imagematrix.matrix import load_matrix
-from imagematrix.plan import BuildStep
-from imagematrix.preflight import docker_client
-from imagematrix.render import render_cell, write_context
-from imagematrix.sizes import GB, Prober, fmt_bytes
+from imagematrix.build.buildkit import BuildOptions, build_argv, build_env, detect_builder
+from imagematrix.build.preflight import docker_client
+from imagematrix.matrix.load import load_matrix
+from imagematrix.matrix.plan import BuildStep
+from imagematrix.matrix.render import render_cell, write_context
+from imagematrix.reports.sizes import GB, Prober, fmt_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 SHEET_RUNTIME_GB = 20.3  # source sheet (003): CUDA 12.8.1 + Python 3.13 runtime image, as recorded

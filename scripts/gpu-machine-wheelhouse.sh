@@ -26,6 +26,6 @@ for req in sys.argv[2:]:
 PY
 tools=tests/gpu-machine/test-tools
 mkdir -p "$tools"
-pytest_spec=$(python3 -c 'from imagematrix.suite import TOOLS; print(TOOLS[0])')
+pytest_spec=$(python3 -c 'from imagematrix.testing.suite import TOOLS; print(TOOLS[0])')
 python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: -d "$tools" "$pytest_spec"
 ls "$tools"

@@ -28,7 +28,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 try:  # the image contract: the runner mounts the package; a checkout has it in src/
-    import imagematrix.contract  # noqa: F401
+    import imagematrix.core.contract  # noqa: F401
 except ImportError:
     sys.path.insert(0, str(HERE.parents[1] / "src"))
 
@@ -121,11 +121,11 @@ def start_session_probes(config) -> tuple[Path, list[str]] | None:
 
 def record_gpu(artifacts: str | None) -> None:
     """What this run saw of the GPU (driver, its CUDA, each device), for the record and the report's
-    compatibility table: imagematrix.driver_probe in a child process, written to gpu.json."""
+    compatibility table: imagematrix.core.driver_probe in a child process, written to gpu.json."""
     if not artifacts:
         return
     try:
-        done = subprocess.run([sys.executable, "-m", "imagematrix.driver_probe"], capture_output=True,
+        done = subprocess.run([sys.executable, "-m", "imagematrix.core.driver_probe"], capture_output=True,
                               text=True, timeout=60, check=False)
         Path(artifacts).mkdir(parents=True, exist_ok=True)
         if done.returncode == 0 and done.stdout.strip():

@@ -26,10 +26,10 @@ import sysconfig
 from pathlib import Path
 
 try:
-    from imagematrix import contract
+    from imagematrix.core import contract
 except ImportError:  # run from a checkout without the package installed: its source is beside
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
-    from imagematrix import contract
+    from imagematrix.core import contract
 
 PYG_EXTENSIONS = contract.PYG_EXTENSIONS
 

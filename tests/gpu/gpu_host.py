@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imagematrix import contract
+from imagematrix.core import contract
 
 RESULT_MARK = "IMAGEMATRIX-PROBE-RESULT "
 PROBE_SOURCE = Path(__file__).with_name("gpu_probe.py")

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 # --------------------------------------------------------------------------
 # Vocabulary of the cell manifest (/etc/imagematrix/cell.json, schema 1)
 # --------------------------------------------------------------------------
-# The manifest's vocabulary, builder and parser live in the image contract (imagematrix.contract),
+# The manifest's vocabulary, builder and parser live in the image contract (imagematrix.core.contract),
 # shared with the code that renders the images; the runner puts it on the suite's path.
-from imagematrix.contract import (  # noqa: F401
+from imagematrix.core.contract import (  # noqa: F401
     EXTENSION_BUILDS,
     FEATURES,
     KINDS,
@@ -27,12 +27,12 @@ from imagematrix.contract import (  # noqa: F401
     ManifestError,
     major_minor,
 )
-from imagematrix.contract import Manifest as Cell
-from imagematrix.contract import parse_manifest as parse_cell  # noqa: F401
-from imagematrix.contract import parse_manifest_text as parse_cell_text  # noqa: F401
+from imagematrix.core.contract import Manifest as Cell
+from imagematrix.core.contract import parse_manifest as parse_cell  # noqa: F401
+from imagematrix.core.contract import parse_manifest_text as parse_cell_text  # noqa: F401
 
 # NVIDIA's driver/CUDA compatibility rules: shared with `invoke doctor`, read by the suite from here.
-from imagematrix.cuda_compat import (  # noqa: F401
+from imagematrix.core.cuda_compat import (  # noqa: F401
     MINOR_COMPAT_DRIVER,
     NATIVE_DRIVER,
     DriverDecision,

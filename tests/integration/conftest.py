@@ -131,7 +131,7 @@ def example_images(docker_client, invoke, tmp_path_factory) -> dict:
     if done.returncode != 0:
         pytest.fail(f"invoke build of examples/matrix.yaml failed (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}",
                     pytrace=False)
-    from imagematrix.matrix import load_matrix
+    from imagematrix.matrix.load import load_matrix
 
     m = load_matrix(ROOT / "examples" / "matrix.yaml")
     return {"matrix": m, "build_dir": build_dir, "refs": {c.target.name: c.ref for c in m.cells}, "output": done.stdout}

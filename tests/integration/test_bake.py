@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from imagematrix import status
+from imagematrix.core import status
 
 pytestmark = pytest.mark.docker
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from imagematrix import status
+from imagematrix.core import status
 
 pytestmark = pytest.mark.docker
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from imagematrix import status
+from imagematrix.core import status
 
 pytestmark = pytest.mark.docker
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from imagematrix import doctor
-from imagematrix.testrun_docker import detect_gpu
+from imagematrix.cli import doctor
+from imagematrix.testing.containers import detect_gpu
 
 EXAMPLE = str(Path(__file__).resolve().parents[2] / "examples" / "matrix.yaml")
 NO_PYTHON_IMAGE = "debian:trixie-slim"  # the integration tests' base image
@@ -36,4 +36,4 @@ def test_the_probe_runs_in_an_image_with_python_and_skips_one_without(docker_cli
     assert code == 0, out
     seen = json.loads(out.strip().splitlines()[-1])
     assert seen["libcuda"] is None and "libcuda.so.1 cannot be loaded" in seen["error"], seen
-    assert not docker_client.containers.list(all=True, filters={"label": "imagematrix.doctor"})
+    assert not docker_client.containers.list(all=True, filters={"label": "imagematrix.cli.doctor"})

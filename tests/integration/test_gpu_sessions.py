@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from imagematrix import status, testrun
+from imagematrix.core import status
+from imagematrix.testing import run as testrun
 
 pytestmark = pytest.mark.docker
 
@@ -51,7 +52,7 @@ def outcomes(junit: Path) -> dict[str, tuple[str, str]]:
 
 
 def leftover_containers(docker_client, cell_id: str, build_dir: Path) -> list[str]:
-    labels = [f"imagematrix.testrun={cell_id}", f"imagematrix.testrun.build-dir={build_dir.resolve()}"]
+    labels = [f"imagematrix.testrun={cell_id}", f"imagematrix.testing.run.build-dir={build_dir.resolve()}"]
     return [c.name for c in docker_client.containers.list(all=True, filters={"label": labels})]
 
 
@@ -137,7 +138,7 @@ def test_an_image_never_built_is_missing_with_its_build_command(example_images, 
     matrix = tmp_path / "matrix.yaml"
     matrix.write_text(yaml.safe_dump(data))
     done = subprocess.run(
-        [sys.executable, "-m", "imagematrix.testrun", "--matrix", str(matrix), "--build-dir", str(tmp_path / "b")],
+        [sys.executable, "-m", "imagematrix.testing.run", "--matrix", str(matrix), "--build-dir", str(tmp_path / "b")],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )
     assert done.returncode == 1, done.stdout + done.stderr
@@ -159,7 +160,7 @@ def test_an_image_labelled_as_another_cell_is_an_error(example_images, image_nam
     # The runtime image under the devel cell's tag (removed with the namespace afterwards).
     docker_client.images.get(runtime.ref).tag(data["image"], devel.tag)
     done = subprocess.run(
-        [sys.executable, "-m", "imagematrix.testrun", "--matrix", str(matrix), "--build-dir", str(tmp_path / "b"),
+        [sys.executable, "-m", "imagematrix.testing.run", "--matrix", str(matrix), "--build-dir", str(tmp_path / "b"),
          "--target", devel.target.name],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )
@@ -174,7 +175,7 @@ def test_interrupt_removes_the_container(smoke, example_images, tmp_path, docker
     _, smoke_dir, m = smoke
     cell = m.cells[-1]
     shutil.copytree(smoke_dir / "test-tools", tmp_path / "test-tools")  # no second pip install
-    argv = [sys.executable, "-m", "imagematrix.testrun", "--matrix", str(EXAMPLE), "--build-dir", str(tmp_path),
+    argv = [sys.executable, "-m", "imagematrix.testing.run", "--matrix", str(EXAMPLE), "--build-dir", str(tmp_path),
             "--target", cell.target.name]
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -159,7 +159,7 @@ def test_an_engine_lost_mid_build_is_named_and_recorded(hardening_matrix, image,
 
 
 def test_a_test_run_removes_containers_a_killed_run_left_behind(hardening_matrix, image, tmp_path, docker_client):
-    from imagematrix.testrun_docker import (
+    from imagematrix.testing.containers import (
         BUILD_DIR_LABEL,
         OWNER_HOST_LABEL,
         OWNER_PID_LABEL,
@@ -180,7 +180,7 @@ def test_a_test_run_removes_containers_a_killed_run_left_behind(hardening_matrix
     try:
         m = hardening_matrix(tmp_path, image)
         done = subprocess.run(
-            [sys.executable, "-m", "imagematrix.testrun", "--matrix", str(m), "--build-dir", str(build_dir),
+            [sys.executable, "-m", "imagematrix.testing.run", "--matrix", str(m), "--build-dir", str(build_dir),
              "--target", "noisy"],
             capture_output=True, text=True, timeout=300, check=False,
         )

@@ -35,7 +35,7 @@ def run(tool: Path, cwd: Path, *args: str, timeout: int = 1800) -> subprocess.Co
 
 def test_the_installed_suite_is_the_packaged_one(tool):
     python = tool.parent / "python"
-    where = subprocess.run([str(python), "-c", "from imagematrix.resources import gpu_suite; print(gpu_suite())"],
+    where = subprocess.run([str(python), "-c", "from imagematrix.core.resources import gpu_suite; print(gpu_suite())"],
                            cwd="/", capture_output=True, text=True, check=True).stdout.strip()
     assert Path(where).is_relative_to(tool.parents[1]), f"the suite came from {where}, not the installed package"
     assert {p.name for p in (ROOT / "tests" / "gpu").glob("*.py")} <= {p.name for p in Path(where).glob("*.py")}

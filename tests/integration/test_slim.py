@@ -12,7 +12,9 @@ from xml.etree import ElementTree
 import pytest
 import yaml
 
-from imagematrix import testgrid, testrun, testrun_docker
+from imagematrix.testing import containers as testrun_docker
+from imagematrix.testing import grid as testgrid
+from imagematrix.testing import run as testrun
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "matrix.yaml"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from imagematrix.matrix import Matrix, load_matrix
+from imagematrix.matrix.load import Matrix, load_matrix
 
 ROOT = Path(__file__).resolve().parents[2]
 

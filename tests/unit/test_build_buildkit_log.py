@@ -1,6 +1,6 @@
 """BuildKit's plain progress output, as docker buildx 0.13 / BuildKit 0.8 print it here."""
 
-from imagematrix.docker import BuildkitLog
+from imagematrix.build.buildkit import BuildkitLog
 
 FAILED = """\
 #0 building with "default" instance using docker driver

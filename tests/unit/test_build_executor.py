@@ -18,14 +18,14 @@ import requests
 from docker.errors import ImageNotFound
 from rich.console import Console
 
-from imagematrix import build as builds
-from imagematrix.contract import BUILD_HASH_LABEL
-from imagematrix.docker import BUILDX, Builder, BuildOptions
-from imagematrix.errors import DiskWriteError, EngineLost
-from imagematrix.matrix import load_matrix
-from imagematrix.plan import Selection, make_plan
-from imagematrix.progress import Progress
-from imagematrix.status import read_status
+from imagematrix.build import executor as builds
+from imagematrix.build.buildkit import BUILDX, Builder, BuildOptions
+from imagematrix.build.progress import Progress
+from imagematrix.core.contract import BUILD_HASH_LABEL
+from imagematrix.core.errors import DiskWriteError, EngineLost
+from imagematrix.core.status import read_status
+from imagematrix.matrix.load import load_matrix
+from imagematrix.matrix.plan import Selection, make_plan
 
 TINY = Path(__file__).resolve().parents[1] / "integration" / "matrices" / "tiny.yaml"
 FAIL_LINES = [
@@ -252,7 +252,7 @@ def test_an_engine_that_vanishes_between_cells_is_named_not_a_traceback(engine, 
 
 
 def test_stale_building_records_become_interrupted_failures(tmp_path):
-    from imagematrix.status import update_cell
+    from imagematrix.core.status import update_cell
 
     update_cell(tmp_path, "a", "build", {"state": "building"})
     update_cell(tmp_path, "b", "build", {"state": "built"})

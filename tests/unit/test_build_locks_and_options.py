@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from imagematrix import build as builds
-from imagematrix import builddir, commands
-from imagematrix.docker import (
+from imagematrix.build import executor as builds
+from imagematrix.build.buildkit import (
     BUILDX,
     CLASSIC,
     Builder,
@@ -19,8 +18,10 @@ from imagematrix.docker import (
     csv_fields,
     proxy_build_args,
 )
-from imagematrix.errors import UsageError
-from imagematrix.plan import Selection
+from imagematrix.cli import commands
+from imagematrix.core import builddir
+from imagematrix.core.errors import UsageError
+from imagematrix.matrix.plan import Selection
 
 
 def test_a_second_build_in_the_same_directory_is_refused_naming_the_holder(tmp_path):
@@ -90,8 +91,8 @@ def test_proxy_variables_are_passed_by_name_only():
 
 
 def test_a_named_builder_or_a_context_builder_is_addressed_as_buildx_wants(example_matrix, tmp_path):
-    from imagematrix.docker import build_argv, for_builder
-    from imagematrix.plan import make_plan
+    from imagematrix.build.buildkit import build_argv, for_builder
+    from imagematrix.matrix.plan import make_plan
 
     step = make_plan(example_matrix, Selection(), tmp_path).steps[0]
     remote = Builder(BUILDX, driver="remote", name="farm")
@@ -106,8 +107,8 @@ def test_a_named_builder_or_a_context_builder_is_addressed_as_buildx_wants(examp
 def test_a_cell_of_the_platforms_axis_is_built_for_its_platform(example_matrix, tmp_path):
     from dataclasses import replace
 
-    from imagematrix.docker import build_argv
-    from imagematrix.plan import make_plan
+    from imagematrix.build.buildkit import build_argv
+    from imagematrix.matrix.plan import make_plan
 
     step = make_plan(example_matrix, Selection(), tmp_path).steps[0]
     assert "--platform" not in build_argv(step, BuildOptions(), BUILDX)  # no platforms: the builder's own

@@ -4,9 +4,9 @@ import io
 
 from rich.console import Console
 
-from imagematrix import progress
-from imagematrix.docker import Vertex
-from imagematrix.output import fmt_bytes
+from imagematrix.build import progress
+from imagematrix.build.buildkit import Vertex
+from imagematrix.terminal import fmt_bytes
 
 
 def plain(cells):

@@ -7,9 +7,9 @@ import multiprocessing
 
 import pytest
 
-from imagematrix import status
-from imagematrix.status import StatusError, read_status, update_cell
-from imagematrix.status_view import section_text, status_table
+from imagematrix.core import status
+from imagematrix.core.status import StatusError, read_status, update_cell
+from imagematrix.reports.status_view import section_text, status_table
 
 
 def _writer(build_dir, n):

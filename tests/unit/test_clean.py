@@ -7,8 +7,9 @@ import os
 
 import pytest
 
-from imagematrix import build, builddir
-from imagematrix.errors import UsageError
+from imagematrix.build import executor as build
+from imagematrix.core import builddir
+from imagematrix.core.errors import UsageError
 
 
 def _tree(root):

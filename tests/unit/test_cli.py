@@ -53,7 +53,7 @@ def test_list_shows_every_task_with_a_one_line_description():
     assert proc.returncode == 0
     listed = set(re.findall(r"^  ([a-z][\w-]*)\s", proc.stdout, flags=re.M))
     assert {"matrix", "render", "build", "lint", "schema"} <= listed
-    from imagematrix import tasks  # the same docstrings, checked where they are written
+    from imagematrix.cli import tasks  # the same docstrings, checked where they are written
 
     for name in listed:
         doc = getattr(tasks, name.replace("-", "_")).__doc__.strip()

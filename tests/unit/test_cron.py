@@ -2,7 +2,7 @@
 every zone of the time-zone database, that the gate makes every entry fire exactly when croniter says
 it is due in that zone, and never otherwise, for runs started on time and up to the tolerated lateness.
 
-Gaps and folds follow the rules in `imagematrix.cron`'s docstring: a time skipped by a gap fires at the
+Gaps and folds follow the rules in `imagematrix.core.cron`'s docstring: a time skipped by a gap fires at the
 first minute after it (as croniter); a time repeated by a fold fires once, at its first occurrence
 (croniter fires twice; its second firing is left out of the comparison).
 """
@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from croniter import croniter
 
-from imagematrix import cron
+from imagematrix.core import cron
 
 SHEET = [  # matrix.yaml's schedule: phase 1 Mondays, 2 Wednesdays, 3 Fridays 02:00, all on the 1st
     {"cron": "0 2 * * 1", "phases": [1]},

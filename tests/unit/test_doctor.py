@@ -7,8 +7,9 @@ import json
 import subprocess
 import sys
 
-from imagematrix import doctor, driver_probe
-from imagematrix.plan import Selection, make_plan
+from imagematrix.cli import doctor
+from imagematrix.core import driver_probe
+from imagematrix.matrix.plan import Selection, make_plan
 
 
 def test_kernel_module_version_from_proc_text():
@@ -60,8 +61,8 @@ def test_no_driver_cuda_version_is_a_failure(example_matrix):
 
 
 def test_wsl2_is_recognised_with_its_gpu_path(tmp_path):
-    from imagematrix import platform_os
-    from imagematrix.doctor import wsl_check
+    from imagematrix.cli.doctor import wsl_check
+    from imagematrix.core import platform_os
 
     release = tmp_path / "osrelease"
     release.write_text("6.6.36.6-microsoft-standard-WSL2\n")

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 
-from imagematrix import build, builddir, history
+from imagematrix.build import executor as build
+from imagematrix.core import builddir, history
 
 
 def test_events_append_read_back_in_time_order_and_merge_without_duplicates(tmp_path, monkeypatch):

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from imagematrix.errors import MatrixError
-from imagematrix.matrix import (
+from imagematrix.core.errors import MatrixError
+from imagematrix.matrix.load import (
     MAX_DEPTH,
     MAX_FILE_BYTES,
     MAX_NODES,
@@ -152,7 +152,7 @@ INJECTIONS = {
     "a budget that is not a number": (_set("targets", "devel", "budget_gb", float("nan")), "budget_gb"),
     "a time zone that is a directory": (_set("schedule", "timezone", "America"), "schedule.timezone"),
     "a time zone of 300 characters": (_set("schedule", "timezone", "A" * 300), "schedule.timezone"),
-    "a uv project outside": (_set("targets", "devel", "uv_project", "../../etc"), "uv_project"),
+    "a uv project named like an instruction": (_set("targets", "devel", "uv_project", "x/uv\nRUN id"), "uv_project"),
 }
 
 

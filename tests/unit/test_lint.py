@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from imagematrix.lint import HADOLINT_CONFIG, config_for, hadolint, lint_cells, ruff
-from imagematrix.matrix import load_matrix
+from imagematrix.cli.lint import HADOLINT_CONFIG, config_for, hadolint, lint_cells, ruff
+from imagematrix.matrix.load import load_matrix
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "dockerfiles" / HADOLINT_CONFIG

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from imagematrix.lockfile import MAX_LOCK_BYTES, LockError, read_uv_lock
+from imagematrix.matrix.lockfile import MAX_LOCK_BYTES, LockError, read_uv_lock
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,8 +14,8 @@ import jsonschema
 import pytest
 import yaml
 
-from imagematrix.errors import MatrixError, UsageError
-from imagematrix.matrix import cron_problem, load_matrix, matrix_json_schema, valid_reference
+from imagematrix.core.errors import MatrixError, UsageError
+from imagematrix.matrix.load import cron_problem, load_matrix, matrix_json_schema, valid_reference
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parent / "data"
@@ -257,8 +257,8 @@ def test_deleting_any_one_line_of_the_real_matrix_never_crashes_the_loader(tmp_p
 
 
 def test_the_cpu_family_names_cells_and_tags_cpu_and_its_manifest_has_no_cuda():
-    from imagematrix.contract import labels
-    from imagematrix.render import render_cell
+    from imagematrix.core.contract import labels
+    from imagematrix.matrix.render import render_cell
 
     m = load_matrix(ROOT / "examples" / "cpu.yaml")
     assert [c.id for c in m.cells] == ["cpu-py3.11-devel", "cpu-py3.11-runtime"]
@@ -293,8 +293,8 @@ def _platforms(tmp_path, platforms: str, extra: str = "") -> Path:
 
 
 def test_several_platforms_give_each_cell_an_arch_suffix_and_per_platform_bases(tmp_path):
-    from imagematrix.contract import labels
-    from imagematrix.render import render_cell
+    from imagematrix.core.contract import labels
+    from imagematrix.matrix.render import render_cell
 
     extra = ("overrides:\n  - platform: linux/arm64\n    reason: one platform per tag in a local engine\n"
              "    bases: {devel: \"local/debian-arm64:trixie-slim\"}\n")

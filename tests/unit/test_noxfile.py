@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from imagematrix.matrix import load_matrix
+from imagematrix.matrix.load import load_matrix
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "matrix.yaml"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from imagematrix.packages import PackagesError, diff, parse_listing
+from imagematrix.reports.packages import PackagesError, diff, parse_listing
 
 
 def test_a_listing_parses_into_python_and_debian():

@@ -7,9 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from imagematrix.errors import UsageError
-from imagematrix.matrix import load_matrix
-from imagematrix.plan import Selection, excluded_families, excluded_lines, make_plan, select_cells
+from imagematrix.core.errors import UsageError
+from imagematrix.matrix.load import load_matrix
+from imagematrix.matrix.plan import (
+    Selection,
+    excluded_families,
+    excluded_lines,
+    make_plan,
+    select_cells,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 

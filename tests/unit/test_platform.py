@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from imagematrix.plan import Selection, make_plan
-from imagematrix.render import render_cell
+from imagematrix.matrix.plan import Selection, make_plan
+from imagematrix.matrix.render import render_cell
 
 ROOT = Path(__file__).resolve().parents[2]
 CUDA_KEYS = {"12.8.1": "12.8", "13.1.1": "13.0"}

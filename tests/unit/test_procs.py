@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from imagematrix.procs import run_logged
+from imagematrix.core.procs import run_logged
 
 
 def test_output_goes_to_the_log_and_the_callback_line_by_line(tmp_path):

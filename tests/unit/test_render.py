@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from imagematrix.errors import UsageError
-from imagematrix.matrix import load_matrix
-from imagematrix.render import MANIFEST_PATH, dockerfile_quote, render_cell, write_context
+from imagematrix.core.errors import UsageError
+from imagematrix.matrix.load import load_matrix
+from imagematrix.matrix.render import MANIFEST_PATH, dockerfile_quote, render_cell, write_context
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -94,8 +94,8 @@ def test_every_golden_directory_is_a_cell_still_in_its_matrix():
 
 _DIGEST = """
 import hashlib, sys
-from imagematrix.matrix import load_matrix
-from imagematrix.render import render_cell
+from imagematrix.matrix.load import load_matrix
+from imagematrix.matrix.render import render_cell
 h = hashlib.sha256()
 for path in sys.argv[1:]:
     m = load_matrix(path)

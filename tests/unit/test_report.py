@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from imagematrix import history, report, status
-from imagematrix.plan import Selection, make_plan
+from imagematrix.core import history, status
+from imagematrix.matrix.plan import Selection, make_plan
+from imagematrix.reports import sheet as report
 
 DEVEL, RUNTIME = "cu13.2-py3.13-devel", "cu13.2-py3.13-runtime"
 H200 = {"driver": "580.159.04", "driver_cuda": "13.0", "devices": [{"name": "NVIDIA H200", "compute_capability": "9.0"}]}

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from imagematrix.lint import find_config, hadolint
-from imagematrix.matrix import load_matrix
-from imagematrix.render import render_cell
+from imagematrix.cli.lint import find_config, hadolint
+from imagematrix.matrix.load import load_matrix
+from imagematrix.matrix.render import render_cell
 
 ROOT = Path(__file__).resolve().parents[2]
 MATRICES = {"default": ROOT / "matrix.yaml", "example": ROOT / "examples" / "matrix.yaml"}

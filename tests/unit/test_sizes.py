@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from imagematrix import sizeplot, sizes, status
-from imagematrix.sizes import (
+from imagematrix.core import status
+from imagematrix.reports import sizeplot, sizes
+from imagematrix.reports.sizes import (
     Entry,
     Layout,
     Measurement,
@@ -233,7 +234,7 @@ def test_advice_names_only_knobs_the_fragments_implement():
 
 
 def test_the_knobs_a_cell_can_use_are_read_from_its_fragments(tmp_path):
-    from imagematrix.matrix import load_matrix
+    from imagematrix.matrix.load import load_matrix
 
     m = load_matrix(Path(__file__).resolve().parents[2] / "examples" / "matrix.yaml")
     runtime = m.cell("cu13.2-py3.13-runtime")

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import imagematrix.matrix as matrix_mod
-import imagematrix.plan as plan_mod
-import imagematrix.render as render_mod
+import imagematrix.matrix.load as matrix_mod
+import imagematrix.matrix.plan as plan_mod
+import imagematrix.matrix.render as render_mod
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,9 +7,9 @@ import io
 import pytest
 from rich.console import Console
 
-from imagematrix.errors import UsageError
-from imagematrix.matrix import load_matrix
-from imagematrix.starter import init_project
+from imagematrix.cli.starter import init_project
+from imagematrix.core.errors import UsageError
+from imagematrix.matrix.load import load_matrix
 
 
 def _init(directory, example: str) -> str:
@@ -50,7 +50,7 @@ def test_init_never_writes_through_a_dangling_link(tmp_path):
 
 
 def test_init_is_all_or_nothing(tmp_path, monkeypatch):
-    import imagematrix.matrix as matrix_module
+    import imagematrix.matrix.load as matrix_module
 
     def broken(path):
         raise UsageError("the example does not load")

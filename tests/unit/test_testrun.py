@@ -17,10 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from imagematrix import status, status_view, testgrid, testrun, testrun_docker, testrun_host
-from imagematrix.matrix import load_matrix
-from imagematrix.render import render_cell
-from imagematrix.testgrid import CellResult, Summary
+from imagematrix.core import status
+from imagematrix.matrix.load import load_matrix
+from imagematrix.matrix.render import render_cell
+from imagematrix.reports import status_view
+from imagematrix.testing import containers as testrun_docker
+from imagematrix.testing import grid as testgrid
+from imagematrix.testing import host as testrun_host
+from imagematrix.testing import run as testrun
+from imagematrix.testing.grid import CellResult, Summary
 
 ROOT = Path(__file__).resolve().parents[2]
 GPU_SUITE = ROOT / "tests" / "gpu"
@@ -290,7 +295,9 @@ def test_host_mode_needs_only_the_stdlib():
         import sys
         for mod in ("rich", "pydantic", "docker", "yaml", "jinja2", "requests"):
             sys.modules[mod] = None
-        from imagematrix import testrun, testgrid, testrun_host
+        from imagematrix.testing import run as testrun
+        from imagematrix.testing import grid as testgrid
+        from imagematrix.testing import host as testrun_host
         r = testgrid.CellResult("host-cu13.0.0-py3.12", "passed", "smoke", "host", testgrid.Summary(3, 0, 1, 0))
         testgrid.print_grid([r], "smoke")
         print(testrun_host.host_interpreter(testrun.options(["--backend", "host"])) == sys.executable)
@@ -382,7 +389,7 @@ def test_host_interpreter_must_run_and_be_the_sessions_python(tmp_path):
 def test_a_test_container_is_stale_only_when_its_run_on_this_host_is_gone():
     import subprocess as sp
 
-    from imagematrix.testrun_docker import OWNER_HOST_LABEL, OWNER_PID_LABEL, _owner_gone
+    from imagematrix.testing.containers import OWNER_HOST_LABEL, OWNER_PID_LABEL, _owner_gone
 
     done = sp.Popen(["true"])
     done.wait()  # a pid that existed and is gone

@@ -1,0 +1,634 @@
+"""Run a build plan on the real engine, one cell after another, parents first.
+
+For each planned cell: skip it when its image is already here with the same
+build hash (what goes into the image: the rendered Dockerfile and context
+files, the stage, tag and build labels, and the ids of the base images), else
+run BuildKit with its output in ``build/logs/<cell>.log``. A failed cell
+blocks its planned dependants and nothing else. Every transition lands in
+``build/status.json`` (section "build"), so a rerun resumes exactly where
+this one left off, whatever stopped it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import requests
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from imagematrix import terminal as output
+from imagematrix.build.buildkit import (
+    BUILDX,
+    Builder,
+    BuildkitLog,
+    BuildOptions,
+    Vertex,
+    build_argv,
+    build_env,
+    describe_builder,
+    for_builder,
+    proxy_build_args,
+)
+from imagematrix.build.preflight import (
+    START_DOCKER,
+    base_image_ids,
+    base_images,
+    docker_client,
+    preflight,
+)
+from imagematrix.build.progress import Progress, human_duration, make_progress
+from imagematrix.core import history, procs
+from imagematrix.core.builddir import (
+    LOGS_DIR,
+    MARKER,
+    BuildLocked,
+    build_lock,
+    is_marked,
+    lock_holder,
+    mark,
+    utcnow,
+)
+from imagematrix.core.contract import BUILD_HASH_LABEL, CELL_LABEL
+from imagematrix.core.errors import EngineLost, HostFault, ImagematrixError, UsageError
+from imagematrix.core.interrupts import sigterm_as_interrupt
+from imagematrix.core.status import StatusError, read_status, update_cell
+from imagematrix.matrix.plan import BuildStep, Plan
+from imagematrix.matrix.render import file_sha256, write_context
+from imagematrix.terminal import fmt_bytes
+
+SECTION = "build"
+HISTORY_STATES = ("built", "failed", "blocked")  # final states worth a history line (skips are not builds)
+HISTORY_FILE, HISTORY_LOCK = history.HISTORY_FILE, history.HISTORY_LOCK
+# What the docker SDK raises when the engine's socket is gone or stops answering.
+_ENGINE_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
+TAIL_LINES = 15
+
+
+class BuildFailed(ImagematrixError):
+    """At least one cell failed (exit 1)."""
+
+
+class BuildInterrupted(ImagematrixError):
+    """Ctrl-C or SIGTERM; the record was written first (exit 130)."""
+
+    exit_code = 130
+
+
+# --- what makes a cell's image ---------------------------------------------------------
+
+
+def _sha(data: bytes | str) -> str:
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
+
+
+def cell_bases(step: BuildStep, plan: Plan) -> list[str]:
+    """Base images of the stages of ``step``'s lineage."""
+    targets = plan.matrix.targets
+    return [step.cell.base(targets[n].base) for n in step.cell.target.lineage if targets[n].base]
+
+
+def build_hash(step: BuildStep, options: BuildOptions, base_ids: dict[str, str | None], bases: list[str]) -> str:
+    """Hash of everything that decides the image; options that only affect how (cache, pull, CA) are left out."""
+    doc = {
+        "dockerfile": _sha(step.rendered.dockerfile),
+        "files": {k: _sha(v) for k, v in sorted(step.rendered.files.items())},
+        "target": step.rendered.stage,
+        "ref": step.cell.ref,
+        "labels": {k: v for k, v in sorted(options.labels.items()) if k != BUILD_HASH_LABEL},
+        "bases": {ref: base_ids.get(ref) for ref in bases},
+    }
+    if step.rendered.links:  # only then: matrices without a wheelhouse keep their hashes
+        doc["links"] = {k: file_sha256(p) for k, p in sorted(step.rendered.links.items())}
+    return "sha256:" + _sha(json.dumps(doc, sort_keys=True))
+
+
+def local_image(client, ref: str):
+    from docker.errors import ImageNotFound
+
+    try:
+        return client.images.get(ref)
+    except ImageNotFound:
+        return None
+
+
+# --- running one docker build ----------------------------------------------------------
+
+
+def run_docker_build(argv: list[str], env: dict[str, str], log_path: Path, parsed: BuildkitLog,
+               on_output: Callable[[Vertex | None], None]) -> int:
+    """Run one docker build (procs.run_logged): its output to the cell's log and to BuildKit's
+    parser; ``on_output`` gets each line's new vertex (None for other lines)."""
+    rc, _ = procs.run_logged(argv, env, log_path, on_line=lambda line: on_output(parsed.feed(line)))
+    return rc
+
+
+# --- the executor ----------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    cell: str
+    state: str  # built, skipped, failed, blocked
+    duration_s: float | None = None
+    size_bytes: int | None = None
+    note: str = ""
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+def mark_stale(build_dir: Path) -> list[str]:
+    """Cells recorded as building by a process that is gone (we hold the lock): failed, interrupted."""
+    stale = [cid for cid, rec in read_status(build_dir).items() if rec.get(SECTION, {}).get("state") == "building"]
+    for cid in stale:
+        update_cell(build_dir, cid, SECTION, {
+            "state": "failed", "interrupted": True, "ended": utcnow(),
+            "error": "the build process ended without recording a result (killed, or the host went down)",
+        })
+    return stale
+
+
+class Executor:
+    def __init__(self, plan: Plan, options: BuildOptions, builder: Builder, client, progress: Progress, force: bool = False):
+        self.plan, self.options, self.builder, self.client = plan, options, builder, client
+        self.progress, self.force = progress, force
+        self.build_dir = plan.build_dir
+        self.env = {**os.environ, **build_env(builder.kind)}
+        self.base_ids = base_image_ids(client, base_images(plan)) if client is not None else {}
+        self.outcomes: list[Outcome] = []
+        self.cause: dict[str, str] = {}  # cell -> the failed cell that blocks it
+        self.fresh: set[str] = set()  # cells built without cache in this run (--no-cache)
+        self.running: dict[str, tuple[float, BuildkitLog]] = {}  # parallel builds in progress
+        self.stopping = False  # Ctrl-C during parallel builds: the main thread records the running ones
+
+    def log_path(self, cid: str) -> Path:
+        return self.build_dir / LOGS_DIR / f"{cid}.log"
+
+    def record(self, cid: str, data: dict[str, Any], replace_section: bool = False) -> dict[str, Any]:
+        """Write this cell's "build" section (and, once it is final, a history event); returns the section."""
+        rec = update_cell(self.build_dir, cid, SECTION, data, replace=replace_section)[SECTION]
+        if rec.get("state") in HISTORY_STATES:
+            history.append(self.build_dir, SECTION, cid, rec)
+        return rec
+
+    def run(self) -> list[Outcome]:
+        """Every planned cell in order, one at a time (``run_parallel`` for several)."""
+        for step in self.plan.steps:
+            write_context(step.rendered, self.build_dir)
+        try:
+            for i, step in enumerate(self.plan.steps):
+                try:
+                    self._one(step)
+                except HostFault as fault:
+                    self._not_attempted(self.plan.steps[i + 1:], fault, step.cell.id)
+                    raise
+        except KeyboardInterrupt as exc:
+            why = str(exc) or "SIGINT"
+            stopped = list(self.running.items())
+            for cid, (t0, parsed) in stopped:
+                self._interrupted(cid, t0, parsed, why)
+            raise BuildInterrupted(self._interrupt_message(stopped[0][0] if stopped else None, why)) from None
+        return self.outcomes
+
+    def run_parallel(self, jobs: int) -> list[Outcome]:
+        """Up to ``jobs`` cells at once, each only after the planned ancestors it builds on are done;
+        a failed cell blocks its dependants as in ``run``, and a host fault stops new builds."""
+        if jobs <= 1:
+            return self.run()
+        for step in self.plan.steps:
+            write_context(step.rendered, self.build_dir)
+        planned = {s.cell.id for s in self.plan.steps}
+        waiting, running, finished = list(self.plan.steps), {}, set()
+        fault: BaseException | None = None
+        fault_cell = ""
+        pool = cf.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="build")
+        try:
+            while waiting or running:
+                while fault is None and len(running) < jobs:
+                    ready = next((s for s in waiting if all(n in finished or n not in planned for n in s.needs)), None)
+                    if ready is None:
+                        break
+                    waiting.remove(ready)
+                    running[pool.submit(self._one, ready)] = ready
+                if not running:
+                    break
+                done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    cid = running.pop(fut).cell.id
+                    finished.add(cid)
+                    if fut.exception() is not None and fault is None:
+                        fault, fault_cell = fut.exception(), cid
+        except KeyboardInterrupt as exc:
+            why = str(exc) or "SIGINT"
+            self.stopping = True
+            procs.stop_all()
+            cf.wait(running)
+            stopped = list(self.running.items())
+            for cid, (t0, parsed) in stopped:
+                self._interrupted(cid, t0, parsed, why)
+            pool.shutdown(wait=True)
+            if len(stopped) == 1:
+                raise BuildInterrupted(self._interrupt_message(stopped[0][0], why)) from None
+            where = (f"{', '.join(c for c, _ in stopped)} were stopped and recorded as failed (interrupted)"
+                     if stopped else "no build was running")
+            raise BuildInterrupted(f"interrupted ({why}): {where}. The record {self.build_dir}/status.json is intact; "
+                                   "rerun `invoke build` to resume (finished cells are skipped).") from None
+        pool.shutdown(wait=True)
+        if fault is not None:
+            if isinstance(fault, HostFault):
+                self._not_attempted(waiting, fault, fault_cell)
+            raise fault
+        return self.outcomes
+
+    def _one(self, step: BuildStep) -> None:
+        """One cell: blocked, skipped or built (in a worker thread when parallel). A cell interrupted
+        mid-build stays in ``self.running`` for the caller to record."""
+        cid = step.cell.id
+        if cid in self.cause:
+            self._blocked(step)
+            return
+        parsed = BuildkitLog(tail_lines=TAIL_LINES + 10)
+        try:
+            digest = self.digest(step)
+            image = self.unchanged_image(step, digest)
+            if image is not None:
+                self._skipped(step, image, digest)
+                return
+            write_context(step.rendered, self.build_dir)
+            self.running[cid] = (time.monotonic(), parsed)
+            self._build(step, digest, parsed)
+        except HostFault as fault:
+            self._host_fault(step, fault, (cid, *self.running[cid]) if cid in self.running else None)
+            raise
+        except _ENGINE_ERRORS as exc:
+            fault = self._engine_lost(exc)
+            self._host_fault(step, fault, (cid, *self.running[cid]) if cid in self.running else None)
+            raise fault from None
+        if not self.stopping:
+            self.running.pop(cid, None)
+
+    def _not_attempted(self, rest: list[BuildStep], fault: HostFault, cause: str) -> None:
+        """After a host fault while building ``cause``: every cell not started yet, recorded as such."""
+        try:
+            for s in rest:
+                r = self.record(s.cell.id, {
+                    "state": "blocked", "blocked_by": cause, "ended": utcnow(), "ref": s.cell.ref,
+                    "input_hash": s.rendered.input_hash, "host_fault": fault.reason,
+                    "error": f"not attempted: {fault.reason} while building {cause}",
+                }, replace_section=True)
+                self.progress.finished(s.cell.id, "blocked", f"not attempted ({fault.reason})")
+                self.outcomes.append(Outcome(s.cell.id, "blocked", note=f"not attempted ({fault.reason})", record=r))
+        except StatusError as exc:
+            fault.args = (f"{fault}\nThe record could not be updated either: {exc}",)
+
+    def _blocked(self, step: BuildStep) -> None:
+        cid, cause = step.cell.id, self.cause[step.cell.id]
+        rec = self.record(cid, {
+            "state": "blocked", "blocked_by": cause, "ended": utcnow(), "ref": step.cell.ref,
+            "input_hash": step.rendered.input_hash,
+            "error": f"not attempted: {cause} failed (see {self.log_path(cause)})",
+        }, replace_section=True)
+        self.progress.finished(cid, "blocked", f"{cause} failed")
+        self.outcomes.append(Outcome(cid, "blocked", note=f"by {cause}", record=rec))
+
+    def _skipped(self, step: BuildStep, image, digest: str) -> None:
+        cid, now = step.cell.id, utcnow()
+        previous = read_status(self.build_dir).get(cid, {}).get(SECTION, {})
+        rec = self.record(cid, {
+            "state": "skipped", "cached": True, "started": now, "ended": now, "duration_s": 0.0,
+            "ref": step.cell.ref, "image_id": image.id, "size_bytes": image.attrs.get("Size"),
+            "image_created": image.attrs.get("Created"), "input_hash": step.rendered.input_hash,
+            "build_hash": digest, "log": previous.get("log") if previous.get("build_hash") == digest else None,
+            "bases": self.bases(step),  # the build hash covers their ids: an unchanged image was built from these
+        }, replace_section=True)
+        self.progress.finished(cid, "skipped", f"unchanged, image {image.short_id.removeprefix('sha256:')}")
+        self.outcomes.append(Outcome(cid, "skipped", None, image.attrs.get("Size"), "unchanged", rec))
+
+    def bases(self, step: BuildStep) -> dict[str, str | None]:
+        """Which image each of the cell's base tags names now: `invoke report` shows later drift."""
+        return {ref: self.base_ids.get(ref) for ref in dict.fromkeys(cell_bases(step, self.plan))}
+
+    def digest(self, step: BuildStep) -> str:
+        return build_hash(step, self.options, self.base_ids, cell_bases(step, self.plan))
+
+    def unchanged_image(self, step: BuildStep, digest: str):
+        """The cell's local image when it was built from exactly these inputs, else None."""
+        if self.force or self.client is None:
+            return None
+        image = local_image(self.client, step.cell.ref)
+        return image if image is not None and image.labels.get(BUILD_HASH_LABEL) == digest else None
+
+    def command(self, step: BuildStep, digest: str) -> tuple[BuildOptions, list[str]]:
+        """The options and the exact docker command that build ``step``."""
+        options = replace(self.options, labels={**self.options.labels, BUILD_HASH_LABEL: digest})
+        options = self._no_cache_for(step, options)
+        return options, build_argv(step, options, self.builder.kind)
+
+    def _build(self, step: BuildStep, digest: str, parsed: BuildkitLog) -> None:
+        cid, log = step.cell.id, self.log_path(step.cell.id)
+        options, argv = self.command(step, digest)
+        self.record(cid, {
+            "state": "building", "started": utcnow(), "cached": False, "ref": step.cell.ref,
+            "input_hash": step.rendered.input_hash, "build_hash": digest, "log": str(log),
+            "builder": self.builder.describe(), "command": shlex.join(argv),
+            # Which image each base tag named when this was built: `invoke report` shows drift.
+            "bases": self.bases(step),
+        }, replace_section=True)
+        previous = local_image(self.client, step.cell.ref)
+        self.progress.started(cid, str(log))
+        t0 = time.monotonic()
+        rc = run_docker_build(argv, self.env, log, parsed, lambda v: self.progress.step(cid, v) if v else self.progress.tick(cid))
+        took = round(time.monotonic() - t0, 1)
+        if self.stopping:
+            return  # stopped by Ctrl-C in a parallel run: the main thread records it as interrupted
+        image = local_image(self.client, step.cell.ref) if rc == 0 else None
+        if image is not None and image.labels.get(BUILD_HASH_LABEL) == digest:
+            rec = self.record(cid, {
+                "state": "built", "ended": utcnow(), "duration_s": took, "image_id": image.id,
+                "size_bytes": image.attrs.get("Size"), "image_created": image.attrs.get("Created"),
+                "replaced_image_id": self._drop_superseded(previous, image, cid), **parsed.counts(),
+            })
+            if options.no_cache or options.no_cache_filter:
+                self.fresh.add(cid)
+            counts = parsed.counts()
+            note = f"{counts['steps_run']} steps run, {counts['steps_cached']} cached"
+            self.progress.finished(cid, "built", note, took)
+            self.outcomes.append(Outcome(cid, "built", took, image.attrs.get("Size"), note, rec))
+            return
+        if rc and not self.engine_alive():
+            raise self._engine_lost()
+        failing = parsed.failing_step() or ("(no failing step in the output)" if rc else "(build succeeded but no image was loaded)")
+        error = parsed.error() or (f"docker exited with {rc}" if rc else f"{step.cell.ref} is not in the image store with build hash {digest}")
+        rec = self.record(cid, {
+            "state": "failed", "ended": utcnow(), "duration_s": took, "exit_code": rc,
+            "step": failing, "error": error, "tail": parsed.failure_tail(TAIL_LINES),
+            "error_lines": parsed.error_lines, **parsed.counts(),
+        })
+        for d in self.plan.dependants(cid):
+            self.cause.setdefault(d, cid)
+        self.progress.finished(cid, "failed", failing, took)
+        self.outcomes.append(Outcome(cid, "failed", took, note=failing, record=rec))
+
+    def _drop_superseded(self, old, new, cid: str) -> str | None:
+        """Remove the image this build replaced once nothing names it any more.
+
+        Docker keeps a replaced image as a dangling copy; with 6-30 GB per cell every
+        --force/--no-cache run would pile them up. Only an image labelled as this very
+        cell goes, and only when untagged and unused (removal without force)."""
+        from docker.errors import DockerException
+
+        if old is None or old.id == new.id or old.labels.get(CELL_LABEL) != cid:
+            return None
+        try:
+            old.reload()
+            if old.tags:
+                return None
+            self.client.images.remove(old.id)
+        except DockerException:
+            return None  # used by a container, or already gone: leave it
+        return old.id
+
+    def _no_cache_for(self, step: BuildStep, options: BuildOptions) -> BuildOptions:
+        """--no-cache builds each shared stage once: a cell whose ancestors were just rebuilt
+        without cache takes their stages from that fresh cache and rebuilds only its own."""
+        if not options.no_cache or self.builder.kind != BUILDX:
+            return options
+        ancestors = step.cell.target.lineage[:-1]
+        ids = [self.plan.matrix.stage_cell(step.cell, t).id for t in ancestors]
+        if not ids or not all(i in self.fresh for i in ids):
+            return options
+        own = tuple(s for s in step.rendered.stages if s not in ancestors)
+        return replace(options, no_cache=False, no_cache_filter=own)
+
+    def _engine_lost(self, exc: BaseException | None = None) -> EngineLost:
+        host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        why = f" ({str(exc).splitlines()[0][:200]})" if exc is not None and str(exc) else ""
+        return EngineLost(
+            f"cannot reach the Docker engine at {host} any more{why}: it stopped or restarted during the build. "
+            f"{START_DOCKER}; then rerun `invoke build` to resume (finished cells are skipped)"
+        )
+
+    def engine_alive(self) -> bool:
+        try:
+            self.client.ping()
+        except Exception:  # any failure to answer a ping means the engine is gone
+            return False
+        return True
+
+    def _host_fault(self, step: BuildStep, fault: HostFault, current) -> None:
+        """Record the cell failed: the host's fault (a full disk, a lost engine)."""
+        cid = step.cell.id
+        took = round(time.monotonic() - current[1], 1) if current and current[0] == cid else None
+        parsed = current[2] if current and current[0] == cid else None
+        try:
+            rec = self.record(cid, {
+                "state": "failed", "ended": utcnow(), "duration_s": took, "host_fault": fault.reason,
+                "step": f"#{v.number} {v.name}" if parsed and (v := parsed.running) else "",
+                "error": str(fault), "tail": parsed.failure_tail(TAIL_LINES) if parsed else [],
+            })
+            self.progress.finished(cid, "failed", fault.reason, took)
+            self.outcomes.append(Outcome(cid, "failed", took, note=fault.reason, record=rec))
+        except StatusError as exc:
+            fault.args = (f"{fault}\nThe record could not be updated either: {exc}",)
+
+    def _interrupted(self, cid: str, t0: float, parsed: BuildkitLog, why: str) -> None:
+        took = round(time.monotonic() - t0, 1)
+        step = f"#{v.number} {v.name}" if (v := parsed.running) is not None else ""
+        rec = self.record(cid, {
+            "state": "failed", "interrupted": True, "ended": utcnow(), "duration_s": took,
+            "step": step, "error": f"interrupted ({why}) during the build", "tail": parsed.failure_tail(TAIL_LINES),
+        })
+        self.progress.finished(cid, "failed", f"interrupted ({why})", took)
+        self.outcomes.append(Outcome(cid, "failed", took, note="interrupted", record=rec))
+
+    def _interrupt_message(self, cid: str | None, why: str) -> str:
+        where = f"{cid} was stopped and recorded as failed (interrupted); log {self.log_path(cid)}" if cid else "no build was running"
+        return (f"interrupted ({why}): {where}. The record {self.build_dir}/status.json is intact; "
+                "rerun `invoke build` to resume (finished cells are skipped).")
+
+
+# --- the task ---------------------------------------------------------------------------
+
+
+def summary_table(outcomes: list[Outcome]) -> Table:
+    counts = {s: sum(o.state == s for o in outcomes) for s in ("built", "skipped", "failed", "blocked")}
+    title = ", ".join(f"{n} {s}" for s, n in counts.items())
+    table = Table(title=f"build summary: {title}", title_justify="left")
+    for col in ("cell", "state", "time", "size", "detail"):
+        table.add_column(col, no_wrap=col != "detail")
+    for o in outcomes:
+        style = {"failed": "red", "blocked": "yellow"}.get(o.state, "")
+        table.add_row(o.cell, Text(o.state, style=style), human_duration(o.duration_s),
+                      fmt_bytes(o.size_bytes), Text(o.note))
+    return table
+
+
+def failure_message(outcomes: list[Outcome]) -> str:
+    failed = [o for o in outcomes if o.state == "failed"]
+    blocked = [o for o in outcomes if o.state == "blocked"]
+    done = sum(o.state in ("built", "skipped") for o in outcomes)
+    lines = [f"{len(failed)} cell(s) failed, {len(blocked)} blocked, {done} built or unchanged"]
+    for o in failed:
+        rec = o.record
+        lines.append(f"cell {o.cell} failed at step {rec.get('step') or '?'}: {rec.get('error') or '?'}")
+        if rec.get("error_lines"):
+            lines.append("  first error lines in the step's output:")
+            lines += [f"  ! {t}" for t in rec["error_lines"]]
+        lines.append(f"  log: {rec.get('log')} (last lines below)")
+        lines += [f"  | {t}" for t in rec.get("tail", [])]
+        deps = [b.cell for b in blocked if b.record.get("blocked_by") == o.cell]
+        if deps:
+            lines.append(f"  blocked, not attempted: {', '.join(deps)}")
+    lines.append("Fix the cause and rerun the same `invoke build`: only failed, blocked and missing cells are built.")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Preview:
+    step: BuildStep
+    action: str  # "build" or "skip"
+    argv: list[str]
+    env: dict[str, str]
+    image_id: str | None = None
+
+
+def preview(plan: Plan, options: BuildOptions, *, force: bool = False) -> tuple[list[Preview], str | None]:
+    """What `invoke build` would do for each planned cell, without building: the same
+    hash, skip decision and command as a real run. Returns (previews, note on what is unknown)."""
+    builder = describe_builder(name=options.builder)
+    options = for_builder(options, builder)
+    options = replace(options, build_args=tuple(dict.fromkeys((*options.build_args, *proxy_build_args(os.environ)))))
+    try:
+        client, note = docker_client(timeout=10, host=builder.engine), None
+    except ImagematrixError as exc:
+        client, note = None, f"{exc} (so no cell is shown as skipped, and build-hash labels assume the base images are absent)"
+    ex = Executor(plan, options, builder, client, progress=None, force=force or options.no_cache)
+    out: list[Preview] = []
+    for step in plan.steps:
+        digest = ex.digest(step)
+        image = ex.unchanged_image(step, digest)
+        if image is not None:
+            out.append(Preview(step, "skip", [], {}, image.id))
+            continue
+        opts, argv = ex.command(step, digest)
+        if opts.no_cache or opts.no_cache_filter:
+            ex.fresh.add(step.cell.id)
+        out.append(Preview(step, "build", argv, build_env(builder.kind)))
+    return out, note
+
+
+def run_build(plan: Plan, options: BuildOptions, *, force: bool = False, skip_preflight: bool = False,
+              console: Console | None = None, jobs: int = 1) -> list[Outcome]:
+    """Preflight, then build every planned cell; raises BuildFailed (exit 1) if any failed."""
+    console = console or output.console()
+    with build_lock(plan.build_dir):
+        builder = describe_builder(name=options.builder)
+        options = for_builder(options, builder)
+        client = docker_client(host=builder.engine)  # where the builder's images land: skips look there
+        options = replace(options, build_args=tuple(dict.fromkeys((*options.build_args, *proxy_build_args(os.environ)))))
+        preflight(plan, options, builder, client, console, skip=skip_preflight)
+        for cid in mark_stale(plan.build_dir):
+            console.print(f"{cid}: an earlier build of it was killed; recorded as failed (interrupted)", markup=False)
+        force = force or options.no_cache  # --no-cache means "build it again", not "skip it"
+        at_once = f", {jobs} at a time" if jobs > 1 else ""
+        console.print(f"building {len(plan.steps)} cell(s){at_once} with {builder.describe()}; logs in {plan.build_dir / LOGS_DIR}",
+                      markup=False)
+        progress = make_progress(console, [s.cell.id for s in plan.steps])
+        executor = Executor(plan, options, builder, client, progress, force=force)
+        try:
+            with sigterm_as_interrupt(), progress:
+                outcomes = executor.run_parallel(jobs) if jobs > 1 else executor.run()
+        except HostFault:
+            console.print(summary_table(executor.outcomes))
+            raise
+    console.print(summary_table(outcomes))
+    if any(o.state == "failed" for o in outcomes):
+        raise BuildFailed(failure_message(outcomes))
+    return outcomes
+
+
+# --- clean ------------------------------------------------------------------------------
+
+
+def clean(build_dir: Path, cells: list | None = None, console: Console | None = None, history: bool = False) -> int:
+    """Remove ``build_dir`` but its history (unless ``history``); with ``cells``, also remove those
+    cells' images (only images that carry their label). Only a directory imagematrix made is removed
+    (builddir.MARKER), never through a symbolic link, and nothing outside it."""
+    console = console or output.console()
+    build_dir = Path(build_dir)
+    refuse = f"refusing to remove {build_dir}"
+    if build_dir.is_symlink():
+        raise UsageError(f"{refuse}: it is a symbolic link (to {os.readlink(build_dir)}); clean never deletes through "
+                         "a link. Pass the build directory itself (--out DIR); nothing was removed")
+    if build_dir.exists() and not build_dir.is_dir():
+        raise UsageError(f"{refuse}: it is not a directory; nothing was removed")
+    if build_dir.exists() and not is_marked(build_dir):
+        raise UsageError(f"{refuse}: it is not a build directory imagematrix made (it has no {MARKER}, and no "
+                         "status.json beside a build lock); nothing was removed. Pass the build directory (--out DIR), "
+                         "or remove this one yourself if you mean it")
+    holder = lock_holder(build_dir)
+    if holder:
+        raise BuildLocked(f"a build is running in {build_dir} ({holder}); clean after it finishes")
+    resolved = build_dir.resolve()
+    if resolved == Path(resolved.anchor) or resolved in Path.cwd().resolve().parents or resolved == Path.cwd().resolve():
+        raise UsageError(f"{refuse}: it is / or holds the current directory; pass the build directory (--out)")
+    if cells:
+        client = docker_client()
+        from docker.errors import APIError
+
+        for cell in cells:
+            image = local_image(client, cell.ref)
+            if image is None:
+                continue
+            owner = image.labels.get(CELL_LABEL)
+            if owner != cell.id:
+                console.print(f"kept {cell.ref}: its label {CELL_LABEL} is {owner!r}, not {cell.id!r} (not built by imagematrix)",
+                              markup=False)
+                continue
+            try:
+                client.images.remove(cell.ref)
+            except APIError as exc:
+                raise ImagematrixError(
+                    f"could not remove {cell.ref}: {exc.explanation or exc}; a container may still use it "
+                    f"(docker ps -a --filter ancestor={cell.ref})"
+                ) from None
+            console.print(f"removed image {cell.ref} ({image.short_id})", markup=False)
+    if not build_dir.exists():
+        console.print(f"{build_dir}/ does not exist; nothing to remove there", markup=False)
+        return 0
+    keep = set() if history else {HISTORY_FILE, HISTORY_LOCK}
+    kept = []
+    try:
+        with os.scandir(build_dir) as entries:
+            for entry in list(entries):
+                if entry.name in keep:
+                    kept.append(entry.name)
+                elif entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)  # fd-based on Linux: links inside are removed, never followed
+                else:
+                    os.unlink(entry.path)
+        if HISTORY_FILE in kept:
+            mark(build_dir)  # what is left is still ours to clean later
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(build_dir / MARKER)
+            build_dir.rmdir()
+    except OSError as exc:
+        raise ImagematrixError(f"could not remove everything in {build_dir}: {exc.strerror} ({exc.filename}); "
+                               "what was removed is gone, the rest is as it was") from None
+    console.print(f"removed {build_dir}/ (contexts, logs, status.json)", markup=False)
+    if HISTORY_FILE in kept:
+        console.print(f"kept {build_dir / HISTORY_FILE} (the build and test history; --history removes it too)",
+                      markup=False)
+    return 0

@@ -1,0 +1,255 @@
+"""What each CLI task does. ``tasks.py`` (the collection behind `imagematrix` and `invoke`) only parses options and calls these."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+from rich.table import Table
+
+from imagematrix import terminal as output
+from imagematrix.build.buildkit import BuildOptions
+from imagematrix.core import status
+from imagematrix.core.builddir import build_lock
+from imagematrix.core.errors import UsageError
+from imagematrix.matrix.load import Matrix, load_matrix, matrix_json_schema
+from imagematrix.matrix.plan import Plan, Selection, excluded_lines, make_plan, select_cells
+from imagematrix.matrix.render import render_cell, write_context
+from imagematrix.reports import sizes, status_view
+from imagematrix.terminal import styled
+
+console = output.console
+
+
+def load(matrix: str | Path) -> Matrix:
+    m = load_matrix(matrix)
+    err = console(stderr=True)
+    for w in m.warnings:
+        err.print(output.styled(("warning:", "yellow"), f" {w}"), soft_wrap=True)
+    return m
+
+
+def show_matrix(matrix: str | Path, sel: Selection) -> int:
+    m = load(matrix)
+    cells = select_cells(m, sel)
+    table = Table(title=f"{m.image} — {len(cells)} of {len(m.cells)} cells ({sel.describe()})", title_justify="left")
+    for col in ("cell", "CUDA", "Python", "target", "parent", "phase", "tag"):
+        table.add_column(col, no_wrap=True)
+    for c in cells:
+        t = c.target
+        parent = f"{t.parent} ({t.relation})" if t.parent else "-"
+        table.add_row(c.id, c.cuda.version, c.python, t.name, parent, ",".join(map(str, c.phases)) or "-", c.tag)
+    out = console()
+    out.print(table)
+    for line in excluded_lines(m, sel):
+        out.print(line, markup=False, soft_wrap=True)
+    return 0
+
+
+def render(matrix: str | Path, sel: Selection, out_dir: Path) -> int:
+    m = load(matrix)
+    out = console()
+    cells = select_cells(m, sel)
+    with build_lock(out_dir, "invoke render"):  # never rewrite a context a running build is reading
+        for c in cells:
+            ctx = write_context(render_cell(m, c), out_dir)
+            out.print(f"{c.id}: {ctx / 'Dockerfile'}  {ctx / 'cell.json'}")
+    return 0
+
+
+def plan(matrix: str | Path, sel: Selection, build_dir: Path) -> Plan:
+    return make_plan(load(matrix), sel, build_dir)
+
+
+def lint(matrix: str | Path, sel: Selection, code: bool = True, dockerfiles: bool = True) -> int:
+    """ruff on the code, hadolint on the selected cells' rendered Dockerfiles; 1 if anything is found."""
+    from imagematrix.cli import (
+        lint as linters,  # the linters are dev tools: load them only for this task
+    )
+
+    out = console()
+    findings: list[linters.Finding] = []
+    if code:
+        found = linters.ruff(linters.CODE_PATHS)
+        out.print(f"ruff: {len(found)} finding(s) in {', '.join(p for p in linters.CODE_PATHS if Path(p).exists())}")
+        findings += found
+    if dockerfiles:
+        m = load(matrix)
+        cells = select_cells(m, sel)
+        config = linters.config_for(Path(matrix), m.fragments_dir)
+        found = linters.lint_cells(m, cells, config)
+        out.print(f"hadolint: {len(found)} finding(s) in {len(cells)} rendered Dockerfile(s) (config: {config or 'none'})")
+        findings += found
+        if m.ci is not None and m.ci.workflow.is_file():
+            found = linters.actionlint(m.ci.workflow, m.ci.runs_on) + linters.zizmor(m.ci.workflow)
+            out.print(f"actionlint, zizmor: {len(found)} finding(s) in {m.ci.workflow}")
+            findings += found
+    for f in findings:
+        out.print(str(f), markup=False, soft_wrap=True)
+    return 1 if findings else 0
+
+
+def print_schema() -> int:
+    """The JSON Schema of matrix.yaml on stdout (plain print: no wrapping, no markup)."""
+    print(json.dumps(matrix_json_schema(), indent=2))
+    return 0
+
+
+def print_dry_run(p: Plan, options: BuildOptions, force: bool = False) -> int:
+    """The plan, and per cell what a real `invoke build` would do: skip it or run this command."""
+    from imagematrix.build.executor import (
+        preview,  # the executor's own decisions, so the two cannot disagree
+    )
+
+    previews, note = preview(p, options, force=force)
+    out = console()
+    out.print(f"plan: {len(p.steps)} cell(s) for {p.selection.describe()} (parents first; nothing is run)")
+    if note:
+        out.print(f"note: {note}", markup=False)
+    for i, pv in enumerate(previews, 1):
+        step = pv.step
+        needs = f"  after {', '.join(step.needs)}" if step.needs else ""
+        out.print(f"{i:>3}. {step.cell.id}  stages {' -> '.join(step.rendered.stages)}{needs}", markup=False)
+        if pv.action == "skip":
+            out.print(f"     skip: unchanged, image {pv.image_id} (--force builds it anyway)", markup=False)
+            continue
+        env = " ".join(f"{k}={v}" for k, v in pv.env.items())
+        out.print(f"     {env} {shlex.join(pv.argv)}", soft_wrap=True, markup=False)
+    return 0
+
+
+# --- invoke sizes ------------------------------------------------------------------------
+
+
+def _print_sizes(reports: list[sizes.CellReport], console) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="image sizes (decimal GB, as `docker images`)", title_justify="left")
+    for col in ("cell", "size", "budget", "state", "vs devel", "env", "layer overhead", "biggest directory"):
+        table.add_column(col, no_wrap=True)
+    style = {"ok": "green", "over": "bold red", "missing": "yellow", "no budget": "dim"}
+    for r in reports:
+        meas, b = r.meas, r.cell.target.budget_gb
+        saved = "-"
+        if r.parent and not r.parent.get("missing"):
+            saved = f"-{sizes.fmt_bytes(r.parent['saved_bytes'])}" if r.parent["saved_bytes"] >= 0 else f"+{sizes.fmt_bytes(-r.parent['saved_bytes'])}"
+        elif r.parent:
+            saved = "devel not built"
+        top = "-"
+        if meas and meas.dirs:
+            d, n = meas.dirs[0]
+            top = f"{sizes.short_path(d, meas.site_dirs)} {sizes.fmt_bytes(n)}"
+        table.add_row(
+            r.cell.id, sizes.fmt_bytes(meas.size_bytes) if meas else "-", f"{b:g} GB" if b is not None else "-",
+            Text(r.verdict.state, style=style.get(r.verdict.state, "")), saved,
+            sizes.fmt_bytes(meas.env_bytes) if meas else "-", sizes.fmt_bytes(meas.layer_overhead_bytes) if meas else "-", top,
+        )
+    console.print(table)
+    for r in reports:
+        meas = r.meas
+        if meas is None:
+            console.print(styled(("missing", "yellow"), f" {r.cell.id}: {r.cell.ref} was never built; build it: {r.rebuild}"), soft_wrap=True)
+            continue
+        console.print(styled("\n", (r.cell.id, "bold"), f" {r.cell.ref}: {r.verdict.summary}"))
+        console.print("  buckets: " + " · ".join(f"{k} {sizes.fmt_bytes(v)}" for k, v in meas.buckets.items() if v))
+        for i, layer in enumerate(meas.layers):
+            console.print(f"  {'layers:' if i == 0 else '':8} {sizes.fmt_bytes(layer['bytes']):>8}  {layer['command']}", soft_wrap=True)
+        for i, (d, n) in enumerate(meas.dirs):
+            console.print(f"  {'dirs:' if i == 0 else '':8} {sizes.fmt_bytes(n):>8}  {sizes.short_path(d, meas.site_dirs)}")
+        p = r.parent
+        if p and p.get("missing"):
+            console.print(f"  vs devel: {p['cell']} was never built ({p['build']})")
+        elif p:
+            moved = ", ".join(f"{k} {sizes.fmt_bytes(v)}" for k, v in p["buckets_saved"].items() if abs(v) >= 1e6)
+            console.print(
+                f"  vs devel: {p['cell']} {sizes.fmt_bytes(p['size_bytes'])} -> {sizes.fmt_bytes(meas.size_bytes)}: "
+                f"saves {sizes.fmt_bytes(p['saved_bytes'])} (env {sizes.fmt_bytes(p['env_saved_bytes'])}; by bucket: {moved or 'none'})"
+            )
+        for note in meas.notes:
+            console.print(f"  note: {note}")
+
+
+def sizes_report(matrix: str, sel: Selection, build_dir: Path, top: int = 5, plot: bool = True) -> int:
+    """`invoke sizes`: measure, record, print, plot; 1 when an image is over its budget."""
+    out = console()
+    m = load(matrix)
+    cells = select_cells(m, sel)
+    reports = sizes.measure_cells(m, cells, Path(build_dir), sizes.Prober(sizes._client(), top), matrix)
+    _print_sizes(reports, out)
+    if plot:
+        from imagematrix.reports.sizeplot import PLOT_PATH, plot_records
+
+        plot_path = Path(build_dir) / PLOT_PATH
+        drawn = plot_records(Path(build_dir), [c.id for c in m.cells], plot_path)  # every recorded cell, not just these
+        out.print(f"\nplot: {plot_path} ({drawn} cell(s))" if drawn else "\nplot: nothing measured to draw")
+    missing = [r for r in reports if r.meas is None]
+    over = [r for r in reports if r.verdict.failed]
+    out.print(
+        f"\n{len(reports) - len(missing)} measured, {len(missing)} missing, {len(over)} over budget "
+        f"(recorded in {Path(build_dir) / 'status.json'}, section '{sizes.SECTION}')"
+    )
+    if over:
+        err = console(stderr=True)
+        for r in over:
+            err.print(styled(("over budget", "bold red"), f" {r.cell.id}: {r.verdict.summary}. Look at:"))
+            for tip in r.tips:
+                err.print(f"  - {tip}", soft_wrap=True)
+        return 1
+    return 0
+
+
+# --- invoke status -----------------------------------------------------------------------
+
+
+def show_status(build_dir: Path, matrix: str | Path | None, sel: Selection) -> int:
+    """Print the table; with a matrix, its selected cells (recorded or not) in plan order."""
+    cells = select_cells(load(matrix), sel) if matrix else None
+    table, rows = status_view.status_table(build_dir, cells)
+    out = console()
+    if rows == 0:
+        out.print(f"{status.status_path(build_dir)}: no cell recorded yet (run `invoke build`, or pass --matrix to list cells)")
+        return 0
+    out.print(table)
+    return 0
+
+
+def report(matrix: str | Path, sel: Selection, build_dir: Path, merge: list[Path]) -> int:
+    from imagematrix.reports.sheet import write_report
+
+    for path in merge:
+        if not path.is_file():
+            raise UsageError(f"--merge {path}: no such file (another runner's history.jsonl, e.g. from its CI artifact)")
+    out = write_report(plan(matrix, sel, build_dir), merge)
+    console().print(f"wrote {out}", markup=False, highlight=False)
+    return 0
+
+
+def diff_packages(refs: list[str]) -> int:
+    """What two builds' images differ in, package by package (Python distributions, Debian packages)."""
+    from imagematrix.build.preflight import docker_client
+    from imagematrix.reports import packages
+
+    if len(refs) != 2:
+        raise UsageError(f"--diff-packages takes two images, OLD then NEW (got {len(refs)})")
+    client = docker_client()
+    old, new = (packages.manifest(client, r) for r in refs)
+    lines = packages.diff(old, new)
+    out = console()
+    out.print(f"packages {refs[0]} -> {refs[1]}: {len(lines)} difference(s)", markup=False, highlight=False)
+    for line in lines:
+        out.print(line, markup=False, highlight=False)
+    return 0
+
+
+def ci_workflow(matrix: str | Path, check: bool) -> int:
+    from imagematrix.matrix.workflow import write_or_check
+
+    path, diff = write_or_check(load(matrix), check)
+    if diff is None:
+        console().print(f"{path} is up to date with {matrix}" if check else f"wrote {path}", markup=False, highlight=False)
+        return 0
+    console().print(f"{path} does not match {matrix}; run `invoke ci` and commit the result:\n{diff}",
+                    markup=False, highlight=False, soft_wrap=True)
+    return 1

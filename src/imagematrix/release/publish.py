@@ -1,0 +1,276 @@
+"""`invoke publish`: an image reaches its release tags only after its GPU suite passed on it.
+
+A cell is promoted when its local image is the one the current render builds
+(its input-hash label equals the render's), and every suite the matrix requires
+(``publish.require``, smoke by default) passed **on that image id** in a run
+with ``--require-gpu`` (a run where GPU checks could skip never counts). Anything
+else is refused, with the reason, per cell. Promotion pushes the tested image
+under its release tag and an immutable one (``<tag>-<input hash>``), and records
+the pushed digest. Credentials come from the docker config and its credential
+helpers, never from the matrix or the command line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+
+from imagematrix.core import status
+from imagematrix.core.builddir import utcnow
+from imagematrix.core.contract import INPUT_HASH_LABEL
+from imagematrix.core.errors import ImagematrixError
+from imagematrix.matrix.model import Cell
+from imagematrix.matrix.plan import BuildStep, Plan
+from imagematrix.reports import packages
+from imagematrix.terminal import fmt_bytes
+from imagematrix.testing.suite import SUITES_SECTION
+
+SECTION = "publish"
+LAYER_LIMIT = 10 * 10**9  # GHCR refuses a layer over 10 GB
+
+
+class PublishError(ImagematrixError):
+    pass
+
+
+@dataclass(frozen=True)
+class Decision:
+    cell: str
+    ok: bool
+    reason: str
+    image_id: str | None = None
+
+
+def immutable_tag(tag: str, input_hash: str) -> str:
+    """The tag that never moves: the release tag and the render's input hash (also a candidate's tag)."""
+    return f"{tag}-{input_hash.removeprefix('sha256:')[:12]}"
+
+
+CANDIDATE = "candidate"  # status section: where a build pushed the cell for GPU runners to test
+
+
+def push_candidates(plan: Plan, client, console: Console, repository: str) -> int:
+    """Push each selected cell's current local image to ``repository`` under its immutable tag (a
+    candidate, named by input hash) and record the digest; GPU runners test it from there
+    (`--candidates`), and `publish --candidates` promotes that digest. 1 if a cell had no current image."""
+    from docker.errors import ImageNotFound
+
+    missing = 0
+    for step in plan.steps:
+        cid = step.cell.id
+        try:
+            image = client.images.get(step.cell.ref)
+        except ImageNotFound:
+            image = None
+        if image is None or image.labels.get(INPUT_HASH_LABEL) != step.rendered.input_hash:
+            missing += 1
+            console.print(f"no candidate for {cid}: no current image {step.cell.ref} (invoke build)", markup=False, highlight=False)
+            continue
+        tag = immutable_tag(step.cell.tag, step.rendered.input_hash)
+        digest = push(client, image, repository, [tag])
+        status.update_cell(plan.build_dir, cid, CANDIDATE, {
+            "repository": repository, "tag": tag, "digest": digest, "image_id": image.id, "pushed": utcnow()}, replace=True)
+        console.print(f"candidate {cid}: {repository}@{digest} ({tag})", markup=False, highlight=False)
+    return 1 if missing else 0
+
+
+def pull_candidate(client, repository: str, cell: Cell, input_hash: str):
+    """A GPU runner's copy of a cell's candidate, tagged as the cell so the suite tests it; (image, digest)."""
+    tag = immutable_tag(cell.tag, input_hash)
+    try:
+        image = client.images.pull(repository, tag=tag)
+    except Exception as exc:  # not pushed yet, registry down, no credentials: the SDK's own errors
+        raise PublishError(f"cannot pull candidate {repository}:{tag} for {cell.id}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}. Fix: push it from the build "
+                           "host (invoke build --push-candidates REPO), and check `docker login` for that registry") from None
+    digest = next((d.split("@", 1)[1] for d in image.attrs.get("RepoDigests") or [] if d.startswith(f"{repository}@")), None)
+    image.tag(cell.image, cell.tag)
+    return image, digest
+
+
+def decide(step: BuildStep, image, record: dict[str, Any], required: tuple[str, ...]) -> Decision:
+    """Whether ``step``'s cell may be promoted, from its local image and its record."""
+    cid = step.cell.id
+    if image is None:
+        return Decision(cid, False, f"never built here: no image {step.cell.ref} (invoke build)")
+    if image.labels.get(INPUT_HASH_LABEL) != step.rendered.input_hash:
+        return Decision(cid, False, "stale: matrix.yaml or a fragment changed since this image was built (invoke build, then test it)")
+    suites = record.get(SUITES_SECTION) or {}
+    for name in required:
+        run = suites.get(name)
+        if not run:
+            return Decision(cid, False, f"untested: no {name} run recorded (nox -s gpu_{name}-{step.cell.python} -- --require-gpu)")
+        if run.get("image_id") != image.id:
+            return Decision(cid, False, f"its {name} run tested another image ({str(run.get('image_id'))[:19]}), not "
+                            f"{image.id[:19]}: test this one")
+        if run.get("state") != "passed":
+            return Decision(cid, False, f"its {name} run {run.get('state')} ({run.get('finished', '?')})")
+        if not run.get("require_gpu"):
+            return Decision(cid, False, f"its {name} run was not on a GPU (--require-gpu): GPU checks may have skipped")
+    return Decision(cid, True, f"{' and '.join(required)} passed on this image with a GPU", image.id)
+
+
+def big_layers(image) -> list[str]:
+    return [f"{fmt_bytes(h.get('Size'))} {str(h.get('CreatedBy', ''))[:80]}" for h in image.history()
+            if (h.get("Size") or 0) > LAYER_LIMIT]
+
+
+def push(client, image, repository: str, tags: list[str]) -> str:
+    """Tag ``image`` as repository:tag for each tag and push; the digest the registry answered."""
+    digest = None
+    for tag in tags:
+        image.tag(repository, tag)
+        try:
+            for line in client.images.push(repository, tag, stream=True, decode=True):
+                if line.get("error"):
+                    raise PublishError(
+                        f"pushing {repository}:{tag} failed: {line['error']}. Fix: check that the registry answers and that "
+                        "`docker login` (or a credential helper) has its credentials; nothing more was recorded as published")
+                digest = (line.get("aux") or {}).get("Digest") or digest
+        except PublishError:
+            raise
+        except Exception as exc:  # connection refused, TLS, auth: the SDK's own errors
+            raise PublishError(f"cannot push {repository}:{tag}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    if digest is None:
+        raise PublishError(f"the registry gave no digest for {repository}: nothing is recorded as published")
+    return digest
+
+
+RECORD_SUFFIX = ".imagematrix"  # <immutable tag>.imagematrix: what travels with a published image
+
+
+def push_record(client, repository: str, tag: str, document: dict) -> str:
+    """Push ``document`` beside the image as a one-file image (FROM scratch, /imagematrix.json) under
+    ``tag``; its digest. Any registry takes it (no referrers API needed) and `docker pull` reads it; an
+    annotation on the image itself would change the tested digest."""
+    import io
+    import tarfile
+
+    files = {"Dockerfile": b"FROM scratch\nCOPY imagematrix.json /imagematrix.json\n",
+             "imagematrix.json": (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    try:
+        record_image, _ = client.images.build(fileobj=buf, custom_context=True, tag=f"{repository}:{tag}", rm=True,
+                                              labels={"imagematrix.record-of": document["image"]})
+    except Exception as exc:  # the engine's build errors
+        raise PublishError(f"cannot make the record image {repository}:{tag}: {exc}") from None
+    try:
+        return push(client, record_image, repository, [tag])
+    finally:  # it lives in the registry; a local copy per release would only pile up
+        with contextlib.suppress(Exception):
+            client.images.remove(record_image.id, force=True)
+
+
+def run_publish(plan: Plan, required: tuple[str, ...], client, console: Console, *, repository: str | None = None,
+                dry_run: bool = False, candidates: str | None = None) -> int:
+    """Promote every cell that passes the gate; 1 if any was refused. With ``candidates``, what is
+    promoted is the candidate's digest, and only if the required runs tested that digest."""
+    from docker.errors import ImageNotFound
+
+    records = status.read_status(plan.build_dir)
+    refused = 0
+    for step in plan.steps:
+        record = records.get(step.cell.id, {})
+        candidate = record.get(CANDIDATE) if candidates else None
+        if candidates and not candidate:
+            refused += 1
+            console.print(f"refused {step.cell.id}: no candidate was pushed (invoke build --push-candidates {candidates})",
+                          markup=False, highlight=False)
+            continue
+        if candidate:  # the digest a GPU runner tested, from the registry: no rebuild, no local copy needed
+            image, _ = pull_candidate(client, candidate["repository"], step.cell, step.rendered.input_hash)
+        else:
+            try:
+                image = client.images.get(step.cell.ref)
+            except ImageNotFound:
+                image = None
+        d = decide(step, image, record, required)
+        if d.ok and candidate:
+            tested = {(record.get(SUITES_SECTION) or {}).get(n, {}).get("digest") for n in required}
+            if tested != {candidate["digest"]}:
+                d = Decision(d.cell, False, f"its GPU runs did not test candidate {candidate['digest'][:19]} by digest "
+                             f"(they tested {', '.join(sorted(str(t)[:19] if t else 'a local image' for t in tested))}): test the candidate "
+                             f"(--candidates {candidate['repository']})")
+        if not d.ok:
+            refused += 1
+            console.print(f"refused {d.cell}: {d.reason}", markup=False, highlight=False)
+            continue
+        repo = repository or step.cell.image
+        tags = [step.cell.tag, immutable_tag(step.cell.tag, step.rendered.input_hash)]
+        for layer in big_layers(image):
+            console.print(f"warning {d.cell}: a layer over 10 GB ({layer}); GHCR refuses those. Split the environment "
+                          "copy (several COPY steps) or slim the environment", markup=False, highlight=False)
+        if dry_run:
+            console.print(f"would publish {d.cell}: {image.id[:19]} as {', '.join(f'{repo}:{t}' for t in tags)} ({d.reason})",
+                          markup=False, highlight=False)
+            continue
+        listed = packages.manifest(client, image.id)  # before any push: a failure here leaves the registry untouched
+        digest = push(client, image, repo, tags[::-1])  # the immutable tag first: a moving tag never runs ahead of it
+        if candidate and digest != candidate["digest"]:
+            raise PublishError(f"{repo} answered digest {digest} for {d.cell}, not the tested candidate's "
+                               f"{candidate['digest']}: the registry rewrote the manifest; nothing more was recorded")
+        document = {"image": f"{repo}@{digest}", "cell": d.cell, "tags": tags, "image_id": image.id,
+                    "suites": {n: (record.get(SUITES_SECTION) or {}).get(n) for n in required}, "packages": listed}
+        record_tag = tags[1] + RECORD_SUFFIX
+        push_record(client, repo, record_tag, document)
+        status.update_cell(plan.build_dir, d.cell, SECTION, {
+            "repository": repo, "tags": tags, "digest": digest, "image_id": image.id, "published": utcnow(),
+            "record_tag": record_tag, **({"candidate": candidate["digest"]} if candidate else {}),
+        }, replace=True)
+        console.print(f"published {d.cell}: {repo}@{digest} as {', '.join(tags)}; its test record and packages: "
+                      f"{repo}:{record_tag}", markup=False, highlight=False)
+    if len(plan.matrix.platforms) > 1 and not dry_run:
+        for line in publish_indexes(plan, repository):
+            console.print(line, markup=False, highlight=False)
+    console.print(f"publish: {len(plan.steps) - refused} promoted{' (dry run)' if dry_run else ''}, {refused} refused",
+                  markup=False, highlight=False)
+    return 1 if refused else 0
+
+
+def index_groups(plan: Plan) -> dict[str, list[BuildStep]]:
+    """Release tag without the architecture -> its cells, one per platform, for the selected cells."""
+    groups: dict[str, list[BuildStep]] = {}
+    for step in plan.steps:
+        if step.cell.arch_suffix:
+            groups.setdefault(step.cell.tag.removesuffix(step.cell.arch_suffix), []).append(step)
+    return groups
+
+
+def publish_indexes(plan: Plan, repository: str | None) -> list[str]:
+    """One multi-platform index per release tag, over the digests of its published platforms
+    (``docker buildx imagetools create``: no image is pulled or rebuilt). A tag whose platforms are
+    not all published now is left alone, with the reason."""
+    import subprocess
+
+    records = status.read_status(plan.build_dir)
+    lines = []
+    for tag, steps in index_groups(plan).items():
+        published = [records.get(s.cell.id, {}).get(SECTION) for s in steps]
+        current = [p for p, s in zip(published, steps, strict=True)
+                   if p and p.get("image_id") and p["tags"][1] == immutable_tag(s.cell.tag, s.rendered.input_hash)]
+        missing = [s.cell.id for s, p in zip(steps, published, strict=True) if p not in current]
+        if missing or len(steps) < len(plan.matrix.platforms):
+            lines.append(f"no index {tag}: not every platform is published from this render "
+                         f"({', '.join(missing) or 'platforms not selected'})")
+            continue
+        repo = repository or steps[0].cell.image
+        sources = [f"{p['repository']}@{p['digest']}" for p in current]
+        argv = ["docker", "buildx", "imagetools", "create", "--tag", f"{repo}:{tag}", *sources]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+        if done.returncode != 0:
+            raise PublishError(f"the index {repo}:{tag} could not be made (`{' '.join(argv)}`): "
+                               f"{(done.stderr or done.stdout).strip()[-400:]}")
+        lines.append(f"index {repo}:{tag}: {', '.join(s.cell.platform or '?' for s in steps)}")
+        for s in steps:
+            status.update_cell(plan.build_dir, s.cell.id, SECTION, {"index": f"{repo}:{tag}"})
+    return lines

@@ -1,0 +1,66 @@
+"""What is installed in an image: its Python distributions and Debian packages, read from a throw-away
+container of it. Published beside the image (publish), and compared between two builds (`report
+--diff-packages OLD --diff-packages NEW`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from imagematrix.core.errors import ImagematrixError
+
+# Every python3 on PATH is asked (the image's environment first); dpkg where the base has it.
+LIST_SHELL = r"""
+py=$(command -v python3 || command -v python || true)
+if [ -n "$py" ]; then
+  "$py" -c 'import json, importlib.metadata as m; print(json.dumps({d.metadata["Name"]: d.version for d in m.distributions() if d.metadata["Name"]}))'
+else
+  echo '{}'
+fi
+echo '---'
+command -v dpkg-query >/dev/null && dpkg-query -W -f '${Package} ${Version}\n' || true
+"""
+
+
+class PackagesError(ImagematrixError):
+    pass
+
+
+def parse_listing(text: str) -> dict[str, dict[str, str]]:
+    """LIST_SHELL's output -> {"python": {name: version}, "debian": {name: version}}."""
+    head, sep, tail = text.partition("---")
+    if not sep:
+        raise PackagesError(f"unreadable package listing: {text.strip()[-300:] or 'no output'}")
+    try:
+        python = json.loads(head.strip().splitlines()[-1]) if head.strip() else {}
+    except (ValueError, IndexError):
+        raise PackagesError(f"unreadable Python distribution list: {head.strip()[-300:]}") from None
+    debian = dict(line.split(" ", 1) for line in tail.strip().splitlines() if " " in line)
+    return {"python": dict(sorted(python.items(), key=lambda kv: kv[0].lower())), "debian": dict(sorted(debian.items()))}
+
+
+def manifest(client, ref: str) -> dict[str, dict[str, str]]:
+    """The package manifest of a local image (by reference or id)."""
+    from docker.errors import DockerException
+
+    try:
+        out = client.containers.run(ref, ["sh", "-c", LIST_SHELL], entrypoint=[], remove=True, network_disabled=True,
+                                    labels={"imagematrix.reports.packages": "list"})
+    except DockerException as exc:
+        raise PackagesError(f"cannot list the packages of {ref}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
+    return parse_listing(out.decode(errors="replace"))
+
+
+def diff(old: Mapping[str, Mapping[str, str]], new: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """One line per package added (+), removed (-) or changed (~), Python then Debian."""
+    lines = []
+    for kind in ("python", "debian"):
+        a, b = old.get(kind, {}), new.get(kind, {})
+        for name in sorted(set(a) | set(b), key=str.lower):
+            if name not in a:
+                lines.append(f"+ {kind} {name} {b[name]}")
+            elif name not in b:
+                lines.append(f"- {kind} {name} {a[name]}")
+            elif a[name] != b[name]:
+                lines.append(f"~ {kind} {name} {a[name]} -> {b[name]}")
+    return lines

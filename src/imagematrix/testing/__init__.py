@@ -1,0 +1,1 @@
+"""imagematrix.testing."""

@@ -1,0 +1,429 @@
+"""The GPU suite inside every built image: one container per cell (the docker backend of testrun).
+
+Per cell: one container from the built image, GPUs requested when the engine can hand them
+out (the NVIDIA runtime, or CDI), the suite, this package and pytest mounted read-only,
+caches from ``build/test-cache/<cell>`` (so a second run is warm), JUnit and the log to
+``build/test-results/``, a time limit, and the container removed whatever happens (Ctrl-C and
+SIGTERM too). ``--jobs N`` runs N cells at once, each on its own GPU while there are enough.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from imagematrix.core.builddir import utcnow
+from imagematrix.core.contract import CELL_LABEL, UNPRIVILEGED_UID, UNPRIVILEGED_USER
+from imagematrix.core.errors import ImagematrixError, UsageError
+from imagematrix.testing import grid as testgrid
+from imagematrix.testing.grid import ERROR, MISSING, CellResult
+from imagematrix.testing.suite import (
+    CACHE_IN,
+    PACKAGE_ROOT,
+    SUITE_ENV,
+    CellPaths,
+    Options,
+    build_command,
+    cache_env,
+    ensure_tools,
+    judge_files,
+    prepare_dirs,
+    pytest_args,
+    record_result,
+    resolve_workers,
+    tools_versions,
+)
+
+# Where things live inside the test container.
+TESTS_IN = "/opt/imagematrix/tests"
+TOOLS_IN = "/opt/imagematrix/site"
+PACKAGE_IN = "/opt/imagematrix/pkg"  # this package (the suite imports imagematrix.core.contract from it)
+RESULTS_IN = "/var/lib/imagematrix/results"
+JUNIT_NAME = "junit.xml"
+
+# Root on the host runs the container as this uid (no passwd entry, like most
+# `docker run --user N` in CI); anyone else runs it as themselves.
+CONTAINER_UID = UNPRIVILEGED_UID
+SHM_SIZE = "1g"  # Docker's 64 MB /dev/shm breaks DataLoader workers and Ray
+
+# GPU access: the engine's NVIDIA runtime, else a CDI spec for NVIDIA GPUs.
+NVIDIA_RUNTIME = "nvidia"
+CDI_DIRS = ("/etc/cdi", "/var/run/cdi")
+CDI_KIND = "nvidia.com/gpu"
+GPU_FIX = (
+    "Fix on a GPU host: install nvidia-container-toolkit and run "
+    "`nvidia-ctk runtime configure --runtime=docker` (or `nvidia-ctk cdi generate`), then restart dockerd"
+)
+
+
+# Labels of a test container: which run owns it (`docker ps --filter label=imagematrix.testing.run`).
+TESTRUN_LABEL = "imagematrix.testing.run"
+BUILD_DIR_LABEL = "imagematrix.testing.run.build-dir"
+OWNER_PID_LABEL = "imagematrix.testing.run.pid"
+OWNER_HOST_LABEL = "imagematrix.testing.run.host"
+
+
+
+@dataclass(frozen=True)
+class GpuAccess:
+    device_requests: tuple[dict, ...]
+    how: str  # the whole story, printed once per run
+    label: str  # a word or two for the grid and status.json
+    devices: tuple[str, ...] = ()  # GPUs a container can be given alone ("0", "1", ...), when known
+
+    @property
+    def requested(self) -> bool:
+        return bool(self.device_requests)
+
+    def only(self, device: str) -> GpuAccess:
+        """The same access, narrowed to one GPU (parallel cells each get their own)."""
+        if self.label == "cdi":
+            request = {"driver": "cdi", "device_ids": [f"{CDI_KIND}={device}"]}
+        else:
+            request = {"driver": "nvidia", "device_ids": [device], "capabilities": [["gpu"]]}
+        return replace(self, device_requests=(request,), how=f"GPU {device} ({self.label})",
+                       label=f"{self.label} gpu {device}", devices=(device,))
+
+
+_CDI_DEVICE = re.compile(r"""name["']?\s*:\s*["']?(\d+)["']?\s*[,}\n]""")
+
+
+def gpu_access(info: dict, cdi_specs: dict[str, str], gpu_count: int = 0) -> GpuAccess:
+    """How to give containers the GPUs, from `docker info`, the CDI spec files' texts and the
+    number of GPUs the host reports (nvidia-smi -L; 0 when unknown)."""
+    runtimes = sorted(info.get("Runtimes") or {})
+    if NVIDIA_RUNTIME in runtimes or info.get("DefaultRuntime") == NVIDIA_RUNTIME:
+        return GpuAccess(({"count": -1, "capabilities": [["gpu"]]},), "all GPUs (NVIDIA runtime)", "nvidia runtime",
+                         tuple(str(i) for i in range(gpu_count)))
+    specs = sorted(p for p, text in cdi_specs.items() if CDI_KIND in text)
+    if specs and info.get("CDISpecDirs"):
+        # One CDI device per GPU, named by index as nvidia-ctk names them ("nvidia.com/gpu=0").
+        names = sorted({n for p in specs for n in _CDI_DEVICE.findall(cdi_specs[p])}, key=int)
+        return GpuAccess(({"driver": "cdi", "device_ids": [f"{CDI_KIND}=all"]},), f"all GPUs (CDI: {specs[0]})", "cdi",
+                         tuple(names))
+    if specs:
+        why = (
+            f"none: {specs[0]} describes NVIDIA GPUs but this engine has CDI off (docker info shows no "
+            "CDISpecDirs; Docker >= 25 with the 'cdi' feature enabled reads it)"
+        )
+    else:
+        why = (
+            f"none: the engine has no NVIDIA runtime (runtimes: {', '.join(runtimes) or 'none'}) and "
+            f"no CDI spec for {CDI_KIND} is in {', '.join(info.get('CDISpecDirs') or CDI_DIRS)}"
+        )
+    return GpuAccess((), f"{why}. GPU checks skip (fail with --require-gpu). {GPU_FIX}", "none")
+
+
+def container_user(euid: int, egid: int) -> str:
+    return f"{CONTAINER_UID}:{CONTAINER_UID}" if euid == 0 else f"{euid}:{egid}"
+
+
+def container_spec(
+    image_ref: str, image_env: list[str], opts: Options, cell_id: str, paths: CellPaths,
+    tools: Path, gpu: GpuAccess, user: str, name: str,
+) -> dict:
+    """Keyword arguments of docker's ``containers.create`` for one cell's run."""
+    inherited = dict(e.split("=", 1) for e in image_env if "=" in e)
+    pythonpath = ":".join(p for p in (TOOLS_IN, PACKAGE_IN, inherited.get("PYTHONPATH")) if p)
+    env = {
+        **cache_env(CACHE_IN),
+        **SUITE_ENV,
+        "PYTHONPATH": pythonpath,
+        "IMAGEMATRIX_ARTIFACTS": f"{RESULTS_IN}/artifacts",
+        "USER": UNPRIVILEGED_USER,  # getpass.getuser() works for a uid without a passwd entry
+    }
+    argv = ["python", "-m", "pytest", *pytest_args(opts, TESTS_IN, f"{RESULTS_IN}/{JUNIT_NAME}", cell_id)]
+    volumes = {
+        str(opts.tests_dir.resolve()): {"bind": TESTS_IN, "mode": "ro"},
+        str(tools.resolve()): {"bind": TOOLS_IN, "mode": "ro"},
+        str(PACKAGE_ROOT / "imagematrix"): {"bind": f"{PACKAGE_IN}/imagematrix", "mode": "ro"},
+        str(paths.cache.resolve()): {"bind": CACHE_IN, "mode": "rw"},
+        str(paths.results.resolve()): {"bind": RESULTS_IN, "mode": "rw"},
+    }
+    return {
+        "image": image_ref,
+        "command": argv,
+        "name": name,
+        "user": user,
+        "environment": env,
+        "volumes": volumes,
+        "working_dir": "/tmp",
+        "shm_size": SHM_SIZE,
+        "device_requests": [dict(r) for r in gpu.device_requests],
+        # Which run owns a container: `docker ps --filter label=imagematrix.testing.run` finds strays.
+        "labels": {
+            TESTRUN_LABEL: cell_id,
+            BUILD_DIR_LABEL: str(paths.cache.parent.parent.resolve()),
+            # The run that owns it: a later run removes containers whose owner is gone (SIGKILL, a lost runner).
+            OWNER_PID_LABEL: str(os.getpid()),
+            OWNER_HOST_LABEL: socket.gethostname(),
+        },
+        "detach": True,
+    }
+
+
+def docker_run_line(spec: dict) -> str:
+    """The same run as a `docker run` command line, to rerun one cell by hand."""
+    argv = ["docker", "run", "--rm", "--user", spec["user"], "--shm-size", spec["shm_size"], "-w", spec["working_dir"]]
+    for req in spec["device_requests"]:
+        if req.get("driver") == "cdi":
+            argv += ["--device", req["device_ids"][0]]
+        else:
+            argv += ["--gpus", f"device={','.join(req['device_ids'])}" if req.get("device_ids") else "all"]
+    for host, m in spec["volumes"].items():
+        argv += ["-v", f"{host}:{m['bind']}:{m['mode']}"]
+    for k, v in spec["environment"].items():
+        argv += ["-e", f"{k}={v}"]
+    return shlex.join([*argv, spec["image"], *spec["command"]])
+
+
+# --- docker backend --------------------------------------------------------------------
+
+
+def _client():
+    try:
+        import docker  # noqa: F401
+    except ImportError as exc:
+        raise UsageError(f"the docker backend needs the docker SDK ({exc}): pip install -e '.[dev]', or use --backend host") from None
+    from imagematrix.build.preflight import docker_client
+
+    for noisy in ("docker", "urllib3"):  # nox logs at DEBUG; every API call would be printed
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return docker_client(timeout=120)
+    except ImagematrixError as exc:
+        raise ImagematrixError(f"{exc}; or test this host's interpreter with --backend host") from None
+
+
+def _gpu_count() -> int:
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(line.startswith("GPU ") for line in out.splitlines())
+
+
+def detect_gpu(info: dict) -> GpuAccess:
+    specs: dict[str, str] = {}
+    for d in info.get("CDISpecDirs") or CDI_DIRS:
+        for p in sorted(Path(d).glob("*")) if Path(d).is_dir() else ():
+            if p.suffix in (".json", ".yaml", ".yml"):
+                with contextlib.suppress(OSError):
+                    specs[str(p)] = p.read_text(errors="replace")
+    return gpu_access(info, specs, _gpu_count())
+
+
+def _stream_logs(container, log: Path, echo: bool) -> threading.Thread:
+    def pump():
+        # The stream ends (or breaks) when the container goes; either way the log is complete.
+        with open(log, "wb") as f, contextlib.suppress(Exception):
+            for chunk in container.logs(stream=True, follow=True):
+                f.write(chunk)
+                f.flush()
+                if echo:
+                    sys.stdout.buffer.write(chunk)
+                    sys.stdout.flush()
+
+    t = threading.Thread(target=pump, name=f"logs-{container.name}", daemon=True)
+    t.start()
+    return t
+
+
+def run_in_image(client, m, cell, opts: Options, gpu: GpuAccess, tools: Callable[[], Path], echo: bool = True) -> CellResult:
+    import docker
+    import requests
+
+    from imagematrix.matrix.render import is_current
+
+    paths = CellPaths.of(opts.build_dir, cell.id)
+    rebuild = build_command(opts.matrix, cell.cuda.version, cell.python, cell.target.name)
+    fixed = {"suite": opts.suite.name, "backend": "docker", "gpu": gpu.label}
+
+    def done(state: str, note: str, **extra) -> CellResult:
+        return record_result(CellResult(cell.id, state, note=note, finished=utcnow(), **fixed, **extra), opts.build_dir)
+
+    digest = None
+    if opts.candidates:  # a GPU runner: test what the build host pushed, and keep its digest in the record
+        from imagematrix.matrix.render import render_cell
+        from imagematrix.release.publish import PublishError, pull_candidate
+
+        try:
+            _, digest = pull_candidate(client, opts.candidates, cell, render_cell(m, cell).input_hash)
+        except PublishError as exc:
+            return done(MISSING, str(exc))
+        fixed["digest"] = digest
+    try:
+        image = client.images.get(cell.ref)
+    except docker.errors.ImageNotFound:
+        return done(MISSING, f"image {cell.ref} was never built; build it: {rebuild}")
+    labels = image.labels or {}
+    if labels.get(CELL_LABEL) != cell.id:
+        found = labels.get(CELL_LABEL)
+        return done(ERROR, f"{cell.ref} is labelled imagematrix.cell={found!r}, not {cell.id}; rebuild: {rebuild}", image_id=image.id)
+    notes = []
+    if not is_current(m, cell, labels):
+        notes.append(f"stale: built from other inputs than the matrix renders now ({rebuild})")
+    euid = os.geteuid()
+    prepare_dirs(paths, owner=CONTAINER_UID if euid == 0 else None)
+    name = f"imagematrix-test-{cell.id}-{os.getpid()}-{int(time.time())}"
+    spec = container_spec(
+        image.id, image.attrs.get("Config", {}).get("Env") or [], opts, cell.id, paths, tools(), gpu,
+        container_user(euid, os.getegid()), name,
+    )
+    print(f"\n==> {cell.id}: {cell.ref} (GPUs: {fixed['gpu']}; limit {opts.limit:.0f}s)", flush=True)
+    print(f"    {docker_run_line(spec)}", flush=True)
+    start = time.monotonic()
+    code, timed_out = None, False
+    try:
+        container = client.containers.create(**spec)
+        try:
+            container.start()
+        except docker.errors.APIError as exc:
+            notes.append(f"the container did not start: {exc.explanation or exc}")
+        else:
+            pump = _stream_logs(container, paths.log, echo)
+            try:
+                code = container.wait(timeout=opts.limit)["StatusCode"]
+            except requests.exceptions.RequestException:  # the time limit (or a lost engine)
+                timed_out = True
+                with contextlib.suppress(docker.errors.APIError):
+                    container.kill()
+            pump.join(timeout=30)
+    finally:
+        # By name: this also covers an interrupt that lands between create() and the assignment.
+        with contextlib.suppress(docker.errors.NotFound):
+            client.containers.get(name).remove(force=True)
+    junit_in = paths.results / JUNIT_NAME
+    if junit_in.is_file():
+        junit_in.replace(paths.junit)
+        os.chown(paths.junit, euid, os.getegid())  # the container's uid wrote it; the result is ours
+    result = judge_files(cell.id, opts, paths, code, timed_out, time.monotonic() - start, note="; ".join(notes))
+    return record_result(replace(result, image_id=image.id, gpu=fixed["gpu"], digest=digest or ""), opts.build_dir)
+
+
+def _owner_gone(labels: dict[str, str], host: str) -> bool:
+    """True when the run that started a container was on this host and its process no longer exists."""
+    pid = labels.get(OWNER_PID_LABEL, "")
+    if labels.get(OWNER_HOST_LABEL) != host or not pid.isdigit():
+        return False  # another host's run, or a container from before these labels: not ours to judge
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, someone else's
+    return False
+
+
+def remove_stale_containers(client, build_dir: Path) -> list[str]:
+    """Remove test containers of ``build_dir`` whose run is gone (killed with SIGKILL); their names."""
+    import docker
+
+    where = str(Path(build_dir).resolve())
+    host = socket.gethostname()
+    removed = []
+    for c in client.containers.list(all=True, filters={"label": f"{BUILD_DIR_LABEL}={where}"}):
+        if _owner_gone(c.labels or {}, host):
+            with contextlib.suppress(docker.errors.NotFound):
+                c.remove(force=True)
+            removed.append(c.name)
+    return removed
+
+
+def run_docker(opts: Options) -> list[CellResult]:
+    from imagematrix.matrix.load import load_matrix
+    from imagematrix.matrix.plan import Selection, select_cells
+
+    m = load_matrix(opts.matrix)
+    cells = select_cells(m, Selection.from_options(phase=opts.phases, cuda=opts.cudas, python=opts.pythons, target=opts.targets,
+                                                 platform=opts.platforms))
+    client = _client()
+    for name in remove_stale_containers(client, opts.build_dir):
+        print(f"removed stale test container {name}: the run that started it is gone (killed?)", flush=True)
+    gpu = detect_gpu(client.info())
+    print(f"GPUs for the containers: {gpu.how}", flush=True)
+
+    lock = threading.Lock()
+
+    @functools.cache
+    def installed() -> Path:
+        site = ensure_tools(opts.build_dir)
+        print(f"test tools: {tools_versions(site)} from {site}", flush=True)
+        return site
+
+    def tools() -> Path:  # only once an image exists: a matrix of missing images needs no pip
+        with lock:  # parallel cells: install once
+            return installed()
+
+    jobs = max(1, min(opts.jobs, len(cells)))
+    if jobs == 1:
+        results: list[CellResult] = []
+        try:
+            for cell in cells:
+                results.append(run_in_image(client, m, cell, opts, gpu, tools))
+        except KeyboardInterrupt:
+            if results:
+                testgrid.print_grid(results, opts.suite.name)
+            raise
+        return results
+    # N containers at once share the CPUs (measured: 56 s -> 46 s for 3 cells on 32 cores)
+    opts = replace(opts, workers=resolve_workers(opts.workers, jobs))
+    return _run_parallel(client, m, cells, opts, gpu, tools, jobs)
+
+
+def gpu_slots(gpu: GpuAccess, jobs: int) -> list[GpuAccess]:
+    """What each of ``jobs`` concurrent containers gets: its own GPU while there are enough,
+    round-robin beyond that; all GPUs for each when the host's GPUs are not known one by one."""
+    if len(gpu.devices) < 2:
+        return [gpu] * jobs
+    return [gpu.only(gpu.devices[k % len(gpu.devices)]) for k in range(jobs)]
+
+
+def _run_parallel(client, m, cells, opts: Options, gpu: GpuAccess, tools, jobs: int) -> list[CellResult]:
+    """Up to ``jobs`` cells' containers at once, each holding a GPU slot; results in plan order."""
+    import concurrent.futures as cf
+    import queue
+
+    slots: queue.Queue[GpuAccess] = queue.Queue()
+    for slot in gpu_slots(gpu, jobs):
+        slots.put(slot)
+    print(f"running {len(cells)} cells, {jobs} at a time ({', '.join(s.how for s in gpu_slots(gpu, jobs))})", flush=True)
+
+    def one(cell) -> CellResult:
+        slot = slots.get()
+        try:
+            r = run_in_image(client, m, cell, opts, slot, tools, echo=False)
+        finally:
+            slots.put(slot)
+        s = r.summary
+        print(f"<== {cell.id}: {r.state} ({s.passed} passed, {s.failed} failed, {s.skipped} skipped) "
+              f"in {r.seconds:.0f}s on {slot.label}; log {r.log}", flush=True)
+        return r
+
+    pool = cf.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="cell")
+    futures = [pool.submit(one, c) for c in cells]
+    try:
+        return [f.result() for f in futures]
+    except KeyboardInterrupt:
+        # Stop our containers so their threads return, then let each remove its own.
+        for c in client.containers.list(filters={"label": f"{OWNER_PID_LABEL}={os.getpid()}"}):
+            with contextlib.suppress(Exception):
+                c.kill()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        pool.shutdown(wait=True)
+
+
