@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from imagematrix.matrix.load import Matrix, load_matrix
+from imagematrix.matrix.load import load_matrix
+from imagematrix.matrix.model import Matrix
 
 ROOT = Path(__file__).resolve().parents[2]
 

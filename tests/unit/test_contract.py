@@ -43,7 +43,7 @@ def test_the_matrix_and_the_suite_share_one_vocabulary():
     sys.path.insert(0, str(ROOT / "tests" / "gpu"))
     import gpu_policy
 
-    from imagematrix.matrix import load as matrix
+    from imagematrix.matrix import resolve as matrix
 
     assert matrix.FEATURES is contract.FEATURES is gpu_policy.FEATURES
     assert gpu_policy.PYG_EXTENSIONS is contract.PYG_EXTENSIONS

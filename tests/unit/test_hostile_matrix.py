@@ -12,13 +12,8 @@ from pathlib import Path
 import pytest
 
 from imagematrix.core.errors import MatrixError
-from imagematrix.matrix.load import (
-    MAX_DEPTH,
-    MAX_FILE_BYTES,
-    MAX_NODES,
-    load_matrix,
-    tag_template_problem,
-)
+from imagematrix.matrix.load import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES, load_matrix
+from imagematrix.matrix.model import tag_template_problem
 
 ROOT = Path(__file__).resolve().parents[2]
 

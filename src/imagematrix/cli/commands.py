@@ -13,9 +13,11 @@ from imagematrix.build.buildkit import BuildOptions
 from imagematrix.core import status
 from imagematrix.core.builddir import build_lock
 from imagematrix.core.errors import UsageError
-from imagematrix.matrix.load import Matrix, load_matrix, matrix_json_schema
+from imagematrix.matrix.load import load_matrix
+from imagematrix.matrix.model import Matrix
 from imagematrix.matrix.plan import Plan, Selection, excluded_lines, make_plan, select_cells
 from imagematrix.matrix.render import render_cell, write_context
+from imagematrix.matrix.schema import matrix_json_schema
 from imagematrix.reports import sizes, status_view
 from imagematrix.terminal import styled
 
