@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from imagematrix.build import executor as builds
 from imagematrix.build.buildkit import (
     BUILDX,
     CLASSIC,
@@ -18,6 +17,7 @@ from imagematrix.build.buildkit import (
     csv_fields,
     proxy_build_args,
 )
+from imagematrix.build.clean import clean
 from imagematrix.cli import commands
 from imagematrix.core import builddir
 from imagematrix.core.errors import UsageError
@@ -59,11 +59,11 @@ def test_the_ca_secret_spec_keeps_a_path_with_a_comma_in_one_field():
 
 def test_clean_refuses_while_a_build_runs_and_never_removes_the_working_directory(tmp_path, monkeypatch):
     with builddir.build_lock(tmp_path / "b"), pytest.raises(builddir.BuildLocked):
-        builds.clean(tmp_path / "b")
+        clean(tmp_path / "b")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UsageError):
-        builds.clean(tmp_path)
-    builds.clean(tmp_path / "b")
+        clean(tmp_path)
+    clean(tmp_path / "b")
     assert not (tmp_path / "b").exists()
 
 

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from imagematrix.build import executor as build
+from imagematrix.build.clean import clean
 from imagematrix.core import builddir
 from imagematrix.core.errors import UsageError
 
@@ -31,7 +31,7 @@ def made(tmp_path):
 
 def test_a_directory_imagematrix_made_is_removed(made):
     assert (made / builddir.MARKER).is_file()
-    build.clean(made)
+    clean(made)
     assert not made.exists()
 
 
@@ -41,7 +41,7 @@ def test_a_directory_it_did_not_make_is_refused_and_untouched(tmp_path):
     (mine / "2026" / "a.jpg").write_bytes(b"x")
     before = _tree(mine)
     with pytest.raises(UsageError, match="not a build directory imagematrix made"):
-        build.clean(mine)
+        clean(mine)
     assert _tree(mine) == before
 
 
@@ -50,7 +50,7 @@ def test_a_symlinked_out_is_refused_and_its_target_untouched(made, tmp_path):
     link.symlink_to(made)
     before = _tree(made)
     with pytest.raises(UsageError, match="symbolic link"):
-        build.clean(link)
+        clean(link)
     assert _tree(made) == before and link.is_symlink()
 
 
@@ -60,7 +60,7 @@ def test_links_inside_are_removed_not_followed(made, tmp_path):
     (outside / "keep.txt").write_text("mine")
     (made / "c1" / "escape").symlink_to(outside)
     (made / "escape-file").symlink_to(outside / "keep.txt")
-    build.clean(made)
+    clean(made)
     assert not made.exists()
     assert (outside / "keep.txt").read_text() == "mine"
 
@@ -69,7 +69,7 @@ def test_a_file_is_not_a_build_directory(tmp_path):
     f = tmp_path / "status.json"
     f.write_text("{}")
     with pytest.raises(UsageError, match="not a directory"):
-        build.clean(f)
+        clean(f)
     assert f.read_text() == "{}"
 
 
@@ -78,13 +78,13 @@ def test_a_build_directory_of_an_earlier_release_is_recognised_by_its_record_and
     old.mkdir()
     (old / "status.json").write_text("{}")
     (old / builddir.LOCK_FILE).write_text("")
-    build.clean(old)
+    clean(old)
     assert not old.exists()
 
 
 def test_the_history_stays_with_the_marker_so_a_later_clean_still_recognises_it(made):
     (made / "history.jsonl").write_text("{}\n")
-    build.clean(made)
+    clean(made)
     assert sorted(os.listdir(made)) == sorted([builddir.MARKER, "history.jsonl"])
-    build.clean(made, history=True)
+    clean(made, history=True)
     assert not made.exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from imagematrix.build import executor as build
+from imagematrix.build.clean import clean
 from imagematrix.core import builddir, history
 
 
@@ -45,7 +45,7 @@ def test_clean_keeps_the_history_unless_asked(tmp_path, monkeypatch):
     (out / "status.json").write_text("{}")
     builddir.mark(out)
     history.append(out, "build", "c1", {"state": "built", "ended": "x"})
-    build.clean(out)
+    clean(out)
     assert sorted(p.name for p in out.iterdir()) == sorted([history.HISTORY_LOCK, history.HISTORY_FILE, builddir.MARKER])
-    build.clean(out, history=True)
+    clean(out, history=True)
     assert not out.exists()

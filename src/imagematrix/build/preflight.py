@@ -8,7 +8,6 @@ except an unreachable engine, with which nothing could be built at all.
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,15 +15,12 @@ from pathlib import Path
 from rich.console import Console
 
 from imagematrix.build.buildkit import BUILDX, Builder, BuildOptions, check_cache_options
+from imagematrix.build.engine import base_image_ids, first_line
 from imagematrix.core.errors import UsageError
 from imagematrix.matrix.plan import Plan
 from imagematrix.terminal import styled
 
 GB = 1e9
-START_DOCKER = (
-    "start it: `sudo bash scripts/bootstrap-host.sh` (installs docker.io, starts dockerd, makes the "
-    "Debian base images), or `sudo systemctl start docker`; then `docker info` must work for this user"
-)
 
 
 class PreflightError(UsageError):
@@ -50,26 +46,6 @@ def print_checks(found: list[Check], console: Console, prefix: str, skip: bool =
         console.print(styled(f"{prefix} ", mark, f" {c.name}: {c.detail}"), soft_wrap=True, highlight=False)
 
 
-def docker_client(timeout: int = 30, host: str = ""):
-    """A docker SDK client that answered a ping (``host``, else $DOCKER_HOST or the default socket),
-    or a PreflightError saying how to start the engine."""
-    import docker
-    from docker.errors import DockerException
-
-    where = host or os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    try:
-        client = docker.DockerClient(base_url=host, timeout=timeout) if host else docker.from_env(timeout=timeout)
-        client.ping()
-    except DockerException as exc:
-        raise PreflightError(f"cannot reach the Docker engine at {where} ({_first_line(exc)}); {START_DOCKER}") from None
-    return client
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 def base_images(plan: Plan) -> list[str]:
     """Every base image a planned cell starts a stage from, in plan order."""
     refs: list[str] = []
@@ -81,19 +57,6 @@ def base_images(plan: Plan) -> list[str]:
                 if ref not in refs:
                     refs.append(ref)
     return refs
-
-
-def base_image_ids(client, refs: list[str]) -> dict[str, str | None]:
-    """Local image id of each base image (None: not present here)."""
-    from docker.errors import ImageNotFound
-
-    out: dict[str, str | None] = {}
-    for ref in refs:
-        try:
-            out[ref] = client.images.get(ref).id
-        except ImageNotFound:
-            out[ref] = None
-    return out
 
 
 def checks(plan: Plan, options: BuildOptions, builder: Builder, client) -> list[Check]:
@@ -189,7 +152,7 @@ def _pullable(client, ref: str) -> str | None:
     try:
         client.images.get_registry_data(ref)
     except DockerException as exc:
-        text = _first_line(exc)
+        text = first_line(exc)
         # The engine wraps the registry's answer: 500 Server Error for ...: Internal Server Error ("<why>")
         return text.split("(", 1)[-1].rstrip(")").strip('"') if "(" in text else text
     return None

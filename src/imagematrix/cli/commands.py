@@ -230,7 +230,7 @@ def report(matrix: str | Path, sel: Selection, build_dir: Path, merge: list[Path
 
 def diff_packages(refs: list[str]) -> int:
     """What two builds' images differ in, package by package (Python distributions, Debian packages)."""
-    from imagematrix.build.preflight import docker_client
+    from imagematrix.build.engine import docker_client
     from imagematrix.reports import packages
 
     if len(refs) != 2:

@@ -19,14 +19,8 @@ from pathlib import Path
 from rich.console import Console
 
 from imagematrix.build.buildkit import BuildOptions, describe_builder
-from imagematrix.build.preflight import (
-    Check,
-    base_image_ids,
-    base_images,
-    checks,
-    docker_client,
-    print_checks,
-)
+from imagematrix.build.engine import base_image_ids, docker_client
+from imagematrix.build.preflight import Check, base_images, checks, print_checks
 from imagematrix.core import cuda_compat, driver_probe, platform_os
 from imagematrix.core.contract import major_minor
 from imagematrix.core.errors import ImagematrixError

@@ -78,7 +78,7 @@ def ci(c, matrix="matrix.yaml", check=False):
 @_cli
 def prune(c, keep="2", cache_hours=None, dry_run=False):
     """Runner hygiene: remove old images of each cell, and old build cache."""
-    from imagematrix.build.preflight import docker_client
+    from imagematrix.build.engine import docker_client
     from imagematrix.build.prune import prune as run_prune
 
     hours = number("--cache-hours", cache_hours, minimum=1) if cache_hours is not None else None
@@ -97,7 +97,7 @@ def prune(c, keep="2", cache_hours=None, dry_run=False):
 def publish(c, phase=None, cuda=None, python=None, target=None, platform=None, matrix="matrix.yaml", out="build", repository="",
             dry_run=False, candidates=""):
     """Push cells whose required suite passed on a GPU on that very image; refuse the rest."""
-    from imagematrix.build.preflight import docker_client
+    from imagematrix.build.engine import docker_client
     from imagematrix.release.publish import run_publish
 
     p = commands.plan(matrix, _selection(phase, cuda, python, target, platform), Path(out))
@@ -114,7 +114,7 @@ def publish(c, phase=None, cuda=None, python=None, target=None, platform=None, m
 def bake(c, phase=None, cuda=None, python=None, target=None, platform=None, matrix="matrix.yaml", out="build", ca_cert=""):
     """Write build/docker-bake.json: the build plan for `docker buildx bake` on any builder."""
     from imagematrix.build.bake import write_bake
-    from imagematrix.build.preflight import docker_client
+    from imagematrix.build.engine import docker_client
 
     p = commands.plan(matrix, _selection(phase, cuda, python, target, platform), Path(out))
     path = write_bake(p, BuildOptions(ca_cert=Path(ca_cert) if ca_cert else p.matrix.ca_cert), docker_client())
@@ -211,7 +211,7 @@ def build(
         return commands.print_dry_run(p, options, force=force)
     builds.run_build(p, options, force=force, skip_preflight=skip_preflight, console=commands.console(), jobs=n_jobs)
     if push_candidates:
-        from imagematrix.build.preflight import docker_client
+        from imagematrix.build.engine import docker_client
         from imagematrix.release.publish import push_candidates as push
 
         return push(p, docker_client(), commands.console(), push_candidates)
@@ -240,7 +240,9 @@ def clean(c, phase=None, cuda=None, python=None, target=None, platform=None, mat
           history=False):
     """Remove build/ but its history; --images also removes the selected cells' images."""
     cells = select_cells(commands.load(matrix), _selection(phase, cuda, python, target, platform)) if images else None
-    return builds.clean(Path(out), cells, console=commands.console(), history=history)
+    from imagematrix.build.clean import clean as run_clean
+
+    return run_clean(Path(out), cells, console=commands.console(), history=history)
 
 
 @task(iterable=FILTERS["iterable"], help={

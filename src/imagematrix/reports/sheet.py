@@ -293,7 +293,8 @@ def write_report(plan: Plan, merge: Iterable[Path] = (), check_bases: bool = Tru
 
 
 def _bases_now(plan: Plan) -> dict[str, str | None] | None:
-    from imagematrix.build.preflight import base_image_ids, base_images, docker_client
+    from imagematrix.build.engine import base_image_ids, docker_client
+    from imagematrix.build.preflight import base_images
     from imagematrix.core.errors import ImagematrixError
 
     try:

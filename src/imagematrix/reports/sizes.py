@@ -313,7 +313,7 @@ class Measurement:
 
 
 def _client():
-    from imagematrix.build.preflight import docker_client
+    from imagematrix.build.engine import docker_client
 
     return docker_client()
 

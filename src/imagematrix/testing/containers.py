@@ -197,7 +197,7 @@ def _client():
         import docker  # noqa: F401
     except ImportError as exc:
         raise UsageError(f"the docker backend needs the docker SDK ({exc}): pip install -e '.[dev]', or use --backend host") from None
-    from imagematrix.build.preflight import docker_client
+    from imagematrix.build.engine import docker_client
 
     for noisy in ("docker", "urllib3"):  # nox logs at DEBUG; every API call would be printed
         logging.getLogger(noisy).setLevel(logging.WARNING)
