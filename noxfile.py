@@ -2,7 +2,7 @@
 
 Every session uses the host's tools (venv_backend "none"): the Python under
 test lives inside each image, so the host needs none of the matrix's Pythons.
-Options after `--` go to `python -m imagematrix.testing.run` (`nox -s gpu_smoke-<python> -- --help`).
+Options after `--` go to `python -m imagematrix.testing` (`nox -s gpu_smoke-<python> -- --help`), the same as `imagematrix test`'s.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import sys
 import nox
 
 from imagematrix.testing import run as testrun
+from imagematrix.testing import suite as suites
 
 nox.options.default_venv_backend = "none"
 nox.options.sessions = ["lint", "unit"]  # plain `nox`; GPU and engine sessions are asked for by name
@@ -41,16 +42,16 @@ def lint(session):
 def gpu(session, suite, python):
     code = testrun.main(["--suite", suite, "--python", python, *session.posargs])
     if code:
-        session.error(testrun.EXIT_MEANING.get(code, f"exit {code}"))
+        session.error(suites.EXIT_MEANING.get(code, f"exit {code}"))
 
 
 # One session per Python with an explicit name: a python=[...] list with
 # venv_backend "none" would collapse into one session named gpu_smoke (nox ignores the list then).
-PYTHONS, PROBLEM = testrun.session_pythons()
+PYTHONS, PROBLEM = suites.session_pythons()
 if PROBLEM:
     print(f"nox: no gpu_* sessions, the matrix cannot be read:\n{PROBLEM}", file=sys.stderr)
 for _py in PYTHONS:
-    for _suite in testrun.SUITES.values():
+    for _suite in suites.SUITES.values():
         _fn = functools.partial(gpu, suite=_suite.name, python=_py)
         _fn.__doc__ = _suite.describe(_py)
         # Tagged: `nox -t gpu_smoke` runs every Python's session without naming a version (CI, runners).

@@ -55,12 +55,12 @@ profile)
   env_up
   until docker image inspect gpuhost/imagematrix:cu13.0-py3.12-devel >/dev/null 2>&1 || [ -f "$OUT/build.done" ]; do sleep 2; done
   for run in cold warm warm2; do
-    timed "devel-smoke-$run" python3 -m imagematrix.testing.run --matrix $M --target devel --require-gpu
+    timed "devel-smoke-$run" python3 -m imagematrix.testing --matrix $M --target devel --require-gpu
   done
   for w in 16 8; do
-    timed "devel-smoke-warm-w$w" python3 -m imagematrix.testing.run --matrix $M --target devel --require-gpu --workers $w
+    timed "devel-smoke-warm-w$w" python3 -m imagematrix.testing --matrix $M --target devel --require-gpu --workers $w
   done
-  [ -n "${SKIP_FULL:-}" ] || timed devel-full python3 -m imagematrix.testing.run --matrix $M --target devel --require-gpu --suite full --timeout "${FULL_TIMEOUT:-300}"
+  [ -n "${SKIP_FULL:-}" ] || timed devel-full python3 -m imagematrix.testing --matrix $M --target devel --require-gpu --suite full --timeout "${FULL_TIMEOUT:-300}"
   for f in devel-smoke-cold devel-smoke-warm devel-smoke-warm2 devel-smoke-warm-w16 devel-smoke-warm-w8; do stamp "$f"; grep -E "slowest|^[0-9.]+s (call|setup|teardown)|passed|failed|not grouping" "$OUT/$f.log" | head -n 16; done
   ;;
 doctor)
@@ -71,17 +71,17 @@ doctor)
   timed doctor python3 -m invoke doctor --matrix $M --target devel
   cat "$OUT/doctor.log"
   timed devel-build python3 -m invoke build --matrix $M --target devel
-  timed devel-smoke-cold python3 -m imagematrix.testing.run --matrix $M --target devel --require-gpu
+  timed devel-smoke-cold python3 -m imagematrix.testing --matrix $M --target devel --require-gpu
   for run in warm warm2; do
-    timed "devel-smoke-$run" python3 -m imagematrix.testing.run --matrix $M --target devel --require-gpu
+    timed "devel-smoke-$run" python3 -m imagematrix.testing --matrix $M --target devel --require-gpu
   done
-  timed devel-smoke-warm-w32 python3 -m imagematrix.testing.run --matrix $M --target devel --require-gpu --workers 32
+  timed devel-smoke-warm-w32 python3 -m imagematrix.testing --matrix $M --target devel --require-gpu --workers 32
   for f in devel-smoke-cold devel-smoke-warm devel-smoke-warm2 devel-smoke-warm-w32; do stamp "$f"; grep -E "^[0-9.]+s (call|setup)|passed|failed|workers \[" "$OUT/$f.log" | head -n 10; done
   ;;
 host)
   env_up
   stamp "host mode, full suite, on the machine's own interpreter"
-  timed host-full python3 -m imagematrix.testing.run --backend host --require-gpu --workers 8 --suite full --build-dir build/host
+  timed host-full python3 -m imagematrix.testing --backend host --require-gpu --workers 8 --suite full --out build/host
   tail -n 25 "$OUT/host-full.log"
   ;;
 speed)

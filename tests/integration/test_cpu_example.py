@@ -42,7 +42,7 @@ def test_cpu_cells_are_labelled_cpu_only(cpu_build, docker_client):
 
 def test_the_full_suite_passes_with_gpu_checks_skipped_as_cpu_only(cpu_build):
     done = subprocess.run(
-        [sys.executable, "-m", "imagematrix.testing.run", "--matrix", str(CPU), "--suite", "full", "--build-dir", str(cpu_build)],
+        [sys.executable, "-m", "imagematrix.testing", "--matrix", str(CPU), "--suite", "full", "--out", str(cpu_build)],
         cwd=ROOT, capture_output=True, text=True, timeout=1800, check=False,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from imagematrix.core import options as table
 from imagematrix.core import status
-from imagematrix.testing import run as testrun
 
 pytestmark = pytest.mark.docker
 
@@ -33,7 +33,7 @@ CPU_CHECKS = {"cpp_extension": "test_cpp_extension", "torch_compile": "test_comp
 
 
 def nox(*args: str, timeout: int = 1500) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != testrun.MATRIX_ENV}
+    env = {k: v for k, v in os.environ.items() if k != table.MATRIX_ENV}
     return subprocess.run(
         [sys.executable, "-m", "nox", "-f", str(ROOT / "noxfile.py"), *args],
         cwd=ROOT, capture_output=True, text=True, env=env, timeout=timeout, check=False,
@@ -52,7 +52,7 @@ def outcomes(junit: Path) -> dict[str, tuple[str, str]]:
 
 
 def leftover_containers(docker_client, cell_id: str, build_dir: Path) -> list[str]:
-    labels = [f"imagematrix.testrun={cell_id}", f"imagematrix.testing.run.build-dir={build_dir.resolve()}"]
+    labels = [f"imagematrix.testrun={cell_id}", f"imagematrix.suite.build-dir={build_dir.resolve()}"]
     return [c.name for c in docker_client.containers.list(all=True, filters={"label": labels})]
 
 
@@ -65,7 +65,7 @@ def session_name(example_images) -> str:
 def smoke(example_images, session_name, tmp_path_factory):
     build_dir = tmp_path_factory.mktemp("gpu-smoke")
     started = time.monotonic()
-    proc = nox("-s", session_name, "--", "--matrix", str(EXAMPLE), "--build-dir", str(build_dir))
+    proc = nox("-s", session_name, "--", "--matrix", str(EXAMPLE), "--out", str(build_dir))
     print(f"{session_name}: {time.monotonic() - started:.0f}s")
     return proc, build_dir, example_images["matrix"]
 
@@ -101,7 +101,7 @@ def test_cpu_torch_compile_passes_in_the_full_suite(smoke, example_images, docke
     """The suite keeps CPU torch.compile in `full` (slow): run just that check, in the slim image."""
     _, build_dir, m = smoke
     cell = next(c for c in m.cells if c.target.kind == "runtime" and "torch_compile" in c.target.features)
-    proc = nox("-s", f"gpu_full-{cell.python}", "--", "--matrix", str(EXAMPLE), "--build-dir", str(build_dir),
+    proc = nox("-s", f"gpu_full-{cell.python}", "--", "--matrix", str(EXAMPLE), "--out", str(build_dir),
                "--target", cell.target.name, "--", "-k", "compile_cpu")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     results = outcomes(build_dir / "test-results" / f"{cell.id}.xml")
@@ -117,7 +117,7 @@ def test_require_gpu_turns_the_run_into_a_failure(smoke, session_name, docker_cl
     junit = build_dir / "test-results" / f"{cell.id}.xml"
     skipped = {k for k, (kind, msg) in outcomes(junit).items() if kind == "skipped" and "no GPU visible" in msg}
     assert skipped
-    proc = nox("-s", session_name, "--", "--matrix", str(EXAMPLE), "--build-dir", str(build_dir),
+    proc = nox("-s", session_name, "--", "--matrix", str(EXAMPLE), "--out", str(build_dir),
                "--target", cell.target.name, "--require-gpu")
     assert proc.returncode != 0
     assert "gpu_smoke: 1 cell(s): 1 failed" in proc.stdout
@@ -138,13 +138,13 @@ def test_an_image_never_built_is_missing_with_its_build_command(example_images, 
     matrix = tmp_path / "matrix.yaml"
     matrix.write_text(yaml.safe_dump(data))
     done = subprocess.run(
-        [sys.executable, "-m", "imagematrix.testing.run", "--matrix", str(matrix), "--build-dir", str(tmp_path / "b")],
+        [sys.executable, "-m", "imagematrix.testing", "--matrix", str(matrix), "--out", str(tmp_path / "b")],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )
     assert done.returncode == 1, done.stdout + done.stderr
     cells = example_images["matrix"].cells
     assert f"{len(cells)} cell(s): {len(cells)} missing" in done.stdout
-    assert f"invoke build --matrix {matrix} --cuda {cells[0].cuda.version}" in done.stdout.replace("\n", "")
+    assert f"imagematrix build --matrix {matrix} --cuda {cells[0].cuda.version}" in done.stdout.replace("\n", "")
     assert not (tmp_path / "b" / "test-tools").exists()  # nothing to test, so nothing installed
 
 
@@ -160,7 +160,7 @@ def test_an_image_labelled_as_another_cell_is_an_error(example_images, image_nam
     # The runtime image under the devel cell's tag (removed with the namespace afterwards).
     docker_client.images.get(runtime.ref).tag(data["image"], devel.tag)
     done = subprocess.run(
-        [sys.executable, "-m", "imagematrix.testing.run", "--matrix", str(matrix), "--build-dir", str(tmp_path / "b"),
+        [sys.executable, "-m", "imagematrix.testing", "--matrix", str(matrix), "--out", str(tmp_path / "b"),
          "--target", devel.target.name],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )
@@ -175,7 +175,7 @@ def test_interrupt_removes_the_container(smoke, example_images, tmp_path, docker
     _, smoke_dir, m = smoke
     cell = m.cells[-1]
     shutil.copytree(smoke_dir / "test-tools", tmp_path / "test-tools")  # no second pip install
-    argv = [sys.executable, "-m", "imagematrix.testing.run", "--matrix", str(EXAMPLE), "--build-dir", str(tmp_path),
+    argv = [sys.executable, "-m", "imagematrix.testing", "--matrix", str(EXAMPLE), "--out", str(tmp_path),
             "--target", cell.target.name]
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

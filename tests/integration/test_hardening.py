@@ -180,7 +180,7 @@ def test_a_test_run_removes_containers_a_killed_run_left_behind(hardening_matrix
     try:
         m = hardening_matrix(tmp_path, image)
         done = subprocess.run(
-            [sys.executable, "-m", "imagematrix.testing.run", "--matrix", str(m), "--build-dir", str(build_dir),
+            [sys.executable, "-m", "imagematrix.testing", "--matrix", str(m), "--out", str(build_dir),
              "--target", "noisy"],
             capture_output=True, text=True, timeout=300, check=False,
         )

@@ -128,7 +128,7 @@ def test_a_real_cpu_smoke_run_records_its_suite_and_is_refused(example_images, t
     env = {k: v for k, v in os.environ.items() if k != history.STATE_ENV}
     out = tmp_path / "b"
     example = str(ROOT / "examples" / "matrix.yaml")
-    done = subprocess.run([sys.executable, "-m", "imagematrix.testing.run", "--matrix", example, "--build-dir", str(out),
+    done = subprocess.run([sys.executable, "-m", "imagematrix.testing", "--matrix", example, "--out", str(out),
                            "--target", "runtime"], capture_output=True, text=True, env=env, timeout=1500, check=False)
     assert done.returncode == 0, done.stdout[-3000:]
     run = status.read_status(out)["cu13.2-py3.13-runtime"][SUITES_SECTION]["smoke"]
@@ -152,7 +152,7 @@ def test_candidates_are_pushed_by_the_build_tested_by_digest_on_a_runner_and_pro
     ref = yaml.safe_load(built["matrix"].read_text())["image"] + ":" + CELL
     docker_client.images.remove(ref)  # the tag only: the candidate's tag still holds the image
     runner = tmp_path / "runner"
-    subprocess.run([sys.executable, "-m", "imagematrix.testing.run", "--matrix", str(built["matrix"]), "--build-dir", str(runner),
+    subprocess.run([sys.executable, "-m", "imagematrix.testing", "--matrix", str(built["matrix"]), "--out", str(runner),
                     "--target", "plain", "--candidates", cand], capture_output=True, text=True, timeout=600, check=False)
     run = status.read_status(runner)[CELL][SUITES_SECTION]["smoke"]
     assert run["digest"] == candidate["digest"] and run["image_id"] == built["image_id"]

@@ -23,7 +23,7 @@ def test_report_after_a_real_build_and_test_run_merges_another_runners_history(e
     env = {k: v for k, v in os.environ.items() if k != history.STATE_ENV}
     other = tmp_path / "other-runner"
     done = subprocess.run(
-        [sys.executable, "-m", "imagematrix.testing.run", "--matrix", EXAMPLE, "--build-dir", str(other), "--target", "devel"],
+        [sys.executable, "-m", "imagematrix.testing", "--matrix", EXAMPLE, "--out", str(other), "--target", "devel"],
         capture_output=True, text=True, env=env, timeout=1500, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     events, _ = history.read([other / history.HISTORY_FILE])

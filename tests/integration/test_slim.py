@@ -14,7 +14,7 @@ import yaml
 
 from imagematrix.testing import containers as testrun_docker
 from imagematrix.testing import grid as testgrid
-from imagematrix.testing import run as testrun
+from imagematrix.testing import suite
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "matrix.yaml"
@@ -34,11 +34,11 @@ def test_slim_checks_pass_in_the_example_runtime_image(example_images, docker_cl
     m = example_images["matrix"]
     cell = next(c for c in m.cells if c.target.kind == "runtime")
     image = docker_client.images.get(cell.ref)
-    tools = testrun.ensure_tools(example_images["build_dir"])  # pytest from the host, as the GPU suite gets it
-    opts = testrun.Options(suite=testrun.SUITES["smoke"], matrix=str(EXAMPLE), build_dir=tmp_path)
-    paths = testrun.CellPaths.of(tmp_path, cell.id)
+    tools = suite.ensure_tools(example_images["build_dir"])  # pytest from the host, as the GPU suite gets it
+    opts = suite.Options(suite=suite.SUITES["smoke"], matrix=str(EXAMPLE), build_dir=tmp_path)
+    paths = suite.CellPaths.of(tmp_path, cell.id)
     owner = testrun_docker.CONTAINER_UID if os.geteuid() == 0 else None
-    for d in (paths.results, paths.cache, *(paths.cache / sub for sub in testrun.CACHE_DIRS.values())):
+    for d in (paths.results, paths.cache, *(paths.cache / sub for sub in suite.CACHE_DIRS.values())):
         d.mkdir(parents=True, exist_ok=True)
         if owner is not None:
             os.chown(d, owner, owner)
@@ -49,7 +49,7 @@ def test_slim_checks_pass_in_the_example_runtime_image(example_images, docker_cl
     )
     junit_in = f"{testrun_docker.RESULTS_IN}/{testrun_docker.JUNIT_NAME}"
     spec["command"] = ["python", "-m", "pytest",
-                       *testrun.pytest_args(opts, f"{testrun_docker.TESTS_IN}/{SLIM_TESTS}", junit_in, cell.id)]
+                       *suite.pytest_args(opts, f"{testrun_docker.TESTS_IN}/{SLIM_TESTS}", junit_in, cell.id)]
     spec["network_disabled"] = True  # a slim image must not need to fetch anything to work
     container = docker_client.containers.create(**spec)
     try:
@@ -110,7 +110,7 @@ def test_invoke_sizes_fails_over_budget_and_reports_unbuilt_images(example_image
     absent.write_text(yaml.safe_dump(doc, sort_keys=False))
     done = _sizes(invoke, tmp_path / "b2", "--matrix", str(absent), "--no-plot")
     assert done.returncode == 0, done.stderr[-3000:]
-    assert f"invoke build --matrix {absent} --cuda" in done.stdout and "was never built" in done.stdout
+    assert f"imagematrix build --matrix {absent} --cuda" in done.stdout and "was never built" in done.stdout
     rec = json.loads((tmp_path / "b2" / "status.json").read_text())["cells"]
     assert {r["sizes"]["state"] for r in rec.values()} == {"missing"}
 

@@ -32,7 +32,7 @@ def locked(docker_client, invoke, image_namespace, tmp_path_factory) -> tuple[Pa
 
 def suite(matrix: Path, build: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "imagematrix.testing.run", "--matrix", str(matrix), "--build-dir", str(build), "--target", "devel",
+        [sys.executable, "-m", "imagematrix.testing", "--matrix", str(matrix), "--out", str(build), "--target", "devel",
          "--", "-k", "test_environment or test_abi"],
         cwd=ROOT, capture_output=True, text=True, timeout=900, check=False,
     )

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from imagematrix.core import options as table
 from imagematrix.core import status
+from imagematrix.core.errors import UsageError
 from imagematrix.matrix.load import load_matrix
 from imagematrix.matrix.render import render_cell
 from imagematrix.reports import status_view
@@ -25,6 +27,7 @@ from imagematrix.testing import containers as testrun_docker
 from imagematrix.testing import grid as testgrid
 from imagematrix.testing import host as testrun_host
 from imagematrix.testing import run as testrun
+from imagematrix.testing import suite
 from imagematrix.testing.grid import CellResult, Summary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -185,12 +188,12 @@ def test_gpu_access_none_says_why_and_how_to_fix():
 # --- what a container gets ---------------------------------------------------------------
 
 
-def _opts(**kw) -> testrun.Options:
-    return testrun.Options(suite=testrun.SUITES["smoke"], **kw)
+def _opts(**kw) -> suite.Options:
+    return suite.Options(suite=suite.SUITES["smoke"], **kw)
 
 
 def test_container_spec(tmp_path):
-    paths = testrun.CellPaths.of(tmp_path, "cu13.2-py3.13-runtime")
+    paths = suite.CellPaths.of(tmp_path, "cu13.2-py3.13-runtime")
     gpu = testrun_docker.gpu_access({"Runtimes": {"nvidia": {}}}, {})
     spec = testrun_docker.container_spec(
         "sha256:abc", ["PATH=/opt/venv/bin:/usr/bin", "PYTHONPATH=/opt/extra"], _opts(require_gpu=True, tests_dir=GPU_SUITE),
@@ -199,14 +202,14 @@ def test_container_spec(tmp_path):
     vols = {m["bind"]: (host, m["mode"]) for host, m in spec["volumes"].items()}
     assert vols[testrun_docker.TESTS_IN] == (str(GPU_SUITE), "ro")
     assert vols[testrun_docker.TOOLS_IN] == (str(tmp_path / "site"), "ro")
-    assert vols[testrun.CACHE_IN] == (str(paths.cache.resolve()), "rw")
+    assert vols[suite.CACHE_IN] == (str(paths.cache.resolve()), "rw")
     assert vols[testrun_docker.RESULTS_IN] == (str(paths.results.resolve()), "rw")
     env = spec["environment"]
     for var in ("TORCH_EXTENSIONS_DIR", "TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR", "XDG_CACHE_HOME", "HOME"):
-        assert env[var].startswith(testrun.CACHE_IN + "/")
+        assert env[var].startswith(suite.CACHE_IN + "/")
     assert env["PYTHONPATH"] == f"{testrun_docker.TOOLS_IN}:{testrun_docker.PACKAGE_IN}:/opt/extra"  # the image's own path is kept
     # The suite imports the image contract from this very package, mounted read-only.
-    assert vols[f"{testrun_docker.PACKAGE_IN}/imagematrix"] == (str(testrun.PACKAGE_ROOT / "imagematrix"), "ro")
+    assert vols[f"{testrun_docker.PACKAGE_IN}/imagematrix"] == (str(suite.PACKAGE_ROOT / "imagematrix"), "ro")
     cmd = spec["command"]
     assert cmd[:3] == ["python", "-m", "pytest"] and "--require-gpu" in cmd
     assert f"--junitxml={testrun_docker.RESULTS_IN}/junit.xml" in cmd
@@ -218,7 +221,7 @@ def test_container_spec(tmp_path):
 
 
 def test_container_spec_without_gpu_requests_none(tmp_path):
-    paths = testrun.CellPaths.of(tmp_path, "c")
+    paths = suite.CellPaths.of(tmp_path, "c")
     none = testrun_docker.gpu_access({"Runtimes": RUNC}, {})
     spec = testrun_docker.container_spec("img", [], _opts(), "c", paths, tmp_path, none, "1000:1000", "n")
     assert spec["device_requests"] == [] and "--require-gpu" not in spec["command"]
@@ -232,10 +235,10 @@ def test_container_user_is_never_root():
 
 
 def test_pytest_args_suites_workers_and_passthrough():
-    full = testrun.pytest_args(_opts(workers="auto", pytest_extra=("-k", "abi")), "T", "J", "c")
+    full = suite.pytest_args(_opts(workers="auto", pytest_extra=("-k", "abi")), "T", "J", "c")
     assert full[full.index("-m") + 1] == "smoke"
-    assert full[-6:] == ["-n", testrun.resolve_workers("auto"), "--dist", "loadgroup", "-k", "abi"]
-    f = testrun.pytest_args(testrun.Options(suite=testrun.SUITES["full"], workers="0"), "T", "J", "c", cell_file="cell.json")
+    assert full[-6:] == ["-n", suite.resolve_workers("auto"), "--dist", "loadgroup", "-k", "abi"]
+    f = suite.pytest_args(suite.Options(suite=suite.SUITES["full"], workers="0"), "T", "J", "c", cell_file="cell.json")
     assert f[f.index("-m") + 1] == "smoke or full" and f[f.index("--cell") + 1] == "cell.json" and "-n" not in f
 
 
@@ -246,41 +249,42 @@ def test_a_tools_site_is_judged_by_what_it_holds(tmp_path):
             (d / f"{name}-{version}.dist-info").mkdir(parents=True)
         return d
 
-    assert testrun.tools_missing(site(pytest="9.1.1", pytest_xdist="3.8.0")) == []
-    assert testrun.tools_missing(site(pytest="9.2.0", pytest_xdist="3.8.0")) == ["pytest>=8,<9.2 (found 9.2.0)"]
-    assert testrun.tools_missing(site(pytest="8.4.2")) == ["pytest-xdist>=3.6 (found none)"]
+    assert suite.tools_missing(site(pytest="9.1.1", pytest_xdist="3.8.0")) == []
+    assert suite.tools_missing(site(pytest="9.2.0", pytest_xdist="3.8.0")) == ["pytest>=8,<9.2 (found 9.2.0)"]
+    assert suite.tools_missing(site(pytest="8.4.2")) == ["pytest-xdist>=3.6 (found none)"]
 
 
 def test_auto_workers_share_the_cpus_and_stop_at_the_cap(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 32)
-    assert testrun.resolve_workers("auto") == str(testrun.MAX_AUTO_WORKERS) == "16"
-    assert testrun.resolve_workers("auto", jobs=3) == "5"  # half of 32 // 3: containers start together
-    assert testrun.resolve_workers("auto", jobs=2) == "8"
-    assert testrun.resolve_workers("auto", jobs=64) == "1"
-    assert testrun.resolve_workers("4", jobs=3) == "4"
+    assert suite.resolve_workers("auto") == str(suite.MAX_AUTO_WORKERS) == "16"
+    assert suite.resolve_workers("auto", jobs=3) == "5"  # half of 32 // 3: containers start together
+    assert suite.resolve_workers("auto", jobs=2) == "8"
+    assert suite.resolve_workers("auto", jobs=64) == "1"
+    assert suite.resolve_workers("4", jobs=3) == "4"
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    assert testrun.resolve_workers("auto") == "2"
+    assert suite.resolve_workers("auto") == "2"
 
 
 def test_build_command_for_a_missing_image():
-    assert testrun.build_command("matrix.yaml", "12.8.1", "3.13", "ray-runtime") == (
-        "invoke build --cuda 12.8.1 --python 3.13 --target ray-runtime"
+    assert table.build_command("matrix.yaml", "12.8.1", "3.13", "ray-runtime") == (
+        "imagematrix build --cuda 12.8.1 --python 3.13 --target ray-runtime"
     )
-    assert testrun.build_command("examples/matrix.yaml", "13.2", "3.13", "devel").startswith(
-        "invoke build --matrix examples/matrix.yaml --cuda 13.2"
+    assert table.build_command("examples/matrix.yaml", "13.2", "3.13", "devel").startswith(
+        "imagematrix build --matrix examples/matrix.yaml --cuda 13.2"
     )
 
 
 def test_options(monkeypatch):
-    monkeypatch.setenv(testrun.MATRIX_ENV, "examples/matrix.yaml")
+    monkeypatch.setenv(table.MATRIX_ENV, "examples/matrix.yaml")
     o = testrun.options(["--suite", "full", "--python", "3.13", "--target", "runtime", "--", "-k", "abi"])
-    assert o.matrix == "examples/matrix.yaml" and o.suite.name == "full" and o.limit == testrun.SUITES["full"].timeout
+    assert o.matrix == "examples/matrix.yaml" and o.suite.name == "full" and o.limit == suite.SUITES["full"].timeout
     assert o.pythons == ("3.13",) and o.targets == ("runtime",) and o.pytest_extra == ("-k", "abi")
     assert testrun.options(["--timeout", "30"]).limit == 30
-    with pytest.raises(testrun.UsageError, match="after `--`"):
+    with pytest.raises(UsageError, match="after `--`"):
         testrun.options(["stray"])
-    with pytest.raises(testrun.UsageError, match="positive"):
+    with pytest.raises(UsageError, match=r"--timeout takes a number >= 1, not '0'"):
         testrun.options(["--timeout", "0"])
+    assert testrun.options(["--out", "b2"]).build_dir == Path("b2") == testrun.options(["--build-dir", "b2"]).build_dir
 
 
 def test_main_reports_a_usage_error_without_traceback(capsys):
@@ -310,7 +314,7 @@ def test_host_mode_needs_only_the_stdlib():
 
 
 def test_host_backend_refuses_image_filters():
-    with pytest.raises(testrun.UsageError, match="select images"):
+    with pytest.raises(UsageError, match="select images"):
         testrun_host.run_host(_opts(backend="host", targets=("runtime",)))
 
 

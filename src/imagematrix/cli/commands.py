@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 from pathlib import Path
+from typing import Any
 
 from rich.table import Table
 
@@ -62,6 +63,63 @@ def render(matrix: str | Path, sel: Selection, out_dir: Path) -> int:
 
 def plan(matrix: str | Path, sel: Selection, build_dir: Path) -> Plan:
     return make_plan(load(matrix), sel, build_dir)
+
+
+def _build_options(p: Plan, ca_cert: str | None, **kw: Any) -> BuildOptions:
+    return BuildOptions(ca_cert=Path(ca_cert) if ca_cert else p.matrix.ca_cert, **kw)
+
+
+def build(p: Plan, v: dict[str, Any]) -> int:
+    """`invoke build`: the plan run (or shown, with --dry-run), then candidates pushed if asked."""
+    from imagematrix.build.executor import run_build
+
+    options = _build_options(p, v["ca_cert"], no_cache=v["no_cache"], pull=v["pull"], cache_from=v["cache_from"],
+                             cache_to=v["cache_to"], builder=v["builder"] or "")
+    if v["dry_run"]:
+        return print_dry_run(p, options, force=v["force"])
+    run_build(p, options, force=v["force"], skip_preflight=v["skip_preflight"], console=console(), jobs=v["jobs"])
+    if v["push_candidates"]:
+        from imagematrix.build.engine import docker_client
+        from imagematrix.release.publish import push_candidates
+
+        return push_candidates(p, docker_client(), console(), v["push_candidates"])
+    return 0
+
+
+def bake(p: Plan, ca_cert: str | None) -> int:
+    from imagematrix.build.bake import write_bake
+    from imagematrix.build.engine import docker_client
+
+    path = write_bake(p, _build_options(p, ca_cert), docker_client())
+    console().print(f"wrote {path}: {len(p.steps)} target(s); build them with `docker buildx bake -f {path}`",
+                    markup=False, highlight=False)
+    return 0
+
+
+def doctor(p: Plan, ca_cert: str | None, need_gpu: bool) -> int:
+    from imagematrix.cli.doctor import run_doctor
+
+    return run_doctor(p, _build_options(p, ca_cert), need_gpu=need_gpu, console=console())
+
+
+def clean(out: Path, matrix: str, sel: Selection | None, history: bool) -> int:
+    """`invoke clean`; with a selection, the selected cells' images too."""
+    from imagematrix.build.clean import clean as run_clean
+
+    cells = select_cells(load(matrix), sel) if sel is not None else None
+    return run_clean(out, cells, console=console(), history=history)
+
+
+def test(v: dict[str, Any]) -> int:
+    """`invoke test`: the runner with the same options `python -m imagematrix.testing` parses; no argv round trip."""
+    from imagematrix.core.errors import ImagematrixError
+    from imagematrix.testing.run import run
+    from imagematrix.testing.suite import EXIT_MEANING, Options
+
+    code = run(Options.from_values(v))
+    if code:
+        raise ImagematrixError(EXIT_MEANING.get(code, f"exit {code}"))
+    return 0
 
 
 def lint(matrix: str | Path, sel: Selection, code: bool = True, dockerfiles: bool = True) -> int:

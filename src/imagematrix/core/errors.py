@@ -91,7 +91,7 @@ class EngineLost(HostFault):
 def outcome(command: Callable[[], int | None], stopped: str = "") -> tuple[int, str | None]:
     """Run a command; its exit code and what to print on stderr, never a traceback.
 
-    The one mapping for every entry point (invoke tasks, ``python -m imagematrix.testing.run``):
+    The one mapping for every entry point (invoke tasks, ``python -m imagematrix.testing``):
     an ImagematrixError is its message and exit code, SIGTERM 143, Ctrl-C 130; ``stopped``
     says what was cleaned up on the way out.
     """

@@ -1,11 +1,94 @@
-"""Command-line values that are not plain strings, parsed once with a message that names the flag."""
+"""Every command-line option that more than one command takes, declared once.
+
+Each ``Option`` yields its argparse entry (``python -m imagematrix.testing``, nox's ``gpu_*``
+sessions), its invoke flag and help (``imagematrix TASK``, ``invoke TASK``) and the parsing of
+its value, so the commands cannot drift apart: adding an option is one entry here. Stdlib only:
+the test runner parses its command line with it on hosts that have nothing but torch and pytest.
+"""
 
 from __future__ import annotations
 
+import argparse
 import math
+import os
 import shlex
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from imagematrix.core.errors import UsageError
+
+MATRIX_ENV = "IMAGEMATRIX_MATRIX"
+DEFAULT_MATRIX = "matrix.yaml"
+
+
+def default_matrix() -> str:
+    """The matrix a command reads when --matrix is not given: $IMAGEMATRIX_MATRIX, else matrix.yaml."""
+    return os.environ.get(MATRIX_ENV) or DEFAULT_MATRIX
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option: ``name`` is its keyword (``require_gpu``), its flag is ``--require-gpu``.
+
+    ``kind``: ``str``, ``bool`` (a switch), ``int``/``number`` (checked against ``minimum``),
+    ``choice`` (one of ``choices``), ``list`` (repeatable), ``words`` (a shell-quoted string).
+    ``default`` is the parsed default; invoke sees string defaults for numbers so that a bad value
+    reaches our parser (and its message) instead of invoke's own int().
+    """
+
+    name: str
+    help: str
+    kind: str = "str"
+    default: Any = None
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    metavar: str | None = None
+    default_from: Callable[[], Any] | None = None  # a default read when parsing (e.g. from the environment)
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def invoke_default(self) -> Any:
+        if self.kind == "list":
+            return None
+        if self.kind == "bool":
+            return bool(self.default)
+        if self.kind in ("int", "number"):
+            return "" if self.default is None else str(self.default)
+        return "" if self.default is None else str(self.default)
+
+    def parse(self, value: Any) -> Any:
+        """The value as the commands use it, or UsageError naming the flag."""
+        if self.kind == "list":
+            if value is None:
+                return ()
+            values = [value] if isinstance(value, (str, int)) else list(value)
+            return tuple(str(v).strip() for v in values if str(v).strip())
+        if self.kind == "bool":
+            return bool(value)
+        if value is None or value == "":
+            return self.default_from() if self.default_from else self.default
+        if self.kind in ("int", "number"):
+            return number(self.flag, value, minimum=self.minimum, integer=self.kind == "int")
+        if self.kind == "choice":
+            if str(value) not in self.choices:
+                raise UsageError(f"{self.flag} takes one of {', '.join(self.choices)}, not {str(value)[:40]!r}")
+            return str(value)
+        if self.kind == "words":
+            return tuple(words(self.flag, str(value)))
+        return str(value)
+
+    def add_to(self, parser: argparse.ArgumentParser) -> None:
+        """This option as an argparse argument (values parsed later by ``parse``, for one message)."""
+        if self.kind == "bool":
+            parser.add_argument(self.flag, action="store_true", help=self.help)
+        elif self.kind == "list":
+            parser.add_argument(self.flag, action="append", default=[], metavar=self.metavar, help=self.help)
+        else:
+            parser.add_argument(self.flag, default=None, metavar=self.metavar or self.name.upper(), help=self.help)
 
 
 def number(flag: str, value: object, *, minimum: float | None = None, integer: bool = False) -> float:
@@ -27,3 +110,52 @@ def words(flag: str, value: str) -> list[str]:
         return shlex.split(value)
     except ValueError as exc:
         raise UsageError(f"{flag} {value[:60]!r}: {exc} (quote it as a shell would)") from None
+
+
+# --- the table ---------------------------------------------------------------------------------
+
+FILTERS = (
+    Option("phase", "only cells of build phase N (repeatable)", "list", metavar="N"),
+    Option("cuda", "only this CUDA version, e.g. 12.8.1 (repeatable)", "list", metavar="X.Y[.Z]"),
+    Option("python", "only this Python version, e.g. 3.13 (repeatable)", "list", metavar="X.Y"),
+    Option("target", "only this target, e.g. runtime (repeatable)", "list", metavar="TARGET"),
+    Option("platform", "only cells of this platform, e.g. linux/arm64 (repeatable; matrices with a platforms axis)",
+           "list", metavar="OS/ARCH"),
+)
+MATRIX = Option("matrix", f"matrix file (default: ${MATRIX_ENV}, else matrix.yaml)", metavar="FILE",
+                default_from=default_matrix)
+OUT = Option("out", "build directory: contexts, logs, results, status.json (default: build)", default="build", metavar="DIR")
+
+TEST = (
+    Option("suite", "smoke: fast checks; full: every check (default: smoke)", "choice", "smoke", ("smoke", "full")),
+    Option("require_gpu", "fail GPU checks that find no GPU instead of skipping them (GPU runners)", "bool", False),
+    Option("jobs", "cells tested at once, each container on its own GPU while there are enough (default: 1)",
+           "int", 1, minimum=1, metavar="N"),
+    Option("workers", "pytest-xdist workers per image: a number, auto (one per CPU, at most 16; with --jobs N, half of "
+           "each container's share) or 0 (no xdist) (default: auto)", "str", "auto", metavar="N|auto"),
+    Option("backend", "docker: inside each built image (default); host: this host's interpreter", "choice", "docker",
+           ("docker", "host")),
+    Option("timeout", "seconds per image before it is killed (default: smoke 900, full 3600)", "number",
+           minimum=1, metavar="SECONDS"),
+    Option("interpreter", "--backend host: the Python to test (default: this one, or python<X.Y> for --python)",
+           metavar="PATH"),
+    Option("candidates", "pull each cell's candidate from REPO (build --push-candidates REPO) and test it; the record "
+           "keeps its digest", metavar="REPO"),
+    Option("pytest", "more pytest arguments, one shell-quoted string, e.g. --pytest '-k abi -x'", "words", ()),
+)
+TEST_OPTIONS = (*FILTERS, MATRIX, *TEST, OUT)
+BY_NAME = {o.name: o for o in TEST_OPTIONS}
+
+
+def parse_all(options: Iterable[Option], raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Every option's parsed value from ``raw`` (keyword -> as given), in one pass."""
+    return {o.name: o.parse(raw.get(o.name)) for o in options}
+
+
+def build_command(matrix: str, cuda: str, python: str, target: str) -> str:
+    argv = ["imagematrix", "build"] + (["--matrix", matrix] if matrix != DEFAULT_MATRIX else [])
+    return shlex.join([*argv, "--cuda", cuda, "--python", python, "--target", target])
+
+
+def invoke_help(options: Iterable[Option]) -> dict[str, str]:
+    return {o.name: o.help for o in options}

@@ -508,9 +508,9 @@ class CellReport:
 
 def measure_cells(m: Matrix, cells: list[Cell], build_dir, prober: Prober, matrix_arg: str) -> list[CellReport]:
     """Measure each cell's image (and its devel parent) and record it in status.json."""
+    from imagematrix.core.options import build_command
     from imagematrix.core.status import update_cell
     from imagematrix.matrix.render import is_current
-    from imagematrix.testing.run import build_command
 
     def rebuild(c: Cell) -> str:
         return build_command(matrix_arg, c.cuda.version, c.python, c.target.name)

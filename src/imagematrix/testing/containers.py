@@ -27,6 +27,7 @@ from pathlib import Path
 from imagematrix.core.builddir import utcnow
 from imagematrix.core.contract import CELL_LABEL, UNPRIVILEGED_UID, UNPRIVILEGED_USER
 from imagematrix.core.errors import ImagematrixError, UsageError
+from imagematrix.core.options import build_command
 from imagematrix.testing import grid as testgrid
 from imagematrix.testing.grid import ERROR, MISSING, CellResult
 from imagematrix.testing.suite import (
@@ -35,7 +36,6 @@ from imagematrix.testing.suite import (
     SUITE_ENV,
     CellPaths,
     Options,
-    build_command,
     cache_env,
     ensure_tools,
     judge_files,
@@ -68,11 +68,11 @@ GPU_FIX = (
 )
 
 
-# Labels of a test container: which run owns it (`docker ps --filter label=imagematrix.testing.run`).
-TESTRUN_LABEL = "imagematrix.testing.run"
-BUILD_DIR_LABEL = "imagematrix.testing.run.build-dir"
-OWNER_PID_LABEL = "imagematrix.testing.run.pid"
-OWNER_HOST_LABEL = "imagematrix.testing.run.host"
+# Labels of a test container: which run owns it (`docker ps --filter label=imagematrix.testrun`).
+TESTRUN_LABEL = "imagematrix.testrun"
+BUILD_DIR_LABEL = "imagematrix.testrun.build-dir"
+OWNER_PID_LABEL = "imagematrix.testrun.pid"
+OWNER_HOST_LABEL = "imagematrix.testrun.host"
 
 
 
@@ -162,7 +162,7 @@ def container_spec(
         "working_dir": "/tmp",
         "shm_size": SHM_SIZE,
         "device_requests": [dict(r) for r in gpu.device_requests],
-        # Which run owns a container: `docker ps --filter label=imagematrix.testing.run` finds strays.
+        # Which run owns a container: `docker ps --filter label=imagematrix.testrun` finds strays.
         "labels": {
             TESTRUN_LABEL: cell_id,
             BUILD_DIR_LABEL: str(paths.cache.parent.parent.resolve()),

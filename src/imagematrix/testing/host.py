@@ -46,7 +46,7 @@ def host_interpreter(opts: Options) -> str:
     if problem:
         raise UsageError(
             f"--backend host tests the host's Python {want}, but python{want} {problem} (this is Python {running}). "
-            "Fix: install it, pass --interpreter PATH, or run `python -m imagematrix.testing.run --backend host` "
+            "Fix: install it, pass --interpreter PATH, or run `python -m imagematrix.testing --backend host` "
             "with the interpreter to test"
         )
     return found

@@ -13,19 +13,20 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from imagematrix.core import history, status
 from imagematrix.core.builddir import utcnow
 from imagematrix.core.cuda_compat import cuda_int, fmt_mm
 from imagematrix.core.errors import ImagematrixError
+from imagematrix.core.options import DEFAULT_MATRIX, default_matrix
 from imagematrix.core.resources import gpu_suite
 from imagematrix.testing import grid as testgrid
 from imagematrix.testing.grid import CellResult
 
-MATRIX_ENV = "IMAGEMATRIX_MATRIX"
-DEFAULT_MATRIX = "matrix.yaml"
 BACKENDS = ("docker", "host")
 
 
@@ -100,6 +101,16 @@ class Options:
     def limit(self) -> float:
         return self.timeout or self.suite.timeout
 
+    @classmethod
+    def from_values(cls, v: Mapping[str, Any]) -> Options:
+        """From the options table's parsed values (``core.options.parse_all``): the one way both CLIs make it."""
+        return cls(
+            suite=SUITES[v["suite"]], phases=v["phase"], pythons=v["python"], cudas=v["cuda"], targets=v["target"],
+            platforms=v["platform"], matrix=v["matrix"], backend=v["backend"], require_gpu=v["require_gpu"],
+            timeout=v["timeout"], workers=v["workers"], jobs=v["jobs"], build_dir=Path(v["out"]),
+            interpreter=v["interpreter"], candidates=v["candidates"], pytest_extra=tuple(v["pytest"]),
+        )
+
 
 @dataclass(frozen=True)
 class CellPaths:
@@ -115,10 +126,6 @@ class CellPaths:
 
 
 # --- pure parts ------------------------------------------------------------------------
-
-
-def default_matrix() -> str:
-    return os.environ.get(MATRIX_ENV) or DEFAULT_MATRIX
 
 
 def session_pythons(matrix: str | None = None) -> tuple[tuple[str, ...], str | None]:
@@ -178,11 +185,6 @@ SUITE_ENV = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
 
 def cache_env(root: str, keep: tuple[str, ...] = ()) -> dict[str, str]:
     return {var: f"{root}/{sub}" for var, sub in CACHE_DIRS.items() if var not in keep}
-
-
-def build_command(matrix: str, cuda: str, python: str, target: str) -> str:
-    argv = ["invoke", "build"] + (["--matrix", matrix] if matrix != DEFAULT_MATRIX else [])
-    return shlex.join([*argv, "--cuda", cuda, "--python", python, "--target", target])
 
 
 # --- shared plumbing -------------------------------------------------------------------
