@@ -21,16 +21,3 @@ def console(stderr: bool = False) -> Console:
 def styled(*parts: str | tuple[str, str]) -> Text:
     """Plain strings and (text, style) pairs as one line; nothing in them is read as markup."""
     return Text.assemble(*parts)
-
-
-def fmt_bytes(n: int | float | None) -> str:
-    """Sizes as `docker images` shows them (decimal units): '5.94 GB', '24 MB', '-' when unknown."""
-    if n is None:
-        return "-"
-    sign = "-" if n < 0 else ""
-    n = abs(n)
-    if n >= 1e8:
-        return f"{sign}{n / 1e9:.2f} GB"
-    if n >= 1e5:
-        return f"{sign}{n / 1e6:.0f} MB"
-    return f"{sign}{n / 1e3:.0f} kB"

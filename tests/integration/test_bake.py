@@ -37,5 +37,5 @@ def test_a_bake_build_is_what_invoke_build_would_have_built(invoke, image_namesp
 
     done = invoke("build", "--matrix", str(matrix), "--out", str(out), "--phase", "1")
     assert done.returncode == 0, done.stdout + done.stderr
-    states = {cid: rec["build"]["state"] for cid, rec in status.read_status(out).items()}
+    states = {cid: rec["build"]["state"] for cid, rec in status.read_raw(out).items()}
     assert states == {"cu1.0-py3.13-plain": "skipped", "cu1.0-py3.13-nonroot": "skipped"}, done.stdout

@@ -42,7 +42,7 @@ def test_jobs_2_builds_independent_cells_together_and_keeps_the_order_and_the_bl
     done = invoke("build", "--matrix", str(matrix), "--out", str(out), "--jobs", "2", "--no-cache")
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-2000:]
     assert "5 cell(s), 2 at a time" in done.stdout
-    rec = {cid.split("-")[-1]: r["build"] for cid, r in status.read_status(out).items()}
+    rec = {cid.split("-")[-1]: r["build"] for cid, r in status.read_raw(out).items()}
     assert {k: v["state"] for k, v in rec.items()} == {"a": "built", "b": "built", "c": "built", "bad": "failed", "d": "blocked"}
     assert rec["d"]["blocked_by"] == "cu1.0-py3.13-bad"
     assert rec["a"]["started"] < rec["b"]["ended"] and rec["b"]["started"] < rec["a"]["ended"]  # at the same time
@@ -83,7 +83,7 @@ def test_ctrl_c_stops_every_running_build_and_records_each_as_interrupted(invoke
             proc.kill()
     assert proc.returncode == 130, stdout[-2000:] + stderr[-2000:]
     assert "cu1.0-py3.13-n1, cu1.0-py3.13-n2 were stopped" in stderr or "cu1.0-py3.13-n2, cu1.0-py3.13-n1 were stopped" in stderr
-    for cid, r in status.read_status(out).items():
+    for cid, r in status.read_raw(out).items():
         assert r["build"]["state"] == "failed" and r["build"]["interrupted"] is True, (cid, r["build"])
     ps = subprocess.run(["pgrep", "-f", f"{image_namespace}-jobs/naps"], capture_output=True, text=True, check=False)
     wait_for(lambda: subprocess.run(["pgrep", "-f", f"tag {image_namespace}-jobs/naps"], capture_output=True,

@@ -41,7 +41,7 @@ def test_a_named_builder_builds_into_its_own_engine_and_skips_there(context, inv
     done = invoke(*args)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert f"builder {name}: buildx" in done.stdout and f"images into {host}" in done.stdout
-    rec = status.read_status(out)[CELL]["build"]
+    rec = status.read_raw(out)[CELL]["build"]
     assert rec["state"] == "built" and rec["command"].startswith(f"docker --context {name} buildx build")
     ref = f"{image}:{CELL}"
     second = docker.DockerClient(base_url=host)
@@ -51,4 +51,4 @@ def test_a_named_builder_builds_into_its_own_engine_and_skips_there(context, inv
 
     done = invoke(*args)
     assert done.returncode == 0, done.stdout[-3000:]
-    assert status.read_status(out)[CELL]["build"]["state"] == "skipped"
+    assert status.read_raw(out)[CELL]["build"]["state"] == "skipped"

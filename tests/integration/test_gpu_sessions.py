@@ -74,7 +74,7 @@ def test_cpu_checks_pass_and_gpu_checks_skip_in_every_image(smoke, docker_client
     proc, build_dir, m = smoke
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     assert f"gpu_smoke: {len(m.cells)} cell(s): {len(m.cells)} passed" in proc.stdout
-    records = status.read_status(build_dir)
+    records = status.read_raw(build_dir)
     for cell in m.cells:
         junit = build_dir / "test-results" / f"{cell.id}.xml"
         log = build_dir / "test-results" / f"{cell.id}.log"
@@ -126,7 +126,7 @@ def test_require_gpu_turns_the_run_into_a_failure(smoke, session_name, docker_cl
     for test_id in skipped:
         kind, msg = results[test_id]
         assert kind == "failure" and "no GPU visible" in msg and "--require-gpu" in msg, (test_id, kind, msg)
-    test = status.read_status(build_dir)[cell.id]["test"]
+    test = status.read_raw(build_dir)[cell.id]["test"]
     assert test["state"] == "failed" and test["failed"] >= len(skipped) and test["failures"]
     assert not leftover_containers(docker_client, cell.id, build_dir)
 
@@ -165,7 +165,7 @@ def test_an_image_labelled_as_another_cell_is_an_error(example_images, image_nam
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )
     assert done.returncode == 1, done.stdout + done.stderr
-    record = status.read_status(tmp_path / "b")[devel.id]["test"]
+    record = status.read_raw(tmp_path / "b")[devel.id]["test"]
     assert record["state"] == "error"
     assert f"labelled imagematrix.cell='{runtime.id}', not {devel.id}" in record["note"]
 
@@ -192,4 +192,4 @@ def test_interrupt_removes_the_container(smoke, example_images, tmp_path, docker
             proc.wait()
     assert proc.returncode == code, out[-3000:]
     assert not leftover_containers(docker_client, cell.id, tmp_path), out[-3000:]
-    assert cell.id not in status.read_status(tmp_path)  # an interrupted run records nothing
+    assert cell.id not in status.read_raw(tmp_path)  # an interrupted run records nothing

@@ -34,7 +34,7 @@ def built(invoke, image_namespace, tmp_path_factory, docker_client, hardening_ma
     out = root / "build"
     done = invoke("build", "--matrix", str(matrix), "--out", str(out), "--target", "plain")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    image_id = status.read_status(out)[CELL]["build"]["image_id"]
+    image_id = status.read_raw(out)[CELL]["build"]["image_id"]
     return {"matrix": matrix, "out": out, "image_id": image_id, "root": root}
 
 
@@ -77,7 +77,7 @@ def test_refusals_name_the_reason_and_push_nothing(invoke, built, registry):
     assert "stale: matrix.yaml or a fragment changed" in done.stdout, done.stdout
     with pytest.raises(urllib.error.HTTPError):
         _registry_digest(registry, "refused/tiny", "cu1.0-py3.13-plain")
-    assert "publish" not in status.read_status(built["out"])[CELL]
+    assert "publish" not in status.read_raw(built["out"])[CELL]
 
 
 def test_a_cell_tested_on_a_gpu_is_pushed_with_an_immutable_tag_and_its_digest_recorded(invoke, built, registry, docker_client):
@@ -87,7 +87,7 @@ def test_a_cell_tested_on_a_gpu_is_pushed_with_an_immutable_tag_and_its_digest_r
     assert done.returncode == 0 and f"would publish {CELL}" in done.stdout, done.stdout
     done = _publish(invoke, built, "--repository", repo)
     assert done.returncode == 0, done.stdout + done.stderr
-    rec = status.read_status(built["out"])[CELL]["publish"]
+    rec = status.read_raw(built["out"])[CELL]["publish"]
     assert rec["image_id"] == built["image_id"] and rec["tags"][0] == "cu1.0-py3.13-plain"
     assert rec["tags"][1].startswith("cu1.0-py3.13-plain-") and len(rec["tags"][1]) == len("cu1.0-py3.13-plain-") + 12
     for tag in rec["tags"]:
@@ -115,12 +115,12 @@ def test_a_cell_tested_on_a_gpu_is_pushed_with_an_immutable_tag_and_its_digest_r
 
 def test_a_registry_that_is_down_is_a_clean_error_and_nothing_is_recorded(invoke, built):
     _gpu_run(built["out"], built["image_id"])
-    record_before = status.read_status(built["out"])[CELL].get("publish")
+    record_before = status.read_raw(built["out"])[CELL].get("publish")
     done = _publish(invoke, built, "--repository", "127.0.0.1:9/down/tiny")
     assert done.returncode == 1 and "pushing 127.0.0.1:9/down/tiny:cu1.0-py3.13-plain-" in done.stderr  # the immutable tag first
     assert "connection refused" in done.stderr and "nothing more was recorded as published" in done.stderr
     assert "Traceback" not in done.stderr
-    assert status.read_status(built["out"])[CELL].get("publish") == record_before
+    assert status.read_raw(built["out"])[CELL].get("publish") == record_before
 
 
 def test_a_real_cpu_smoke_run_records_its_suite_and_is_refused(example_images, tmp_path):
@@ -131,7 +131,7 @@ def test_a_real_cpu_smoke_run_records_its_suite_and_is_refused(example_images, t
     done = subprocess.run([sys.executable, "-m", "imagematrix.testing", "--matrix", example, "--out", str(out),
                            "--target", "runtime"], capture_output=True, text=True, env=env, timeout=1500, check=False)
     assert done.returncode == 0, done.stdout[-3000:]
-    run = status.read_status(out)["cu13.2-py3.13-runtime"][SUITES_SECTION]["smoke"]
+    run = status.read_raw(out)["cu13.2-py3.13-runtime"][SUITES_SECTION]["smoke"]
     assert run["state"] == "passed" and "require_gpu" not in run
     done = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(ROOT), "publish", "--matrix", example,
                            "--out", str(out), "--target", "runtime", "--dry-run"], capture_output=True, text=True, check=False)
@@ -144,7 +144,7 @@ def test_candidates_are_pushed_by_the_build_tested_by_digest_on_a_runner_and_pro
     done = invoke("build", "--matrix", str(built["matrix"]), "--out", str(built["out"]), "--target", "plain",
                   "--push-candidates", cand)
     assert done.returncode == 0 and f"candidate {CELL}: {cand}@sha256:" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]
-    candidate = status.read_status(built["out"])[CELL]["candidate"]
+    candidate = status.read_raw(built["out"])[CELL]["candidate"]
     assert candidate["tag"].startswith("cu1.0-py3.13-plain-") and candidate["image_id"] == built["image_id"]
     assert _registry_digest(registry, "cand/tiny", candidate["tag"]) == candidate["digest"]
 
@@ -154,7 +154,7 @@ def test_candidates_are_pushed_by_the_build_tested_by_digest_on_a_runner_and_pro
     runner = tmp_path / "runner"
     subprocess.run([sys.executable, "-m", "imagematrix.testing", "--matrix", str(built["matrix"]), "--out", str(runner),
                     "--target", "plain", "--candidates", cand], capture_output=True, text=True, timeout=600, check=False)
-    run = status.read_status(runner)[CELL][SUITES_SECTION]["smoke"]
+    run = status.read_raw(runner)[CELL][SUITES_SECTION]["smoke"]
     assert run["digest"] == candidate["digest"] and run["image_id"] == built["image_id"]
     assert docker_client.images.get(ref).id == built["image_id"]
 
@@ -166,7 +166,7 @@ def test_candidates_are_pushed_by_the_build_tested_by_digest_on_a_runner_and_pro
     _gpu_run(built["out"], built["image_id"], digest=candidate["digest"])
     done = _publish(invoke, built, "--candidates", cand, "--repository", rel)
     assert done.returncode == 0, done.stdout + done.stderr
-    rec = status.read_status(built["out"])[CELL]["publish"]
+    rec = status.read_raw(built["out"])[CELL]["publish"]
     assert rec["digest"] == rec["candidate"] == candidate["digest"]
     for tag in rec["tags"]:
         assert _registry_digest(registry, "rel/tiny", tag) == candidate["digest"]
@@ -191,7 +191,7 @@ def test_a_two_platform_release_tag_becomes_one_index_over_the_tested_digests(
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     cells = {"linux/amd64": f"{CELL}-amd64", "linux/arm64": f"{CELL}-arm64"}
     for platform, cid in cells.items():
-        image = docker_client.images.get(status.read_status(out)[cid]["build"]["image_id"])
+        image = docker_client.images.get(status.read_raw(out)[cid]["build"]["image_id"])
         assert image.attrs["Architecture"] == platform.split("/")[1] and image.labels["imagematrix.platform"] == platform
         status.update_cell(out, cid, SUITES_SECTION, {"smoke": {"state": "passed", "image_id": image.id, "require_gpu": True}})
     repo = f"{registry}/multi/tiny"
@@ -201,5 +201,5 @@ def test_a_two_platform_release_tag_becomes_one_index_over_the_tested_digests(
         "application/vnd.docker.distribution.manifest.list.v2+json", "application/vnd.oci.image.index.v1+json"])})
     index = json.load(urllib.request.urlopen(req, timeout=10))
     got = {f"{m['platform']['os']}/{m['platform']['architecture']}": m["digest"] for m in index["manifests"]}
-    records = status.read_status(out)
+    records = status.read_raw(out)
     assert got == {p: records[cid]["publish"]["digest"] for p, cid in cells.items()}

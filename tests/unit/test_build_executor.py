@@ -23,7 +23,7 @@ from imagematrix.build.buildkit import BUILDX, Builder, BuildOptions
 from imagematrix.build.progress import Progress
 from imagematrix.core.contract import BUILD_HASH_LABEL
 from imagematrix.core.errors import DiskWriteError, EngineLost
-from imagematrix.core.status import read_status
+from imagematrix.core.status import read_raw
 from imagematrix.matrix.load import load_matrix
 from imagematrix.matrix.plan import Selection, make_plan
 
@@ -126,7 +126,7 @@ def execute(engine: FakeEngine, build_dir: Path, force: bool = False, options: B
 
 
 def recorded(build_dir: Path) -> dict[str, str]:
-    return {c: r["build"]["state"] for c, r in read_status(build_dir).items()}
+    return {c: r["build"]["state"] for c, r in read_raw(build_dir).items()}
 
 
 def test_a_failed_cell_blocks_only_its_dependants(engine, tmp_path):
@@ -138,9 +138,9 @@ def test_a_failed_cell_blocks_only_its_dependants(engine, tmp_path):
     }
     assert recorded(tmp_path) == states
     assert "broken-runtime" not in engine.built  # not attempted
-    rec = read_status(tmp_path)[cid("broken")]["build"]
+    rec = read_raw(tmp_path)[cid("broken")]["build"]
     assert rec["step"] == "#6 [broken 1/2] RUN exit 3" and rec["error"].endswith("exit code: 3")
-    assert read_status(tmp_path)[cid("broken-runtime")]["build"]["blocked_by"] == cid("broken")
+    assert read_raw(tmp_path)[cid("broken-runtime")]["build"]["blocked_by"] == cid("broken")
 
 
 def test_a_failed_root_blocks_every_descendant_with_the_root_as_cause(engine, tmp_path):
@@ -148,7 +148,7 @@ def test_a_failed_root_blocks_every_descendant_with_the_root_as_cause(engine, tm
     states = execute(engine, tmp_path)
     assert states[cid("devel")] == "failed"
     assert {c for c, s in states.items() if s == "blocked"} == {cid(t) for t in ("broken", "extra", "runtime", "broken-runtime")}
-    assert {r["build"].get("blocked_by") for c, r in read_status(tmp_path).items() if c != cid("devel")} == {cid("devel")}
+    assert {r["build"].get("blocked_by") for c, r in read_raw(tmp_path).items() if c != cid("devel")} == {cid("devel")}
     assert engine.built == ["devel"]
 
 
@@ -162,7 +162,7 @@ def test_a_rerun_builds_only_failed_blocked_and_missing_cells(engine, tmp_path):
     assert states[cid("devel")] == states[cid("runtime")] == "skipped"
     engine.built = []
     assert set(execute(engine, tmp_path).values()) == {"skipped"} and engine.built == []
-    assert all(r["build"]["cached"] for r in read_status(tmp_path).values())
+    assert all(r["build"]["cached"] for r in read_raw(tmp_path).values())
 
 
 def test_force_and_no_cache_rebuild_unchanged_cells(engine, tmp_path):
@@ -188,7 +188,7 @@ def test_a_rebuild_removes_the_image_it_replaced_but_no_other(engine, tmp_path):
     execute(engine, tmp_path)
     old = {ref: img.id for ref, img in engine.store.items()}
     execute(engine, tmp_path, force=True)
-    replaced = {r["build"]["replaced_image_id"] for r in read_status(tmp_path).values()}
+    replaced = {r["build"]["replaced_image_id"] for r in read_raw(tmp_path).values()}
     assert sorted(engine.removed) == sorted(replaced) == sorted(v for k, v in old.items() if k != "debian:trixie-slim")
 
 
@@ -219,7 +219,7 @@ def test_an_interrupt_records_the_cell_as_failed_and_exits_130(engine, tmp_path)
     with pytest.raises(builds.BuildInterrupted) as exc:
         execute(engine, tmp_path)
     assert exc.value.exit_code == 130 and "interrupted (SIGTERM)" in str(exc.value)
-    rec = read_status(tmp_path)[cid("extra")]["build"]
+    rec = read_raw(tmp_path)[cid("extra")]["build"]
     assert rec["state"] == "failed" and rec["interrupted"] is True and rec["step"] == "#9 [slow 1/1] RUN sleep 600"
     assert recorded(tmp_path)[cid("devel")] == "built"
     json.loads((tmp_path / "status.json").read_text())
@@ -239,7 +239,7 @@ def test_a_host_fault_fails_the_cell_and_starts_nothing_more(engine, tmp_path, f
         cid("runtime"): "blocked", cid("broken-runtime"): "blocked",
     }
     assert engine.built == ["devel", "broken"]  # nothing started after the fault
-    cells = read_status(tmp_path)
+    cells = read_raw(tmp_path)
     assert cells[cid("broken")]["build"]["host_fault"] == reason
     assert cells[cid("runtime")]["build"]["error"] == f"not attempted: {reason} while building {cid('broken')}"
 
@@ -257,7 +257,7 @@ def test_stale_building_records_become_interrupted_failures(tmp_path):
     update_cell(tmp_path, "a", "build", {"state": "building"})
     update_cell(tmp_path, "b", "build", {"state": "built"})
     assert builds.mark_stale(tmp_path) == ["a"]
-    assert read_status(tmp_path)["a"]["build"]["interrupted"] is True
+    assert read_raw(tmp_path)["a"]["build"]["interrupted"] is True
     assert recorded(tmp_path) == {"a": "failed", "b": "built"}
 
 

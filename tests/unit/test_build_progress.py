@@ -6,7 +6,7 @@ from rich.console import Console
 
 from imagematrix.build import progress
 from imagematrix.build.buildkit import Vertex
-from imagematrix.terminal import fmt_bytes
+from imagematrix.core.text import fmt_bytes, human_duration
 
 
 def plain(cells):
@@ -43,5 +43,5 @@ def test_a_long_step_prints_a_heartbeat(monkeypatch):
 
 
 def test_durations_and_sizes_read_like_a_person_wrote_them():
-    assert [progress.human_duration(s) for s in (None, 0.4, 59, 61, 3725)] == ["-", "0s", "59s", "1m01s", "1h02m"]
+    assert [human_duration(s) for s in (None, 0.4, 59, 61, 3725)] == ["-", "0s", "59s", "1m01s", "1h02m"]
     assert fmt_bytes(5_940_000_000) == "5.94 GB" and fmt_bytes(24_000_000) == "24 MB" and fmt_bytes(None) == "-"

@@ -42,7 +42,7 @@ from imagematrix.build.buildkit import (
 )
 from imagematrix.build.engine import START_DOCKER, base_image_ids, docker_client
 from imagematrix.build.preflight import base_images, preflight
-from imagematrix.build.progress import Progress, human_duration, make_progress
+from imagematrix.build.progress import Progress, make_progress
 from imagematrix.core import history, procs
 from imagematrix.core.builddir import (
     LOGS_DIR,
@@ -53,9 +53,9 @@ from imagematrix.core.contract import BUILD_HASH_LABEL, CELL_LABEL
 from imagematrix.core.errors import EngineLost, HostFault, ImagematrixError
 from imagematrix.core.interrupts import sigterm_as_interrupt
 from imagematrix.core.status import StatusError, read_status, update_cell
+from imagematrix.core.text import fmt_bytes, human_duration
 from imagematrix.matrix.plan import BuildStep, Plan
 from imagematrix.matrix.render import file_sha256, write_context
-from imagematrix.terminal import fmt_bytes
 
 SECTION = "build"
 HISTORY_STATES = ("built", "failed", "blocked")  # final states worth a history line (skips are not builds)
@@ -138,7 +138,7 @@ class Outcome:
 
 def mark_stale(build_dir: Path) -> list[str]:
     """Cells recorded as building by a process that is gone (we hold the lock): failed, interrupted."""
-    stale = [cid for cid, rec in read_status(build_dir).items() if rec.get(SECTION, {}).get("state") == "building"]
+    stale = [cid for cid, rec in read_status(build_dir).cells.items() if rec.build and rec.build.state == "building"]
     for cid in stale:
         update_cell(build_dir, cid, SECTION, {
             "state": "failed", "interrupted": True, "ended": utcnow(),
@@ -292,12 +292,12 @@ class Executor:
 
     def _skipped(self, step: BuildStep, image, digest: str) -> None:
         cid, now = step.cell.id, utcnow()
-        previous = read_status(self.build_dir).get(cid, {}).get(SECTION, {})
+        previous = read_status(self.build_dir).get(cid).build
         rec = self.record(cid, {
             "state": "skipped", "cached": True, "started": now, "ended": now, "duration_s": 0.0,
             "ref": step.cell.ref, "image_id": image.id, "size_bytes": image.attrs.get("Size"),
             "image_created": image.attrs.get("Created"), "input_hash": step.rendered.input_hash,
-            "build_hash": digest, "log": previous.get("log") if previous.get("build_hash") == digest else None,
+            "build_hash": digest, "log": previous.log if previous and previous.build_hash == digest else None,
             "bases": self.bases(step),  # the build hash covers their ids: an unchanged image was built from these
         }, replace_section=True)
         self.progress.finished(cid, "skipped", f"unchanged, image {image.short_id.removeprefix('sha256:')}")

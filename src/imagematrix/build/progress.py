@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from imagematrix.build.buildkit import Vertex
+from imagematrix.core.text import human_duration
 
 HEARTBEAT_S = 60  # a plain-mode line at least this often while a step prints output
 
@@ -30,19 +31,6 @@ STYLE = {
     "failed": "bold red",
     "blocked": "yellow",
 }
-
-
-def human_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    m, s = divmod(seconds, 60)
-    if m < 60:
-        return f"{m}m{s:02d}s"
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m"
 
 
 def _short(text: str, width: int) -> str:

@@ -17,7 +17,7 @@ from rich.console import Console
 
 from imagematrix.core.contract import CELL_LABEL
 from imagematrix.core.errors import ImagematrixError
-from imagematrix.terminal import fmt_bytes
+from imagematrix.core.text import fmt_bytes
 
 
 def prune(client, keep: int, cache_hours: float | None, console: Console, dry_run: bool = False) -> int:

@@ -14,6 +14,7 @@ from imagematrix.build.buildkit import BuildOptions
 from imagematrix.core import status
 from imagematrix.core.builddir import build_lock
 from imagematrix.core.errors import UsageError
+from imagematrix.core.text import printable
 from imagematrix.matrix.load import load_matrix
 from imagematrix.matrix.model import Matrix
 from imagematrix.matrix.plan import Plan, Selection, excluded_lines, make_plan, select_cells
@@ -266,8 +267,10 @@ def sizes_report(matrix: str, sel: Selection, build_dir: Path, top: int = 5, plo
 def show_status(build_dir: Path, matrix: str | Path | None, sel: Selection) -> int:
     """Print the table; with a matrix, its selected cells (recorded or not) in plan order."""
     cells = select_cells(load(matrix), sel) if matrix else None
-    table, rows = status_view.status_table(build_dir, cells)
+    table, rows, warning = status_view.status_table(build_dir, cells)
     out = console()
+    if warning:
+        console(stderr=True).print(f"warning: {printable(warning, 1000)}", markup=False, highlight=False)
     if rows == 0:
         out.print(f"{status.status_path(build_dir)}: no cell recorded yet (run `invoke build`, or pass --matrix to list cells)")
         return 0

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagematrix.core.interrupts import Terminated
+from imagematrix.core.text import printable
 
 
 class ImagematrixError(Exception):
@@ -98,8 +99,8 @@ def outcome(command: Callable[[], int | None], stopped: str = "") -> tuple[int, 
     tail = f": {stopped}" if stopped else ""
     try:
         return int(command() or 0), None
-    except ImagematrixError as exc:
-        return exc.exit_code, f"error: {exc}"
+    except ImagematrixError as exc:  # messages quote records, logs and file names: printable, always
+        return exc.exit_code, printable(f"error: {exc}", 20_000, lines=True)
     except Terminated:
         return 143, f"terminated{tail}"
     except KeyboardInterrupt:

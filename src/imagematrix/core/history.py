@@ -14,17 +14,18 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from imagematrix.core.builddir import flocked
 from imagematrix.core.errors import ImagematrixError
+from imagematrix.core.records import HistoryEvent, RecordError
 
 HISTORY_FILE = "history.jsonl"
 HISTORY_LOCK = ".history.lock"
 STATE_ENV = "IMAGEMATRIX_STATE_DIR"
-KINDS = ("build", "test")
 # Kept out of the history: the command line and log tails are in status.json and the logs.
 DROPPED = ("command", "tail")
 
@@ -69,29 +70,46 @@ def append(build_dir: Path, kind: str, cell: str, record: dict[str, Any]) -> Non
         ) from None
 
 
-def read(paths: Iterable[Path]) -> tuple[list[dict[str, Any]], list[str]]:
-    """Events of every given history file, oldest first, each once (merged histories overlap);
-    and one note per unreadable line (a run killed mid-write leaves at most a partial last line)."""
-    seen: dict[str, dict[str, Any]] = {}
+MAX_HISTORY_BYTES = 256 * 1024 * 1024  # years of a busy runner's history; more is read from its end
+MAX_LINE = 1024 * 1024
+
+
+def read(paths: Iterable[Path]) -> tuple[list[HistoryEvent], list[str]]:
+    """Events of every given history file, oldest first, each once (merged histories overlap); and one
+    note per file with damaged lines (skipped and counted: a run killed mid-write leaves at most a
+    partial last line, a merged file from elsewhere may hold anything)."""
+    seen: dict[str, HistoryEvent] = {}
     notes: list[str] = []
     for path in paths:
+        path = Path(path)
         try:
-            text = Path(path).read_text(encoding="utf-8", errors="replace")
+            st = path.stat()
+            if not stat.S_ISREG(st.st_mode):
+                notes.append(f"{path}: not a regular file (a FIFO, a device or a directory): not read")
+                continue
+            with open(path, "rb") as f:
+                if st.st_size > MAX_HISTORY_BYTES:
+                    f.seek(st.st_size - MAX_HISTORY_BYTES)
+                    notes.append(f"{path}: {st.st_size:,} bytes; only its last {MAX_HISTORY_BYTES:,} were read")
+                data = f.read(MAX_HISTORY_BYTES)
         except FileNotFoundError:
             continue
         except OSError as exc:
             raise HistoryError(f"cannot read {path}: {exc.strerror}") from None
-        for n, raw in enumerate(text.splitlines(), 1):
+        damaged: list[tuple[int, str]] = []
+        for n, raw in enumerate(data.split(b"\n"), 1):
             if not raw.strip():
                 continue
             try:
-                ev = json.loads(raw)
-            except json.JSONDecodeError:
-                notes.append(f"{path}:{n}: not a JSON line (skipped)")
+                if len(raw) > MAX_LINE:
+                    raise ValueError(f"a line of {len(raw):,} bytes")
+                event = HistoryEvent.from_json(json.loads(raw.decode("utf-8")), f"line {n}")
+            except (ValueError, RecursionError, RecordError) as exc:  # ValueError: JSON, UTF-8, an absurd number
+                damaged.append((n, str(exc).splitlines()[0][:200]))
                 continue
-            if not isinstance(ev, dict) or ev.get("kind") not in KINDS or not isinstance(ev.get("cell"), str):
-                notes.append(f"{path}:{n}: not a history event (skipped)")
-                continue
-            seen.setdefault(json.dumps(ev, sort_keys=True), ev)
-    events = sorted(seen.values(), key=lambda e: (str(e.get("at") or ""), e["cell"], e["kind"]))
+            seen.setdefault(json.dumps(event.to_json(), sort_keys=True), event)
+        if damaged:
+            n, why = damaged[0]
+            notes.append(f"{path}: {len(damaged)} damaged line(s) skipped, the first at line {n} ({why})")
+    events = sorted(seen.values(), key=lambda e: (e.at, e.cell, e.kind))
     return events, notes

@@ -1,12 +1,14 @@
 """The record of every cell: ``build/status.json``.
 
-One JSON document, ``{"schema": 1, "cells": {cell_id: {section: {...}}}}``.
-Each writer owns one section of a cell ("build", "test", "sizes"), so builds,
-test runs and size reports never overwrite each other's facts.
+One JSON document, ``{"schema": 1, "cells": {cell_id: {section: {...}}}}``. Each writer owns one
+section of a cell ("build", "test", "suites", "sizes", "candidate", "publish"), so builds, test runs,
+size reports and publishing never overwrite each other's facts. Sections are typed (``records``):
+a writer's section is checked before it is written, and a reader gets types, never guessed keys.
 
-Writes are read-modify-write under an exclusive ``flock`` and land with an
-atomic rename of a fsynced temporary file: an interrupted process, a killed
-one or a full disk leaves the previous complete record in place.
+Writes are read-modify-write under an exclusive ``flock`` and land with an atomic rename of a fsynced
+temporary file: an interrupted process, a killed one or a full disk leaves the previous complete
+record in place. Reading assumes nothing of the file: a FIFO, a huge file, JSON too deep or with an
+absurd number, a section of the wrong shape are each a message, never a traceback or a hang.
 """
 
 from __future__ import annotations
@@ -16,17 +18,20 @@ import json
 import os
 import stat
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from imagematrix.core.builddir import flocked, mark
 from imagematrix.core.errors import ImagematrixError
+from imagematrix.core.records import SUITES, CellRecord, RecordError, parse_section
 
 SCHEMA = 1
 STATUS_FILE = "status.json"
 BACKUP_SUFFIX = ".bak"  # the record before the last write: what a damaged record is recovered from
 FILE_MODE = 0o644
 STATUS_LOCK_FILE = ".status.lock"
+MAX_STATUS_BYTES = 64 * 1024 * 1024  # an 18-cell matrix's record is a few hundred KB
 
 
 class StatusError(ImagematrixError):
@@ -41,19 +46,30 @@ def backup_path(build_dir: Path) -> Path:
     return status_path(build_dir).with_name(STATUS_FILE + BACKUP_SUFFIX)
 
 
-def _shape_problem(doc: Any) -> str | None:
-    """Why a decoded record is not ``{"schema": 1, "cells": {id: {section: {...}}}}``, or None."""
-    if not isinstance(doc, dict):
-        return f"the top level is a JSON {type(doc).__name__}, not an object"
-    if doc.get("schema") != SCHEMA:
-        return f"schema is {doc.get('schema')!r}; this imagematrix reads schema {SCHEMA}"
-    cells = doc.get("cells", {})
-    if not isinstance(cells, dict):
-        return f"'cells' is a JSON {type(cells).__name__}, not an object"
-    for cid, rec in cells.items():
-        if not isinstance(rec, dict) or not all(isinstance(v, dict) for v in rec.values()):
-            return f"the record of cell {cid!r} is not an object of sections (build, test, sizes)"
-    return None
+@dataclass(frozen=True)
+class Records:
+    """Every cell's typed record, and a note for each damaged cell or section (read as absent)."""
+
+    path: Path
+    cells: dict[str, CellRecord] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    def get(self, cell_id: str) -> CellRecord:
+        return self.cells.get(cell_id) or CellRecord()
+
+    def __contains__(self, cell_id: str) -> bool:
+        return cell_id in self.cells
+
+    def __len__(self) -> int:
+        return len(self.cells)
+
+    def warning(self) -> str | None:
+        """One line for everything damaged in the record, or None."""
+        if not self.notes:
+            return None
+        more = f" (and {len(self.notes) - 1} more)" if len(self.notes) > 1 else ""
+        return (f"{self.path}: {len(self.notes)} damaged section(s) read as absent, so not tested or published: "
+                f"{self.notes[0]}{more}")
 
 
 def _damaged(path: Path, why: str) -> StatusError:
@@ -66,21 +82,56 @@ def _damaged(path: Path, why: str) -> StatusError:
     return StatusError(f"{path} is damaged: {why}. It was not written by imagematrix as it is. {fix}")
 
 
-def read_status(build_dir: Path) -> dict[str, dict[str, Any]]:
-    """All cells' records (``{}`` when nothing was recorded yet)."""
+def read_json_file(path: Path, limit: int, what: str) -> Any:
+    """A JSON file imagematrix wrote earlier, read without trusting it: a regular file within ``limit``
+    bytes, decoded and parsed with every failure (NUL bytes, absurd numbers, deep nesting) a ValueError."""
+    st = path.stat()  # FileNotFoundError is the caller's to handle
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"{what} is not a regular file (a FIFO, a device or a directory)")
+    if st.st_size > limit:
+        raise ValueError(f"{what} is {st.st_size:,} bytes, more than imagematrix writes ({limit:,})")
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read(limit + 1).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: bad JSON, an int over 4,300 digits
+        raise ValueError(f"not valid JSON ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def _read_doc(build_dir: Path) -> dict[str, Any]:
+    """The raw document (``{}`` cells when nothing was recorded yet); a damaged whole is a StatusError."""
     path = status_path(build_dir)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = read_json_file(path, MAX_STATUS_BYTES, str(path))
     except FileNotFoundError:
-        return {}
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise _damaged(path, f"not valid JSON ({exc})") from None
+        return {"schema": SCHEMA, "cells": {}}
+    except ValueError as exc:
+        raise _damaged(path, str(exc)) from None
     except OSError as exc:
         raise StatusError(f"cannot read {path}: {exc.strerror}") from None
-    why = _shape_problem(doc)
-    if why:
-        raise _damaged(path, why)
-    return doc.get("cells", {})
+    if not isinstance(doc, dict):
+        raise _damaged(path, f"the top level is a JSON {type(doc).__name__}, not an object")
+    if doc.get("schema") != SCHEMA:
+        raise _damaged(path, f"schema is {str(doc.get('schema'))[:40]!r}; this imagematrix reads schema {SCHEMA}")
+    if not isinstance(doc.get("cells", {}), dict):
+        raise _damaged(path, f"'cells' is a JSON {type(doc['cells']).__name__}, not an object")
+    doc.setdefault("cells", {})
+    return doc
+
+
+def read_raw(build_dir: Path) -> dict[str, dict[str, Any]]:
+    """Every cell's record as the file holds it (untyped): for inspecting what was written, never for deciding."""
+    return _read_doc(build_dir)["cells"]
+
+
+def read_status(build_dir: Path) -> Records:
+    """Every cell's typed record (none when nothing was recorded yet)."""
+    path = status_path(build_dir)
+    cells, notes = {}, []
+    for cid, raw in _read_doc(build_dir)["cells"].items():
+        rec = CellRecord.from_json(raw, f"cell {cid}")
+        cells[cid] = rec
+        notes += rec.damaged
+    return Records(path, cells, tuple(notes))
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -109,20 +160,54 @@ def _write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def _checked(section: str, data: dict[str, Any], where: str) -> dict[str, Any]:
+    """The section as its type writes it; a writer that hands over an ill-typed section is a bug, said so."""
+    try:
+        if section == SUITES:
+            return {name: parse_section("test", run, f"{where}.{name}").to_json() for name, run in data.items()}
+        return parse_section(section, data, where).to_json()
+    except RecordError as exc:
+        raise StatusError(f"refusing to record an ill-typed section ({exc}); nothing was written") from None
+    except KeyError:
+        return dict(data)  # a section this release does not type (a newer writer's): kept as given
+
+
+def _usable(section: str, previous: dict[str, Any], where: str) -> dict[str, Any]:
+    """What of a section's earlier content can be merged into: a damaged section (or suite) is dropped."""
+    if section == SUITES:
+        return {k: v for k, v in previous.items() if _valid("test", v, where)}
+    return previous if _valid(section, previous, where) else {}
+
+
+def _valid(section: str, data: Any, where: str) -> bool:
+    try:
+        parse_section(section, data if isinstance(data, dict) else {}, where)
+    except RecordError:
+        return False
+    except KeyError:
+        return True
+    return isinstance(data, dict)
+
+
 def update_cell(build_dir: Path, cell_id: str, section: str, data: dict[str, Any], replace: bool = False) -> dict:
-    """Merge ``data`` into one section of one cell's record (or replace the section)."""
+    """Merge ``data`` into one section of one cell's record (or replace the section); returns the cell's
+    record as written. A damaged section that is merged into is replaced, not kept."""
     # Its own short-lived lock: test runs record beside a running build (which holds the build lock).
     with flocked(Path(build_dir) / STATUS_LOCK_FILE):
         try:
             mark(build_dir)
         except OSError as exc:
             raise StatusError(f"could not write into {build_dir}: {exc.strerror}; free disk space and rerun") from None
-        cells = read_status(build_dir)
-        record = cells.setdefault(cell_id, {})
-        record[section] = dict(data) if replace else {**record.get(section, {}), **data}
-        doc = {"schema": SCHEMA, "cells": dict(sorted(cells.items()))}
+        doc = _read_doc(build_dir)
+        cells = doc["cells"]
+        record = cells.get(cell_id) if isinstance(cells.get(cell_id), dict) else {}
+        previous = record.get(section) if isinstance(record.get(section), dict) and not replace else {}
+        previous = _usable(section, previous, f"cell {cell_id}.{section}")
+        record[section] = _checked(section, {**previous, **data}, f"cell {cell_id}.{section}")
+        cells[cell_id] = record
+        out = {"schema": SCHEMA, "cells": dict(sorted(cells.items()))}
         try:
-            _write_atomic(status_path(build_dir), json.dumps(doc, indent=2, sort_keys=True) + "\n")
+            _write_atomic(status_path(build_dir), json.dumps(out, indent=2, sort_keys=True) + "\n")
         except OSError as exc:
             raise StatusError(
                 f"could not write {status_path(build_dir)}: {exc.strerror}. The previous record is intact; "

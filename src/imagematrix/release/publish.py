@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 from dataclasses import dataclass
-from typing import Any
 
 from rich.console import Console
 
@@ -23,11 +22,11 @@ from imagematrix.core import status
 from imagematrix.core.builddir import utcnow
 from imagematrix.core.contract import INPUT_HASH_LABEL
 from imagematrix.core.errors import ImagematrixError
+from imagematrix.core.records import CellRecord
+from imagematrix.core.text import fmt_bytes
 from imagematrix.matrix.model import Cell
 from imagematrix.matrix.plan import BuildStep, Plan
 from imagematrix.reports import packages
-from imagematrix.terminal import fmt_bytes
-from imagematrix.testing.suite import SUITES_SECTION
 
 SECTION = "publish"
 LAYER_LIMIT = 10 * 10**9  # GHCR refuses a layer over 10 GB
@@ -92,24 +91,25 @@ def pull_candidate(client, repository: str, cell: Cell, input_hash: str):
     return image, digest
 
 
-def decide(step: BuildStep, image, record: dict[str, Any], required: tuple[str, ...]) -> Decision:
-    """Whether ``step``'s cell may be promoted, from its local image and its record."""
+def decide(step: BuildStep, image, record: CellRecord, required: tuple[str, ...]) -> Decision:
+    """Whether ``step``'s cell may be promoted, from its local image and its record (a damaged record
+    section reads as absent: untested)."""
     cid = step.cell.id
     if image is None:
         return Decision(cid, False, f"never built here: no image {step.cell.ref} (invoke build)")
     if image.labels.get(INPUT_HASH_LABEL) != step.rendered.input_hash:
         return Decision(cid, False, "stale: matrix.yaml or a fragment changed since this image was built (invoke build, then test it)")
-    suites = record.get(SUITES_SECTION) or {}
     for name in required:
-        run = suites.get(name)
-        if not run:
-            return Decision(cid, False, f"untested: no {name} run recorded (nox -s gpu_{name}-{step.cell.python} -- --require-gpu)")
-        if run.get("image_id") != image.id:
-            return Decision(cid, False, f"its {name} run tested another image ({str(run.get('image_id'))[:19]}), not "
+        run = record.suites.get(name)
+        if run is None:
+            return Decision(cid, False, f"untested: no {name} run recorded (imagematrix test --suite {name} "
+                            f"--python {step.cell.python} --require-gpu)")
+        if run.image_id != image.id:
+            return Decision(cid, False, f"its {name} run tested another image ({str(run.image_id)[:19]}), not "
                             f"{image.id[:19]}: test this one")
-        if run.get("state") != "passed":
-            return Decision(cid, False, f"its {name} run {run.get('state')} ({run.get('finished', '?')})")
-        if not run.get("require_gpu"):
+        if run.state != "passed":
+            return Decision(cid, False, f"its {name} run {run.state} ({run.finished or '?'})")
+        if not run.on_gpu:
             return Decision(cid, False, f"its {name} run was not on a GPU (--require-gpu): GPU checks may have skipped")
     return Decision(cid, True, f"{' and '.join(required)} passed on this image with a GPU", image.id)
 
@@ -178,17 +178,19 @@ def run_publish(plan: Plan, required: tuple[str, ...], client, console: Console,
     from docker.errors import ImageNotFound
 
     records = status.read_status(plan.build_dir)
+    if records.warning():
+        console.print(f"warning: {records.warning()}", markup=False, highlight=False)
     refused = 0
     for step in plan.steps:
-        record = records.get(step.cell.id, {})
-        candidate = record.get(CANDIDATE) if candidates else None
+        record = records.get(step.cell.id)
+        candidate = record.candidate if candidates else None
         if candidates and not candidate:
             refused += 1
             console.print(f"refused {step.cell.id}: no candidate was pushed (invoke build --push-candidates {candidates})",
                           markup=False, highlight=False)
             continue
         if candidate:  # the digest a GPU runner tested, from the registry: no rebuild, no local copy needed
-            image, _ = pull_candidate(client, candidate["repository"], step.cell, step.rendered.input_hash)
+            image, _ = pull_candidate(client, candidate.repository, step.cell, step.rendered.input_hash)
         else:
             try:
                 image = client.images.get(step.cell.ref)
@@ -196,11 +198,11 @@ def run_publish(plan: Plan, required: tuple[str, ...], client, console: Console,
                 image = None
         d = decide(step, image, record, required)
         if d.ok and candidate:
-            tested = {(record.get(SUITES_SECTION) or {}).get(n, {}).get("digest") for n in required}
-            if tested != {candidate["digest"]}:
-                d = Decision(d.cell, False, f"its GPU runs did not test candidate {candidate['digest'][:19]} by digest "
+            tested = {record.suites[n].digest for n in required}
+            if tested != {candidate.digest}:
+                d = Decision(d.cell, False, f"its GPU runs did not test candidate {candidate.digest[:19]} by digest "
                              f"(they tested {', '.join(sorted(str(t)[:19] if t else 'a local image' for t in tested))}): test the candidate "
-                             f"(--candidates {candidate['repository']})")
+                             f"(--candidates {candidate.repository})")
         if not d.ok:
             refused += 1
             console.print(f"refused {d.cell}: {d.reason}", markup=False, highlight=False)
@@ -216,16 +218,16 @@ def run_publish(plan: Plan, required: tuple[str, ...], client, console: Console,
             continue
         listed = packages.manifest(client, image.id)  # before any push: a failure here leaves the registry untouched
         digest = push(client, image, repo, tags[::-1])  # the immutable tag first: a moving tag never runs ahead of it
-        if candidate and digest != candidate["digest"]:
+        if candidate and digest != candidate.digest:
             raise PublishError(f"{repo} answered digest {digest} for {d.cell}, not the tested candidate's "
-                               f"{candidate['digest']}: the registry rewrote the manifest; nothing more was recorded")
+                               f"{candidate.digest}: the registry rewrote the manifest; nothing more was recorded")
         document = {"image": f"{repo}@{digest}", "cell": d.cell, "tags": tags, "image_id": image.id,
-                    "suites": {n: (record.get(SUITES_SECTION) or {}).get(n) for n in required}, "packages": listed}
+                    "suites": {n: record.suites[n].to_json() for n in required}, "packages": listed}
         record_tag = tags[1] + RECORD_SUFFIX
         push_record(client, repo, record_tag, document)
         status.update_cell(plan.build_dir, d.cell, SECTION, {
             "repository": repo, "tags": tags, "digest": digest, "image_id": image.id, "published": utcnow(),
-            "record_tag": record_tag, **({"candidate": candidate["digest"]} if candidate else {}),
+            "record_tag": record_tag, **({"candidate": candidate.digest} if candidate else {}),
         }, replace=True)
         console.print(f"published {d.cell}: {repo}@{digest} as {', '.join(tags)}; its test record and packages: "
                       f"{repo}:{record_tag}", markup=False, highlight=False)
@@ -255,16 +257,16 @@ def publish_indexes(plan: Plan, repository: str | None) -> list[str]:
     records = status.read_status(plan.build_dir)
     lines = []
     for tag, steps in index_groups(plan).items():
-        published = [records.get(s.cell.id, {}).get(SECTION) for s in steps]
+        published = [records.get(s.cell.id).publish for s in steps]
         current = [p for p, s in zip(published, steps, strict=True)
-                   if p and p.get("image_id") and p["tags"][1] == immutable_tag(s.cell.tag, s.rendered.input_hash)]
+                   if p and p.image_id and immutable_tag(s.cell.tag, s.rendered.input_hash) in p.tags]
         missing = [s.cell.id for s, p in zip(steps, published, strict=True) if p not in current]
         if missing or len(steps) < len(plan.matrix.platforms):
             lines.append(f"no index {tag}: not every platform is published from this render "
                          f"({', '.join(missing) or 'platforms not selected'})")
             continue
         repo = repository or steps[0].cell.image
-        sources = [f"{p['repository']}@{p['digest']}" for p in current]
+        sources = [f"{p.repository}@{p.digest}" for p in current]
         argv = ["docker", "buildx", "imagetools", "create", "--tag", f"{repo}:{tag}", *sources]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
         if done.returncode != 0:

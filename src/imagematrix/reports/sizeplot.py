@@ -6,11 +6,10 @@ still shows every measured cell. matplotlib is imported here only (Agg, no displ
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
-from imagematrix.core.status import read_status
-from imagematrix.reports.sizes import FIXED, GB, OTHER, SECTION, bucket_order
+from imagematrix.core.status import Records, read_status
+from imagematrix.reports.sizes import FIXED, GB, OTHER, bucket_order
 
 PLOT_PATH = Path("reports") / "sizes.png"  # under the build directory
 FIXED_COLORS = {"base": "#9e9e9e", "Python": "#4e79a7", OTHER: "#d4c9be"}
@@ -24,15 +23,16 @@ def colors(order: list[str]) -> dict[str, str]:
     return {**FIXED_COLORS, **{b: PACKAGE_COLORS[i % len(PACKAGE_COLORS)] for i, b in enumerate(packages)}}
 
 
-def bars(records: Mapping[str, dict], cell_ids: list[str]) -> list[tuple[str, dict[str, float], float | None, str]]:
+def bars(records: Records, cell_ids: list[str]) -> list[tuple[str, dict[str, float], float | None, str]]:
     """(cell, GB per bucket, budget GB, state) for each cell with a measurement, in the given order."""
     out = []
     for cid in cell_ids:
-        sec = records.get(cid, {}).get(SECTION) or {}
-        if "buckets" not in sec:
+        sec = records.get(cid).sizes
+        if sec is None or not sec.buckets:
             continue
-        gb = {b: v / GB for b, v in sec["buckets"].items()}
-        out.append((cid, gb, sec.get("budget_gb"), sec.get("state", "")))
+        budget = sec.extra.get("budget_gb")
+        budget = float(budget) if isinstance(budget, (int, float)) and not isinstance(budget, bool) else None
+        out.append((cid, {b: v / GB for b, v in sec.buckets.items()}, budget, sec.state or ""))
     order = bucket_order(r[1] for r in out)
     return [(cid, {b: gb.get(b, 0.0) for b in order}, budget, state) for cid, gb, budget, state in out]
 

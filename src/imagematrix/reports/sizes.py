@@ -27,8 +27,8 @@ from typing import Any
 from imagematrix.core.builddir import utcnow
 from imagematrix.core.contract import INPUT_HASH_LABEL
 from imagematrix.core.errors import ImagematrixError
+from imagematrix.core.text import fmt_bytes
 from imagematrix.matrix.model import Cell, Matrix
-from imagematrix.terminal import fmt_bytes
 
 SECTION = "sizes"
 GB = 1e9

@@ -10,6 +10,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from imagematrix.core.text import printable
+
 # A cell's state after a run. Only "passed" is good; every other state makes the run exit 1.
 PASSED, FAILED, ERROR, TIMEOUT, MISSING = "passed", "failed", "error", "timeout", "missing"
 GOOD = (PASSED,)
@@ -158,9 +160,10 @@ def rows(results: list[CellResult]) -> list[tuple[str, ...]]:
     for r in results:
         s = r.summary
         if r.state == MISSING:
-            out.append((r.cell, r.state, *("-",) * 5, r.note))
+            out.append((r.cell, r.state, *("-",) * 5, printable(r.note, 500)))
         else:
-            out.append((r.cell, r.state, *map(str, (s.passed, s.failed, s.skipped, s.errors)), f"{r.seconds:.0f}s", r.note))
+            out.append((r.cell, r.state, *map(str, (s.passed, s.failed, s.skipped, s.errors)), f"{r.seconds:.0f}s",
+                        printable(r.note, 500)))
     return out
 
 
@@ -217,13 +220,18 @@ def skip_lines(results: list[CellResult], limit: int = 6) -> list[str]:
     return lines
 
 
+def _printable(lines: list[str]) -> list[str]:
+    """Lines that quote what a container printed (JUnit messages, log tails): safe for a terminal."""
+    return [printable(line, 2000) for line in lines]
+
+
 def render_plain(results: list[CellResult], suite: str) -> str:
     table = [COLUMNS, *rows(results)]
     widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
     fmt = lambda row: "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()  # noqa: E731
     lines = [headline(results, suite), fmt(table[0]), fmt(tuple("-" * w for w in widths))]
     lines += [fmt(row) for row in table[1:]]
-    return "\n".join([*lines, *skip_lines(results), *details(results)])
+    return "\n".join([*_printable(lines), *_printable(skip_lines(results)), *_printable(details(results))])
 
 
 def print_grid(results: list[CellResult], suite: str) -> None:
@@ -243,5 +251,5 @@ def print_grid(results: list[CellResult], suite: str) -> None:
         table.add_row(row[0], Text(row[1], style=style), *row[2:])
     out = console()
     out.print(table)
-    for line in [*skip_lines(results), *details(results)]:
+    for line in _printable([*skip_lines(results), *details(results)]):
         out.print(line, soft_wrap=True, markup=False)
