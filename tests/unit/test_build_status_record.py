@@ -9,7 +9,7 @@ import pytest
 
 from imagematrix.core import status
 from imagematrix.core.records import CellRecord
-from imagematrix.core.status import StatusError, read_raw, read_status, update_cell
+from imagematrix.core.status import StatusError, read_raw, update_cell
 from imagematrix.reports.status_view import section_text, status_table
 
 

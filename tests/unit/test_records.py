@@ -83,15 +83,14 @@ def test_a_damaged_suite_or_candidate_means_untested_and_publish_refuses(example
     plan = make_plan(example_matrix, Selection(targets=("devel",)), build_dir)
     step = plan.steps[0]
 
-    class Image:
-        id = "sha256:" + "a" * 64
-        labels = {"imagematrix.input-hash": step.rendered.input_hash}
+    from types import SimpleNamespace
 
+    Image = SimpleNamespace(id="sha256:" + "a" * 64, labels={"imagematrix.input-hash": step.rendered.input_hash})
     forged = {"suites": {"smoke": {"state": "passed", "image_id": Image.id, "require_gpu": "true"}}}
-    d = decide(step, Image(), CellRecord.from_json(forged, "c"), ("smoke",))
+    d = decide(step, Image, CellRecord.from_json(forged, "c"), ("smoke",))
     assert not d.ok and "untested" in d.reason
     good = {"suites": {"smoke": {"state": "passed", "image_id": Image.id, "require_gpu": True}}}
-    assert decide(step, Image(), CellRecord.from_json(good, "c"), ("smoke",)).ok
+    assert decide(step, Image, CellRecord.from_json(good, "c"), ("smoke",)).ok
 
 
 def test_status_json_of_the_wrong_shape_per_cell_is_noted_not_fatal(tmp_path):

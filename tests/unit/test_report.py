@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+from rendered import render
+
 from imagematrix.core import history, status
 from imagematrix.core.records import CellRecord, SuiteRun
 from imagematrix.matrix.plan import Selection, make_plan
 from imagematrix.reports import sheet as report
-
-from rendered import render
 
 DEVEL, RUNTIME = "cu13.2-py3.13-devel", "cu13.2-py3.13-runtime"
 H200 = {"driver": "580.159.04", "driver_cuda": "13.0", "devices": [{"name": "NVIDIA H200", "compute_capability": "9.0"}]}
