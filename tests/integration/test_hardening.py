@@ -127,6 +127,23 @@ def test_a_full_disk_fails_the_cell_with_the_cause_and_records_the_rest(hardenin
     assert "log cut short" in log.read_text()
 
 
+@pytest.mark.parametrize("command", ["render", "report"])
+def test_a_full_build_directory_is_a_message_not_a_traceback(hardening_matrix, image, tmp_path, small_disk, invoke, command):
+    """Render takes the build lock and writes contexts; report writes the sheet: neither may end in a traceback
+    when nothing more can be written (the lock file's close used to raise after the write had failed)."""
+    m = hardening_matrix(tmp_path, image)
+    filler = small_disk / "filler2"
+    with open(filler, "wb") as f:  # the last bytes of the filesystem
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass
+    done = invoke(command, "--matrix", str(m), "--out", str(small_disk / "build"), timeout=120)
+    assert done.returncode in (1, 2), done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and "No space left on device" in done.stderr, done.stderr
+
+
 # --- a lost engine ---------------------------------------------------------------------------
 
 

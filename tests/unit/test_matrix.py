@@ -15,8 +15,9 @@ import pytest
 import yaml
 
 from imagematrix.core.errors import MatrixError, UsageError
+from imagematrix.core.reference import valid_reference
 from imagematrix.matrix.load import load_matrix
-from imagematrix.matrix.schema import cron_problem, matrix_json_schema, valid_reference
+from imagematrix.matrix.schema import cron_problem, matrix_json_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parent / "data"

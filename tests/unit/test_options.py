@@ -79,3 +79,17 @@ def test_invoke_never_shows_a_traceback_for_a_bad_value(argv):
                           text=True, timeout=120, check=False)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "Traceback" not in done.stderr and f"--{argv[1].lstrip('-')}" in done.stderr
+
+
+@pytest.mark.parametrize("repo", ["reg/team x", "reg/team;rm -rf /", "Reg/Team", "reg/team:tag", "a/" + "b" * 260, "reg/\n"])
+def test_a_repository_on_the_command_line_follows_dockers_grammar(repo):
+    for option in (table.BY_NAME["candidates"],):
+        with pytest.raises(UsageError, match="--candidates"):
+            option.parse(repo)
+    done = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(ROOT), "publish", "--repository", repo],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2 and "--repository" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_repository_with_a_registry_and_port_is_fine():
+    assert table.BY_NAME["candidates"].parse("127.0.0.1:5000/team/pytorch") == "127.0.0.1:5000/team/pytorch"

@@ -96,10 +96,10 @@ def prune(v):
 @command(
     *SELECT, OUT_DIR,
     _opt("repository", "push to this repository instead of the matrix's image (e.g. 127.0.0.1:5000/team/pytorch)",
-         metavar="REPO"),
+         "repository", metavar="REPO"),
     _opt("dry_run", "say what would be promoted or refused; push nothing", "bool", False),
     _opt("candidates", "promote the candidates pushed to this repository (build --push-candidates), only if their "
-         "digest was tested", metavar="REPO"),
+         "digest was tested", "repository", metavar="REPO"),
 )
 def publish(v):
     """Push cells whose required suite passed on a GPU on that very image; refuse the rest."""
@@ -167,7 +167,7 @@ def schema(v):
     _opt("jobs", "build up to N independent cells at once (a cell never before its parent; default 1)", "int", 1,
          minimum=1),
     _opt("push_candidates", "then push each selected cell to this repository as a candidate (tag: <tag>-<input hash>) "
-         "for GPU runners", metavar="REPO"),
+         "for GPU runners", "repository", metavar="REPO"),
 )
 def build(v):
     """Build the selected cells, parents first (--dry-run: show the plan and commands)."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from imagematrix.core.errors import UsageError
+from imagematrix.core.reference import check_repository
 
 MATRIX_ENV = "IMAGEMATRIX_MATRIX"
 DEFAULT_MATRIX = "matrix.yaml"
@@ -32,7 +33,8 @@ class Option:
     """One option: ``name`` is its keyword (``require_gpu``), its flag is ``--require-gpu``.
 
     ``kind``: ``str``, ``bool`` (a switch), ``int``/``number`` (checked against ``minimum``),
-    ``choice`` (one of ``choices``), ``list`` (repeatable), ``words`` (a shell-quoted string).
+    ``choice`` (one of ``choices``), ``list`` (repeatable), ``words`` (a shell-quoted string),
+    ``repository`` (an image repository, by Docker's reference grammar).
     ``default`` is the parsed default; invoke sees string defaults for numbers so that a bad value
     reaches our parser (and its message) instead of invoke's own int().
     """
@@ -79,6 +81,8 @@ class Option:
             return str(value)
         if self.kind == "words":
             return tuple(words(self.flag, str(value)))
+        if self.kind == "repository":
+            return check_repository(self.flag, str(value))
         return str(value)
 
     def add_to(self, parser: argparse.ArgumentParser) -> None:
@@ -140,7 +144,7 @@ TEST = (
     Option("interpreter", "--backend host: the Python to test (default: this one, or python<X.Y> for --python)",
            metavar="PATH"),
     Option("candidates", "pull each cell's candidate from REPO (build --push-candidates REPO) and test it; the record "
-           "keeps its digest", metavar="REPO"),
+           "keeps its digest", "repository", metavar="REPO"),
     Option("pytest", "more pytest arguments, one shell-quoted string, e.g. --pytest '-k abi -x'", "words", ()),
 )
 TEST_OPTIONS = (*FILTERS, MATRIX, *TEST, OUT)

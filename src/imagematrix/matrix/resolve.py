@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from imagematrix.core import cron
 from imagematrix.core.contract import FEATURES
 from imagematrix.core.errors import MatrixError, Problem
+from imagematrix.core.reference import MAX_NAME, NAME_RE, TAG_RE, valid_reference
 from imagematrix.matrix import grammar
 from imagematrix.matrix.lockfile import LockError, UvLock, read_uv_lock
 from imagematrix.matrix.model import (
@@ -31,15 +32,11 @@ from imagematrix.matrix.model import (
 from imagematrix.matrix.schema import (
     CPU,
     FRAGMENT_SUFFIX,
-    MAX_NAME,
-    NAME_RE,
     SCHEMA_VERSION,
-    TAG_RE,
     TARGET_RE,
     MatrixSpec,
     cron_problem,
     label_problem,
-    valid_reference,
 )
 
 if TYPE_CHECKING:

@@ -18,16 +18,9 @@ from imagematrix.matrix import grammar
 SCHEMA_VERSION = 1
 FRAGMENT_SUFFIX = ".Dockerfile"
 
-# Docker's reference grammar (distribution/reference), split into name and tag.
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*(?::[0-9]+)?"
-# Patterns are used with fullmatch: `$` alone would accept a trailing newline.
-NAME_RE = re.compile(rf"(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*")
-TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-DIGEST_RE = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}")
+
 VERSION_RE = grammar.VERSION
 TARGET_RE = grammar.TARGET
-MAX_NAME = 255  # Docker's limit on a repository name
 cron_problem = cron.cron_problem  # the schedule's grammar lives with the gate that reads it
 
 
@@ -49,21 +42,6 @@ def label_problem(key: str, value: str) -> str | None:
         return (f"label value of {key!r} holds control characters ({', '.join(bad)}); "
                 "a Dockerfile LABEL cannot carry them as written: use one line of text")
     return None
-
-
-def valid_reference(ref: str) -> bool:
-    """True if ``ref`` is a Docker image reference: name[:tag][@digest]."""
-    name, _, digest = ref.partition("@")
-    if digest and not DIGEST_RE.fullmatch(digest):
-        return False
-    tag = ""
-    slash = name.rfind("/")
-    colon = name.rfind(":")
-    if colon > slash:
-        name, tag = name[:colon], name[colon + 1 :]
-        if not TAG_RE.fullmatch(tag):
-            return False
-    return bool(NAME_RE.fullmatch(name)) and len(name) <= MAX_NAME
 
 
 # --- schema: the shape of the file -------------------------------------------------
