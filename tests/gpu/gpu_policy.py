@@ -238,100 +238,18 @@ def classify_gpu(
 
 
 # --------------------------------------------------------------------------
-# Architecture coverage: compute capability vs torch.cuda.get_arch_list()
+# Architecture coverage: SASS and PTX against a compute capability (imagematrix.core.arch: one home,
+# shared with `invoke doctor` and the audit)
 # --------------------------------------------------------------------------
-
-_ARCH = re.compile(r"^(sm|compute)_(\d+)(\d)([af]?)$")
-
-
-@dataclass(frozen=True)
-class Arch:
-    kind: str  # "sm" (SASS) or "compute" (PTX)
-    major: int
-    minor: int
-    suffix: str  # "", "a" (arch-specific: exact match only) or "f" (family)
-
-    @property
-    def name(self) -> str:
-        return f"{self.kind}_{self.major}{self.minor}{self.suffix}"
-
-
-def parse_arch(entry: str) -> Arch | None:
-    m = _ARCH.match(entry.strip())
-    if not m:
-        return None
-    return Arch(m.group(1), int(m.group(2)), int(m.group(3)), m.group(4))
-
-
-def sass_runs_on(arch: Arch, cc: tuple[int, int]) -> bool:
-    """SASS sm_XY runs on the same major with minor >= Y; sm_XYa only on exactly X.Y."""
-    if arch.kind != "sm":
-        return False
-    if arch.suffix == "a":
-        return (arch.major, arch.minor) == tuple(cc)
-    return arch.major == cc[0] and arch.minor <= cc[1]
-
-
-def ptx_jits_on(arch: Arch, cc: tuple[int, int]) -> bool:
-    """PTX compute_XY JIT-compiles for any newer GPU (arch-specific PTX only for its own)."""
-    if arch.kind != "compute":
-        return False
-    if arch.suffix == "a":
-        return (arch.major, arch.minor) == tuple(cc)
-    if arch.suffix == "f":
-        return arch.major == cc[0] and arch.minor <= cc[1]
-    return (arch.major, arch.minor) <= tuple(cc)
-
-
-@dataclass(frozen=True)
-class Coverage:
-    ok: bool
-    via: str  # "sass:sm_90", "ptx:compute_90" or ""
-    message: str
-
-
-def arch_coverage(
-    cc: tuple[int, int],
-    arch_list: Iterable[str],
-    ptx_jit: bool = True,
-    device: str = "this GPU",
-    who: str = "torch",
-) -> Coverage:
-    arches = [a for a in (parse_arch(e) for e in arch_list) if a]
-    sm = f"sm_{cc[0]}{cc[1]}"
-    shipped = " ".join(a.name for a in arches) or "nothing"
-    for a in arches:
-        if sass_runs_on(a, cc):
-            return Coverage(True, f"sass:{a.name}", f"{device} ({sm}) runs {who}'s SASS {a.name}")
-    ptx = [a for a in arches if ptx_jits_on(a, cc)]
-    if ptx and ptx_jit:
-        return Coverage(
-            True,
-            f"ptx:{ptx[-1].name}",
-            f"{device} ({sm}) has no SASS in {who}; its PTX {ptx[-1].name} is JIT-compiled at first "
-            "use (slow start, needs a driver that supports the image's CUDA natively)",
-        )
-    why = (
-        f"its PTX ({' '.join(a.name for a in ptx)}) cannot be JIT-compiled because the driver runs this "
-        "CUDA only under minor-version compatibility"
-        if ptx
-        else "and no PTX it could JIT-compile"
-    )
-    return Coverage(
-        False,
-        "",
-        f"{device} is {sm} (compute capability {cc[0]}.{cc[1]}) but {who} ships only {shipped}: no "
-        f"SASS for the {sm} family {why}. This is 'no kernel image is available for execution on the "
-        f"device' / '{sm} is not compatible with the current PyTorch installation'. Fix: use a build "
-        f"whose arch list includes {sm} (TORCH_CUDA_ARCH_LIST='{cc[0]}.{cc[1]}' for source builds; "
-        "newer CUDA wheels for new GPUs, e.g. cu128+ for sm_120, while cu13 wheels start at sm_75)",
-    )
-
-
-def elf_arches(cuobjdump_list_elf: str) -> list[str]:
-    """`cuobjdump --list-elf x.so` lines like 'ELF file 1: x.1.sm_90.cubin' -> ['sm_90']."""
-    return sorted(set(re.findall(r"\.(sm_\d+[af]?)\.cubin", cuobjdump_list_elf)))
-
+from imagematrix.core.arch import (  # noqa: E402, F401
+    Arch,
+    Coverage,
+    arch_coverage,
+    elf_arches,
+    parse_arch,
+    ptx_jits_on,
+    sass_runs_on,
+)
 
 # --------------------------------------------------------------------------
 # torch.__config__.show() and friends

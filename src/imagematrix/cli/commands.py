@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -316,3 +317,62 @@ def ci_workflow(matrix: str | Path, check: bool) -> int:
     console().print(f"{path} does not match {matrix}; run `invoke ci` and commit the result:\n{diff}",
                     markup=False, highlight=False, soft_wrap=True)
     return 1
+
+
+# --- imagematrix audit -----------------------------------------------------------------------
+
+
+def audit(matrix: str, sel: Selection, build_dir: Path, images: tuple[str, ...], gpu: str | None,
+          driver: str | None) -> int:
+    """Audit the selected cells' images (recorded), or any image references (printed); with --gpu and
+    --driver, the verdict for that GPU and driver; else the catalogue in a line per GPU."""
+    from imagematrix.build.engine import docker_client
+    from imagematrix.core import status
+    from imagematrix.oracle import gpus
+    from imagematrix.oracle.audit import audit_image, save
+    from imagematrix.oracle.predict import FAILS, coverage_line, predict, reach
+
+    if bool(gpu) != bool(driver):
+        raise UsageError("--gpu and --driver go together (e.g. --gpu H100 --driver 580.159.04)")
+    try:
+        target = gpus.gpu(gpu) if gpu else None
+    except KeyError:
+        raise UsageError(f"--gpu {gpu!r}: not in the catalogue ({', '.join(g.name for g in gpus.GPUS)}) and not a "
+                         "compute capability such as 9.0") from None
+    if driver and not re.fullmatch(r"\d{3}(\.\d{1,3}){0,2}", driver):
+        raise UsageError(f"--driver {driver!r}: a driver version such as 580.159.04, or a branch such as 580")
+    client = docker_client()
+    if images:
+        todo = [(ref, ref, None) for ref in images]
+    else:
+        from docker.errors import ImageNotFound
+
+        todo = []
+        for cell in select_cells(load(matrix), sel):
+            try:
+                client.images.get(cell.ref)
+            except ImageNotFound:
+                console().print(f"{cell.id}: not built ({cell.ref}); nothing to audit", markup=False, highlight=False)
+                continue
+            todo.append((cell.id, cell.ref, cell))
+    out, worst = console(), 0
+    for label, ref, cell in todo:
+        result = audit_image(client, ref, build_dir)
+        save(result, build_dir)
+        summary = result.summary()
+        if cell is not None:
+            status.update_cell(build_dir, cell.id, "audit", summary, replace=True)
+        counts = summary.get("counts") or {}
+        out.print(f"{label}: {coverage_line(summary)} ({result.how}, {result.seconds:.1f}s; "
+                  f"{counts.get('cached', 0)} of {counts.get('objects', 0)} from the cache)", markup=False, highlight=False)
+        if target is not None and driver:
+            v = predict(result.doc, target, driver)
+            worst = max(worst, int(v.mark == FAILS))
+            out.print(f"  {target.name} ({target.sm}), driver {driver}: {v.mark} {'; '.join(v.reasons)}", markup=False,
+                      highlight=False)
+            if v.fix and v.mark != "✅":
+                out.print(f"  fix: {v.fix}", markup=False, highlight=False)
+            continue
+        for name, row in summary["prediction"].items():
+            out.print(f"  {name:<9} {reach(row)}", markup=False, highlight=False)
+    return worst

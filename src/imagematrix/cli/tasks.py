@@ -175,6 +175,18 @@ def build(v):
 
 
 @command(
+    *SELECT, OUT_DIR,
+    _opt("image", "audit this image reference instead (any image, built here or not; repeatable)", "list", metavar="REF"),
+    _opt("gpu", "with --driver: the verdict for this GPU (a catalogue name such as H100, or a compute capability such "
+         "as 9.0)", metavar="GPU"),
+    _opt("driver", "with --gpu: the verdict for this driver (580.159.04, or a branch such as 580)", metavar="VERSION"),
+)
+def audit(v):
+    """What each image's binaries need from a GPU and a driver, and where it will run (from the image itself)."""
+    return commands.audit(v["matrix"], selection(v), Path(v["out"]), v["image"], v["gpu"], v["driver"])
+
+
+@command(
     *FILTERS,
     _opt("matrix", "also list this matrix's selected cells that have no record yet (default: only recorded cells)",
          metavar="FILE"),

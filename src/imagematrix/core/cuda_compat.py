@@ -32,7 +32,10 @@ def version_tuple(version: str) -> tuple[int, ...]:
 
 
 
-# Driver that ships with each toolkit: native support, PTX JIT works.
+# The Linux x86_64 driver each toolkit release requires ("CUDA Toolkit and Corresponding Driver Versions",
+# the CUDA Toolkit release notes of each version, e.g. docs.nvidia.com/cuda/archive/13.2.0/cuda-toolkit-release-notes):
+# native support, PTX JIT works. A minor this table lacks (13.4 and later here) has an unknown native driver:
+# ``native_driver`` says None, never a guess.
 NATIVE_DRIVER: dict[tuple[int, int], str] = {
     (11, 0): "450.51.05",
     (11, 1): "455.23",
@@ -54,17 +57,28 @@ NATIVE_DRIVER: dict[tuple[int, int], str] = {
     (12, 9): "575.51.03",
     (13, 0): "580.65.06",
     (13, 1): "590.44.01",
+    (13, 2): "595.45.04",
+    (13, 3): "610.43.02",
 }
 # Oldest driver of each major's branch: minor-version compatibility (no PTX JIT).
 MINOR_COMPAT_DRIVER: dict[int, str] = {11: "450", 12: "525", 13: "580"}
 
 
 def native_driver(cuda: tuple[int, int]) -> str | None:
-    """Driver needed to run CUDA X.Y natively (the next known toolkit's if X.Y is absent)."""
+    """Driver needed to run CUDA X.Y natively (the next known toolkit's if X.Y was never released, e.g.
+    12.7); None when X.Y is newer than the table (an unknown floor, never assumed native)."""
     if cuda in NATIVE_DRIVER:
         return NATIVE_DRIVER[cuda]
     newer = sorted(k for k in NATIVE_DRIVER if k > cuda and k[0] == cuda[0])
     return NATIVE_DRIVER[newer[0]] if newer else None
+
+
+def branch_cuda(driver: str) -> tuple[int, int] | None:
+    """The newest CUDA a driver (``580.65.06``, or a branch ``580``) supports natively, from the table."""
+    v = version_tuple(driver)
+    fits = [cuda for cuda, native in NATIVE_DRIVER.items()
+            if version_tuple(native)[: len(v)] <= v or (len(v) == 1 and version_tuple(native)[0] == v[0])]
+    return max(fits) if fits else None
 
 
 @dataclass(frozen=True)

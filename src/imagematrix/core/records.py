@@ -293,9 +293,35 @@ class SizesRecord(Record):
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class AuditRecord(Record):
+    """Section "audit": what the image's own binaries need from a GPU and a driver (``oracle``), and
+    the prediction made from it for the catalogue's GPUs and driver branches."""
+
+    SECTION: ClassVar[str] = "audit"
+
+    image_id: str
+    how: str | None = None  # "container" or "export"
+    seconds: float | None = None
+    objects: int | None = None
+    sass: tuple[str, ...] = ()
+    ptx: tuple[str, ...] = ()
+    floor: tuple[int, ...] = ()  # the newest CUDA the image needs from the driver (major, minor)
+    floor_source: str | None = None
+    floor_native: str | None = None
+    libraries: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    torch: dict[str, Any] | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    prediction: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # GPU -> branch -> verdict
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def verdict(self, gpu: str, branch: int) -> dict[str, Any] | None:
+        return (self.prediction.get(gpu) or {}).get(f"R{branch}")
+
+
 SUITES = "suites"
 SECTION_TYPES: dict[str, type[Record]] = {
-    t.SECTION: t for t in (BuildRecord, SuiteRun, Candidate, Published, SizesRecord)
+    t.SECTION: t for t in (BuildRecord, SuiteRun, Candidate, Published, SizesRecord, AuditRecord)
 }
 
 
@@ -309,6 +335,7 @@ class CellRecord:
     sizes: SizesRecord | None = None
     candidate: Candidate | None = None
     publish: Published | None = None
+    audit: AuditRecord | None = None
     other: dict[str, Any] = field(default_factory=dict)  # sections this release does not know, as written
     damaged: tuple[str, ...] = ()
 

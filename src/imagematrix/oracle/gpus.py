@@ -1,0 +1,60 @@
+"""The catalogue the prediction is made against: GPUs (name -> compute capability) and driver branches.
+
+Data, kept here only; docs/compatibility.md lists it. Compute capabilities from NVIDIA's "CUDA GPUs"
+table (developer.nvidia.com/cuda-gpus); Thor is 11.0 from CUDA 13.0 on (10.1 before). A GPU's
+``min_branch`` is the first driver branch that knows it (Blackwell: R570 with CUDA 12.8; GB10 and
+Thor: R580 with CUDA 13.0); ``max_branch`` the last one that supports it (R580 is the last branch
+for Maxwell, Pascal and Volta, as NVIDIA announced with CUDA 13.0). Driver branches are named by
+their major version; the CUDA each supports natively comes from ``cuda_compat.NATIVE_DRIVER``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Gpu:
+    name: str
+    cc: tuple[int, int]
+    min_branch: int = 0
+    max_branch: int | None = None
+
+    @property
+    def sm(self) -> str:
+        return f"sm_{self.cc[0]}{self.cc[1]}"
+
+
+GPUS: tuple[Gpu, ...] = (
+    Gpu("V100", (7, 0), max_branch=580),
+    Gpu("T4", (7, 5)),
+    Gpu("A100", (8, 0)),
+    Gpu("A10", (8, 6)),
+    Gpu("RTX 3090", (8, 6)),
+    Gpu("L4", (8, 9)),
+    Gpu("RTX 4090", (8, 9)),
+    Gpu("H100", (9, 0)),
+    Gpu("H200", (9, 0)),
+    Gpu("B200", (10, 0), min_branch=570),
+    Gpu("Thor", (11, 0), min_branch=580),
+    Gpu("RTX 5090", (12, 0), min_branch=570),
+    Gpu("GB10", (12, 1), min_branch=580),
+)
+BRANCHES: tuple[int, ...] = (535, 550, 560, 570, 575, 580, 590, 595, 610)
+
+
+def gpu(name_or_cc: str) -> Gpu:
+    """A GPU by name (``H100``, case and spaces ignored) or by compute capability (``9.0``)."""
+    key = name_or_cc.replace(" ", "").lower()
+    for g in GPUS:
+        if g.name.replace(" ", "").lower() == key or f"{g.cc[0]}.{g.cc[1]}" == name_or_cc:
+            return g
+    major, _, minor = name_or_cc.partition(".")
+    if major.isdigit() and minor.isdigit():
+        return Gpu(f"sm_{major}{minor}", (int(major), int(minor)))
+    raise KeyError(name_or_cc)
+
+
+def nearest_branch(driver: str) -> int:
+    """The catalogue's branch for a driver version (``580.159.04`` -> 580)."""
+    return int(driver.split(".")[0])
