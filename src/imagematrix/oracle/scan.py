@@ -165,7 +165,7 @@ def dump(cuobjdump: str, path: Path, section: tuple[int, int], scratch: Path) ->
                     ptx.add((arch, f"{m.group(1)}.{m.group(2)}"))
                     arch = None
         kernels = None
-        if listing.returncode == 0 and text.count(" file ") <= STUB_ENTRIES:
+        if listing.returncode == 0 and not ptx and text.count(" file ") <= STUB_ENTRIES:
             # A few entries may be a stub with no kernel at all (cuFFTW's, which launches cuFFT's): nothing to run.
             usage = subprocess.run([cuobjdump, "-res-usage", str(target)], capture_output=True, text=True,
                                    timeout=CUOBJDUMP_TIMEOUT, check=False)
