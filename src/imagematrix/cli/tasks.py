@@ -182,7 +182,7 @@ def build(v):
     _opt("driver", "with --gpu: the verdict for this driver (580.159.04, or a branch such as 580)", metavar="VERSION"),
 )
 def audit(v):
-    """What each image's binaries need from a GPU and a driver, and where it will run (from the image itself)."""
+    """What each image's binaries need from a GPU and a driver, and where they run (read from the image)."""
     return commands.audit(v["matrix"], selection(v), Path(v["out"]), v["image"], v["gpu"], v["driver"])
 
 

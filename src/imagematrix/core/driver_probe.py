@@ -1,4 +1,4 @@
-"""What a container sees of the GPU: libcuda, cuInit, the driver's CUDA version and kernel module,
+"""What a container sees of the GPU: libcuda (and where it was loaded from), cuInit, the driver's CUDA version and kernel module,
 each device's name and compute capability. Stdlib only (ctypes): `invoke doctor` runs this file's
 text with `python -c` inside an image that is already on the host, before anything is built.
 Prints one JSON object.
@@ -20,6 +20,19 @@ def kernel_module(text: str) -> str | None:
     return m.group(1) if m else None
 
 
+def loaded_path(stem: str) -> str | None:
+    """Where this process loaded a library from (the host's driver, or a forward-compatibility copy)."""
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.split(maxsplit=5)[-1].strip() if len(line.split()) >= 6 else ""
+                if stem in path.rsplit("/", 1)[-1]:
+                    return path
+    except OSError:
+        pass
+    return None
+
+
 def probe() -> dict:
     out: dict = {"libcuda": None, "cuInit": None, "driver_cuda": None, "driver": None, "devices": [], "error": None}
     try:
@@ -32,7 +45,7 @@ def probe() -> dict:
     except OSError as exc:
         out["error"] = f"libcuda.so.1 cannot be loaded: {exc}"
         return out
-    out["libcuda"] = True
+    out["libcuda"] = loaded_path("libcuda.so") or True
     version = ctypes.c_int(0)
     if lib.cuDriverGetVersion(ctypes.byref(version)) == 0:
         out["driver_cuda"] = version.value

@@ -146,6 +146,11 @@ TEST = (
     Option("candidates", "pull each cell's candidate from REPO (build --push-candidates REPO) and test it; the record "
            "keeps its digest", "repository", metavar="REPO"),
     Option("pytest", "more pytest arguments, one shell-quoted string, e.g. --pytest '-k abi -x'", "words", ()),
+    Option("no_reuse", "test every cell again, even one that passed with the very same image, suite and host",
+           "bool", False),
+    Option("reuse_max_age", "reuse a passed result only when it is younger than this many days (default: 30)",
+           "number", 30, minimum=0, metavar="DAYS"),
+    Option("run_anyway", "run a cell the oracle predicts to fail on this GPU and driver (to measure it)", "bool", False),
 )
 TEST_OPTIONS = (*FILTERS, MATRIX, *TEST, OUT)
 BY_NAME = {o.name: o for o in TEST_OPTIONS}

@@ -235,6 +235,11 @@ class SuiteRun(Record):
     note: str | None = None
     tail: str | None = None
     failures: tuple[Failure, ...] = ()
+    key: dict[str, str] | None = None  # the reuse key (testing.reuse): value, image, suite, host
+    decision: str | None = None  # ran, reused, incompatible
+    reused_from: dict[str, Any] | None = None  # the run whose result this is: runner, finished, key
+    prediction: dict[str, Any] | None = None  # the oracle's verdict for this host, when there was one
+    attestation: str | None = None  # the signed statement of this result (a file or a registry reference)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

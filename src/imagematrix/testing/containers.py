@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import os
 import re
@@ -29,7 +30,8 @@ from imagematrix.core.contract import CELL_LABEL, UNPRIVILEGED_UID, UNPRIVILEGED
 from imagematrix.core.errors import ImagematrixError, UsageError
 from imagematrix.core.options import build_command
 from imagematrix.testing import grid as testgrid
-from imagematrix.testing.grid import ERROR, MISSING, CellResult
+from imagematrix.testing import reuse
+from imagematrix.testing.grid import ERROR, INCOMPATIBLE, MISSING, PASSED, CellResult
 from imagematrix.testing.suite import (
     CACHE_IN,
     PACKAGE_ROOT,
@@ -241,7 +243,8 @@ def _stream_logs(container, log: Path, echo: bool) -> threading.Thread:
     return t
 
 
-def run_in_image(client, m, cell, opts: Options, gpu: GpuAccess, tools: Callable[[], Path], echo: bool = True) -> CellResult:
+def run_in_image(client, m, cell, opts: Options, gpu: GpuAccess, tools: Callable[[], Path], echo: bool = True,
+                 host: HostFacts | None = None) -> CellResult:
     import docker
     import requests
 
@@ -275,11 +278,34 @@ def run_in_image(client, m, cell, opts: Options, gpu: GpuAccess, tools: Callable
     notes = []
     if not is_current(m, cell, labels):
         notes.append(f"stale: built from other inputs than the matrix renders now ({rebuild})")
+    # One decision per cell before any container: refuse what the oracle predicts to fail on this host,
+    # reuse a passed result of the very same image, suite and host, or run.
+    site = tools()
+    handed = host.handed(gpu) if host else []
+    prediction = _prediction(opts.build_dir, image.id, handed, host)
+    key = reuse.Key(digest or image.id, _suite_part(opts, site), reuse.host_part(
+        handed, host.driver if host else None, host.driver_cuda if host else None, _libcuda(opts.build_dir, image.id)))
+    fixed.update(key=key.to_json(), prediction=prediction or {}, image_id=image.id)
+    if prediction and prediction["mark"] == "❌" and not opts.run_anyway:
+        check = testgrid.Failure("imagematrix::gpu_compatibility", "failure", f"predicted to fail here: "
+                                 f"{'; '.join(prediction['reasons'])}. Fix: {prediction['fix']} (--run-anyway tests it all the same)")
+        return done(INCOMPATIBLE, f"{check.message}", decision="incompatible",
+                    summary=testgrid.Summary(failed=1, failures=(check,)), require_gpu=opts.require_gpu)
+    if prediction and prediction["mark"] == "⚠️":
+        notes.append(f"predicted ⚠️: {prediction['reasons'][0]}")
+    if opts.reuse:
+        found = reuse.find(opts.build_dir, cell.id, key, opts.reuse_max_age_days)
+        if found is not None:
+            run = found.run
+            reused = testgrid.Summary(passed=run.passed or 0, failed=0, skipped=run.skipped or 0)
+            return done(PASSED, "; ".join([found.describe(), *notes]), decision="reused", summary=reused,
+                        require_gpu=bool(run.require_gpu), gpu_info=run.gpu_info.to_json() if run.gpu_info else {},
+                        reused_from={"runner": found.event.runner, "finished": run.finished or found.event.at})
     euid = os.geteuid()
     prepare_dirs(paths, owner=CONTAINER_UID if euid == 0 else None)
     name = f"imagematrix-test-{cell.id}-{os.getpid()}-{int(time.time())}"
     spec = container_spec(
-        image.id, image.attrs.get("Config", {}).get("Env") or [], opts, cell.id, paths, tools(), gpu,
+        image.id, image.attrs.get("Config", {}).get("Env") or [], opts, cell.id, paths, site, gpu,
         container_user(euid, os.getegid()), name,
     )
     print(f"\n==> {cell.id}: {cell.ref} (GPUs: {fixed['gpu']}; limit {opts.limit:.0f}s)", flush=True)
@@ -310,7 +336,87 @@ def run_in_image(client, m, cell, opts: Options, gpu: GpuAccess, tools: Callable
         junit_in.replace(paths.junit)
         os.chown(paths.junit, euid, os.getegid())  # the container's uid wrote it; the result is ours
     result = judge_files(cell.id, opts, paths, code, timed_out, time.monotonic() - start, note="; ".join(notes))
-    return record_result(replace(result, image_id=image.id, gpu=fixed["gpu"], digest=digest or ""), opts.build_dir)
+    return record_result(replace(result, image_id=image.id, gpu=fixed["gpu"], digest=digest or "", key=key.to_json(),
+                                 prediction=prediction or {}), opts.build_dir)
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What one probe per run saw of this host's GPUs and driver (the reuse key's host part)."""
+
+    devices: tuple[dict, ...] = ()  # index, name, compute_capability
+    driver: str | None = None
+    driver_cuda: str | None = None
+    how: str = "none"
+
+    def handed(self, gpu: GpuAccess) -> list[dict]:
+        """The devices a container of this access gets: the ones it names, or all."""
+        if not gpu.requested:
+            return []
+        if len(gpu.devices) == 1 and gpu.label.endswith(f"gpu {gpu.devices[0]}"):
+            return [d for d in self.devices if str(d.get("index")) == gpu.devices[0]]
+        return list(self.devices)
+
+
+def probe_host(gpu: GpuAccess) -> HostFacts:
+    """One probe per run, on the engine's host (the driver and GPUs a container is handed): driver_probe in
+    this host's Python when the engine is local; nothing when containers get no GPU."""
+    if not gpu.requested:
+        return HostFacts()
+    done = subprocess.run([sys.executable, "-m", "imagematrix.core.driver_probe"], capture_output=True, text=True,
+                          timeout=60, check=False, env={**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)})
+    try:
+        seen = json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return HostFacts(how="unreadable")
+    from imagematrix.core.cuda_compat import cuda_int, fmt_mm
+
+    raw = seen.get("driver_cuda")
+    devices = tuple(d for d in seen.get("devices") or [] if isinstance(d, dict))
+    return HostFacts(devices, seen.get("driver"), fmt_mm(cuda_int(raw)) if isinstance(raw, int) and raw > 0 else None,
+                     "host")
+
+
+def _suite_part(opts: Options, site: Path) -> dict:
+    return reuse.suite_part([opts.tests_dir, PACKAGE_ROOT / "imagematrix"], tools_versions(site), opts.suite.name,
+                            opts.suite.markers, opts.require_gpu, opts.pytest_extra)
+
+
+def _audit(build_dir: Path, image_id: str) -> dict | None:
+    from imagematrix.oracle.audit import AUDITS_DIR
+
+    path = Path(build_dir) / AUDITS_DIR / f"{image_id.removeprefix('sha256:')}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _prediction(build_dir: Path, image_id: str, handed: list[dict], host: HostFacts | None) -> dict | None:
+    """The oracle's verdict for the first GPU this container gets and the host's driver (None: no audit, no GPU)."""
+    audit = _audit(build_dir, image_id)
+    if audit is None or not handed or host is None or not host.driver:
+        return None
+    from imagematrix.oracle.gpus import Gpu
+    from imagematrix.oracle.predict import predict
+
+    cc = str(handed[0].get("compute_capability") or "")
+    major, _, minor = cc.partition(".")
+    if not (major.isdigit() and minor.isdigit()):
+        return None
+    from imagematrix.oracle.gpus import GPUS
+
+    known = next((g for g in GPUS if g.cc == (int(major), int(minor))), None)
+    gpu = known or Gpu(str(handed[0].get("name") or f"sm_{major}{minor}"), (int(major), int(minor)))
+    return predict(audit, gpu, host.driver).to_json()
+
+
+def _libcuda(build_dir: Path, image_id: str) -> str:
+    """Which libcuda a container of the image loads, predicted from its audit: a forward-compatibility copy
+    the image carries, else the host's driver (the run's gpu.json confirms it)."""
+    audit = _audit(build_dir, image_id) or {}
+    compat = [e.get("path") for e in (audit.get("libraries") or {}).get("libcuda") or [] if "compat" in str(e.get("path"))]
+    return f"compat:{compat[0]}" if compat else "host-driver"
 
 
 def _owner_gone(labels: dict[str, str], host: str) -> bool:
@@ -354,6 +460,10 @@ def run_docker(opts: Options) -> list[CellResult]:
         print(f"removed stale test container {name}: the run that started it is gone (killed?)", flush=True)
     gpu = detect_gpu(client.info())
     print(f"GPUs for the containers: {gpu.how}", flush=True)
+    host = probe_host(gpu)
+    if host.devices:
+        print(f"host: driver {host.driver} (CUDA {host.driver_cuda}); "
+              + ", ".join(f"GPU {d.get('index')} {d.get('name')} ({d.get('compute_capability')})" for d in host.devices), flush=True)
 
     lock = threading.Lock()
 
@@ -372,7 +482,7 @@ def run_docker(opts: Options) -> list[CellResult]:
         results: list[CellResult] = []
         try:
             for cell in cells:
-                results.append(run_in_image(client, m, cell, opts, gpu, tools))
+                results.append(run_in_image(client, m, cell, opts, gpu, tools, host=host))
         except KeyboardInterrupt:
             if results:
                 testgrid.print_grid(results, opts.suite.name)
@@ -380,7 +490,7 @@ def run_docker(opts: Options) -> list[CellResult]:
         return results
     # N containers at once share the CPUs (measured: 56 s -> 46 s for 3 cells on 32 cores)
     opts = replace(opts, workers=resolve_workers(opts.workers, jobs))
-    return _run_parallel(client, m, cells, opts, gpu, tools, jobs)
+    return _run_parallel(client, m, cells, opts, gpu, tools, jobs, host)
 
 
 def gpu_slots(gpu: GpuAccess, jobs: int) -> list[GpuAccess]:
@@ -391,7 +501,7 @@ def gpu_slots(gpu: GpuAccess, jobs: int) -> list[GpuAccess]:
     return [gpu.only(gpu.devices[k % len(gpu.devices)]) for k in range(jobs)]
 
 
-def _run_parallel(client, m, cells, opts: Options, gpu: GpuAccess, tools, jobs: int) -> list[CellResult]:
+def _run_parallel(client, m, cells, opts: Options, gpu: GpuAccess, tools, jobs: int, host: HostFacts | None = None) -> list[CellResult]:
     """Up to ``jobs`` cells' containers at once, each holding a GPU slot; results in plan order."""
     import concurrent.futures as cf
     import queue
@@ -404,7 +514,7 @@ def _run_parallel(client, m, cells, opts: Options, gpu: GpuAccess, tools, jobs: 
     def one(cell) -> CellResult:
         slot = slots.get()
         try:
-            r = run_in_image(client, m, cell, opts, slot, tools, echo=False)
+            r = run_in_image(client, m, cell, opts, slot, tools, echo=False, host=host)
         finally:
             slots.put(slot)
         s = r.summary

@@ -13,9 +13,9 @@ from pathlib import Path
 from imagematrix.core.text import printable
 
 # A cell's state after a run. Only "passed" is good; every other state makes the run exit 1.
-PASSED, FAILED, ERROR, TIMEOUT, MISSING = "passed", "failed", "error", "timeout", "missing"
+PASSED, FAILED, ERROR, TIMEOUT, MISSING, INCOMPATIBLE = "passed", "failed", "error", "timeout", "missing", "incompatible"
 GOOD = (PASSED,)
-STYLE = {PASSED: "green", FAILED: "red", ERROR: "red", TIMEOUT: "red", MISSING: "yellow"}
+STYLE = {PASSED: "green", FAILED: "red", ERROR: "red", TIMEOUT: "red", MISSING: "yellow", INCOMPATIBLE: "magenta"}
 # pytest's exit codes (pytest.ExitCode) that are not a plain pass/fail verdict.
 PYTEST_EXIT = {2: "interrupted", 3: "internal error", 4: "usage error", 5: "no tests collected"}
 
@@ -100,6 +100,10 @@ class CellResult:
     gpu_info: dict = field(default_factory=dict)  # driver, driver_cuda, devices: what the run saw
     require_gpu: bool = False  # run with --require-gpu: GPU checks failed instead of skipping
     digest: str = ""  # the registry digest of the candidate tested (--candidates), else empty
+    key: dict = field(default_factory=dict)  # the reuse key (testing.reuse)
+    decision: str = "ran"  # ran, reused (no container), incompatible (predicted to fail here; no container)
+    reused_from: dict = field(default_factory=dict)
+    prediction: dict = field(default_factory=dict)  # the oracle's verdict for this host
 
     @property
     def counts(self) -> str:
@@ -132,6 +136,10 @@ class CellResult:
             "tail": self.tail,
             "gpu_info": self.gpu_info or None,
             "require_gpu": self.require_gpu or None,
+            "key": self.key or None,
+            "decision": self.decision,
+            "reused_from": self.reused_from or None,
+            "prediction": self.prediction or None,
         }
         return {k: v for k, v in out.items() if v not in ("", None)}
 

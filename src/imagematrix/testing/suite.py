@@ -96,6 +96,9 @@ class Options:
     interpreter: str | None = None
     candidates: str | None = None  # a repository: pull each cell's candidate (pushed by the build host) and test it
     pytest_extra: tuple[str, ...] = ()  # after a second `--`: handed to pytest as they are
+    reuse: bool = True  # a passed result for the very same image, suite and host stands (testing.reuse)
+    reuse_max_age_days: float = 30.0
+    run_anyway: bool = False  # run an image the oracle predicts to fail on this host
 
     @property
     def limit(self) -> float:
@@ -109,6 +112,7 @@ class Options:
             platforms=v["platform"], matrix=v["matrix"], backend=v["backend"], require_gpu=v["require_gpu"],
             timeout=v["timeout"], workers=v["workers"], jobs=v["jobs"], build_dir=Path(v["out"]),
             interpreter=v["interpreter"], candidates=v["candidates"], pytest_extra=tuple(v["pytest"]),
+            reuse=not v["no_reuse"], reuse_max_age_days=v["reuse_max_age"], run_anyway=v["run_anyway"],
         )
 
 
@@ -290,7 +294,8 @@ def judge_files(
 
 
 SUITES_SECTION = "suites"
-SUITE_KEYS = ("state", "image_id", "digest", "require_gpu", "gpu", "gpu_info", "finished", "passed", "failed", "skipped")
+SUITE_KEYS = ("state", "image_id", "digest", "require_gpu", "gpu", "gpu_info", "finished", "passed", "failed", "skipped",
+              "key", "decision", "reused_from", "prediction", "attestation")
 GPU_SEEN = "gpu.json"  # written by the suite (tests/gpu/conftest.py, imagematrix.core.driver_probe)
 
 
@@ -302,7 +307,9 @@ def _gpu_seen(path: Path) -> dict:
         return {}
     raw = seen.get("driver_cuda") if isinstance(seen, dict) else None
     devices = [d for d in seen.get("devices") or [] if isinstance(d, dict)] if isinstance(seen, dict) else []
+    libcuda = seen.get("libcuda") if isinstance(seen, dict) else None
     out = {
+        "libcuda": libcuda if isinstance(libcuda, str) else None,
         "driver": seen.get("driver") if isinstance(seen, dict) else None,
         "driver_cuda": fmt_mm(cuda_int(raw)) if isinstance(raw, int) and raw > 0 else None,
         "devices": [{"name": d.get("name"), "compute_capability": d.get("compute_capability")} for d in devices],
