@@ -5,6 +5,7 @@
 # imports the bases of tests/gpu-machine/matrix.yaml) and tests/gpu-machine/wheelhouse
 # (scripts/gpu-machine-wheelhouse.sh) copied beside it:
 #
+#   bash scripts/gpu-machine-proof.sh oracle   # alone: mutants and cells predicted vs measured; reuse; a signed result
 #   bash scripts/gpu-machine-proof.sh start    # engine + bases; invoke build, detached
 #   bash scripts/gpu-machine-proof.sh profile  # meanwhile: the devel cell's smoke cold, warm, by workers; its full suite
 #   bash scripts/gpu-machine-proof.sh doctor   # alone: invoke doctor, then the devel cell's smoke cold, warm, by workers
@@ -40,6 +41,51 @@ timed() {  # timed NAME CMD...: run, keep the output, print the wall time
 }
 
 case "${1:-}" in
+oracle)
+  # The oracle and the evidence in one call: mutants and real cells predicted against what happens; a GPU
+  # result reused, then re-run after a suite change; a result signed and verified from its file.
+  # Carry .carry/gpu, tests/gpu-machine/test-tools and tests/gpu-machine/oracle-tools (the cuobjdump,
+  # pyelftools, securesystemslib and cffi wheels for Python 3.12).
+  stamp "engine and base"
+  bash .carry/gpu/up.sh 2>&1 | tail -2
+  env_up
+  python3 -m pip install -q --no-index --no-deps --target /tmp/oracle-site tests/gpu-machine/oracle-tools/*.whl 2>&1 | tail -1
+  export PYTHONPATH="/tmp/oracle-site:$PYTHONPATH"
+  python3 -c 'import cryptography' 2>/dev/null && CRYPTO=1 || CRYPTO=0
+  nvidia-smi --query-gpu=name,driver_version,compute_cap --format=csv,noheader | tee "$OUT/gpu.txt"
+  timed build-mutants python3 -m invoke build --matrix tests/gpu-machine/mutants.yaml
+  timed build-devel python3 -m invoke build --matrix $M --target devel
+  timed build-liar python3 -m invoke build --matrix $LIAR --target devel
+  timed oracle python3 tests/gpu-machine/oracle_proof.py "$OUT"
+  cat "$OUT/oracle.md"
+  KEYS=/tmp/keys; rm -rf $KEYS
+  SIGN=""
+  if [ "$CRYPTO" = 1 ]; then python3 -m invoke keygen --out $KEYS > /dev/null && SIGN="--signing-key $KEYS/imagematrix.key"; else echo "no cryptography here: nothing is signed" | tee "$OUT/signing.txt"; fi
+  for run in 1 2; do
+    t0=$(date +%s)
+    timed "smoke-$run" python3 -m imagematrix.testing --matrix $M --target devel --require-gpu $SIGN
+    docker events --since "$t0" --until "$(date +%s)" --filter type=container --filter event=create --format '{{.Actor.Attributes.name}}' \
+      > "$OUT/containers-$run.txt"
+    echo "smoke-$run: $(wc -l < "$OUT/containers-$run.txt") container(s) created" | tee -a "$OUT/times.txt"
+  done
+  echo "# changed by the reuse proof" >> tests/gpu/test_environment.py
+  t0=$(date +%s)
+  timed smoke-3-suite-changed python3 -m imagematrix.testing --matrix $M --target devel --require-gpu $SIGN
+  docker events --since "$t0" --until "$(date +%s)" --filter type=container --filter event=create --format '{{.Actor.Attributes.name}}' \
+    > "$OUT/containers-3.txt"
+  echo "smoke-3 (a test file changed): $(wc -l < "$OUT/containers-3.txt") container(s) created" | tee -a "$OUT/times.txt"
+  grep -h "passed\|reused" "$OUT"/smoke-*.log | grep "cu13.0-py3.12-devel" | tail -3
+  if [ "$CRYPTO" = 1 ]; then
+    env_file=$(ls build/attestations/*devel.smoke.intoto.json | head -1)
+    image=$(docker image inspect -f '{{.Id}}' gpuhost/imagematrix:cu13.0-py3.12-devel)
+    timed verify python3 -m invoke verify --envelope "$env_file" --digest "$image" --key $KEYS/imagematrix.pub --cc 9.0 --driver 580 --suite smoke
+    timed verify-other-gpu python3 -m invoke verify --envelope "$env_file" --digest "$image" --key $KEYS/imagematrix.pub --cc 8.0
+    cat "$OUT/verify.log" "$OUT/verify-other-gpu.log"
+    cp "$env_file" "$OUT/devel.smoke.intoto.json"; cp $KEYS/imagematrix.pub "$OUT/"
+  fi
+  git checkout -q tests/gpu/test_environment.py 2>/dev/null || sed -i '$ d' tests/gpu/test_environment.py
+  cp build/status.json build/history.jsonl "$OUT/" 2>/dev/null
+  ;;
 start)
   stamp "engine and bases"
   bash .carry/gpu/up.sh --with-plain-base 2>&1 | tail -4

@@ -376,3 +376,40 @@ def audit(matrix: str, sel: Selection, build_dir: Path, images: tuple[str, ...],
         for name, row in summary["prediction"].items():
             out.print(f"  {name:<9} {reach(row)}", markup=False, highlight=False)
     return worst
+
+
+# --- evidence: keygen, verify ------------------------------------------------------------------
+
+
+def keygen(directory: Path) -> int:
+    from imagematrix.evidence.attest import keygen as make
+
+    private, public = make(directory)
+    console().print(f"wrote {private} (private, mode 0600: keep it on the runner, e.g. IMAGEMATRIX_SIGNING_KEY_FILE) "
+                    f"and {public} (public: give it to `imagematrix verify --key` and publish.verify_key)",
+                    markup=False, highlight=False)
+    return 0
+
+
+def verify(v: dict[str, Any]) -> int:
+    from imagematrix.evidence import verify as check
+
+    if not v["key"]:
+        raise UsageError("--key FILE: the public key the results must be signed with")
+    cc = check.gpu_cc(v["gpu"], v["cc"])
+    if v["envelope"]:
+        if not v["digest"]:
+            raise UsageError("--envelope needs --digest: the image digest (or local image id) the statement must be about")
+        answer = check.verify_envelopes(check.read_envelope(Path(v["envelope"])), Path(v["key"]), v["digest"], cc=cc,
+                                        driver=v["driver"], suite=v["suite"], max_age_days=v["max_age"])
+    else:
+        if not v["image"]:
+            raise UsageError("--image REF: the image to verify (or --envelope FILE --digest SHA256)")
+        from imagematrix.evidence.registry import attestations_of
+
+        digest, envelopes = attestations_of(v["image"])
+        answer = check.verify_envelopes(envelopes, Path(v["key"]), digest, cc=cc, driver=v["driver"],
+                                        suite=v["suite"], max_age_days=v["max_age"])
+    for line in answer.lines:
+        console().print(printable(line, 2000), markup=False, highlight=False)
+    return 0 if answer.ok else 1

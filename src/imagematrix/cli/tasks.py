@@ -186,6 +186,29 @@ def audit(v):
     return commands.audit(v["matrix"], selection(v), Path(v["out"]), v["image"], v["gpu"], v["driver"])
 
 
+@command(_opt("out", "directory for imagematrix.key (mode 0600) and imagematrix.pub (default: here)", default=".",
+              metavar="DIR"))
+def keygen(v):
+    """Write a new ed25519 key pair for signing GPU test results (imagematrix.key, imagematrix.pub)."""
+    return commands.keygen(Path(v["out"]))
+
+
+@command(
+    _opt("image", "the image to verify: a reference in a registry (repo:tag or repo@sha256:...)", metavar="REF"),
+    _opt("key", "the public key the results must be signed with (imagematrix.pub)", metavar="FILE"),
+    _opt("gpu", "a GPU of the catalogue the result must have been measured on (e.g. H100)", metavar="GPU"),
+    _opt("cc", "or its compute capability (e.g. 9.0)", metavar="X.Y"),
+    _opt("driver", "the driver branch it must have been measured with (e.g. 580)", metavar="VERSION"),
+    _opt("suite", "the suite that must have passed (default: any)", metavar="NAME"),
+    _opt("max_age", "refuse a result older than this many days", "number", minimum=0, metavar="DAYS"),
+    _opt("envelope", "verify this envelope file instead of the registry's attestations (with --digest)", metavar="FILE"),
+    _opt("digest", "with --envelope: the digest (or local image id) the statement must be about", metavar="SHA256"),
+)
+def verify(v):
+    """Check that an image passed the GPU suite, on a GPU and driver like yours, signed by your key."""
+    return commands.verify(v)
+
+
 @command(
     *FILTERS,
     _opt("matrix", "also list this matrix's selected cells that have no record yet (default: only recorded cells)",

@@ -151,6 +151,8 @@ TEST = (
     Option("reuse_max_age", "reuse a passed result only when it is younger than this many days (default: 30)",
            "number", 30, minimum=0, metavar="DAYS"),
     Option("run_anyway", "run a cell the oracle predicts to fail on this GPU and driver (to measure it)", "bool", False),
+    Option("signing_key", "sign each result of a GPU run (--require-gpu) with this ed25519 key (imagematrix keygen); "
+           "default: $IMAGEMATRIX_SIGNING_KEY_FILE or $IMAGEMATRIX_SIGNING_KEY", metavar="FILE"),
 )
 TEST_OPTIONS = (*FILTERS, MATRIX, *TEST, OUT)
 BY_NAME = {o.name: o for o in TEST_OPTIONS}

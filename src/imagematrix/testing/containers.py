@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from imagematrix.core import status
 from imagematrix.core.builddir import utcnow
 from imagematrix.core.contract import CELL_LABEL, UNPRIVILEGED_UID, UNPRIVILEGED_USER
 from imagematrix.core.errors import ImagematrixError, UsageError
@@ -336,8 +337,28 @@ def run_in_image(client, m, cell, opts: Options, gpu: GpuAccess, tools: Callable
         junit_in.replace(paths.junit)
         os.chown(paths.junit, euid, os.getegid())  # the container's uid wrote it; the result is ours
     result = judge_files(cell.id, opts, paths, code, timed_out, time.monotonic() - start, note="; ".join(notes))
-    return record_result(replace(result, image_id=image.id, gpu=fixed["gpu"], digest=digest or "", key=key.to_json(),
-                                 prediction=prediction or {}), opts.build_dir)
+    result = record_result(replace(result, image_id=image.id, gpu=fixed["gpu"], digest=digest or "", key=key.to_json(),
+                                   prediction=prediction or {}), opts.build_dir)
+    if opts.require_gpu:
+        _attest(opts, cell, f"{opts.candidates}" if digest else cell.ref, digest or image.id, result)
+    return result
+
+
+def _attest(opts: Options, cell, subject: str, digest: str, result: CellResult) -> None:
+    """With a signing key: the signed statement of a GPU run, beside the record (and its path in the record)."""
+    from imagematrix.evidence import attest
+    from imagematrix.evidence.store import write_attestation
+
+    key = attest.signer(opts.signing_key)
+    if key is None:
+        return
+    run = result.record()
+    envelope = attest.sign(attest.statement(subject, digest, cell.id, {**run, "image_id": result.image_id}), key)
+    path = write_attestation(opts.build_dir, cell.id, result.suite, envelope)
+    recorded = status.read_status(opts.build_dir).get(cell.id).suites.get(result.suite)
+    if recorded is not None:
+        status.update_cell(opts.build_dir, cell.id, "suites", {result.suite: {**recorded.to_json(), "attestation": str(path)}})
+    print(f"    signed: {path} (key {key.public_key.keyid[:12]}, subject {subject}@{digest[:19]})", flush=True)
 
 
 @dataclass(frozen=True)

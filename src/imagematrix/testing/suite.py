@@ -99,6 +99,7 @@ class Options:
     reuse: bool = True  # a passed result for the very same image, suite and host stands (testing.reuse)
     reuse_max_age_days: float = 30.0
     run_anyway: bool = False  # run an image the oracle predicts to fail on this host
+    signing_key: str | None = None  # sign GPU results (evidence.attest); None: the environment's key, if any
 
     @property
     def limit(self) -> float:
@@ -113,6 +114,7 @@ class Options:
             timeout=v["timeout"], workers=v["workers"], jobs=v["jobs"], build_dir=Path(v["out"]),
             interpreter=v["interpreter"], candidates=v["candidates"], pytest_extra=tuple(v["pytest"]),
             reuse=not v["no_reuse"], reuse_max_age_days=v["reuse_max_age"], run_anyway=v["run_anyway"],
+            signing_key=v["signing_key"],
         )
 
 

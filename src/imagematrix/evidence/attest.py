@@ -1,0 +1,203 @@
+"""Signed test attestations: an in-toto Statement whose subject is an image digest and whose predicate
+is a GPU suite's result, in a DSSE envelope signed with the team's ed25519 key (securesystemslib).
+
+The predicate is imagematrix's own (``PREDICATE_TYPE``), documented in docs/publishing.md: in-toto's
+test-result predicate names passed and failed tests but has no place for the GPU, the driver and the
+suite's hash that say what a result holds for. The private key comes from a file (``--signing-key``)
+or the environment (``IMAGEMATRIX_SIGNING_KEY``: the PEM itself, or ``IMAGEMATRIX_SIGNING_KEY_FILE``),
+never from the matrix; the public key is what `verify` and `publish` are given.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from imagematrix import __version__
+from imagematrix.core.errors import ImagematrixError, UsageError
+
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PREDICATE_TYPE = "https://imagematrix.dev/attestation/gpu-test/v1"
+PAYLOAD_TYPE = "application/vnd.in-toto+json"
+KEY_ENV, KEY_FILE_ENV = "IMAGEMATRIX_SIGNING_KEY", "IMAGEMATRIX_SIGNING_KEY_FILE"
+PRIVATE_NAME, PUBLIC_NAME = "imagematrix.key", "imagematrix.pub"
+
+
+class VerifyError(ImagematrixError):
+    """An attestation that does not hold; ``part`` says which check refused it."""
+
+    def __init__(self, part: str, message: str):
+        self.part = part
+        super().__init__(f"{part}: {message}")
+
+
+def keygen(directory: Path) -> tuple[Path, Path]:
+    """A new ed25519 pair: ``imagematrix.key`` (PKCS#8 PEM, mode 0600) and ``imagematrix.pub``; never overwrites."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    private, public = directory / PRIVATE_NAME, directory / PUBLIC_NAME
+    there = [p for p in (private, public) if os.path.lexists(p)]
+    if there:
+        raise UsageError(f"{', '.join(map(str, there))} already exist(s); keygen never overwrites a key")
+    key = Ed25519PrivateKey.generate()
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    return private, public
+
+
+def _crypto():
+    try:
+        from cryptography.hazmat.primitives.serialization import (
+            load_pem_private_key,
+            load_pem_public_key,
+        )
+        from securesystemslib.signer import CryptoSigner, SSlibKey
+    except ImportError as exc:
+        raise UsageError(f"signing and verifying need cryptography and securesystemslib ({exc}): "
+                         "pip install imagematrix (they are its dependencies)") from None
+    return load_pem_private_key, load_pem_public_key, CryptoSigner, SSlibKey
+
+
+def signer(path: str | None = None):
+    """The signer from ``path``, else from the environment; None when no key is configured."""
+    pem: bytes | None = None
+    source = path or os.environ.get(KEY_FILE_ENV)
+    if source:
+        try:
+            pem = Path(source).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read the signing key {source}: {exc.strerror}") from None
+    elif os.environ.get(KEY_ENV):
+        pem = os.environ[KEY_ENV].encode()
+    if pem is None:
+        return None
+    load_pem_private_key, _, CryptoSigner, SSlibKey = _crypto()
+    try:
+        private = load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"the signing key ({source or KEY_ENV}) is not an unencrypted PEM private key: {exc}") from None
+    return CryptoSigner(private, SSlibKey.from_crypto(private.public_key()))  # type: ignore[arg-type]
+
+
+def public_key(path: Path):
+    _, load_pem_public_key, _, SSlibKey = _crypto()
+    try:
+        return SSlibKey.from_crypto(load_pem_public_key(Path(path).read_bytes()))  # type: ignore[arg-type]
+    except OSError as exc:
+        raise UsageError(f"cannot read the public key {path}: {exc.strerror}") from None
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"{path} is not a PEM public key: {exc}") from None
+
+
+def statement(subject: str, digest: str, cell: str, run: Mapping[str, Any]) -> dict[str, Any]:
+    """The Statement for one suite run (a record's ``suites`` entry) of the image ``subject@digest``."""
+    info = run.get("gpu_info") or {}
+    key = run.get("key") or {}
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": [{"name": subject, "digest": {"sha256": digest.removeprefix("sha256:")}}],
+        "predicateType": PREDICATE_TYPE,
+        "predicate": {
+            "result": run.get("state"), "suite": run.get("suite"), "cell": cell,
+            "passed": run.get("passed", 0), "failed": run.get("failed", 0), "skipped": run.get("skipped", 0),
+            "requireGpu": bool(run.get("require_gpu")), "suiteHash": key.get("suite"), "key": key,
+            "gpus": [{"name": d.get("name"), "computeCapability": d.get("compute_capability")} for d in info.get("devices") or []],
+            "driver": info.get("driver"), "driverCuda": info.get("driver_cuda"), "libcuda": info.get("libcuda"),
+            "imageId": run.get("image_id"), "finished": run.get("finished"), "reusedFrom": run.get("reused_from"),
+            "imagematrix": __version__,
+        },
+    }
+
+
+def sign(doc: Mapping[str, Any], key, payload_type: str = PAYLOAD_TYPE) -> dict[str, Any]:
+    """``doc`` as a DSSE envelope signed by ``key`` (a securesystemslib signer)."""
+    from securesystemslib.dsse import Envelope
+
+    envelope = Envelope(payload=json.dumps(doc, sort_keys=True, separators=(",", ":")).encode(),
+                        payload_type=payload_type, signatures={})
+    envelope.sign(key)
+    return envelope.to_dict()
+
+
+@dataclass(frozen=True)
+class Verified:
+    statement: dict[str, Any]
+    keyid: str
+
+    @property
+    def predicate(self) -> dict[str, Any]:
+        return self.statement.get("predicate") or {}
+
+
+def open_envelope(envelope: Mapping[str, Any], key) -> Verified:
+    """The Statement inside ``envelope`` if ``key`` signed it; VerifyError("signature") otherwise."""
+    from securesystemslib.dsse import Envelope
+    from securesystemslib.exceptions import VerificationError
+
+    try:
+        env = Envelope.from_dict(copy.deepcopy(dict(envelope)))  # from_dict takes its input apart
+        env.verify([key], 1)
+    except VerificationError as exc:
+        raise VerifyError("signature", f"not signed by this key ({key.keyid[:16]}): {exc}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise VerifyError("envelope", f"not a DSSE envelope ({type(exc).__name__}: {exc})") from None
+    if env.payload_type != PAYLOAD_TYPE:
+        raise VerifyError("envelope", f"payload type {env.payload_type!r}, not {PAYLOAD_TYPE}")
+    try:
+        doc = json.loads(env.payload)
+    except ValueError as exc:
+        raise VerifyError("statement", f"the signed payload is not JSON ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("_type") != STATEMENT_TYPE:
+        raise VerifyError("statement", "the signed payload is not an in-toto Statement v1")
+    return Verified(doc, key.keyid)
+
+
+def check(verified: Verified, digest: str, *, cc: str | None = None, driver: str | None = None, suite: str | None = None,
+          max_age_days: float | None = None, now: datetime | None = None) -> None:
+    """That a verified test attestation covers what is asked: the subject is ``digest``, the result passed
+    with the GPU checks required, on the same compute capability and driver branch, of the suite asked,
+    not older than ``max_age_days``. "Covers" means measured: a prediction never counts."""
+    st, p = verified.statement, verified.predicate
+    if st.get("predicateType") != PREDICATE_TYPE:
+        raise VerifyError("predicate", f"type {st.get('predicateType')!r} is not a GPU test result")
+    want = digest.removeprefix("sha256:")
+    subjects = [s.get("digest", {}).get("sha256") for s in st.get("subject") or [] if isinstance(s, dict)]
+    if want not in subjects:
+        raise VerifyError("subject", f"the statement is for {', '.join(f'sha256:{s[:12]}' for s in subjects if s)}, "
+                          f"not sha256:{want[:12]}")
+    if p.get("result") != "passed" or not p.get("requireGpu"):
+        raise VerifyError("result", f"the {p.get('suite')} suite {p.get('result')}"
+                          + ("" if p.get("requireGpu") else " without --require-gpu (GPU checks may have skipped)"))
+    if suite and p.get("suite") != suite:
+        raise VerifyError("suite", f"the attestation is for the {p.get('suite')} suite, not {suite}")
+    gpus = p.get("gpus") or []
+    if cc and not any(g.get("computeCapability") == cc for g in gpus):
+        seen = ", ".join(f"{g.get('name')} ({g.get('computeCapability')})" for g in gpus) or "no GPU"
+        raise VerifyError("gpu", f"measured on {seen}, not on compute capability {cc}")
+    if driver and str(p.get("driver") or "").split(".")[0] != driver.split(".")[0]:
+        raise VerifyError("driver", f"measured with driver {p.get('driver')}, not the {driver.split('.')[0]} branch")
+    if max_age_days is not None:
+        finished = str(p.get("finished") or "")
+        try:
+            when = datetime.fromisoformat(finished.replace("Z", "+00:00"))
+        except ValueError:
+            raise VerifyError("expired", f"no time of the run ({finished!r})") from None
+        if (now or datetime.now(timezone.utc)) - when > timedelta(days=max_age_days):
+            raise VerifyError("expired", f"measured {finished}, more than {max_age_days:g} days ago")
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()

@@ -1,0 +1,77 @@
+"""`imagematrix verify`: did this image pass the GPU suite, on a GPU and driver like mine, by our key?
+
+Offline against the registry that holds the image: its digest, its attestations (an OCI referrer, or the
+``sha256-<hex>.att`` tag cosign uses), each envelope's signature against the given public key, the
+statement's subject against the digest, and the result against what is asked (suite, compute
+capability, driver branch, age). The answer names the first check that refused, for each attestation
+found; "covers" means measured on the same compute capability and driver branch, never predicted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from imagematrix.core.errors import UsageError
+from imagematrix.evidence import attest
+
+
+@dataclass(frozen=True)
+class Answer:
+    ok: bool
+    digest: str
+    lines: tuple[str, ...]
+
+
+def verify_envelopes(envelopes: Iterable[Mapping[str, Any]], key_path: Path, digest: str, *, cc: str | None = None,
+                     driver: str | None = None, suite: str | None = None, max_age_days: float | None = None) -> Answer:
+    key = attest.public_key(key_path)
+    refusals: list[str] = []
+    found = 0
+    for envelope in envelopes:
+        found += 1
+        try:
+            verified = attest.open_envelope(envelope, key)
+            if verified.statement.get("predicateType") != attest.PREDICATE_TYPE:
+                continue  # an SBOM or another attestation: not a test result
+            attest.check(verified, digest, cc=cc, driver=driver, suite=suite, max_age_days=max_age_days)
+        except attest.VerifyError as exc:
+            refusals.append(f"refused by {exc.part}: {exc}")
+            continue
+        p = verified.predicate
+        gpus = ", ".join(f"{g.get('name')} ({g.get('computeCapability')})" for g in p.get("gpus") or []) or "no GPU"
+        return Answer(True, digest, (f"verified: {digest[:19]} passed the {p.get('suite')} suite "
+                                     f"({p.get('passed')} passed, {p.get('skipped')} skipped) on {gpus}, driver "
+                                     f"{p.get('driver')} (CUDA {p.get('driverCuda')}), {p.get('finished')}; signed by "
+                                     f"key {verified.keyid[:16]}",))
+    if not found:
+        return Answer(False, digest, (f"no attestation found for {digest[:19]}",))
+    return Answer(False, digest, tuple(refusals) or (f"none of the {found} attestation(s) is a GPU test result",))
+
+
+def gpu_cc(gpu: str | None, cc: str | None) -> str | None:
+    if gpu and cc:
+        raise UsageError("--gpu and --cc name the same thing; give one")
+    if gpu:
+        from imagematrix.oracle.gpus import gpu as find
+
+        try:
+            g = find(gpu)
+        except KeyError:
+            raise UsageError(f"--gpu {gpu!r} is not in the catalogue; give its compute capability with --cc") from None
+        return f"{g.cc[0]}.{g.cc[1]}"
+    return cc
+
+
+def read_envelope(path: Path) -> list[dict]:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return [json.loads(line) for line in text.splitlines() if line.strip()] if path.suffix == ".jsonl" else [json.loads(text)]
+    except ValueError as exc:
+        raise UsageError(f"{path} is not a JSON envelope: {exc}") from None
