@@ -203,3 +203,137 @@ def test_a_two_platform_release_tag_becomes_one_index_over_the_tested_digests(
     got = {f"{m['platform']['os']}/{m['platform']['architecture']}": m["digest"] for m in index["manifests"]}
     records = status.read_raw(out)
     assert got == {p: records[cid]["publish"]["digest"] for p, cid in cells.items()}
+
+
+# --- evidence: signed results and an SBOM beside the published digest ------------------------------
+
+ATT_TYPES = ["https://imagematrix.dev/attestation/gpu-test/v1", "https://cyclonedx.org/bom"]
+RUN_KEY = {"value": "e" * 64, "image": "i" * 64, "suite": "s" * 64, "host": "h" * 64}
+
+
+def _get(registry: str, path: str, accept: str | None = None) -> bytes:
+    req = urllib.request.Request(f"http://{registry}{path}", headers={"Accept": accept} if accept else {})
+    return urllib.request.urlopen(req, timeout=10).read()
+
+
+def _keys(invoke, where: Path) -> tuple[Path, Path]:
+    done = invoke("keygen", "--out", str(where))
+    assert done.returncode == 0, done.stdout + done.stderr
+    return where / "imagematrix.key", where / "imagematrix.pub"
+
+
+def _verify(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "imagematrix", "verify", *args], capture_output=True, text=True,
+                          timeout=60, check=False, env={**os.environ, "COLUMNS": "400"})
+
+
+def test_a_signed_publish_puts_the_result_and_an_sbom_beside_the_digest_where_verify_and_a_registry_walk_find_them(
+        invoke, built, registry, tmp_path):
+    private, public = _keys(invoke, tmp_path / "keys")
+    _, other = _keys(invoke, tmp_path / "other")
+    _gpu_run(built["out"], built["image_id"], key=RUN_KEY)
+    repo = f"{registry}/signed/tiny"
+    done = _publish(invoke, built, "--repository", repo, "--signing-key", str(private))
+    assert done.returncode == 0 and f"signed {CELL}: 1 test result(s) and an SBOM of " in done.stdout, done.stdout + done.stderr
+    rec = status.read_raw(built["out"])[CELL]["publish"]
+    att = rec["digest"].replace(":", "-") + ".att"
+
+    # A plain walk of the registry API: the tag cosign uses, one OCI manifest, a DSSE layer per attestation.
+    tags = json.loads(_get(registry, "/v2/signed/tiny/tags/list"))["tags"]
+    assert att in tags
+    manifest = json.loads(_get(registry, f"/v2/signed/tiny/manifests/{att}", "application/vnd.oci.image.manifest.v1+json"))
+    assert manifest["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    assert [layer["mediaType"] for layer in manifest["layers"]] == ["application/vnd.dsse.envelope.v1+json"] * 2
+    assert [layer["annotations"]["predicateType"] for layer in manifest["layers"]] == ATT_TYPES
+    envelope = json.loads(_get(registry, f"/v2/signed/tiny/blobs/{manifest['layers'][1]['digest']}"))
+    import base64
+
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    assert statement["subject"][0]["digest"]["sha256"] == rec["digest"].removeprefix("sha256:")
+    purls = [c["purl"] for c in statement["predicate"]["components"]]
+    assert any(p.startswith("pkg:deb/debian/libc6@") and "arch=amd64" in p and "distro=debian-13" in p for p in purls), purls
+    assert rec["sbom_packages"] == len(purls) and Path(rec["sbom"]).is_file()
+
+    # verify: by tag, against the GPU and driver branch measured; refused for another GPU or another key.
+    ref = f"{repo}:{rec['tags'][0]}"
+    done = _verify(ref, "--key", str(public), "--gpu", "H200", "--driver", "580", "--suite", "smoke")
+    assert done.returncode == 0 and done.stdout.startswith(f"verified: {rec['digest'][:19]} passed the smoke suite"), done.stdout
+    assert f"{repo}:{att}, layer 1" in done.stdout
+    done = _verify(ref, "--key", str(public), "--cc", "8.0")
+    assert done.returncode == 1 and "refused by gpu: measured on NVIDIA H200 (9.0), not on compute capability 8.0" in done.stdout
+    done = _verify(ref, "--key", str(other))
+    assert done.returncode == 1 and "refused by signature" in done.stdout, done.stdout
+
+    # The sheet links the SBOM; --diff-packages reads it like an image.
+    done = invoke("report", "--matrix", str(built["matrix"]), "--out", str(built["out"]), "--target", "plain")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"(../sbom/{CELL}.cdx.json)" in (built["out"] / "reports" / "BUILD_MATRIX.md").read_text()
+    done = invoke("report", "--diff-packages", rec["sbom"], "--diff-packages", built["image_id"])
+    assert done.returncode == 0 and "0 difference(s)" in done.stdout, done.stdout + done.stderr
+
+
+def test_verify_refuses_a_tampered_predicate_another_digest_another_key_a_failed_and_an_expired_result(
+        invoke, built, registry, tmp_path, docker_client):
+    import base64
+
+    from imagematrix.evidence import attest
+    from imagematrix.evidence import registry as oci
+
+    private, public = _keys(invoke, tmp_path / "keys")
+    other_private, _ = _keys(invoke, tmp_path / "other")
+    repo = f"{registry}/forged/tiny"
+    image = docker_client.images.get(built["image_id"])
+    image.tag(repo, "v1")
+    digest = next(line for line in docker_client.images.push(repo, "v1", stream=True, decode=True)
+                  if (line.get("aux") or {}).get("Digest"))["aux"]["Digest"]
+    run = {"state": "passed", "suite": "smoke", "passed": 33, "failed": 0, "skipped": 36, "require_gpu": True,
+           "gpu_info": H200, "finished": "2026-11-30T02:10:00Z"}
+
+    def signed(key: Path, subject: str = digest, **change) -> dict:
+        return attest.sign(attest.statement(repo, subject, CELL, {**run, **change}), attest.signer(str(key)))
+
+    tampered = signed(private, state="failed", failed=1)
+    doc = json.loads(base64.b64decode(tampered["payload"]))
+    doc["predicate"].update(result="passed", failed=0)
+    tampered["payload"] = base64.b64encode(json.dumps(doc).encode()).decode()
+    forged = [tampered, signed(private, subject="sha256:" + "0" * 64), signed(other_private),
+              signed(private, state="failed", failed=2), signed(private, finished="2025-01-01T00:00:00Z")]
+    oci.attach(repo, digest, [(attest.PREDICATE_TYPE, e) for e in forged])
+    done = _verify(f"{repo}:v1", "--key", str(public), "--max-age", "90")
+    assert done.returncode == 1, done.stdout
+    lines = done.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["refused by signature", "refused by subject", "refused by signature",
+                                                      "refused by result", "refused by expired"], done.stdout
+    assert "the smoke suite failed" in lines[3] and "more than 90 days ago" in lines[4]
+    oci.attach(repo, digest, [(attest.PREDICATE_TYPE, signed(private))])  # the real one, beside the forgeries
+    done = _verify(f"{repo}@{digest}", "--key", str(public), "--max-age", "90")
+    assert done.returncode == 0 and "layer 6" in done.stdout, done.stdout
+
+
+def test_publish_with_a_verify_key_refuses_a_result_no_attestation_by_that_key_backs(invoke, built, registry, tmp_path):
+    from imagematrix.evidence import attest
+
+    private, public = _keys(invoke, tmp_path / "keys")
+    other_private, _ = _keys(invoke, tmp_path / "other")
+    doc = yaml.safe_load(built["matrix"].read_text())
+    doc["publish"] = {"require": ["smoke"], "verify_key": str(public)}
+    (tmp_path / "m").mkdir()
+    matrix = tmp_path / "m" / "matrix.yaml"
+    matrix.write_text(yaml.safe_dump(doc, sort_keys=False))
+    repo = f"{registry}/keyed/tiny"
+
+    def publish(attestation: Path | None = None):
+        _gpu_run(built["out"], built["image_id"], key=RUN_KEY, **({"attestation": str(attestation)} if attestation else {}))
+        return invoke("publish", "--matrix", str(matrix), "--out", str(built["out"]), "--target", "plain", "--repository", repo)
+
+    done = publish()  # a "passed" line alone, as a merged or edited record would have it
+    assert done.returncode == 1 and "no attestation by imagematrix.pub backs its smoke result" in done.stdout, done.stdout
+    run = {**status.read_raw(built["out"])[CELL][SUITES_SECTION]["smoke"], "suite": "smoke"}  # as the runner signs it
+    for key, expect in ((other_private, "refused by signature"), (private, None)):
+        path = tmp_path / f"{key.parent.name}.intoto.json"
+        path.write_text(json.dumps(attest.sign(attest.statement(repo, built["image_id"], CELL, run), attest.signer(str(key)))))
+        done = publish(path)
+        if expect:
+            assert done.returncode == 1 and expect in done.stdout, done.stdout
+        else:
+            assert done.returncode == 0 and f"published {CELL}" in done.stdout, done.stdout + done.stderr

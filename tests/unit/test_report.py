@@ -54,7 +54,29 @@ def test_the_report_has_the_sheets_sections_and_is_the_same_for_the_same_inputs(
     assert compat[1][:8] == [DEVEL, "a" * 12, "NVIDIA H200", "9.0", "580.159.04", "13.0", "smoke", "passed (33/0/36)"]
     assert trouble[1][4] == "E: Unable to locate package libfoo" and trouble[1][5] == "build/logs/cu13.2-py3.13-runtime.log"
     assert bases[1] == ["debian:trixie-slim", "bbbbbbbbbbbb", "-", "not checked (no engine)"]
-    assert published[1] == [DEVEL, f"reg/team/x@sha256:{'d' * 64}", "t, t-123", "2026-11-04 18:00"]
+    assert published[1] == [DEVEL, f"reg/team/x@sha256:{'d' * 64}", "t, t-123", "2026-11-04 18:00", "-", "unsigned"]
+
+
+def test_a_signed_release_shows_its_sbom_as_a_link_and_a_package_count(example_matrix, build_dir, monkeypatch):
+    plan = make_plan(example_matrix, Selection(), build_dir)
+    _record(build_dir, plan, monkeypatch)
+    status.update_cell(build_dir, DEVEL, "publish", {
+        "repository": "reg/team/x", "digest": "sha256:" + "d" * 64, "tags": ["t"], "published": "2026-11-04T18:00:00Z",
+        "sbom": "javascript:alert(1)", "sbom_packages": 412, "attestations": ["reg/team/x:sha256-dd.att, layer 1",
+                                                                            "reg/team/x:sha256-dd.att, layer 2"]})
+    page = render(report.write_report(plan, check_bases=False).read_text())
+    published = page.tables[3]
+    assert published[0][4:] == ["SBOM", "attestations"] and published[1][4:] == ["412 packages", "2 signed"]
+    assert f"../sbom/{DEVEL}.cdx.json" in page.links  # the sheet's own path, never the record's text
+    assert not any("javascript" in link for link in page.links)
+
+
+def test_a_link_destination_cannot_leave_its_parentheses_or_name_a_scheme():
+    from imagematrix.reports.markdown import link
+
+    page = render(link("x](javascript:y) [z", "../a b)(c<d>:e.json") + "\n")
+    assert page.links == ["../a%20b%29%28c%3Cd%3E%3Ae.json"]
+    assert page.text.strip() == "x](javascript:y) [z"
 
 
 def test_drift_a_stale_render_and_an_untested_image_are_named(example_matrix, build_dir, monkeypatch):

@@ -291,15 +291,31 @@ def report(matrix: str | Path, sel: Selection, build_dir: Path, merge: list[Path
 
 
 def diff_packages(refs: list[str]) -> int:
-    """What two builds' images differ in, package by package (Python distributions, Debian packages)."""
+    """What two builds' images (or SBOM files) differ in, package by package (Python distributions, Debian packages)."""
     from imagematrix.build.engine import docker_client
     from imagematrix.reports import packages
 
     if len(refs) != 2:
         raise UsageError(f"--diff-packages takes two images, OLD then NEW (got {len(refs)})")
-    client = docker_client()
-    old, new = (packages.manifest(client, r) for r in refs)
-    lines = packages.diff(old, new)
+    client = None
+
+    def listing(ref: str) -> dict:
+        nonlocal client
+        if ref.endswith(".json") and Path(ref).is_file():  # an SBOM that publish wrote (build/sbom/<cell>.cdx.json)
+            from imagematrix.core.status import read_json_file
+            from imagematrix.evidence.sbom import packages_of
+
+            try:
+                doc = read_json_file(Path(ref), 64 << 20, ref)
+            except ValueError as exc:
+                raise UsageError(f"{ref} is not an SBOM: {exc}") from None
+            if not isinstance(doc, dict) or doc.get("bomFormat") != "CycloneDX":
+                raise UsageError(f"{ref} is not a CycloneDX SBOM (no bomFormat: CycloneDX)")
+            return packages_of(doc)
+        client = client or docker_client()
+        return packages.manifest(client, ref)
+
+    lines = packages.diff(listing(refs[0]), listing(refs[1]))
     out = console()
     out.print(f"packages {refs[0]} -> {refs[1]}: {len(lines)} difference(s)", markup=False, highlight=False)
     for line in lines:
@@ -404,12 +420,12 @@ def verify(v: dict[str, Any]) -> int:
                                         driver=v["driver"], suite=v["suite"], max_age_days=v["max_age"])
     else:
         if not v["image"]:
-            raise UsageError("--image REF: the image to verify (or --envelope FILE --digest SHA256)")
+            raise UsageError("give the image to verify: imagematrix verify REF --key FILE (or --envelope FILE --digest SHA256)")
         from imagematrix.evidence.registry import attestations_of
 
         digest, envelopes = attestations_of(v["image"])
         answer = check.verify_envelopes(envelopes, Path(v["key"]), digest, cc=cc, driver=v["driver"],
                                         suite=v["suite"], max_age_days=v["max_age"])
     for line in answer.lines:
-        console().print(printable(line, 2000), markup=False, highlight=False)
+        console().print(printable(line, 2000), markup=False, highlight=False, soft_wrap=True)
     return 0 if answer.ok else 1

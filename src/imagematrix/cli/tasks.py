@@ -39,8 +39,9 @@ def command(*options: Option, **task_kwargs: Any) -> Callable:
                 raise Exit(message, code=code)
 
         params = [inspect.Parameter("c", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-        params += [inspect.Parameter(o.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=o.invoke_default)
-                   for o in options]
+        positional = set(task_kwargs.get("positional") or ())  # invoke fills a positional whose value is None
+        params += [inspect.Parameter(o.name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                     default=None if o.name in positional else o.invoke_default) for o in options]
         body.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]  # invoke reads the flags from it
         body.__name__, body.__doc__, body.__module__ = fn.__name__, fn.__doc__, fn.__module__
         return task(body, iterable=[o.name for o in options if o.kind == "list"], help=table.invoke_help(options),
@@ -100,15 +101,18 @@ def prune(v):
     _opt("dry_run", "say what would be promoted or refused; push nothing", "bool", False),
     _opt("candidates", "promote the candidates pushed to this repository (build --push-candidates), only if their "
          "digest was tested", "repository", metavar="REPO"),
+    _opt("signing_key", "sign each published digest's required results and its SBOM with this ed25519 key and attach "
+         "them in the registry (default: $IMAGEMATRIX_SIGNING_KEY_FILE or $IMAGEMATRIX_SIGNING_KEY)", metavar="FILE"),
 )
 def publish(v):
     """Push cells whose required suite passed on a GPU on that very image; refuse the rest."""
     from imagematrix.build.engine import docker_client
+    from imagematrix.evidence.attest import signer
     from imagematrix.release.publish import run_publish
 
     p = _plan(v)
     return run_publish(p, p.matrix.publish_require, docker_client(), commands.console(), repository=v["repository"],
-                       dry_run=v["dry_run"], candidates=v["candidates"])
+                       dry_run=v["dry_run"], candidates=v["candidates"], signer=signer(v["signing_key"]))
 
 
 @command(*SELECT, OUT_DIR, CA_CERT)
@@ -120,7 +124,8 @@ def bake(v):
 @command(
     *SELECT, OUT_DIR,
     _opt("merge", "another runner's history.jsonl to merge into the sheet (repeatable)", "list", metavar="FILE"),
-    _opt("diff_packages", "twice, OLD then NEW image (ref or id): print what their Python and Debian packages differ in",
+    _opt("diff_packages", "twice, OLD then NEW image (ref or id, or an SBOM file build/sbom/<cell>.cdx.json): print what their "
+         "Python and Debian packages differ in",
          "list", metavar="IMAGE"),
 )
 def report(v):
@@ -194,7 +199,8 @@ def keygen(v):
 
 
 @command(
-    _opt("image", "the image to verify: a reference in a registry (repo:tag or repo@sha256:...)", metavar="REF"),
+    _opt("image", "the image to verify: a reference in a registry (repo:tag or repo@sha256:...); the first argument",
+         metavar="REF"),
     _opt("key", "the public key the results must be signed with (imagematrix.pub)", metavar="FILE"),
     _opt("gpu", "a GPU of the catalogue the result must have been measured on (e.g. H100)", metavar="GPU"),
     _opt("cc", "or its compute capability (e.g. 9.0)", metavar="X.Y"),
@@ -203,6 +209,7 @@ def keygen(v):
     _opt("max_age", "refuse a result older than this many days", "number", minimum=0, metavar="DAYS"),
     _opt("envelope", "verify this envelope file instead of the registry's attestations (with --digest)", metavar="FILE"),
     _opt("digest", "with --envelope: the digest (or local image id) the statement must be about", metavar="SHA256"),
+    positional=["image"],
 )
 def verify(v):
     """Check that an image passed the GPU suite, on a GPU and driver like yours, signed by your key."""

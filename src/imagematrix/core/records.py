@@ -280,6 +280,9 @@ class Published(Record):
     record_tag: str | None = None
     candidate: str | None = None
     index: str | None = None
+    attestations: tuple[str, ...] = ()  # where the signed test results and SBOM went in the registry
+    sbom: str | None = None  # the SBOM file kept beside the record
+    sbom_packages: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

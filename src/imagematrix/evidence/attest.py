@@ -34,7 +34,7 @@ class VerifyError(ImagematrixError):
     """An attestation that does not hold; ``part`` says which check refused it."""
 
     def __init__(self, part: str, message: str):
-        self.part = part
+        self.part, self.detail = part, message
         super().__init__(f"{part}: {message}")
 
 
@@ -122,6 +122,14 @@ def statement(subject: str, digest: str, cell: str, run: Mapping[str, Any]) -> d
     }
 
 
+def sbom_statement(subject: str, digest: str, bom: Mapping[str, Any]) -> dict[str, Any]:
+    """The Statement that carries an image's CycloneDX SBOM (cosign's ``--type cyclonedx``)."""
+    from imagematrix.evidence.sbom import PREDICATE_TYPE as CYCLONEDX
+
+    return {"_type": STATEMENT_TYPE, "subject": [{"name": subject, "digest": {"sha256": digest.removeprefix("sha256:")}}],
+            "predicateType": CYCLONEDX, "predicate": dict(bom)}
+
+
 def sign(doc: Mapping[str, Any], key, payload_type: str = PAYLOAD_TYPE) -> dict[str, Any]:
     """``doc`` as a DSSE envelope signed by ``key`` (a securesystemslib signer)."""
     from securesystemslib.dsse import Envelope
@@ -152,7 +160,7 @@ def open_envelope(envelope: Mapping[str, Any], key) -> Verified:
         env.verify([key], 1)
     except VerificationError as exc:
         raise VerifyError("signature", f"not signed by this key ({key.keyid[:16]}): {exc}") from None
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # securesystemslib assumes the shape it reads
         raise VerifyError("envelope", f"not a DSSE envelope ({type(exc).__name__}: {exc})") from None
     if env.payload_type != PAYLOAD_TYPE:
         raise VerifyError("envelope", f"payload type {env.payload_type!r}, not {PAYLOAD_TYPE}")
@@ -166,10 +174,11 @@ def open_envelope(envelope: Mapping[str, Any], key) -> Verified:
 
 
 def check(verified: Verified, digest: str, *, cc: str | None = None, driver: str | None = None, suite: str | None = None,
-          max_age_days: float | None = None, now: datetime | None = None) -> None:
+          max_age_days: float | None = None, run_key: Mapping[str, Any] | None = None, now: datetime | None = None) -> None:
     """That a verified test attestation covers what is asked: the subject is ``digest``, the result passed
     with the GPU checks required, on the same compute capability and driver branch, of the suite asked,
-    not older than ``max_age_days``. "Covers" means measured: a prediction never counts."""
+    not older than ``max_age_days``, for the reuse key ``run_key`` (image, suite and host) when given.
+    "Covers" means measured: a prediction never counts."""
     st, p = verified.statement, verified.predicate
     if st.get("predicateType") != PREDICATE_TYPE:
         raise VerifyError("predicate", f"type {st.get('predicateType')!r} is not a GPU test result")
@@ -183,6 +192,9 @@ def check(verified: Verified, digest: str, *, cc: str | None = None, driver: str
                           + ("" if p.get("requireGpu") else " without --require-gpu (GPU checks may have skipped)"))
     if suite and p.get("suite") != suite:
         raise VerifyError("suite", f"the attestation is for the {p.get('suite')} suite, not {suite}")
+    if run_key is not None and (p.get("key") or {}).get("value") != run_key.get("value"):
+        raise VerifyError("key", f"the attestation is for run key {str((p.get('key') or {}).get('value'))[:12]}, not the "
+                          f"recorded {str(run_key.get('value'))[:12]} (another image, suite or host)")
     gpus = p.get("gpus") or []
     if cc and not any(g.get("computeCapability") == cc for g in gpus):
         seen = ", ".join(f"{g.get('name')} ({g.get('computeCapability')})" for g in gpus) or "no GPU"

@@ -17,6 +17,7 @@ from typing import Any
 
 from imagematrix.core.errors import UsageError
 from imagematrix.evidence import attest
+from imagematrix.evidence.registry import Found
 
 
 @dataclass(frozen=True)
@@ -26,27 +27,30 @@ class Answer:
     lines: tuple[str, ...]
 
 
-def verify_envelopes(envelopes: Iterable[Mapping[str, Any]], key_path: Path, digest: str, *, cc: str | None = None,
-                     driver: str | None = None, suite: str | None = None, max_age_days: float | None = None) -> Answer:
+def verify_envelopes(envelopes: Iterable[Mapping[str, Any] | Found], key_path: Path, digest: str, *, cc: str | None = None,
+                     driver: str | None = None, suite: str | None = None, max_age_days: float | None = None,
+                     run_key: Mapping[str, Any] | None = None) -> Answer:
+    """The first envelope that holds for everything asked, or why each did not (with where it was found)."""
     key = attest.public_key(key_path)
     refusals: list[str] = []
     found = 0
-    for envelope in envelopes:
+    for item in envelopes:
         found += 1
+        envelope, where = (item.envelope, f" ({item.where})") if isinstance(item, Found) else (item, "")
         try:
             verified = attest.open_envelope(envelope, key)
             if verified.statement.get("predicateType") != attest.PREDICATE_TYPE:
                 continue  # an SBOM or another attestation: not a test result
-            attest.check(verified, digest, cc=cc, driver=driver, suite=suite, max_age_days=max_age_days)
+            attest.check(verified, digest, cc=cc, driver=driver, suite=suite, max_age_days=max_age_days, run_key=run_key)
         except attest.VerifyError as exc:
-            refusals.append(f"refused by {exc.part}: {exc}")
+            refusals.append(f"refused by {exc.part}: {exc.detail}{where}")
             continue
         p = verified.predicate
         gpus = ", ".join(f"{g.get('name')} ({g.get('computeCapability')})" for g in p.get("gpus") or []) or "no GPU"
         return Answer(True, digest, (f"verified: {digest[:19]} passed the {p.get('suite')} suite "
                                      f"({p.get('passed')} passed, {p.get('skipped')} skipped) on {gpus}, driver "
                                      f"{p.get('driver')} (CUDA {p.get('driverCuda')}), {p.get('finished')}; signed by "
-                                     f"key {verified.keyid[:16]}",))
+                                     f"key {verified.keyid[:16]}{where}",))
     if not found:
         return Answer(False, digest, (f"no attestation found for {digest[:19]}",))
     return Answer(False, digest, tuple(refusals) or (f"none of the {found} attestation(s) is a GPU test result",))

@@ -178,6 +178,8 @@ class Matrix:
     wheelhouse: Path | None = None
     ci: CI | None = None
     publish_require: tuple[str, ...] = ("smoke",)
+    publish_verify_key: Path | None = None  # publish refuses results no attestation by this key backs
+    publish_max_age_days: int | None = None
     platforms: tuple[str, ...] = ()
 
     def family(self, cuda: Cuda, python: str, platform: str | None = None) -> tuple[dict[str, str], dict[str, str]]:

@@ -395,6 +395,8 @@ def resolve(spec: MatrixSpec, path: Path, loc: Index) -> Matrix:
               spec.ci.artifact_retention_days, spec.ci.state_dir, spec.ci.keep_images, spec.ci.cache_hours,
               spec.ci.install),
         publish_require=tuple(dict.fromkeys(spec.publish.require)),
+        publish_verify_key=(path.parent / spec.publish.verify_key) if spec.publish.verify_key else None,
+        publish_max_age_days=spec.publish.max_age_days,
         platforms=tuple(dict.fromkeys(spec.platforms)),
         cells=(),
     )

@@ -261,6 +261,10 @@ class PublishSpec(_Model):
     """`invoke publish`: which suites must have passed, on a GPU, on the very image."""
 
     require: list[Literal["smoke", "full"]] = Field(["smoke"], min_length=1)
+    verify_key: HostPath | None = Field(
+        None, description="a public key (imagematrix keygen's imagematrix.pub), relative to this file: publish refuses a "
+        "cell unless each required result is backed by an attestation this key verifies, for that image and key")
+    max_age_days: int | None = Field(None, ge=1, description="with verify_key: refuse results measured longer ago")
 
 
 class MatrixSpec(_Model):

@@ -8,6 +8,13 @@ else is refused, with the reason, per cell. Promotion pushes the tested image
 under its release tag and an immutable one (``<tag>-<input hash>``), and records
 the pushed digest. Credentials come from the docker config and its credential
 helpers, never from the matrix or the command line.
+
+With ``publish.verify_key`` in the matrix, each required result must also be backed by an attestation
+that key verifies, for that image and that run's key (a "passed" line merged from another runner's
+history unlocks nothing by itself). With a signing key (``--signing-key`` or the environment), each
+published digest gets its signed test results and a signed CycloneDX SBOM beside it in the registry
+(evidence.registry). The record image (``<immutable tag>.imagematrix``) stays: an unsigned mirror any
+``docker pull`` reads; the attestations are what to trust.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from rich.console import Console
 
@@ -171,11 +179,52 @@ def push_record(client, repository: str, tag: str, document: dict) -> str:
             client.images.remove(record_image.id, force=True)
 
 
+def unbacked(record: CellRecord, required: tuple[str, ...], digest: str, key: Path, max_age_days: int | None,
+             envelopes: list | None = None) -> str | None:
+    """Why the required results of ``record`` are not each backed by an attestation ``key`` verifies for
+    ``digest`` and the recorded run key; None when they are. ``envelopes``: the registry's (a candidate);
+    otherwise the signed files the GPU runs left beside the record."""
+    from imagematrix.core.errors import UsageError
+    from imagematrix.evidence import verify as check
+
+    for n in required:
+        run = record.suites[n]
+        items = envelopes
+        if items is None:
+            try:
+                items = check.read_envelope(Path(run.attestation)) if run.attestation else []
+            except UsageError:
+                items = []
+        answer = check.verify_envelopes(items, key, digest, suite=n, max_age_days=max_age_days, run_key=run.key)
+        if not answer.ok:
+            return (f"no attestation by {key.name} backs its {n} result ({'; '.join(answer.lines)}). Fix: run the "
+                    f"suite with --signing-key on the GPU runner (or drop publish.verify_key)")
+    return None
+
+
+def attest_release(build_dir: Path, repo: str, digest: str, cell: str, runs: dict, listed: dict, signer) -> dict:
+    """Sign each required result and the SBOM for ``repo@digest`` and attach them there; what to record."""
+    from imagematrix.evidence import attest, registry, sbom, store
+
+    doc = sbom.bom(repo, digest, listed)
+    path = store.write_sbom(build_dir, cell, doc)
+    envelopes = [(attest.PREDICATE_TYPE, attest.sign(attest.statement(repo, digest, cell, {**run.to_json(), "suite": n}),
+                                                     signer)) for n, run in runs.items()]
+    envelopes.append((sbom.PREDICATE_TYPE, attest.sign(attest.sbom_statement(repo, digest, doc), signer)))
+    try:
+        where = registry.attach(repo, digest, envelopes)
+    except registry.RegistryError as exc:
+        raise PublishError(f"{repo}@{digest[:19]} is published but its attestations are not: {exc}") from None
+    return {"attestations": where, "sbom": str(path), "sbom_packages": sbom.count(doc)}
+
+
 def run_publish(plan: Plan, required: tuple[str, ...], client, console: Console, *, repository: str | None = None,
-                dry_run: bool = False, candidates: str | None = None) -> int:
+                dry_run: bool = False, candidates: str | None = None, signer=None) -> int:
     """Promote every cell that passes the gate; 1 if any was refused. With ``candidates``, what is
     promoted is the candidate's digest, and only if the required runs tested that digest."""
     from docker.errors import ImageNotFound
+
+    from imagematrix.evidence.registry import RegistryError, attestations_of
 
     records = status.read_status(plan.build_dir)
     if records.warning():
@@ -203,6 +252,17 @@ def run_publish(plan: Plan, required: tuple[str, ...], client, console: Console,
                 d = Decision(d.cell, False, f"its GPU runs did not test candidate {candidate.digest[:19]} by digest "
                              f"(they tested {', '.join(sorted(str(t)[:19] if t else 'a local image' for t in tested))}): test the candidate "
                              f"(--candidates {candidate.repository})")
+        if d.ok and plan.matrix.publish_verify_key:
+            envelopes = None
+            if candidate:
+                try:
+                    envelopes = attestations_of(f"{candidate.repository}@{candidate.digest}")[1]
+                except RegistryError as exc:
+                    d = Decision(d.cell, False, f"its attestations cannot be read: {exc}")
+            if d.ok:
+                why = unbacked(record, required, candidate.digest if candidate else image.id,
+                               plan.matrix.publish_verify_key, plan.matrix.publish_max_age_days, envelopes)
+                d = Decision(d.cell, False, why) if why else d
         if not d.ok:
             refused += 1
             console.print(f"refused {d.cell}: {d.reason}", markup=False, highlight=False)
@@ -225,12 +285,17 @@ def run_publish(plan: Plan, required: tuple[str, ...], client, console: Console,
                     "suites": {n: record.suites[n].to_json() for n in required}, "packages": listed}
         record_tag = tags[1] + RECORD_SUFFIX
         push_record(client, repo, record_tag, document)
-        status.update_cell(plan.build_dir, d.cell, SECTION, {
-            "repository": repo, "tags": tags, "digest": digest, "image_id": image.id, "published": utcnow(),
-            "record_tag": record_tag, **({"candidate": candidate.digest} if candidate else {}),
-        }, replace=True)
+        published = {"repository": repo, "tags": tags, "digest": digest, "image_id": image.id, "published": utcnow(),
+                     "record_tag": record_tag, **({"candidate": candidate.digest} if candidate else {})}
+        status.update_cell(plan.build_dir, d.cell, SECTION, published, replace=True)
         console.print(f"published {d.cell}: {repo}@{digest} as {', '.join(tags)}; its test record and packages: "
                       f"{repo}:{record_tag}", markup=False, highlight=False)
+        if signer is not None:
+            evidence = attest_release(plan.build_dir, repo, digest, d.cell, {n: record.suites[n] for n in required},
+                                      listed, signer)
+            status.update_cell(plan.build_dir, d.cell, SECTION, {**published, **evidence}, replace=True)
+            console.print(f"signed {d.cell}: {len(required)} test result(s) and an SBOM of {evidence['sbom_packages']} "
+                          f"packages, in {evidence['attestations'][0].rsplit(',', 1)[0]}", markup=False, highlight=False)
     if len(plan.matrix.platforms) > 1 and not dry_run:
         for line in publish_indexes(plan, repository):
             console.print(line, markup=False, highlight=False)

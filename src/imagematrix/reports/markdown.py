@@ -12,6 +12,7 @@ addresses even when escaped), and the text is cut to ``limit`` characters.
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 from imagematrix.core.text import CONTROL
 
@@ -27,6 +28,12 @@ def md(value: object, limit: int = LIMIT) -> str:
         text = text[: limit - 1] + "…"
     text = _PUNCT.sub(lambda m: "\\" + m.group(), text.replace("@", WORD_JOINER + "@"))
     return text
+
+
+def link(text: object, path: str) -> str:
+    """A link to a relative ``path`` of the sheet's own making: its text through ``md``, its destination
+    percent-encoded (no ``:`` survives, so no scheme; no space, parenthesis or angle bracket ends it)."""
+    return f"[{md(text)}]({quote(path, safe='/._-~')})"
 
 
 def table(head: list[str], body: list[list[str]]) -> list[str]:

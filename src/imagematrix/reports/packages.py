@@ -19,6 +19,10 @@ else
 fi
 echo '---'
 command -v dpkg-query >/dev/null && dpkg-query -W -f '${Package} ${Version}\n' || true
+echo '---'
+arch=$(dpkg --print-architecture 2>/dev/null || true)
+[ -r /etc/os-release ] && . /etc/os-release
+echo "arch=${arch}"; echo "id=${ID:-}"; echo "distro=${ID:-}-${VERSION_ID:-}"
 """
 
 
@@ -27,16 +31,24 @@ class PackagesError(ImagematrixError):
 
 
 def parse_listing(text: str) -> dict[str, dict[str, str]]:
-    """LIST_SHELL's output -> {"python": {name: version}, "debian": {name: version}}."""
-    head, sep, tail = text.partition("---")
-    if not sep:
+    """LIST_SHELL's output -> {"python": {name: version}, "debian": {name: version}, "system": {arch, id, distro}}."""
+    parts = text.split("\n---\n") if "\n---\n" in text else text.split("---")
+    if len(parts) < 2:
         raise PackagesError(f"unreadable package listing: {text.strip()[-300:] or 'no output'}")
+    head, tail = parts[0], parts[1]
     try:
         python = json.loads(head.strip().splitlines()[-1]) if head.strip() else {}
     except (ValueError, IndexError):
         raise PackagesError(f"unreadable Python distribution list: {head.strip()[-300:]}") from None
+    if not isinstance(python, dict):
+        raise PackagesError("unreadable Python distribution list: not an object")
     debian = dict(line.split(" ", 1) for line in tail.strip().splitlines() if " " in line)
-    return {"python": dict(sorted(python.items(), key=lambda kv: kv[0].lower())), "debian": dict(sorted(debian.items()))}
+    system = dict(line.split("=", 1) for line in (parts[2] if len(parts) > 2 else "").strip().splitlines() if "=" in line)
+    system = {k: v for k, v in system.items() if v and v != "-"}
+    if system.get("distro", "").endswith("-"):
+        system["distro"] = system["distro"].rstrip("-")
+    return {"python": dict(sorted(python.items(), key=lambda kv: kv[0].lower())), "debian": dict(sorted(debian.items())),
+            "system": system}
 
 
 def manifest(client, ref: str) -> dict[str, dict[str, str]]:
@@ -55,7 +67,7 @@ def diff(old: Mapping[str, Mapping[str, str]], new: Mapping[str, Mapping[str, st
     """One line per package added (+), removed (-) or changed (~), Python then Debian."""
     lines = []
     for kind in ("python", "debian"):
-        a, b = old.get(kind, {}), new.get(kind, {})
+        a, b = old.get(kind) or {}, new.get(kind) or {}
         for name in sorted(set(a) | set(b), key=str.lower):
             if name not in a:
                 lines.append(f"+ {kind} {name} {b[name]}")

@@ -25,7 +25,7 @@ from imagematrix.core.status import Records, read_status
 from imagematrix.core.text import fmt_bytes
 from imagematrix.matrix.model import Cell, Matrix
 from imagematrix.matrix.plan import Plan
-from imagematrix.reports.markdown import md, table
+from imagematrix.reports.markdown import link, md, table
 from imagematrix.reports.sizeplot import PLOT_PATH
 from imagematrix.reports.sizes import judge_budget
 
@@ -211,11 +211,13 @@ def trouble_section(events: list[HistoryEvent]) -> list[str]:
 
 def published_section(records: Mapping[str, CellRecord], rs: list[Row]) -> list[str]:
     out = ["## Published", ""]
-    body = [[md(r.cell.id), md(f"{p.repository}@{p.digest}"), md(", ".join(p.tags)), md(_when(p.published))]
+    body = [[md(r.cell.id), md(f"{p.repository}@{p.digest}"), md(", ".join(p.tags)), md(_when(p.published)),
+             link(f"{p.sbom_packages} packages", f"../sbom/{r.cell.id}.cdx.json") if p.sbom else "-",
+             md(f"{len(p.attestations)} signed") if p.attestations else "unsigned"]
             for r in rs if (p := (records.get(r.cell.id) or CellRecord()).publish)]
     if not body:
         return [*out, "Nothing published yet (`invoke publish` promotes what passed on a GPU).", ""]
-    return [*out, *table(["cell", "pushed", "tags", "when (UTC)"], body), ""]
+    return [*out, *table(["cell", "pushed", "tags", "when (UTC)", "SBOM", "attestations"], body), ""]
 
 
 def bases_section(rs: list[Row], now: Mapping[str, str | None] | None) -> list[str]:

@@ -353,12 +353,21 @@ def _attest(opts: Options, cell, subject: str, digest: str, result: CellResult) 
     if key is None:
         return
     run = result.record()
-    envelope = attest.sign(attest.statement(subject, digest, cell.id, {**run, "image_id": result.image_id}), key)
+    envelope = attest.sign(attest.statement(subject, digest, cell.id, {**run, "image_id": result.image_id,
+                                                                                   "suite": result.suite}), key)
     path = write_attestation(opts.build_dir, cell.id, result.suite, envelope)
+    where = str(path)
+    if subject != cell.ref:  # a candidate tested by digest: the attestation goes beside it, for publish and verify
+        from imagematrix.evidence.registry import RegistryError, attach
+
+        try:
+            where = attach(subject, digest, [(attest.PREDICATE_TYPE, envelope)])[0]
+        except RegistryError as exc:
+            print(f"    warning: the signed result stays in {path} only: {exc}", flush=True)
     recorded = status.read_status(opts.build_dir).get(cell.id).suites.get(result.suite)
     if recorded is not None:
         status.update_cell(opts.build_dir, cell.id, "suites", {result.suite: {**recorded.to_json(), "attestation": str(path)}})
-    print(f"    signed: {path} (key {key.public_key.keyid[:12]}, subject {subject}@{digest[:19]})", flush=True)
+    print(f"    signed: {where} (key {key.public_key.keyid[:12]}, subject {subject}@{digest[:19]})", flush=True)
 
 
 @dataclass(frozen=True)
