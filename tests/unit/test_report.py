@@ -43,7 +43,9 @@ def test_the_report_has_the_sheets_sections_and_is_the_same_for_the_same_inputs(
     assert report.write_report(plan, check_bases=False).read_text() == first
     page = render(first)
     assert page.headings == ["Build matrix: imagematrix/example", "Summary", "Phases", "Phase 1 — example (1/2 done)",
-                             "Compatibility (from test runs on GPUs)", "Trouble log", "Published", "Base images", "Sizes"]
+                             "Compatibility (from test runs on GPUs)",
+                             "Predicted compatibility (from each image's audit; not measured)", "Trouble log", "Published",
+                             "Base images", "Sizes"]
     summary, compat, trouble, published, bases = page.tables
     assert summary[1][:8] == ["13.2", "3.13", "devel", "✅", "2026-11-04 17:10", "5.00 GB (≤ 8 GB)", "1.5 min cached",
                               "smoke passed 33/0/36 · 2026-11-04 17:12"]
@@ -120,3 +122,48 @@ def test_the_record_of_the_previous_release_still_makes_a_sheet(example_matrix, 
     plan = make_plan(example_matrix, Selection(), build_dir)
     page = render(report.render_report(plan, cells, events, notes, None, None))
     assert len(page.tables) == 2 and page.tables[1][1][1] == "cu1.0-py3.13-devel"  # the trouble log's newest row
+
+
+def _audited(build_dir, image_id: str, **prediction_changes):
+    from pathlib import Path
+
+    from imagematrix.oracle.audit import Audit
+
+    doc = json.loads((Path(__file__).parent / "data" / "audits" / "example-torch-2.15-cu132.json").read_text())
+    summary = Audit("x", image_id, doc, "container", 81.0).summary()
+    for gpu, branches in prediction_changes.items():
+        summary["prediction"][gpu].update(branches)
+    status.update_cell(build_dir, DEVEL, "audit", summary, replace=True)
+
+
+def test_each_audited_image_shows_its_predicted_reach_beside_what_was_measured(example_matrix, build_dir, monkeypatch):
+    plan = make_plan(example_matrix, Selection(), build_dir)
+    _record(build_dir, plan, monkeypatch)
+    _audited(build_dir, "sha256:" + "a" * 64)
+    page = render(report.write_report(plan, check_bases=False).read_text())
+    predicted = page.tables[2]
+    head = predicted[0]
+    assert head[:3] == ["cell", "V100 (7.0)", "T4 (7.5)"] and "H100 (9.0)" in head and "Thor (11.0)" in head
+    row = dict(zip(head, predicted[1], strict=True))
+    assert row["V100 (7.0)"] == "❌ no kernel image" and row["Thor (11.0)"] == "❌ no kernel image"  # torch 2.15 cu13.2
+    # CUDA 13.2 on R580: minor-version compatibility (⚠️); natively from R595; measured on an H200 with R580.
+    assert row["H100 (9.0)"] == "⚠️ from R580 · ✅ from R595 · measured R580 passed"
+    assert f"{DEVEL}: SASS sm_70 sm_75 sm_80 " in page.text and " · floor CUDA 13.4 (PTX 9.4 (compute_75) in " in page.text
+    assert "No failed build or test run" not in page.text and "prediction" not in [r[2] for r in page.tables[3][1:]]
+
+
+def test_a_run_the_prediction_got_wrong_is_a_trouble_log_entry(example_matrix, build_dir, monkeypatch):
+    plan = make_plan(example_matrix, Selection(), build_dir)
+    _record(build_dir, plan, monkeypatch)
+    wrong = {"mark": "❌", "reasons": ["no kernel image"], "code": "no-kernel"}
+    _audited(build_dir, "sha256:" + "a" * 64, H100={"R580": wrong})
+    trouble = render(report.write_report(plan, check_bases=False).read_text()).tables[3]
+    assert [DEVEL, "prediction", "-", "predicted ❌ on H100 with R580, measured passed"] == trouble[1][1:5]
+
+
+def test_a_stale_audit_predicts_nothing_for_a_newer_image(example_matrix, build_dir, monkeypatch):
+    plan = make_plan(example_matrix, Selection(), build_dir)
+    _record(build_dir, plan, monkeypatch)
+    _audited(build_dir, "sha256:" + "9" * 64, H100={"R580": {"mark": "❌", "reasons": ["x"]}})
+    page = render(report.write_report(plan, check_bases=False).read_text())
+    assert "measured" not in " ".join(page.tables[2][1]) and "prediction" not in [r[2] for r in page.tables[3][1:]]

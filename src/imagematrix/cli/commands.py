@@ -80,12 +80,47 @@ def build(p: Plan, v: dict[str, Any]) -> int:
     if v["dry_run"]:
         return print_dry_run(p, options, force=v["force"])
     run_build(p, options, force=v["force"], skip_preflight=v["skip_preflight"], console=console(), jobs=v["jobs"])
+    if not v["no_audit"]:
+        audit_built(p)
     if v["push_candidates"]:
         from imagematrix.build.engine import docker_client
         from imagematrix.release.publish import push_candidates
 
         return push_candidates(p, docker_client(), console(), v["push_candidates"])
     return 0
+
+
+def audit_built(p: Plan) -> None:
+    """After a build: audit each selected cell whose image the record has no audit of yet (an image that
+    did not change keeps its audit). A failed audit is a warning; the build stands."""
+    from docker.errors import ImageNotFound
+
+    from imagematrix.build.engine import docker_client
+    from imagematrix.core import status
+    from imagematrix.core.errors import ImagematrixError
+    from imagematrix.oracle.audit import audit_image, save
+    from imagematrix.oracle.predict import coverage_line
+
+    client, out = docker_client(), console()
+    records = status.read_status(p.build_dir)
+    for step in p.steps:
+        try:
+            image = client.images.get(step.cell.ref)
+        except ImageNotFound:
+            continue  # failed or blocked: the build's own lines said so
+        audited = records.get(step.cell.id).audit
+        if audited is not None and audited.image_id == image.id:
+            continue
+        try:
+            result = audit_image(client, image.id, p.build_dir)
+        except ImagematrixError as exc:
+            out.print(f"audit {step.cell.id}: not audited ({exc}); `imagematrix audit` retries", markup=False,
+                      highlight=False)
+            continue
+        save(result, p.build_dir)
+        summary = result.summary()
+        status.update_cell(p.build_dir, step.cell.id, "audit", summary, replace=True)
+        out.print(f"audit {step.cell.id}: {coverage_line(summary)} ({result.seconds:.1f}s)", markup=False, highlight=False)
 
 
 def bake(p: Plan, ca_cert: str | None) -> int:

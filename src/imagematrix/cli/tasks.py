@@ -173,6 +173,8 @@ def schema(v):
          minimum=1),
     _opt("push_candidates", "then push each selected cell to this repository as a candidate (tag: <tag>-<input hash>) "
          "for GPU runners", "repository", metavar="REPO"),
+    _opt("no_audit", "skip the audit of each new image's device code (what GPUs and drivers it runs on; "
+         "`imagematrix audit` does it later)", "bool", False),
 )
 def build(v):
     """Build the selected cells, parents first (--dry-run: show the plan and commands)."""

@@ -97,7 +97,7 @@ class Audit:
             "floor": list(fl.cuda) if fl.cuda else None, "floor_source": fl.source, "floor_native": fl.native,
             "objects": len(self.doc.get("objects") or []), "libraries": libs,
             "torch": {k: torch[k] for k in ("version", "cuda", "arch_list") if k in torch} or None,
-            "counts": self.doc.get("counts"), "prediction": table(self.doc),
+            "counts": self.doc.get("counts") or {}, "prediction": table(self.doc),
         }
 
 

@@ -188,12 +188,80 @@ def compatibility_section(events: list[HistoryEvent]) -> list[str]:
                           "when (UTC)", "runner"], body), "", *more]
 
 
-def trouble_section(events: list[HistoryEvent]) -> list[str]:
+MEASURED_FAILURES = ("no kernel image", "unsupported toolchain", "driver version is insufficient",
+                     "CUDA driver version is insufficient", "forward compatibility")
+
+
+def measured(events: list[HistoryEvent]) -> dict[tuple[str, str, str, str], tuple[HistoryEvent, SuiteRun]]:
+    """(cell, image id, compute capability, driver branch) -> the latest run there on a GPU."""
+    out: dict[tuple[str, str, str, str], tuple[HistoryEvent, SuiteRun]] = {}
+    for ev in events:
+        t = ev.test
+        if t is None or t.gpu_info is None or not t.image_id:
+            continue
+        for d in t.gpu_info.devices:
+            out[(ev.cell, t.image_id, d.compute_capability or "?", str(t.gpu_info.driver or "?").split(".")[0])] = (ev, t)
+    return out
+
+
+def disagreements(records: Mapping[str, CellRecord], events: list[HistoryEvent]) -> list[tuple[str, str, str]]:
+    """(cell, when, what) for each run whose outcome the image's audit did not predict: predicted ❌ but
+    passed, or predicted to run but failed with a CUDA compatibility error."""
+    from imagematrix.oracle.gpus import GPUS
+
+    out = []
+    for (cell, image_id, cc, branch), (ev, t) in measured(events).items():
+        audit = (records.get(cell) or CellRecord()).audit
+        if audit is None or audit.image_id != image_id:
+            continue
+        g = next((g for g in GPUS if f"{g.cc[0]}.{g.cc[1]}" == cc), None)
+        verdict = ((audit.prediction.get(g.name) or {}).get(f"R{branch}") if g else None) or {}
+        mark = verdict.get("mark")
+        text = " ".join([t.note or "", *(f.message or "" for f in t.failures)])
+        if mark == "❌" and t.state == "passed":
+            out.append((cell, ev.at, f"predicted ❌ on {g.name if g else cc} with R{branch}, measured passed"))
+        elif mark in ("✅", "⚠️") and t.state != "passed" and any(s in text for s in MEASURED_FAILURES):
+            out.append((cell, ev.at, f"predicted {mark} on {g.name if g else cc} with R{branch}, measured {t.state} "
+                        "with a CUDA compatibility error"))
+    return out
+
+
+def predicted_section(records: Mapping[str, CellRecord], rs: list[Row], events: list[HistoryEvent]) -> list[str]:
+    """Per audited image: its coverage line, and where the catalogue's GPUs run it (predicted from its
+    bytes), each GPU with the measured result beside it where a run on that compute capability exists."""
+    from imagematrix.oracle.gpus import GPUS
+    from imagematrix.oracle.predict import coverage_line, reach
+
+    out = ["## Predicted compatibility (from each image's audit; not measured)", ""]
+    audited = [(r, a) for r in rs if (a := (records.get(r.cell.id) or CellRecord()).audit) is not None]
+    if not audited:
+        return [*out, "No image audited yet (`invoke build` audits each new image; `imagematrix audit` any image).", ""]
+    seen = measured(events)
+    lines, body = [], []
+    for r, a in audited:
+        lines.append(f"- {md(r.cell.id)}: {md(coverage_line(a.to_json()), 400)}")
+        row = [md(r.cell.id)]
+        for g in GPUS:
+            cell = md(reach(a.prediction[g.name])) if a.prediction.get(g.name) else "?"
+            runs = [(k, v) for k, v in seen.items() if k[0] == r.cell.id and k[1] == a.image_id
+                    and k[2] == f"{g.cc[0]}.{g.cc[1]}"]
+            if runs:
+                (_, _, _, branch), (_, t) = runs[-1]
+                cell += f" · measured R{md(branch)} {md(t.state)}"
+            row.append(cell)
+        body.append(row)
+    return [*out, *lines, "", *table(["cell", *(md(f"{g.name} ({g.cc[0]}.{g.cc[1]})") for g in GPUS)], body),
+            "", "✅ runs from that driver branch · ⚠️ runs by PTX JIT or minor-version compatibility · ❌ does not run; "
+            "`imagematrix audit --gpu NAME --driver VERSION` says why and what fixes it.", ""]
+
+
+def trouble_section(events: list[HistoryEvent], records: Mapping[str, CellRecord] | None = None) -> list[str]:
     bad = [ev for ev in events if ev.state in ("failed", "error", "timeout", "blocked")][-TROUBLE_ROWS:]
+    wrong = disagreements(records or {}, events)[-TROUBLE_ROWS:]
     out = ["## Trouble log", ""]
-    if not bad:
+    if not bad and not wrong:
         return [*out, "No failed build or test run in the history.", ""]
-    body = []
+    body = [[md(_when(at)), md(cell), "prediction", "-", md(what), "-"] for cell, at, what in wrong]
     for ev in reversed(bad):
         if ev.build is not None:
             where, first, log = ev.build.step or "-", (ev.build.error or "").strip().splitlines()[:1], ev.build.log
@@ -276,7 +344,8 @@ def render_report(plan: Plan, records: Records | Mapping[str, CellRecord], event
         *summary_section(rs),
         *phases_section(m, rs, expected_times(events)),
         *compatibility_section(events),
-        *trouble_section(events),
+        *predicted_section(cells, rs, events),
+        *trouble_section(events, cells),
         *published_section(cells, rs),
         *bases_section(rs, bases_now),
         "## Sizes", "",
