@@ -158,7 +158,7 @@ def test_a_run_the_prediction_got_wrong_is_a_trouble_log_entry(example_matrix, b
     wrong = {"mark": "❌", "reasons": ["no kernel image"], "code": "no-kernel"}
     _audited(build_dir, "sha256:" + "a" * 64, H100={"R580": wrong})
     trouble = render(report.write_report(plan, check_bases=False).read_text()).tables[3]
-    assert [DEVEL, "prediction", "-", "predicted ❌ on H100 with R580, measured passed"] == trouble[1][1:5]
+    assert trouble[1][1:5] == [DEVEL, "prediction", "-", "predicted ❌ on H100 with R580, measured passed"]
 
 
 def test_a_stale_audit_predicts_nothing_for_a_newer_image(example_matrix, build_dir, monkeypatch):
