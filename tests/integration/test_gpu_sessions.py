@@ -52,7 +52,9 @@ def outcomes(junit: Path) -> dict[str, tuple[str, str]]:
 
 
 def leftover_containers(docker_client, cell_id: str, build_dir: Path) -> list[str]:
-    labels = [f"imagematrix.testrun={cell_id}", f"imagematrix.suite.build-dir={build_dir.resolve()}"]
+    from imagematrix.testing.containers import BUILD_DIR_LABEL, TESTRUN_LABEL
+
+    labels = [f"{TESTRUN_LABEL}={cell_id}", f"{BUILD_DIR_LABEL}={build_dir.resolve()}"]
     return [c.name for c in docker_client.containers.list(all=True, filters={"label": labels})]
 
 
