@@ -1,14 +1,14 @@
 {#
   Runtime policy of the sheet, applied to a throw-away copy of the parent (FROM <parent> AS prune-<target>):
   what is removed here never reaches the runtime layers, which only COPY from this stage.
-  Always: __pycache__/.pyc, test suites (tests/, test/: torch/test, CPython's own test package).
-  Per target (targets.<name>.options): strip_debug, drop_static_libs, drop_packages ("torchvision torchaudio"),
+  Always: __pycache__/.pyc; test suites (tests/, test/: torch/test, CPython's own test package) unless keep_tests.
+  Per target (targets.<name>.options): keep_tests, strip_debug, drop_static_libs, drop_packages ("torchvision torchaudio"),
   env_dir (the environment's directory, default /opt/venv).
   Kept on purpose: torch/include, torch/share, functorch, NVIDIA headers (any include/ tree is never
   touched, so torch.utils.cpp_extension still builds), and the .so files' own symbol tables.
 #}
 {% set roots = [options.get("env_dir", "/opt/venv"), "/opt/python"] %}
-{% set drop_dirs = ["__pycache__", "tests", "test"] %}
+{% set drop_dirs = ["__pycache__"] if options.get("keep_tests") else ["__pycache__", "tests", "test"] %}
 # Trees the runtime stage copies; missing ones are skipped. include/ trees are kept whole (cpp_extension headers).
 {% if options.get("drop_packages") %}
 # Packages the parent has and this target does not ship (targets.{{ target.name }}.options.drop_packages).

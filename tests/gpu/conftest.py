@@ -216,7 +216,7 @@ def gpu_state(config) -> gpu_policy.GpuState:
 
 def pytest_generate_tests(metafunc):
     if "fresh_module" in metafunc.fixturenames:
-        mods = gpu_policy.modules_to_import(load_cell(metafunc.config), _has_torch())
+        mods = gpu_policy.modules_to_import(load_cell(metafunc.config))
         metafunc.parametrize("fresh_module", mods, ids=mods)
 
 
@@ -248,8 +248,8 @@ def pytest_collection_modifyitems(session, config, items):
         ext = item.get_closest_marker("pyg_extension")
         if reason is None and ext and ext.args[0] not in cell.pyg_extensions:
             reason = f"cell {cell.id} declares no PyG extension {ext.args[0]!r}"
-        if reason is None and item.get_closest_marker("torch") and cell.torch is None and not _has_torch():
-            reason = f"cell {cell.id} pins no torch and the image has none: no torch checks"
+        if reason is None and item.get_closest_marker("torch") and not cell.holds_torch:
+            reason = f"cell {cell.id} holds no torch (targets.{cell.target or '<target>'}.torch: false): no torch checks"
         if reason is None and item.get_closest_marker("cuda") and cell.cuda is None:
             reason = f"cell {cell.id} declares no CUDA toolkit (cuda: null, a CPU-only description)"
         if reason is not None:

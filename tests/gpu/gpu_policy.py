@@ -568,10 +568,10 @@ def failure_hint(text: str) -> str | None:
     return None
 
 
-def modules_to_import(cell: Cell, has_torch: bool = True) -> list[str]:
-    """Modules each checked in a fresh interpreter: torch (unless the cell pins none and has none), and
+def modules_to_import(cell: Cell) -> list[str]:
+    """Modules each checked in a fresh interpreter: torch where the image holds it (the matrix says), and
     what the cell's features bring."""
-    mods = ["torch"] if has_torch or cell.torch is not None else []
+    mods = ["torch"] if cell.holds_torch else []
     if cell.declares("torch_compile") and cell.cuda is not None:  # inductor on the CPU needs no triton
         mods.append("triton")
     if cell.declares("pyg"):  # torch_geometric itself: test_pyg's probe imports it in a fresh process
@@ -602,7 +602,7 @@ def probes_to_start(cell: Cell, markexpr: str, keyword: str, whole_suite: bool, 
     words = set(markexpr.split())
     if keyword or not whole_suite or "smoke" not in words or words & {"not", "and"}:
         return []
-    if not has_torch:
+    if not has_torch or not cell.holds_torch:
         return []
     gpu = driver_loads and cell.cuda is not None
     probes = []

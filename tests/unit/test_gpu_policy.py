@@ -613,8 +613,15 @@ def test_a_cpu_cell_imports_no_triton_and_a_cell_without_torch_no_torch():
     cpu = gp.parse_cell(cell(cuda=None, torch_cuda=None, features=["torch_compile"], pyg_extensions=[]))
     assert gp.modules_to_import(cpu) == ["torch"]  # inductor's CPU backend needs no triton
     unpinned = gp.parse_cell(cell(cuda=None, torch_cuda=None, torch="", features=[], pyg_extensions=[]))
-    assert gp.modules_to_import(unpinned, has_torch=False) == []
-    assert gp.modules_to_import(unpinned, has_torch=True) == ["torch"]
+    assert unpinned.holds_torch and gp.modules_to_import(unpinned) == ["torch"]  # unpinned is still expected
+    without = gp.parse_cell(cell(cuda=None, torch_cuda=None, torch=None, features=["marimo"], pyg_extensions=[]))
+    assert not without.holds_torch and gp.modules_to_import(without) == ["marimo"]  # "torch": null: none expected
+
+
+def test_a_manifest_says_whether_test_directories_stay():
+    assert not gp.parse_cell(cell()).keep_tests
+    assert gp.parse_cell(cell(policy={"keep_tests": True})).keep_tests
+    assert not gp.parse_cell(cell(policy={"keep_tests": "yes"})).keep_tests  # only true itself
 
 
 # --- a locked environment -----------------------------------------------------------------

@@ -160,14 +160,28 @@ def test_a_cell_without_torch_skips_the_torch_checks_with_the_reason(tmp_path):
     if importlib.util.find_spec("torch") is not None:
         pytest.skip("torch is installed for this interpreter")
     py = f"{sys.version_info.major}.{sys.version_info.minor}"
-    cell = write_cell(tmp_path, torch="", cuda=None, torch_cuda=None, python=py, features=["team-notebook"])
+    cell = write_cell(tmp_path, torch=None, cuda=None, torch_cuda=None, python=py, features=["team-notebook"],
+                      target="lab")
     out = run_suite(tmp_path, "-rs", "--cell", str(cell), "-k", "test_abi or test_cuda")
     text = out.stdout + out.stderr
     assert out.returncode == 0, text
-    assert "pins no torch and the image has none: no torch checks" in text
+    assert "holds no torch (targets.lab.torch: false): no torch checks" in text
     assert "declares no CUDA toolkit" in text
     assert "failed" not in text
     assert "no checks for the features team-notebook" in text
+
+
+def test_a_cell_that_claims_torch_and_lacks_it_fails_its_torch_checks(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is not None:
+        pytest.skip("torch is installed for this interpreter")
+    py = f"{sys.version_info.major}.{sys.version_info.minor}"
+    cell = write_cell(tmp_path, torch="", cuda=None, torch_cuda=None, python=py, features=[])  # unpinned, expected
+    out = run_suite(tmp_path, "-rs", "--cell", str(cell), "-k", "test_abi")
+    text = out.stdout + out.stderr
+    assert out.returncode == 1 and "No module named 'torch'" in text, text
+    assert "no torch checks" not in text
 
 
 def test_groups_reach_one_worker_or_the_suite_says_they_do_not(tmp_path):

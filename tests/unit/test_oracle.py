@@ -119,3 +119,14 @@ def test_ptx_isa_versions_map_to_the_cuda_that_introduced_them():
     assert arch.ptx_isa_cuda((9, 9)) is None
     listing = "PTX file    1: x.1.sm_80.ptx\nPTX file    2: x.2.sm_90a.ptx\n"
     assert arch.ptx_arches(listing) == ["compute_80", "compute_90a"]
+
+
+def test_the_audit_of_an_image_without_device_code_is_recorded(tmp_path):
+    """debian:trixie-slim and the like: no objects, no CUDA runtime, no torch; the record takes it."""
+    from imagematrix.core import status
+    from imagematrix.oracle.audit import Audit
+
+    summary = Audit("debian:trixie-slim", "sha256:" + "1" * 64, {"objects": [], "libraries": {}}, "export", 1.5).summary()
+    status.update_cell(tmp_path, "cpu-py3.11-base", "audit", summary, replace=True)
+    audit = status.read_status(tmp_path).get("cpu-py3.11-base").audit
+    assert audit is not None and audit.objects == 0 and audit.floor == () and audit.prediction["H100"]["R580"]["mark"] == "✅"

@@ -113,13 +113,13 @@ def audit_built(p: Plan) -> None:
             continue
         try:
             result = audit_image(client, image.id, p.build_dir)
+            save(result, p.build_dir)
+            summary = result.summary()
+            status.update_cell(p.build_dir, step.cell.id, "audit", summary, replace=True)
         except ImagematrixError as exc:
             out.print(f"audit {step.cell.id}: not audited ({exc}); `imagematrix audit` retries", markup=False,
                       highlight=False)
             continue
-        save(result, p.build_dir)
-        summary = result.summary()
-        status.update_cell(p.build_dir, step.cell.id, "audit", summary, replace=True)
         out.print(f"audit {step.cell.id}: {coverage_line(summary)} ({result.seconds:.1f}s)", markup=False, highlight=False)
 
 

@@ -54,7 +54,7 @@ def major_minor(version: str) -> tuple[int, int]:
 
 def manifest(
     *, id: str, image: str, tag: str, target: str, kind: str, parent: str | None, relation: str | None,
-    lineage: list[str], cuda: str | None, torch_cuda: str | None, python: str, torch: str,
+    lineage: list[str], cuda: str | None, torch_cuda: str | None, python: str, torch: str | None,
     features: list[str], pyg_extensions: list[str], extensions: str = "cuda", input_hash: str = "",
     **extra: Any,
 ) -> dict:
@@ -75,7 +75,7 @@ def labels(man: Mapping[str, Any], base_image: str, extra: Mapping[str, str] = {
         "org.opencontainers.image.version": man["tag"],
         "org.opencontainers.image.description": (
             f"{man['target']} image: {'CUDA ' + man['cuda'] if man['cuda'] else 'CPU only'}, Python {man['python']}, "
-            f"torch {man['torch'] or 'unpinned'}"
+            + (f"torch {man['torch'] or 'unpinned'}" if man["torch"] is not None else "no torch")
         ),
         "org.opencontainers.image.base.name": base_image,
         **extra,
@@ -115,6 +115,8 @@ class Manifest:
     extensions: str = "cuda"
     optional_libraries: tuple[tuple[str, str, str], ...] = ()  # (library glob, needs glob, reason)
     environment_lock: str | None = None  # the uv.lock in the image the environment was synced from
+    holds_torch: bool = True  # "torch": null says the image holds no torch (targets.<name>.torch: false)
+    keep_tests: bool = False  # targets.<name>.options.keep_tests: test directories stay on purpose
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def declares(self, feature: str) -> bool:
@@ -189,6 +191,7 @@ def parse_manifest(data: Any, source: str = "cell.json") -> Manifest:
                 "nvcc's major must equal torch's (extensions built by nvcc link torch's runtime)",
             )
 
+    holds_torch = "torch" not in data or data["torch"] is not None
     torch_version = data.get("torch")
     if torch_version in (None, ""):
         torch_version = None
@@ -251,6 +254,8 @@ def parse_manifest(data: Any, source: str = "cell.json") -> Manifest:
         extensions=extensions if extensions in EXTENSION_BUILDS else "cuda",
         optional_libraries=tuple(tuple(o) for o in optional),
         environment_lock=lock,
+        holds_torch=holds_torch,
+        keep_tests=isinstance(data.get("policy"), dict) and data["policy"].get("keep_tests") is True,
         raw=data,
     )
 

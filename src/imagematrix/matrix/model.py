@@ -51,6 +51,7 @@ class Target:
     lineage: tuple[str, ...]
     optional_libraries: tuple[tuple[str, str, str], ...] = ()  # (library glob, needs glob, reason)
     uv_lock: UvLock | None = None  # this target's environment comes from a uv lock (it and its descendants)
+    holds_torch: bool = True  # targets.<name>.torch, inherited along extends and slim
 
     @property
     def kind(self) -> str:

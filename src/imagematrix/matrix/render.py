@@ -143,11 +143,12 @@ def manifest(m: Matrix, cell: Cell, input_hash: str) -> dict:
     return contract.manifest(
         id=cell.id, image=cell.image, tag=cell.tag, target=t.name, kind=t.kind, parent=t.parent,
         relation=t.relation, lineage=list(t.lineage), cuda=None if cell.cuda.cpu else cell.cuda.version, torch_cuda=cell.cuda.torch_cuda,
-        python=cell.python, torch=cell.packages.get("torch", ""), features=list(cell.features),
+        python=cell.python, torch=cell.packages.get("torch", "") if t.holds_torch else None, features=list(cell.features),
         pyg_extensions=list(t.pyg_extensions), extensions=cell.cuda.extensions, input_hash=input_hash,
         **({"optional_libraries": [list(o) for o in t.optional_libraries]} if t.optional_libraries else {}),
         **({"environment": {"lock": LOCK_IN, "sha256": cell.uv_lock.sha256}} if cell.uv_lock else {}),
         **({"platform": cell.platform} if cell.platform else {}),
+        **({"policy": {"keep_tests": True}} if t.options.get("keep_tests") else {}),
     )
 
 

@@ -217,6 +217,7 @@ class Resolver:
                 lineage=lineages[name],
                 optional_libraries=tuple((o.library, o.needs, o.reason) for o in t.optional_libraries),
                 uv_lock=self.uv_lock(name, t.uv_project),
+                holds_torch=t.torch if t.torch is not None else inherited.holds_torch if inherited else True,
             )
             locked = [n for n in lineages[name] if targets.get(n) and targets[n].uv_lock]
             if len(locked) > 1:

@@ -195,6 +195,9 @@ class TargetSpec(_Model):
     base: str | None = None
     prune: list[Fragment] = []
     fragments: list[Fragment]
+    torch: bool | None = Field(
+        None, description="whether this target's image holds torch: false for a target without it (its torch checks "
+        "skip, saying so); unset: as its parent (extends or slim), true for a target with no parent")
     features: list[Feature] = []
     drop_features: list[Feature] = []
     pyg_extensions: list[PackageName] = []

@@ -94,7 +94,7 @@ class Audit:
         libs = {name: sorted({str(v.get("version")) for v in entries}) for name, entries in (self.doc.get("libraries") or {}).items()}
         return {
             "image_id": self.image_id, "how": self.how, "seconds": round(self.seconds, 1), **coverage(self.doc),
-            "floor": list(fl.cuda) if fl.cuda else None, "floor_source": fl.source, "floor_native": fl.native,
+            "floor": list(fl.cuda) if fl.cuda else [], "floor_source": fl.source, "floor_native": fl.native,
             "objects": len(self.doc.get("objects") or []), "libraries": libs,
             "torch": {k: torch[k] for k in ("version", "cuda", "arch_list") if k in torch} or None,
             "counts": self.doc.get("counts") or {}, "prediction": table(self.doc),
