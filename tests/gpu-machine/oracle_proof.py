@@ -13,7 +13,7 @@ from pathlib import Path
 
 import docker
 
-from imagematrix.oracle.audit import audit_image, save
+from imagematrix.oracle.audit import AuditError, audit_image, save
 from imagematrix.oracle.gpus import GPUS, Gpu
 from imagematrix.oracle.predict import FAILS, predict
 
@@ -56,7 +56,13 @@ def main(out: Path) -> int:
     rows = []
     for ref, mutant in [*((f"gpuhost/mutant:mutant-{m}", m) for m in MUTANTS), *((r, None) for r in REAL)]:
         t0 = time.monotonic()
-        audit = audit_image(client, ref, Path("build"))
+        try:  # the machine has 128 GB: room for cuobjdump on every CUDA library at once
+            audit = audit_image(client, ref, Path("build"), memory="96g")
+        except AuditError as exc:
+            rows.append({"image": ref, "predicted": "?", "predicted_code": None, "reason": str(exc)[-300:],
+                         "measured": "-", "detail": "", "agree": False, "audit_s": None, "how": "failed", "total_s": None})
+            print(f"{ref}: audit failed: {exc}", flush=True)
+            continue
         save(audit, Path("build"))
         v = predict(audit.doc, gpu, driver)
         m = measure(ref, mutant)

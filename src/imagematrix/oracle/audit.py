@@ -19,6 +19,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import shutil
 import tarfile
 import tempfile
@@ -143,6 +144,17 @@ def audit_image(client, ref: str, build_dir: Path, *, memory: str = MEMORY, time
         shutil.rmtree(work, ignore_errors=True)
 
 
+PEAK_GB = 4  # most objects need far less than libtorch_cuda.so (near 6 GB); one scan per 4 GB
+
+
+def jobs_for(memory: str) -> int:
+    """Scans at once within ``memory`` (Docker's 8g, 512m): one per PEAK_GB, at least one."""
+    units = {"k": 2**10, "m": 2**20, "g": 2**30}
+    m = re.fullmatch(r"(\d+)([kmg]?)b?", memory.strip().lower())
+    size = int(m.group(1)) * units.get(m.group(2), 1) if m else 8 * 2**30
+    return max(1, size // (PEAK_GB * 2**30))
+
+
 def _in_container(client, image, cache: Path, work: Path, memory: str, timeout: float) -> dict | None:
     """The scan in a container of the image; None when the image cannot run it (no shell, no Python)."""
     from docker.errors import APIError, DockerException
@@ -160,7 +172,8 @@ def _in_container(client, image, cache: Path, work: Path, memory: str, timeout: 
         container = client.containers.create(
             image.id, entrypoint=["sh", "-c", SHELL], command=[], user="0:0", network_disabled=True,
             read_only=True, mem_limit=memory, volumes=volumes, working_dir="/",
-            environment={"PYTHONPATH": f"{SITE_IN}:{PKG_IN}", "PYTHONDONTWRITEBYTECODE": "1", "HOME": WORK_IN},
+            environment={"PYTHONPATH": f"{SITE_IN}:{PKG_IN}", "PYTHONDONTWRITEBYTECODE": "1", "HOME": WORK_IN,
+                         scan.JOBS_ENV: str(jobs_for(memory))},
             tmpfs={"/tmp": "size=64m"}, labels={"imagematrix.audit": image.id},
         )
         try:

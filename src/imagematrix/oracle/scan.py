@@ -39,6 +39,7 @@ LIBRARIES = {  # what the environment loads: soname stem -> the name the record 
     "libnvrtc": "nvrtc", "libnvJitLink": "nvjitlink", "libcuda": "libcuda",
 }
 CUOBJDUMP_TIMEOUT = 1200
+JOBS_ENV = "IMAGEMATRIX_SCAN_JOBS"  # how many objects are scanned at once (the audit sets it from its memory limit)
 STUB_ENTRIES = 4  # objects listing this few cubins and PTX are checked for kernels (a stub has none)
 TORCH_INFO = ("import json, torch; print(json.dumps({'version': torch.__version__, 'cuda': torch.version.cuda, "
               "'arch_list': torch._C._cuda_getArchFlags().split() if hasattr(torch._C, '_cuda_getArchFlags') else []}))")
@@ -233,7 +234,9 @@ def scan(root: Path, cuobjdump: str, cache: Path | None, new: Path | None, pytho
         return {"path": "/" + str(path.relative_to(root)), "sha256": digest, "size": size, "dist": dist, **entry}
 
     # cuobjdump is single-threaded: the objects go to as many of them as there are CPUs.
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+    jobs = os.environ.get(JOBS_ENV, "")
+    limit = int(jobs) if jobs.isdigit() and int(jobs) > 0 else os.cpu_count() or 1
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, limit))) as pool:
         for entry in pool.map(one, todo):
             cached += bool(entry.pop("cached", False))
             dumped += not entry.get("cached", False)
