@@ -49,7 +49,10 @@ oracle)
   stamp "engine and base"
   bash .carry/gpu/up.sh 2>&1 | tail -2
   env_up
-  python3 -m pip install -q --no-index --no-deps --target /tmp/oracle-site tests/gpu-machine/oracle-tools/*.whl 2>&1 | tail -1
+  # site.tar.xz: those wheels installed for Python 3.12 and packed with xz (the carry limit is 64 MiB in all)
+  mkdir -p /tmp/oracle-site
+  if [ -f tests/gpu-machine/oracle-tools/site.tar.xz ]; then tar xJf tests/gpu-machine/oracle-tools/site.tar.xz -C /tmp/oracle-site
+  else python3 -m pip install -q --no-index --no-deps --target /tmp/oracle-site tests/gpu-machine/oracle-tools/*.whl 2>&1 | tail -1; fi
   export PYTHONPATH="/tmp/oracle-site:$PYTHONPATH"
   python3 -c 'import cryptography' 2>/dev/null && CRYPTO=1 || CRYPTO=0
   nvidia-smi --query-gpu=name,driver_version,compute_cap --format=csv,noheader | tee "$OUT/gpu.txt"
