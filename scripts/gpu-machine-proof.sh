@@ -81,8 +81,8 @@ oracle)
   if [ "$CRYPTO" = 1 ]; then
     env_file=$(ls build/attestations/*devel.smoke.intoto.json | head -1)
     image=$(docker image inspect -f '{{.Id}}' gpuhost/imagematrix:cu13.0-py3.12-devel)
-    timed verify python3 -m invoke verify --envelope "$env_file" --digest "$image" --key $KEYS/imagematrix.pub --cc 9.0 --driver 580 --suite smoke
-    timed verify-other-gpu python3 -m invoke verify --envelope "$env_file" --digest "$image" --key $KEYS/imagematrix.pub --cc 8.0
+    timed verify python3 -m invoke verify "$env_file" --digest "$image" --key $KEYS/imagematrix.pub --cc 9.0 --driver 580 --suite smoke
+    timed verify-other-gpu python3 -m invoke verify "$env_file" --digest "$image" --key $KEYS/imagematrix.pub --cc 8.0
     cat "$OUT/verify.log" "$OUT/verify-other-gpu.log"
     cp "$env_file" "$OUT/devel.smoke.intoto.json"; cp $KEYS/imagematrix.pub "$OUT/"
   fi

@@ -166,3 +166,15 @@ def test_what_is_not_a_reference_is_refused(ref):
 
 def test_cosigns_tag_for_a_digests_attestations():
     assert att_tag(DIGEST) == "sha256-" + "ab" * 32 + ".att"
+
+
+def test_the_result_signed_on_the_gpu_machine_verifies_here_for_its_gpu_and_driver_only():
+    """tests/gpu-machine/results: signed on the H200 (driver 580.159.04) by `gpu-machine-proof.sh oracle`."""
+    results = Path(__file__).resolve().parents[1] / "gpu-machine" / "results"
+    envelope = json.loads((results / "devel.smoke.intoto.json").read_text())
+    image = "sha256:2a98bec54d020b07fd71d247eb81e0a3d000dc2007edfab86ff80395b3e35f83"
+    key = results / "imagematrix.pub"
+    got = verify_envelopes([envelope], key, image, cc="9.0", driver="580", suite="smoke")
+    assert got.ok and "on NVIDIA H200 (9.0), driver 580.159.04" in got.lines[0], got.lines
+    assert verify_envelopes([envelope], key, image, cc="10.0").lines[0].startswith("refused by gpu")
+    assert verify_envelopes([envelope], key, image, driver="595").lines[0].startswith("refused by driver")

@@ -39,7 +39,7 @@ def test_records_of_earlier_runs_load_and_round_trip(where):
     for cid, cell in raw["cells"].items():
         rec = CellRecord.from_json(cell, cid)
         assert rec.damaged == ()
-        assert rec.to_json() == _without_nulls(cell)
+        assert _without_nulls(rec.to_json()) == _without_nulls(cell)
         assert CellRecord.from_json(rec.to_json(), cid) == rec
     events, notes = history.read([where / "history.jsonl"])
     assert notes == [] and events
@@ -190,3 +190,15 @@ def test_suite_runs_on_gpu_is_the_one_predicate():
     assert not SuiteRun(state="passed").on_gpu and not SuiteRun(state="failed", require_gpu=True).on_gpu
     with pytest.raises(RecordError):
         SuiteRun.from_json({"passed": 3}, "no state")
+
+
+def test_the_gpu_machines_record_holds_a_reused_run_and_its_key():
+    """Written on the GPU machine (H200, driver 580): a passed run, the same run reused, then a re-run
+    after a suite file changed; the reuse key's suite part differs between them."""
+    if not (GPU_RUN / "history.jsonl").is_file():
+        pytest.skip(f"{GPU_RUN} holds no record yet")
+    events, _ = history.read([GPU_RUN / "history.jsonl"])
+    runs = [e.test for e in events if e.test is not None and e.cell == "cu13.0-py3.12-devel"][-3:]
+    assert [r.decision for r in runs] == ["ran", "reused", "ran"], [r.decision for r in runs]
+    assert runs[1].reused_from and runs[0].key == runs[1].key and runs[2].key["suite"] != runs[0].key["suite"]
+    assert all(r.on_gpu and r.gpu_info and r.gpu_info.devices[0].compute_capability == "9.0" for r in runs)

@@ -448,17 +448,19 @@ def verify(v: dict[str, Any]) -> int:
     if not v["key"]:
         raise UsageError("--key FILE: the public key the results must be signed with")
     cc = check.gpu_cc(v["gpu"], v["cc"])
-    if v["envelope"]:
+    ref = v["image"] or ""
+    if ref.endswith((".json", ".jsonl")) and Path(ref).is_file():  # a signed envelope file, e.g. from a GPU runner
         if not v["digest"]:
-            raise UsageError("--envelope needs --digest: the image digest (or local image id) the statement must be about")
-        answer = check.verify_envelopes(check.read_envelope(Path(v["envelope"])), Path(v["key"]), v["digest"], cc=cc,
+            raise UsageError(f"{ref} is an envelope file: give --digest, the image digest (or local image id) its "
+                             "statement must be about")
+        answer = check.verify_envelopes(check.read_envelope(Path(ref)), Path(v["key"]), v["digest"], cc=cc,
                                         driver=v["driver"], suite=v["suite"], max_age_days=v["max_age"])
     else:
-        if not v["image"]:
-            raise UsageError("give the image to verify: imagematrix verify REF --key FILE (or --envelope FILE --digest SHA256)")
+        if not ref:
+            raise UsageError("give the image to verify: imagematrix verify REF --key FILE (or an envelope FILE --digest SHA256)")
         from imagematrix.evidence.registry import attestations_of
 
-        digest, envelopes = attestations_of(v["image"])
+        digest, envelopes = attestations_of(ref)
         answer = check.verify_envelopes(envelopes, Path(v["key"]), digest, cc=cc, driver=v["driver"],
                                         suite=v["suite"], max_age_days=v["max_age"])
     for line in answer.lines:

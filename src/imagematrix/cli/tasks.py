@@ -201,16 +201,15 @@ def keygen(v):
 
 
 @command(
-    _opt("image", "the image to verify: a reference in a registry (repo:tag or repo@sha256:...); the first argument",
-         metavar="REF"),
+    _opt("image", "the first argument: the image to verify, a reference in a registry (repo:tag or repo@sha256:...); "
+         "or a signed envelope file (build/attestations/*.intoto.json) with --digest", metavar="REF"),
     _opt("key", "the public key the results must be signed with (imagematrix.pub)", metavar="FILE"),
     _opt("gpu", "a GPU of the catalogue the result must have been measured on (e.g. H100)", metavar="GPU"),
     _opt("cc", "or its compute capability (e.g. 9.0)", metavar="X.Y"),
     _opt("driver", "the driver branch it must have been measured with (e.g. 580)", metavar="VERSION"),
     _opt("suite", "the suite that must have passed (default: any)", metavar="NAME"),
     _opt("max_age", "refuse a result older than this many days", "number", minimum=0, metavar="DAYS"),
-    _opt("envelope", "verify this envelope file instead of the registry's attestations (with --digest)", metavar="FILE"),
-    _opt("digest", "with --envelope: the digest (or local image id) the statement must be about", metavar="SHA256"),
+    _opt("digest", "with an envelope file: the digest (or local image id) the statement must be about", metavar="SHA256"),
     positional=["image"],
 )
 def verify(v):
