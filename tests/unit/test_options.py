@@ -93,3 +93,10 @@ def test_a_repository_on_the_command_line_follows_dockers_grammar(repo):
 
 def test_a_repository_with_a_registry_and_port_is_fine():
     assert table.BY_NAME["candidates"].parse("127.0.0.1:5000/team/pytorch") == "127.0.0.1:5000/team/pytorch"
+
+
+@pytest.mark.parametrize("option", table.TEST_OPTIONS, ids=lambda o: o.name)
+def test_what_invoke_passes_when_a_flag_is_not_given_parses_to_the_tables_default(option):
+    """invoke hands a task its parameter's default when a flag is absent; that must parse to the same
+    value the runner's argparse gets (an unset --pytest once reached pytest as the argument "()")."""
+    assert option.parse(option.invoke_default) == option.parse(None)

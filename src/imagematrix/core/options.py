@@ -58,8 +58,8 @@ class Option:
             return None
         if self.kind == "bool":
             return bool(self.default)
-        if self.kind in ("int", "number"):
-            return "" if self.default is None else str(self.default)
+        if self.kind == "words":  # invoke takes one string; the table's default is a tuple
+            return " ".join(self.default or ())
         return "" if self.default is None else str(self.default)
 
     def parse(self, value: Any) -> Any:
