@@ -67,3 +67,40 @@ def test_init_build_test_status_from_an_empty_directory(tool, tmp_path, example_
         assert record["cells"][cid]["test"]["state"] == "passed", record["cells"][cid]["test"]
         assert (project / "build" / "test-results" / f"{cid}.xml").is_file()
     assert "passed" in steps["status"].stdout
+
+
+def test_another_teams_notebook_stack_is_green_where_it_holds_no_torch_and_red_where_it_lies(tool, tmp_path):
+    """`init --example notebooks`: a base, JupyterLab, its slim copy (phase 1), one torch target (phase 2).
+    Phase 1 from an empty directory to green; then the base made to claim torch fails exactly there."""
+    import shutil
+    import time
+
+    wheels = sorted((ROOT / "examples" / "notebooks.wheelhouse").glob("*.whl"))
+    if not wheels:
+        pytest.fail("examples/notebooks.wheelhouse is empty: bash scripts/example-wheelhouse.sh notebooks (.ci/run does)",
+                    pytrace=False)
+    project = tmp_path / "notebooks"
+    started = time.monotonic()
+    done = run(tool, tmp_path, "init", "--example", "notebooks", "--directory", str(project))
+    assert done.returncode == 0, done.stdout + done.stderr
+    for wheel in wheels:  # what `pip download` (the line init printed) would fetch
+        shutil.copy(wheel, project / "notebooks.wheelhouse")
+    for step in (("build", "--phase", "1"), ("test", "--phase", "1")):
+        done = run(tool, project, *step)
+        assert done.returncode == 0, f"imagematrix {' '.join(step)}:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}"
+    print(f"notebooks phase 1 from init to green: {time.monotonic() - started:.0f}s")
+    record = json.loads((project / "build" / "status.json").read_text())["cells"]
+    assert {c: r["test"]["state"] for c, r in record.items()} == dict.fromkeys(
+        ["cpu-py3.11-base", "cpu-py3.11-lab", "cpu-py3.11-lab-slim"], "passed")
+    assert "holds no torch (targets.lab.torch: false): no torch checks" in done.stdout
+    assert "keeps test directories on purpose (targets.lab-slim.options.keep_tests)" in done.stdout
+
+    # The liar: base says nothing about torch (so it claims it, as a root target) and has none.
+    matrix = project / "matrix.yaml"
+    matrix.write_text(matrix.read_text().replace("    torch: false\n", "", 1))
+    for step, code in ((("build", "--target", "base"), 0), (("test", "--target", "base", "--no-reuse"), 1)):
+        done = run(tool, project, *step)
+        assert done.returncode == code, f"imagematrix {' '.join(step)}:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}"
+    test = json.loads((project / "build" / "status.json").read_text())["cells"]["cpu-py3.11-base"]["test"]
+    assert test["state"] == "failed" and test["failed"] >= 3, test
+    assert all("torch" in f["test"] or "fresh_process" in f["test"] for f in test["failures"]), test["failures"]

@@ -320,3 +320,15 @@ def test_one_platform_keeps_ids_and_tags_and_a_platform_override_must_name_one(t
         load_matrix(_platforms(tmp_path, "[linux/arm64]", "overrides:\n  - platform: linux/riscv64\n    bases: {devel: \"x:y\"}\n"))
     with pytest.raises(MatrixError, match="is not a platform like"):
         load_matrix(_platforms(tmp_path, "[arm64]"))
+
+
+def test_a_target_says_whether_it_holds_torch_and_its_children_inherit_it(repo_root):
+    from imagematrix.matrix.render import manifest
+
+    m = load_matrix(repo_root / "examples" / "notebooks.yaml")
+    by_target = {c.target.name: c for c in m.cells}
+    torch = {name: manifest(m, c, "")["torch"] for name, c in by_target.items()}
+    # base says false; lab (extends) and lab-slim (slim of lab) inherit it; torch says true again.
+    assert torch == {"base": None, "lab": None, "lab-slim": None, "torch": "2.13.0"}
+    assert manifest(m, by_target["lab-slim"], "")["policy"] == {"keep_tests": True}
+    assert "policy" not in manifest(m, by_target["lab"], "")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from imagematrix.core.errors import UsageError
 from imagematrix.core.resources import shipped
+from imagematrix.matrix.grammar import DEBIAN_PINS
 
 FRAGMENTS_LINE = re.compile(r"^(\s*fragments_dir:\s*).*$", re.M)
 
@@ -77,10 +78,11 @@ def init_project(directory: Path, example: str, console) -> int:
     out.print(f"wrote {matrix} ({len(m.cells)} cells of {m.image}) and {fragments}/ "
               f"({len(list(fragments.glob('*.Dockerfile')))} fragments)", markup=False, highlight=False)
     if m.wheelhouse is not None and not any(m.wheelhouse.glob("*.whl")):
-        torch = m.packages.get("torch")
-        want = f"torch=={torch}" if torch else "<the packages it pins>"
+        pins = [f"{name}=={version}" for name, version in m.packages.items() if name not in DEBIAN_PINS]
+        want = " ".join(pins) or "<the packages it pins>"
         out.print(f"first: fill {m.wheelhouse.name}/ (builds install from it alone, and wheels are not copied): "
                   f"python3 -m pip download --only-binary :all: --python-version {m.pythons[0]} --implementation cp "
+                  "--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 "
                   f"-d {m.wheelhouse} {want}", markup=False, highlight=False)
     out.print("next: imagematrix doctor --no-gpu; imagematrix build; imagematrix test; imagematrix status",
               markup=False, highlight=False)
