@@ -12,7 +12,6 @@ from dataclasses import replace
 import pytest
 import yaml
 
-from imagematrix.cli import lint
 from imagematrix.core import cron
 from imagematrix.matrix import workflow as ci
 from imagematrix.matrix.model import ScheduleRun
@@ -55,19 +54,6 @@ def test_the_workflow_installs_the_tool_and_assumes_no_checkout_of_imagematrix(s
     assert "nox " not in text
     assert wf["jobs"]["build-test"]["env"]["IMAGEMATRIX_INSTALL"] == "imagematrix==0.1.0"
     assert wf["jobs"]["plan"]["steps"][1]["env"]["IMAGEMATRIX_INSTALL"] == "imagematrix==0.1.0"
-
-
-def test_actionlint_and_zizmor_find_nothing_in_the_workflow_and_something_in_a_bad_one(sheet_matrix, tmp_path):
-    m = sheet_matrix
-    assert lint.actionlint(m.ci.workflow, m.ci.runs_on) == []
-    assert lint.zizmor(m.ci.workflow) == []
-    bad = tmp_path / "bad.yml"
-    wf = yaml.safe_load(m.ci.workflow.read_text())
-    wf["jobs"]["plan"]["steps"][1]["run"] = "echo ${{ inputs.phase }}; echo ${{ steps.nope.outputs.x }}"
-    wf["jobs"]["plan"]["steps"][0]["uses"] = "actions/checkout@v7"
-    bad.write_text(yaml.safe_dump(wf, sort_keys=False))
-    assert {f.code for f in lint.zizmor(bad)} >= {"template-injection", "unpinned-uses"}
-    assert any("nope" in f.message for f in lint.actionlint(bad, m.ci.runs_on))
 
 
 def _gate(env: dict[str, str]) -> subprocess.CompletedProcess:
