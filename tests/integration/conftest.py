@@ -68,14 +68,18 @@ def image_namespace(docker_client) -> Iterator[str]:
     yield ns
     for image in docker_client.images.list():
         # Tagged under ns, or left untagged by a rebuild (imagematrix images name their repository in a label).
-        ours = any(tag.startswith(ns) for tag in image.tags) or (
-            not image.tags and image.labels.get("org.opencontainers.image.title", "").startswith(ns)
-        )
-        if ours:
-            try:
+        # A test may give another image (the example's) a tag under ns: only that tag goes, never the image.
+        mine = [tag for tag in image.tags if tag.startswith(ns)]
+        others = [tag for tag in image.tags if not tag.startswith(ns)]
+        untagged_ours = not image.tags and image.labels.get("org.opencontainers.image.title", "").startswith(ns)
+        try:
+            if untagged_ours or (mine and not others):
                 docker_client.images.remove(image.id, force=True)
-            except Exception as exc:  # report, but do not fail teardown over another test's container
-                print(f"could not remove test image {image.tags or image.short_id}: {exc}")
+            else:
+                for tag in mine:
+                    docker_client.images.remove(tag)
+        except Exception as exc:  # report, but do not fail teardown over another test's container
+            print(f"could not remove test image {image.tags or image.short_id}: {exc}")
 
 
 @pytest.fixture

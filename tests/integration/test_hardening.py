@@ -133,7 +133,7 @@ def test_a_full_build_directory_is_a_message_not_a_traceback(hardening_matrix, i
     when nothing more can be written (the lock file's close used to raise after the write had failed)."""
     m = hardening_matrix(tmp_path, image)
     filler = small_disk / "filler2"
-    with open(filler, "wb") as f:  # the last bytes of the filesystem
+    with open(filler, "wb", buffering=0) as f:  # the last bytes of the filesystem (unbuffered: close flushes nothing)
         try:
             while True:
                 f.write(b"\0" * 4096)

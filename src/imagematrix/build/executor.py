@@ -120,7 +120,7 @@ def run_docker_build(argv: list[str], env: dict[str, str], log_path: Path, parse
     """Run one docker build (procs.run_logged): its output to the cell's log and to BuildKit's
     parser; ``on_output`` gets each line's new vertex (None for other lines)."""
     rc, _ = procs.run_logged(argv, env, log_path, on_line=lambda line: on_output(parsed.feed(line)))
-    return rc
+    return -1 if rc is None else rc
 
 
 # --- the executor ----------------------------------------------------------------------
@@ -148,9 +148,10 @@ def mark_stale(build_dir: Path) -> list[str]:
 
 
 class Executor:
-    def __init__(self, plan: Plan, options: BuildOptions, builder: Builder, client, progress: Progress, force: bool = False):
+    def __init__(self, plan: Plan, options: BuildOptions, builder: Builder, client, progress: Progress | None,
+                 force: bool = False):
         self.plan, self.options, self.builder, self.client = plan, options, builder, client
-        self.progress, self.force = progress, force
+        self._progress, self.force = progress, force
         self.build_dir = plan.build_dir
         self.env = {**os.environ, **build_env(builder.kind)}
         self.base_ids = base_image_ids(client, base_images(plan)) if client is not None else {}
@@ -159,6 +160,13 @@ class Executor:
         self.fresh: set[str] = set()  # cells built without cache in this run (--no-cache)
         self.running: dict[str, tuple[float, BuildkitLog]] = {}  # parallel builds in progress
         self.stopping = False  # Ctrl-C during parallel builds: the main thread records the running ones
+
+
+    @property
+    def progress(self) -> Progress:
+        """The build's progress view; an Executor made to inspect (bake, a dry run) has none and never builds."""
+        assert self._progress is not None, "this Executor only inspects; it was given no progress view"
+        return self._progress
 
     def log_path(self, cid: str) -> Path:
         return self.build_dir / LOGS_DIR / f"{cid}.log"
@@ -179,7 +187,7 @@ class Executor:
                 try:
                     self._one(step)
                 except HostFault as fault:
-                    self._not_attempted(self.plan.steps[i + 1:], fault, step.cell.id)
+                    self._not_attempted(list(self.plan.steps[i + 1:]), fault, step.cell.id)
                     raise
         except KeyboardInterrupt as exc:
             why = str(exc) or "SIGINT"
@@ -197,7 +205,8 @@ class Executor:
         for step in self.plan.steps:
             write_context(step.rendered, self.build_dir)
         planned = {s.cell.id for s in self.plan.steps}
-        waiting, running, finished = list(self.plan.steps), {}, set()
+        waiting, finished = list(self.plan.steps), set()
+        running: dict = {}
         fault: BaseException | None = None
         fault_cell = ""
         pool = cf.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="build")
@@ -260,9 +269,9 @@ class Executor:
             self._host_fault(step, fault, (cid, *self.running[cid]) if cid in self.running else None)
             raise
         except _ENGINE_ERRORS as exc:
-            fault = self._engine_lost(exc)
-            self._host_fault(step, fault, (cid, *self.running[cid]) if cid in self.running else None)
-            raise fault from None
+            lost = self._engine_lost(exc)
+            self._host_fault(step, lost, (cid, *self.running[cid]) if cid in self.running else None)
+            raise lost from None
         if not self.stopping:
             self.running.pop(cid, None)
 

@@ -393,12 +393,12 @@ def audit(matrix: str, sel: Selection, build_dir: Path, images: tuple[str, ...],
     if driver and not re.fullmatch(r"\d{3}(\.\d{1,3}){0,2}", driver):
         raise UsageError(f"--driver {driver!r}: a driver version such as 580.159.04, or a branch such as 580")
     client = docker_client()
+    todo: list[tuple[str, str, Any]] = []
     if images:
         todo = [(ref, ref, None) for ref in images]
     else:
         from docker.errors import ImageNotFound
 
-        todo = []
         for cell in select_cells(load(matrix), sel):
             try:
                 client.images.get(cell.ref)

@@ -80,7 +80,8 @@ def host_has_gpu() -> str | None:
 
 def driver_checks(plan: Plan, seen: dict) -> list[Check]:
     """The driver the probe saw against each selected CUDA version."""
-    driver_cuda = cuda_compat.cuda_int(seen.get("driver_cuda"))
+    raw = seen.get("driver_cuda")
+    driver_cuda = cuda_compat.cuda_int(raw) if isinstance(raw, int) else None
     if driver_cuda is None:
         return [Check("driver", False, "the probe could not read the driver's CUDA version (cuDriverGetVersion)")]
     version = seen.get("driver")

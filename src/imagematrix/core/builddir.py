@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import typing
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,7 +35,7 @@ class BuildLocked(UsageError):
 
 
 @contextlib.contextmanager
-def flocked(path: Path, blocking: bool = True) -> Iterator[object]:
+def flocked(path: Path, blocking: bool = True) -> Iterator[typing.BinaryIO]:
     """Hold an exclusive ``flock`` on ``path`` (created if missing); yields the open file.
 
     Non-blocking: raises BlockingIOError when another process holds it.

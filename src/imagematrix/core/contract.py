@@ -242,8 +242,8 @@ def parse_manifest(data: Any, source: str = "cell.json") -> Manifest:
         raise ManifestError("invalid cell manifest:\n  " + "\n  ".join(problems))
     return Manifest(
         id=cell_id,
-        kind=kind,
-        python=python,
+        kind=str(kind),
+        python=str(python),
         cuda=cuda,
         torch_cuda=torch_cuda,
         torch=torch_version,

@@ -144,12 +144,12 @@ def transitions(tz: str, years: tuple[int, ...] | None = None) -> tuple[tuple[da
     span = years or tuple(_years())
     t = datetime(span[0], 1, 1, tzinfo=timezone.utc)
     end = datetime(span[-1] + 1, 1, 1, tzinfo=timezone.utc)
-    out = []
-    off = t.astimezone(zone).utcoffset()
+    out: list[tuple[datetime, timedelta, timedelta]] = []
+    off = t.astimezone(zone).utcoffset() or timedelta(0)
     step = timedelta(hours=1)
     while t < end:
         nxt = t + step
-        new = nxt.astimezone(zone).utcoffset()
+        new = nxt.astimezone(zone).utcoffset() or timedelta(0)
         if new != off:
             lo, hi = t, nxt  # the change is in (lo, hi]: bisect to the minute
             while hi - lo > timedelta(minutes=1):
@@ -169,7 +169,7 @@ def offsets(tz: str) -> tuple[timedelta, ...]:
     """Every UTC offset the zone uses in the window (one for Asia/Tokyo, two with daylight saving)."""
     zone = ZoneInfo(tz)
     start = datetime(_years()[0], 1, 1, tzinfo=timezone.utc)
-    seen = {start.astimezone(zone).utcoffset()}
+    seen = {start.astimezone(zone).utcoffset() or timedelta(0)}
     seen |= {after for _, _, after in transitions(tz)}
     return tuple(sorted(seen))
 
@@ -288,7 +288,7 @@ def plan_jobs(families: dict[str, list[list[str]]], phases: Sequence[int] | None
     for ph in ["*"] if phases is None else phases:
         for c, py in families.get(str(ph), []):
             if cuda in (ANY, c) and python in (ANY, py):
-                chosen.setdefault((c, py), []).extend([] if ph == "*" else [ph])
+                chosen.setdefault((c, py), []).extend([] if ph == "*" else [int(ph)])
     jobs = []
     for (c, py), phs in chosen.items():
         jobs.append({
@@ -328,8 +328,8 @@ def main(argv: Sequence[str]) -> int:
             if value != ANY and value not in choices[key]:
                 print(f"{key} {value[:40]!r} is not in the matrix (choices: {', '.join(choices[key])})", file=sys.stderr)
                 return 2
-        phases = None if choice["phase"] == ANY else [int(choice["phase"])]
-        jobs = plan_jobs(families, phases, choice["cuda"], choice["python"], choice["target"])
+        asked = None if choice["phase"] == ANY else [int(choice["phase"])]
+        jobs = plan_jobs(families, asked, choice["cuda"], choice["python"], choice["target"])
     print(f"jobs={json.dumps(jobs)}")
     return 0
 

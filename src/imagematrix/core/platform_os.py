@@ -13,16 +13,17 @@ import ctypes
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import IO, Any
 
-WINDOWS = os.name == "nt"
+WINDOWS = sys.platform == "win32"  # the form type checkers narrow on
 WSL_LIB = Path("/usr/lib/wsl/lib")  # where WSL2 puts the Windows driver's libcuda for Linux programs
 
 
 def lock(f: IO[Any], blocking: bool = True) -> None:
     """Exclusive lock on an open file; BlockingIOError when not ``blocking`` and another process holds it."""
-    if WINDOWS:
+    if sys.platform == "win32":
         import msvcrt
 
         f.seek(0)
@@ -37,7 +38,7 @@ def lock(f: IO[Any], blocking: bool = True) -> None:
 
 
 def unlock(f: IO[Any]) -> None:
-    if WINDOWS:
+    if sys.platform == "win32":
         import msvcrt
 
         f.seek(0)
@@ -52,7 +53,7 @@ def unlock(f: IO[Any]) -> None:
 def own_group() -> dict[str, Any]:
     """Popen keywords: the child leads its own process group (Ctrl-C in the terminal reaches only us, and
     we stop it deliberately) and, on Linux, gets SIGTERM if we are SIGKILLed (PR_SET_PDEATHSIG)."""
-    if WINDOWS:
+    if sys.platform == "win32":
         return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
     return {"start_new_session": True, "preexec_fn": _die_with_parent()}
 
@@ -68,7 +69,7 @@ def _die_with_parent():
 
 def interrupt_group(proc: subprocess.Popen) -> None:
     """Ask the child's whole group to stop, as Ctrl-C would (BuildKit cancels, pytest reports)."""
-    if WINDOWS:
+    if sys.platform == "win32":
         proc.send_signal(signal.CTRL_BREAK_EVENT)
     else:
         os.killpg(proc.pid, signal.SIGINT)

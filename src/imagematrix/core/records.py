@@ -83,7 +83,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, dict) or len(value) > MAX_ITEMS:
             raise RecordError(f"{where}: expected an object, got {_shown(value)}")
         return {_coerce(k, str, f"{where} key"): _coerce(v, item, f"{where}.{k}") for k, v in value.items()}
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and issubclass(hint, Record):
         return hint.from_json(value, where)
     raise RecordError(f"{where}: no reader for {hint}")  # pragma: no cover - a field type this module lacks
 
@@ -94,7 +94,7 @@ def _hints(cls: type) -> dict[str, Any]:
 
 
 def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    if isinstance(value, Record):
         return value.to_json()
     if isinstance(value, tuple):
         return [_plain(v) for v in value]
@@ -114,7 +114,7 @@ class Record:
         where = where or cls.__name__
         if not isinstance(data, dict):
             raise RecordError(f"{where}: expected an object, got {_shown(data)}")
-        hints = _hints(cls)
+        hints = _hints(cls)  # type: ignore[arg-type]  # a class is hashable
         fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "extra"}  # type: ignore[arg-type]
         kwargs: dict[str, Any] = {}
         extra: dict[str, Any] = {}

@@ -126,7 +126,8 @@ def read_raw(build_dir: Path) -> dict[str, dict[str, Any]]:
 def read_status(build_dir: Path) -> Records:
     """Every cell's typed record (none when nothing was recorded yet)."""
     path = status_path(build_dir)
-    cells, notes = {}, []
+    cells: dict[str, CellRecord] = {}
+    notes: list[str] = []
     for cid, raw in _read_doc(build_dir)["cells"].items():
         rec = CellRecord.from_json(raw, f"cell {cid}")
         cells[cid] = rec
@@ -201,7 +202,7 @@ def update_cell(build_dir: Path, cell_id: str, section: str, data: dict[str, Any
         doc = _read_doc(build_dir)
         cells = doc["cells"]
         record = cells.get(cell_id) if isinstance(cells.get(cell_id), dict) else {}
-        previous = record.get(section) if isinstance(record.get(section), dict) and not replace else {}
+        previous: dict = record[section] if isinstance(record.get(section), dict) and not replace else {}
         previous = _usable(section, previous, f"cell {cell_id}.{section}")
         record[section] = _checked(section, {**previous, **data}, f"cell {cell_id}.{section}")
         cells[cell_id] = record

@@ -100,7 +100,7 @@ def credentials(host: str) -> tuple[str, str] | None:
     """Docker's stored credentials for ``host``: a helper (credHelpers, credsStore) or ``auths``."""
     config = _docker_config()
     names = [host, f"https://{host}", f"http://{host}"] + (["https://index.docker.io/v1/"] if host == DOCKER_HUB else [])
-    helpers = config.get("credHelpers") if isinstance(config.get("credHelpers"), dict) else {}
+    helpers: dict = config["credHelpers"] if isinstance(config.get("credHelpers"), dict) else {}
     helper = next((helpers[n] for n in names if isinstance(helpers.get(n), str)), None) or config.get("credsStore")
     if isinstance(helper, str) and re.fullmatch(r"[A-Za-z0-9_.-]+", helper):
         try:
@@ -111,7 +111,7 @@ def credentials(host: str) -> tuple[str, str] | None:
                 return str(got.get("Username") or ""), got["Secret"]
         except (OSError, ValueError, subprocess.TimeoutExpired):
             pass
-    auths = config.get("auths") if isinstance(config.get("auths"), dict) else {}
+    auths: dict = config["auths"] if isinstance(config.get("auths"), dict) else {}
     for n in names:
         entry = auths.get(n)
         if isinstance(entry, dict) and isinstance(entry.get("auth"), str):
@@ -286,7 +286,7 @@ def _envelopes_of(reg: Registry, repository: str, manifest: Mapping[str, Any], w
         except ValueError:
             continue
         if isinstance(envelope, dict):
-            annotations = layer.get("annotations") if isinstance(layer.get("annotations"), dict) else {}
+            annotations: dict = layer["annotations"] if isinstance(layer.get("annotations"), dict) else {}
             out.append(Found(envelope, str(annotations.get("predicateType") or ""), f"{where}, layer {i}"))
     return out
 

@@ -209,7 +209,7 @@ def load_matrix(path: str | Path) -> Matrix:
     try:
         spec = MatrixSpec.model_validate(data)
     except ValidationError as exc:
-        raise MatrixError(_schema_problems(loc, exc.errors())) from None
+        raise MatrixError(_schema_problems(loc, [dict(e) for e in exc.errors()])) from None
     return resolve(spec, path, loc)
 
 

@@ -82,7 +82,7 @@ def read_uv_lock(project: Path) -> UvLock:
         why = grammar.pin_problem(p["name"], version) if isinstance(version, str) else "version is not a string"
         if why:
             raise LockError(f"{lock_path}: [[package]] #{n} ({str(p['name'])[:80]!r}): {why}")
-        pkgs.setdefault(p["name"], []).append(version)
+        pkgs.setdefault(p["name"], []).append(str(version))
         by_name.setdefault(p["name"], []).append(p)
     torch = by_name.get("torch", [None])[0]
     version, cuda = None, None

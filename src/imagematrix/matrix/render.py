@@ -275,7 +275,9 @@ def _template_line(tb, default: str) -> str:
 
 def _fragment(env: jinja2.Environment, name: str, ctx: dict) -> str:
     file = f"{name}{FRAGMENT_SUFFIX}"
-    path = f"{env.loader.searchpath[0]}/{file}"
+    assert isinstance(env.loader, jinja2.FileSystemLoader)
+    where = env.loader.searchpath[0]
+    path = f"{where}/{file}"
     cid = ctx["cell"].id
     try:
         text = env.get_template(file).render(ctx)
@@ -288,7 +290,7 @@ def _fragment(env: jinja2.Environment, name: str, ctx: dict) -> str:
         ) from None
     except jinja2.TemplateNotFound as exc:
         raise UsageError(
-            f"{_template_line(exc.__traceback__, path)}: includes {exc.name!r}, which is not in {env.loader.searchpath[0]} "
+            f"{_template_line(exc.__traceback__, path)}: includes {exc.name!r}, which is not in {where} "
             f"(while rendering cell {cid})"
         ) from None
     except jinja2.sandbox.SecurityError as exc:

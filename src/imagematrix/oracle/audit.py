@@ -209,7 +209,7 @@ def _from_export(client, image, cache: Path, work: Path) -> dict:
     container = client.containers.create(image.id, command=["true"], entrypoint=[], labels={"imagematrix.audit": image.id})
     try:
         stream = _Chunks(container.export(chunk_size=1 << 20))
-        with tarfile.open(fileobj=stream, mode="r|") as tar:
+        with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]  # a stream reader
             for member in tar:
                 name = member.name.lstrip("./")
                 keep = member.isfile() and (scan.SO.search(Path(name).name) or name.endswith(

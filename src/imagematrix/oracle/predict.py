@@ -144,7 +144,7 @@ def predict(audit: Mapping[str, Any], gpu: Gpu, driver: str) -> Verdict:
                        f"build those for {gpu.sm} (TORCH_CUDA_ARCH_LIST with '{gpu.cc[0]}.{gpu.cc[1]}' for source "
                        "builds, or wheels built for it), or another image", NO_KERNEL)
     if too_new:
-        need = max((ptx_isa_cuda(_mm(i.split()[-1].rstrip(")")) or (0, 0)) for i in too_new), default=(0, 0))
+        need = max(((ptx_isa_cuda(_mm(i.split()[-1].rstrip(")")) or (0, 0)) or (0, 0)) for i in too_new), default=(0, 0))
         return Verdict(FAILS, (f"{gpu.name} has no SASS in {_objects_line(too_new)} and their PTX is newer than driver "
                                f"R{branch} can JIT-compile",),
                        f"a driver of {native_driver(need) or 'a newer branch'} or newer, or SASS for {gpu.sm}",

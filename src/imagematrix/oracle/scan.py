@@ -71,10 +71,10 @@ def records(root: Path) -> tuple[dict[str, tuple[str, int, str, str]], dict[str,
 def _dist_name(info: Path) -> tuple[str, str]:
     try:
         head = (info / "METADATA").read_text(errors="replace").split("\n\n", 1)[0]
-        name = re.search(r"^Name: (.+)$", head, re.M)
-        version = re.search(r"^Version: (.+)$", head, re.M)
-        if name and version:
-            return name.group(1).strip(), version.group(1).strip()
+        found_name = re.search(r"^Name: (.+)$", head, re.M)
+        found_version = re.search(r"^Version: (.+)$", head, re.M)
+        if found_name and found_version:
+            return found_name.group(1).strip(), found_version.group(1).strip()
     except OSError:
         pass
     stem = info.name[: -len(".dist-info")]
@@ -189,7 +189,8 @@ def scan(root: Path, cuobjdump: str, cache: Path | None, new: Path | None, pytho
     t0 = time.monotonic()
     scratch = scratch or Path(tempfile.gettempdir())
     stated, dists = records(root)
-    objects, libraries = [], {}
+    objects: list[dict] = []
+    libraries: dict[str, list[dict]] = {}
     hashed = cached = dumped = 0
     todo: list[tuple[Path, tuple[int, int], str, int, str | None]] = []
     for path in _walk(root, lambda p: bool(SO.search(p.name))):

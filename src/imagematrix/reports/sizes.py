@@ -256,13 +256,13 @@ def short_command(created_by: str, width: int = 90) -> str:
 
 def biggest_layers(history: list[dict], n: int, base: str | None = None) -> list[dict]:
     """The ``n`` biggest layers, newest-first history in; a layer with no command is the base image's."""
-    layers = []
+    layers: list[dict] = []
     for h in history:
         command = short_command(h.get("CreatedBy", ""))
         if not command:
             command = f"(base image {base})" if base else "(base image)"
         layers.append({"bytes": int(h.get("Size") or 0), "command": command})
-    return sorted((x for x in layers if x["bytes"] > 0), key=lambda x: -x["bytes"])[:n]
+    return sorted((x for x in layers if int(x["bytes"]) > 0), key=lambda x: -int(x["bytes"]))[:n]
 
 
 @dataclass(frozen=True)
@@ -472,7 +472,7 @@ def advice(meas: Measurement, options: Mapping[str, Any], budget_gb: float | Non
 
 
 def record(meas: Measurement, verdict: Verdict, budget_gb: float | None, parent: dict | None) -> dict:
-    data = {"state": verdict.state, "summary": verdict.summary, "measured": utcnow(), "budget_gb": budget_gb}
+    data: dict = {"state": verdict.state, "summary": verdict.summary, "measured": utcnow(), "budget_gb": budget_gb}
     data.update({k: v for k, v in asdict(meas).items() if k != "cell"})
     if parent is not None:
         data["parent"] = parent
@@ -521,7 +521,7 @@ def measure_cells(m: Matrix, cells: list[Cell], build_dir, prober: Prober, matri
         meas = prober.measure(cell.id, cell.ref)
         verdict = judge_budget(meas.size_bytes if meas else None, t.budget_gb)
         rep = CellReport(cell, verdict, rebuild(cell), meas)
-        if meas is not None and not is_current(m, cell, {INPUT_HASH_LABEL: meas.input_hash}):
+        if meas is not None and not is_current(m, cell, {INPUT_HASH_LABEL: meas.input_hash or ""}):
             meas.notes.append(f"stale: built from other inputs than the matrix renders now; rebuild: {rep.rebuild}")
         if meas is None:
             data = {"state": verdict.state, "summary": verdict.summary, "measured": utcnow(), "build": rep.rebuild}

@@ -19,6 +19,7 @@ import shlex
 import socket
 import subprocess
 import sys
+from typing import Any
 import threading
 import time
 from collections.abc import Callable
@@ -93,7 +94,7 @@ class GpuAccess:
     def only(self, device: str) -> GpuAccess:
         """The same access, narrowed to one GPU (parallel cells each get their own)."""
         if self.label == "cdi":
-            request = {"driver": "cdi", "device_ids": [f"{CDI_KIND}={device}"]}
+            request: dict[str, Any] = {"driver": "cdi", "device_ids": [f"{CDI_KIND}={device}"]}
         else:
             request = {"driver": "nvidia", "device_ids": [device], "capabilities": [["gpu"]]}
         return replace(self, device_requests=(request,), how=f"GPU {device} ({self.label})",
@@ -253,7 +254,7 @@ def run_in_image(client, m, cell, opts: Options, gpu: GpuAccess, tools: Callable
 
     paths = CellPaths.of(opts.build_dir, cell.id)
     rebuild = build_command(opts.matrix, cell.cuda.version, cell.python, cell.target.name)
-    fixed = {"suite": opts.suite.name, "backend": "docker", "gpu": gpu.label}
+    fixed: dict[str, Any] = {"suite": opts.suite.name, "backend": "docker", "gpu": gpu.label}
 
     def done(state: str, note: str, **extra) -> CellResult:
         return record_result(CellResult(cell.id, state, note=note, finished=utcnow(), **fixed, **extra), opts.build_dir)

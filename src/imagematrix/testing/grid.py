@@ -164,7 +164,7 @@ COLUMNS = ("cell", "state", "passed", "failed", "skipped", "errors", "time", "no
 
 
 def rows(results: list[CellResult]) -> list[tuple[str, ...]]:
-    out = []
+    out: list[tuple[str, ...]] = []
     for r in results:
         s = r.summary
         if r.state == MISSING:

@@ -41,7 +41,7 @@ def host_interpreter(opts: Options) -> str:
     if len(opts.pythons) > 1:
         raise UsageError("--backend host tests one interpreter: give one --python (or --interpreter PATH)")
     want = opts.pythons[0]
-    found = shutil.which(f"python{want}")
+    found = shutil.which(f"python{want}") or ""
     problem = _interpreter_problem(found, want) if found else "is not on PATH"
     if problem:
         raise UsageError(
