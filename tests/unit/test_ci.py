@@ -37,7 +37,7 @@ def test_the_workflow_has_what_a_gpu_runner_needs(sheet_matrix):
     assert job["runs-on"] == ["self-hosted", "linux", "x64", "gpu"] and job["permissions"] == {"contents": "read"}
     runs = [s.get("run", "") for s in job["steps"]]
     for want in ('imagematrix doctor "${args[@]}"', 'imagematrix build "${args[@]}"',
-                 'imagematrix test --suite smoke --require-gpu "${args[@]}"', 'imagematrix report "${args[@]}"'):
+                 'imagematrix test --suite smoke --require-gpu "${again[@]}" "${args[@]}"', 'imagematrix report "${args[@]}"'):
         assert any(want in r for r in runs), want
     assert any("GITHUB_STEP_SUMMARY" in r for r in runs)
     upload = job["steps"][-1]
@@ -93,6 +93,33 @@ def test_scheduled_plan_for_a_monday_in_tokyo(sheet_matrix, late_minutes):
     assert [j["phases"] for j in cron.plan_jobs(g["families"], phases)] == ["1"]
 
 
+def test_the_monthly_run_tests_again_and_the_weekly_ones_reuse(sheet_matrix, tmp_path):
+    from datetime import datetime, timezone
+
+    g = ci.gate_config(sheet_matrix)
+    monthly = datetime(2026, 11, 30, 17, 0, tzinfo=timezone.utc)  # Tue 1 Dec 02:00 JST: the monthly run only
+    found = cron.due_with_retest(g["runs"], g["timezone"], "0 17 * * *", monthly)
+    assert found and all(again for _, again in found)
+    monday = datetime(2026, 11, 29, 17, 0, tzinfo=timezone.utc)
+    assert cron.due_with_retest(g["runs"], g["timezone"], "0 17 * * *", monday) == [(1, False)]
+    jobs = cron.plan_jobs(g["families"], [p for p, _ in found], retest=[p for p, again in found if again])
+    assert {j["retest"] for j in jobs} == {"1"}
+    assert {j["retest"] for j in cron.plan_jobs(g["families"], [1])} == {""}
+    # The test step passes --no-reuse exactly when the job says RETEST=1.
+    wf = yaml.safe_load(ci.render_workflow(sheet_matrix))
+    step = next(s for s in wf["jobs"]["build-test"]["steps"] if s["name"] == "GPU suite (smoke)")
+    stubs = tmp_path / "stubs"
+    stubs.mkdir()
+    (stubs / "imagematrix").write_text(STUB)
+    (stubs / "imagematrix").chmod(0o755)
+    base = {"IMAGEMATRIX_MATRIX": "matrix.yaml", "CUDA": "12.8.1", "PYTHON": "3.13", "PHASES": "1", "TARGET": ""}
+    for retest, want in (("1", True), ("", False)):
+        (tmp_path / "calls").unlink(missing_ok=True)
+        assert _run_step(step["run"], {**base, "RETEST": retest}, tmp_path, stubs) == 0
+        argv = json.loads((tmp_path / "calls").read_text().splitlines()[0])
+        assert ("--no-reuse" in argv) is want, argv
+
+
 # --- a hostile job cannot make the workflow run anything but imagematrix ------------------------------
 
 STUB = f"""#!{sys.executable}
@@ -115,6 +142,7 @@ HOSTILE = {
     "KEEP_IMAGES": "2`touch pwned`",
     "FIRED": "0 17 * * *\ntouch pwned",
     "PHASE": "1;touch pwned",
+    "RETEST": "1; touch pwned",
 }
 
 

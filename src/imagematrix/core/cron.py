@@ -253,6 +253,11 @@ def fired_at(utc_cron: str, now: datetime) -> datetime | None:
 
 def due_at(entries: Sequence[dict], tz: str, t: datetime) -> list[int]:
     """Phases of the entries (``{"cron", "phases"}``, local to ``tz``) due at instant ``t``."""
+    return [p for p, _ in due_entries(entries, tz, t)]
+
+
+def due_entries(entries: Sequence[dict], tz: str, t: datetime) -> list[tuple[int, bool]]:
+    """(phase, retest) for each phase due at instant ``t``: retest when any entry that makes it due asks."""
     zone = ZoneInfo(tz)
     t = t.astimezone(timezone.utc).replace(second=0, microsecond=0)
     here = t.astimezone(zone)
@@ -262,26 +267,31 @@ def due_at(entries: Sequence[dict], tz: str, t: datetime) -> list[int]:
     skipped = []
     if wall - before > timedelta(minutes=1):  # a gap: the wall times it skipped are due now
         skipped = [before + timedelta(minutes=k) for k in range(1, min(_minutes(wall - before), 1440))]
-    phases: list[int] = []
+    phases: dict[int, bool] = {}
     for entry in entries:
         c = parsed(entry["cron"])
         if (c.matches(wall) and not second_time) or any(c.matches(s) for s in skipped):
-            phases += [p for p in entry["phases"] if p not in phases]
-    return phases
+            for p in entry["phases"]:
+                phases[p] = phases.get(p, False) or entry.get("retest") is True
+    return list(phases.items())
 
 
 def due(entries: Sequence[dict], tz: str, fired: str, now: datetime) -> list[int]:
     """Phases due in a run started by UTC cron ``fired`` and running at ``now``: the entries due at the
     instant that cron fired (its latest firing, at most LOOKBACK ago). A cron that is not this
     schedule's starts nothing."""
+    return [p for p, _ in due_with_retest(entries, tz, fired, now)]
+
+
+def due_with_retest(entries: Sequence[dict], tz: str, fired: str, now: datetime) -> list[tuple[int, bool]]:
     if fired.strip() not in utc_schedule(tuple(e["cron"] for e in entries), tz):
         return []
     at = fired_at(fired, now)
-    return [] if at is None else due_at(entries, tz, at)
+    return [] if at is None else due_entries(entries, tz, at)
 
 
 def plan_jobs(families: dict[str, list[list[str]]], phases: Sequence[int] | None, cuda: str = ANY, python: str = ANY,
-              target: str = ANY) -> list[dict[str, str]]:
+              target: str = ANY, retest: Sequence[int] = ()) -> list[dict[str, str]]:
     """One job per (CUDA, Python) family holding cells of the given phases (None: every cell): its
     selection, each value a field of its own (the workflow hands them to the tool as separate arguments)."""
     chosen: dict[tuple[str, str], list[int]] = {}
@@ -298,6 +308,7 @@ def plan_jobs(families: dict[str, list[list[str]]], phases: Sequence[int] | None
             "python": py,
             "phases": " ".join(map(str, phs)),
             "target": "" if target == ANY else target,
+            "retest": "1" if set(phs) & set(retest) else "",
         })
     return jobs
 
@@ -319,8 +330,9 @@ def main(argv: Sequence[str]) -> int:
         return 2
     fired = os.environ.get("FIRED", "")
     if fired:
-        phases = due(entries, tz, fired, datetime.now(timezone.utc))
-        jobs = plan_jobs(families, phases)
+        found = due_with_retest(entries, tz, fired, datetime.now(timezone.utc))
+        phases = [p for p, _ in found]
+        jobs = plan_jobs(families, phases, retest=[p for p, again in found if again])
         print(f"scheduled run ({fired[:40]!r} UTC): phases due {phases or 'none'}", file=sys.stderr)
     else:
         choice = {k: os.environ.get(k.upper(), "") or ANY for k in ("phase", "cuda", "python", "target")}

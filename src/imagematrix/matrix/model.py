@@ -139,6 +139,7 @@ class Host:
 class ScheduleRun:
     cron: str
     phases: tuple[int, ...]
+    retest: bool = False  # the run tests again what it could reuse
 
 
 @dataclass(frozen=True)

@@ -307,7 +307,7 @@ class Resolver:
                 for j, n in enumerate(nums):
                     if n not in phases:
                         self.bad(("schedule", "runs", i, "phases", j), f"unknown phase {n} (allowed: {', '.join(map(str, phases))}, or 'all')")
-            schedule.append(ScheduleRun(run.cron, nums))
+            schedule.append(ScheduleRun(run.cron, nums, run.retest))
         if schedule and not any(p.path[:1] == ("schedule",) for p in self.problems):
             try:
                 cron.utc_schedule(tuple(r.cron for r in schedule), self.spec.schedule.timezone)

@@ -224,6 +224,8 @@ class PhaseSpec(_Model):
 class ScheduleRunSpec(_Model):
     cron: str
     phases: list[int] | Literal["all"]
+    retest: bool = Field(False, description="test every cell of this run again, even one whose very image, suite "
+                         "and host passed before (the monthly full run); other runs reuse such results")
 
 
 class ScheduleSpec(_Model):

@@ -63,7 +63,7 @@ def families(m: Matrix) -> dict[str, list[list[str]]]:
 def gate_config(m: Matrix) -> dict:
     return {
         "timezone": m.timezone,
-        "runs": [{"cron": r.cron, "phases": list(r.phases)} for r in m.schedule],
+        "runs": [{"cron": r.cron, "phases": list(r.phases), **({"retest": True} if r.retest else {})} for r in m.schedule],
         "families": families(m),
         "choices": {
             "phase": [str(n) for n in sorted(m.phases)],
@@ -137,14 +137,15 @@ def workflow(m: Matrix) -> dict:
         "env": {"IMAGEMATRIX_STATE_DIR": ci.state_dir, "IMAGEMATRIX_MATRIX": matrix_name(m),
                 "IMAGEMATRIX_INSTALL": ci.install, "KEEP_IMAGES": str(ci.keep_images), "CACHE_HOURS": str(ci.cache_hours),
                 "CUDA": "${{ matrix.cuda }}", "PYTHON": "${{ matrix.python }}", "PHASES": "${{ matrix.phases }}",
-                "TARGET": "${{ matrix.target }}"},
+                "TARGET": "${{ matrix.target }}", "RETEST": "${{ matrix.retest }}"},
         "steps": [
             checkout,
             {"name": "Install imagematrix",
              "run": 'python3 -m venv .venv\n.venv/bin/pip install "$IMAGEMATRIX_INSTALL"\necho "$PWD/.venv/bin" >> "$GITHUB_PATH"'},
             _step("Doctor", 'imagematrix doctor "${args[@]}"'),
             _step("Build", 'imagematrix build "${args[@]}"'),
-            _step("GPU suite (smoke)", 'imagematrix test --suite smoke --require-gpu "${args[@]}"'),
+            _step("GPU suite (smoke)", 'again=()\n[ "$RETEST" = 1 ] && again=(--no-reuse)\n'
+                  'imagematrix test --suite smoke --require-gpu "${again[@]}" "${args[@]}"'),
             _step("Report", 'imagematrix report "${args[@]}"\ncat build/reports/BUILD_MATRIX.md >> "$GITHUB_STEP_SUMMARY"',
                   **{"if": "always()"}),
             {"name": "Runner hygiene", "if": "always()",
