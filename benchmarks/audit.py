@@ -40,7 +40,6 @@ def main() -> int:
                 audit = audit_image(client, ref, Path(tmp) / "build")
                 runs.append((label, time.perf_counter() - t0, audit))
         objects = len(audit.doc.get("objects") or [])
-        counts = audit.doc.get("counts") or {}
         print(f"{ref}: {image.attrs['Size'] / 1e9:.2f} GB, {objects} objects with device code, "
               f"read by {audit.how}")
         for label, took, a in runs:

@@ -1,6 +1,6 @@
 """The weekly no-change run of an 18-cell matrix on one runner: every build skipped, every test reused.
 
-An 18-cell matrix (three CUDA 13.2.x families × six targets, one extending the next) is written on
+An 18-cell matrix (three CUDA 13.2.x families by six targets, one extending the next) is written on
 top of the example's runtime image, which must exist (`imagematrix build --matrix examples/matrix.yaml`).
 The first pass builds the cells and runs the smoke suite in each for real (minutes: the recorded
 store). Then the timed pass, as the weekly schedule runs it: `imagematrix build` and `imagematrix
@@ -13,6 +13,7 @@ created (counted from the engine's events).
 from __future__ import annotations
 
 import argparse
+import itertools
 import subprocess
 import sys
 import tempfile
@@ -32,7 +33,7 @@ def write_matrix(where: Path) -> Path:
     fragments.mkdir(parents=True)
     (fragments / "bench-step.Dockerfile").write_text("# One small layer per target.\nRUN echo {{ target.name }} > /etc/imagematrix-bench\n")
     targets = {TARGETS[0]: {"base": "devel", "fragments": ["bench-step"]}}
-    for parent, name in zip(TARGETS, TARGETS[1:], strict=False):
+    for parent, name in itertools.pairwise(TARGETS):
         targets[name] = {"extends": parent, "fragments": ["bench-step"]}
     doc = {
         "schema": 1, "image": "imagematrix-bench/weekly", "tag": "cu{cuda}-py{python}-{target}", "python": ["3.13"],
