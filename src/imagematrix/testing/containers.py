@@ -19,12 +19,12 @@ import shlex
 import socket
 import subprocess
 import sys
-from typing import Any
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from imagematrix.core import status
 from imagematrix.core.builddir import utcnow
