@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # pytest in a subprocess per test
+
 SUITE = Path(__file__).resolve().parents[1] / "gpu"
 CELL = {
     "schema": 1,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
+
 from imagematrix.core.procs import run_logged
 
 
@@ -19,6 +21,7 @@ def test_output_goes_to_the_log_and_the_callback_line_by_line(tmp_path):
     assert text[1:] == ["one", "two"]
 
 
+@pytest.mark.slow
 def test_a_deadline_stops_the_whole_group_even_a_child_that_ignores_sigint(tmp_path):
     pidfile = tmp_path / "grandchild.pid"
     script = f"trap '' INT; sleep 300 & echo $! > {pidfile}; wait"

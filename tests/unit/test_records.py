@@ -162,6 +162,7 @@ def test_a_history_that_is_a_fifo_is_not_read(tmp_path):
     assert events == [] and "not a regular file" in notes[0]
 
 
+@pytest.mark.slow
 def test_a_hundred_thousand_runs_make_a_short_sheet(example_matrix, build_dir, tmp_path):
     path = tmp_path / "history.jsonl"
     with open(path, "w") as f:

@@ -357,6 +357,7 @@ def _selected_checks(manifest: dict, tmp: Path) -> set[str]:
     return {node for node, reason in items.items() if not (reason and manifest["id"] in reason)}
 
 
+@pytest.mark.slow
 def test_each_target_runs_its_ancestors_checks(tmp_path):
     m = load_matrix(ROOT / "matrix.yaml")
     family = [c for c in m.cells if c.family == m.cells[0].family]
