@@ -2,7 +2,8 @@
 
 Every session uses the host's tools (venv_backend "none"): the Python under
 test lives inside each image, so the host needs none of the matrix's Pythons.
-Options after `--` go to `python -m imagematrix.testing` (`nox -s gpu_smoke-<python> -- --help`), the same as `imagematrix test`'s.
+Options after `--` go to `python -m imagematrix.testing` (`nox -s gpu_smoke-<python> -- --help`),
+the same as `imagematrix test`'s.
 """
 
 from __future__ import annotations

@@ -40,12 +40,13 @@ def main() -> int:
                 audit = audit_image(client, ref, Path(tmp) / "build")
                 runs.append((label, time.perf_counter() - t0, audit))
         objects = len(audit.doc.get("objects") or [])
-        print(f"{ref}: {image.attrs['Size'] / 1e9:.2f} GB, {objects} objects with device code, "
-              f"read by {audit.how}")
+        print(f"{ref}: {image.attrs['Size'] / 1e9:.2f} GB, {objects} objects with device code, read by {audit.how}")
         for label, took, a in runs:
             c = a.doc.get("counts") or {}
-            print(f"  {label:>6}: {took:6.1f} s  ({c.get('cached', 0)} of {c.get('objects', 0)} objects from the cache, "
-                  f"{c.get('hashed', '?')} files hashed, {c.get('dumped', '?')} dumped)")
+            print(
+                f"  {label:>6}: {took:6.1f} s  ({c.get('cached', 0)} of {c.get('objects', 0)} objects from the cache, "
+                f"{c.get('hashed', '?')} files hashed, {c.get('dumped', '?')} dumped)"
+            )
     return 0
 
 

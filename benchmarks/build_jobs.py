@@ -48,8 +48,21 @@ def main() -> int:
         matrix = write_matrix(Path(tmp), a.sleep)
         for _ in range(a.repeat):
             for jobs in (int(j) for j in a.jobs.split(",")):
-                argv = [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "build", "--matrix", str(matrix),
-                        "--out", str(Path(tmp) / f"build-{jobs}"), "--no-cache", "--jobs", str(jobs)]
+                argv = [
+                    sys.executable,
+                    "-m",
+                    "invoke",
+                    "--search-root",
+                    str(ROOT),
+                    "build",
+                    "--matrix",
+                    str(matrix),
+                    "--out",
+                    str(Path(tmp) / f"build-{jobs}"),
+                    "--no-cache",
+                    "--jobs",
+                    str(jobs),
+                ]
                 t0 = time.monotonic()
                 done = subprocess.run(argv, capture_output=True, text=True, check=False)
                 took = time.monotonic() - t0

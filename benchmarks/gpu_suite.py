@@ -133,18 +133,14 @@ def main(argv=None) -> int:
         default="auto",
         help="comma list of -n values; 0 runs without xdist (default: auto)",
     )
-    parser.add_argument(
-        "--suites", default="smoke,full", help="comma list of smoke, full (default: both)"
-    )
+    parser.add_argument("--suites", default="smoke,full", help="comma list of smoke, full (default: both)")
     parser.add_argument(
         "--out",
         type=Path,
         default=Path("gpu-bench"),
         help="logs, JUnit XML, results.json and the caches",
     )
-    parser.add_argument(
-        "--run-timeout", type=float, default=900, help="kill one pytest run after this many seconds"
-    )
+    parser.add_argument("--run-timeout", type=float, default=900, help="kill one pytest run after this many seconds")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -165,7 +161,8 @@ def main(argv=None) -> int:
     print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         print(
-            f"| {r['suite']} | {r['workers']} | {r['cache']} | {r['seconds']} | {r.get('passed')} | {r.get('skipped')} | {r.get('failures')} | {r.get('errors')} |"
+            f"| {r['suite']} | {r['workers']} | {r['cache']} | {r['seconds']} | {r.get('passed')} | "
+            f"{r.get('skipped')} | {r.get('failures')} | {r.get('errors')} |"
         )
     return 0 if all(r["rc"] == 0 for r in rows) else 1
 

@@ -28,8 +28,14 @@ from imagematrix.reports.sizes import Prober, fmt_bytes
 ROOT = Path(__file__).resolve().parents[1]
 MATRIX = ROOT / "examples" / "platform.yaml"
 # The source sheet (003): sizes recorded for CUDA 12.8.1 + Python 3.13 (marimo-runtime: 14.5-20.9 GB in two families).
-SHEET_GB = {"devel": 29.4, "runtime": 20.3, "ray-devel": 30.2, "ray-runtime": 20.6, "marimo-devel": 30.4,
-            "marimo-runtime": 20.9}
+SHEET_GB = {
+    "devel": 29.4,
+    "runtime": 20.3,
+    "ray-devel": 30.2,
+    "ray-runtime": 20.6,
+    "marimo-devel": 30.4,
+    "marimo-runtime": 20.9,
+}
 GOAL = {"runtime": 1.10, "devel": 1.25}
 
 
@@ -47,8 +53,23 @@ def main(argv: list[str] | None = None) -> int:
     cells = select_cells(m, Selection(cudas=(a.cuda,), pythons=(a.python,)))
     wall = None
     if not a.no_build:
-        argv = [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "build", "--matrix", a.matrix,
-                "--cuda", a.cuda, "--python", a.python, "--out", a.out, *(["--no-cache"] if a.cold else [])]
+        argv = [
+            sys.executable,
+            "-m",
+            "invoke",
+            "--search-root",
+            str(ROOT),
+            "build",
+            "--matrix",
+            a.matrix,
+            "--cuda",
+            a.cuda,
+            "--python",
+            a.python,
+            "--out",
+            a.out,
+            *(["--no-cache"] if a.cold else []),
+        ]
         t0 = time.monotonic()
         subprocess.run(argv, check=True)
         wall = time.monotonic() - t0
@@ -68,9 +89,17 @@ def main(argv: list[str] | None = None) -> int:
         if verdict != "ok":
             missed.append(c.id)
         took = rec.get("duration_s")
-        rows.append((c.target.name, f"{rec.get('state', '?')} {took:.0f}s" if took is not None else rec.get("state", "?"),
-                     fmt_bytes(meas.size_bytes), fmt_bytes(floor), f"{ratio:.3f}", f"<= {goal:.2f} {verdict}",
-                     f"{SHEET_GB.get(c.target.name, 0):.1f} GB"))
+        rows.append(
+            (
+                c.target.name,
+                f"{rec.get('state', '?')} {took:.0f}s" if took is not None else rec.get("state", "?"),
+                fmt_bytes(meas.size_bytes),
+                fmt_bytes(floor),
+                f"{ratio:.3f}",
+                f"<= {goal:.2f} {verdict}",
+                f"{SHEET_GB.get(c.target.name, 0):.1f} GB",
+            )
+        )
     head = ("target", "this build", "size", "floor", "x floor", "goal", "sheet (003)")
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     print(f"\n{m.image} CUDA {a.cuda} + Python {a.python}" + (f": invoke build took {wall:.0f} s" if wall else ""))

@@ -22,8 +22,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def invoke_build(matrix: Path, out: Path, *extra: str) -> tuple[float, dict[str, str]]:
-    argv = [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "build",
-            "--matrix", str(matrix), "--out", str(out), *extra]
+    argv = [
+        sys.executable,
+        "-m",
+        "invoke",
+        "--search-root",
+        str(ROOT),
+        "build",
+        "--matrix",
+        str(matrix),
+        "--out",
+        str(out),
+        *extra,
+    ]
     t0 = time.perf_counter()
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
     took = time.perf_counter() - t0
@@ -51,7 +62,10 @@ def main() -> int:
             assert set(states.values()) == {"built"}, states
             force.append(took)
     s, f = statistics.median(skip), statistics.median(force)
-    print(f"matrix: {args.matrix.relative_to(ROOT) if args.matrix.is_relative_to(ROOT) else args.matrix} ({len(states)} cells)")
+    print(
+        f"matrix: {args.matrix.relative_to(ROOT) if args.matrix.is_relative_to(ROOT) else args.matrix} ({len(states)} "
+        "cells)"
+    )
     print(f"second invoke build (skips unchanged): median {s:.2f} s  runs {', '.join(f'{x:.2f}' for x in skip)}")
     print(f"invoke build --force (BuildKit cache): median {f:.2f} s  runs {', '.join(f'{x:.2f}' for x in force)}")
     print(f"ratio --force / skip: {f / s:.1f}x")

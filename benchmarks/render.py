@@ -44,7 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     totals = [a + b for a, b in zip(loads, renders, strict=True)]
     cells, size = rounds[0][2], rounds[0][3]
     ms = lambda xs: f"best {min(xs) * 1000:7.1f} ms  mean {statistics.mean(xs) * 1000:7.1f} ms"  # noqa: E731
-    print(f"{args.matrix}: {cells} cells, {size / 1024:.0f} KiB of Dockerfiles, {args.repeat} rounds, Python {sys.version.split()[0]}")
+    print(
+        f"{args.matrix}: {cells} cells, {size / 1024:.0f} KiB of Dockerfiles, {args.repeat} rounds, Python "
+        f"{sys.version.split()[0]}"
+    )
     print(f"  first round       {totals[0] * 1000:7.1f} ms (cold caches)")
     print(f"  load + validate   {ms(loads)}")
     print(f"  render all cells  {ms(renders)}  ({min(renders) / cells * 1000:.2f} ms per cell at best)")

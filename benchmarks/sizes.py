@@ -53,10 +53,14 @@ def build(m, rendered, ref_image: str, log: Path) -> float:
         print(f"  building {cell.ref} (log: {log})", flush=True)
         start = time.monotonic()
         with open(log, "w") as out:
-            proc = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **build_env(builder)}, check=False)
+            proc = subprocess.run(
+                argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **build_env(builder)}, check=False
+            )
         if proc.returncode != 0:
-            sys.exit(f"build of {cell.ref} failed (exit {proc.returncode}); last lines of {log}:\n"
-                     + "\n".join(log.read_text().splitlines()[-15:]))
+            sys.exit(
+                f"build of {cell.ref} failed (exit {proc.returncode}); last lines of {log}:\n"
+                + "\n".join(log.read_text().splitlines()[-15:])
+            )
         return time.monotonic() - start
 
 
@@ -78,9 +82,13 @@ def ensure_built(matrix: Path, cells) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--matrix", default=str(ROOT / "examples" / "matrix.yaml"), help="matrix file (default: the example)")
+    p.add_argument(
+        "--matrix", default=str(ROOT / "examples" / "matrix.yaml"), help="matrix file (default: the example)"
+    )
     p.add_argument("--cell", default=None, help="runtime cell id (default: the matrix's first runtime cell)")
-    p.add_argument("--knobs", action="store_true", help="also build the runtime with strip_debug and drop_static_libs on")
+    p.add_argument(
+        "--knobs", action="store_true", help="also build the runtime with strip_debug and drop_static_libs on"
+    )
     p.add_argument("--keep", action="store_true", help="keep the images this benchmark builds")
     p.add_argument("--out", default=str(ROOT / "build" / "reports" / "sizes-benchmark.json"), help="JSON result")
     a = p.parse_args(argv)
@@ -103,19 +111,38 @@ def main(argv: list[str] | None = None) -> int:
     made: list[str] = []
     naive_ref = f"{TEST_NAMESPACE}/naive:{devel.tag}"
     devel_rendered = render_cell(m, devel)
-    secs = build(m, dataclasses.replace(devel_rendered, dockerfile=naive_dockerfile(devel_rendered.dockerfile)),
-                 f"{TEST_NAMESPACE}/naive", logs / "bench-naive.log")
+    secs = build(
+        m,
+        dataclasses.replace(devel_rendered, dockerfile=naive_dockerfile(devel_rendered.dockerfile)),
+        f"{TEST_NAMESPACE}/naive",
+        logs / "bench-naive.log",
+    )
     made.append(naive_ref)
     naive = prober.measure("naive", naive_ref)
-    results = {"cell": runtime.id, "runtime": rt.size_bytes, "devel": dv.size_bytes, "base": base,
-               "env_installed": dv.env_bytes, "env_shipped": rt.env_bytes, "naive": naive.size_bytes,
-               "naive_build_s": round(secs, 1), "naive_layers": naive.layers, "sheet_runtime": SHEET_RUNTIME_GB * GB}
+    results = {
+        "cell": runtime.id,
+        "runtime": rt.size_bytes,
+        "devel": dv.size_bytes,
+        "base": base,
+        "env_installed": dv.env_bytes,
+        "env_shipped": rt.env_bytes,
+        "naive": naive.size_bytes,
+        "naive_build_s": round(secs, 1),
+        "naive_layers": naive.layers,
+        "sheet_runtime": SHEET_RUNTIME_GB * GB,
+    }
 
     if a.knobs:
-        t = dataclasses.replace(runtime.target, options={**runtime.target.options, "strip_debug": True, "drop_static_libs": True})
+        t = dataclasses.replace(
+            runtime.target, options={**runtime.target.options, "strip_debug": True, "drop_static_libs": True}
+        )
         m2 = dataclasses.replace(m, targets={**m.targets, t.name: t})
-        secs = build(m2, render_cell(m2, dataclasses.replace(runtime, target=t)), f"{TEST_NAMESPACE}/knobs",
-                     logs / "bench-knobs.log")
+        secs = build(
+            m2,
+            render_cell(m2, dataclasses.replace(runtime, target=t)),
+            f"{TEST_NAMESPACE}/knobs",
+            logs / "bench-knobs.log",
+        )
         knobs_ref = f"{TEST_NAMESPACE}/knobs:{runtime.tag}"
         made.append(knobs_ref)
         kn = prober.measure("knobs", knobs_ref)
@@ -125,8 +152,13 @@ def main(argv: list[str] | None = None) -> int:
     floor_shipped = base + rt.env_bytes
     ratio = rt.size_bytes / floor_installed
     ratio_shipped = rt.size_bytes / floor_shipped
-    results.update(floor_installed=floor_installed, floor_shipped=floor_shipped,
-                   ratio=round(ratio, 4), ratio_shipped=round(ratio_shipped, 4), target_ratio=TARGET_RATIO)
+    results.update(
+        floor_installed=floor_installed,
+        floor_shipped=floor_shipped,
+        ratio=round(ratio, 4),
+        ratio_shipped=round(ratio_shipped, 4),
+        target_ratio=TARGET_RATIO,
+    )
 
     rows = [
         ("base image " + (rt.base or "?"), base, ""),
@@ -134,16 +166,32 @@ def main(argv: list[str] | None = None) -> int:
         ("env as the runtime ships it", rt.env_bytes, f"pruned {fmt_bytes(dv.env_bytes - rt.env_bytes)}"),
         ("floor = base + env as installed", floor_installed, ""),
         ("floor = base + env as shipped", floor_shipped, ""),
-        ("runtime image", rt.size_bytes,
-         f"{ratio:.3f} x floor (installed), {ratio_shipped:.3f} x floor (shipped); target <= {TARGET_RATIO:.2f}"),
+        (
+            "runtime image",
+            rt.size_bytes,
+            f"{ratio:.3f} x floor (installed), {ratio_shipped:.3f} x floor (shipped); target <= {TARGET_RATIO:.2f}",
+        ),
         ("devel image (its parent)", dv.size_bytes, f"runtime saves {fmt_bytes(dv.size_bytes - rt.size_bytes)}"),
-        ("naive single-stage, same packages", naive.size_bytes,
-         f"runtime is {rt.size_bytes / naive.size_bytes:.0%} of it (build step {results['naive_build_s']:.0f} s)"),
-        ("the sheet's runtime image (003)", SHEET_RUNTIME_GB * GB, f"runtime is {rt.size_bytes / (SHEET_RUNTIME_GB * GB):.0%} of it"),
+        (
+            "naive single-stage, same packages",
+            naive.size_bytes,
+            f"runtime is {rt.size_bytes / naive.size_bytes:.0%} of it (build step {results['naive_build_s']:.0f} s)",
+        ),
+        (
+            "the sheet's runtime image (003)",
+            SHEET_RUNTIME_GB * GB,
+            f"runtime is {rt.size_bytes / (SHEET_RUNTIME_GB * GB):.0%} of it",
+        ),
     ]
     if a.knobs:
-        rows.append(("runtime + strip_debug + drop_static_libs", results["knobs"],
-                     f"saves {fmt_bytes(rt.size_bytes - results['knobs'])} more ({results['knobs'] / floor_shipped:.3f} x floor shipped)"))
+        rows.append(
+            (
+                "runtime + strip_debug + drop_static_libs",
+                results["knobs"],
+                f"saves {fmt_bytes(rt.size_bytes - results['knobs'])} more ({results['knobs'] / floor_shipped:.3f} x "
+                "floor shipped)",
+            )
+        )
     print()
     for what, n, note in rows:
         print(f"  {what:<42} {fmt_bytes(n):>9}   {note}")
@@ -151,7 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     for layer in naive.layers:
         print(f"    {fmt_bytes(layer['bytes']):>9}  {layer['command']}")
     ok = ratio_shipped <= TARGET_RATIO
-    print(f"\n  target runtime <= {TARGET_RATIO:.2f} x floor: {'met' if ok else 'MISSED'} ({ratio_shipped:.3f}, the stricter floor)")
+    print(
+        f"\n  target runtime <= {TARGET_RATIO:.2f} x floor: {'met' if ok else 'MISSED'} ({ratio_shipped:.3f}, the "
+        "stricter floor)"
+    )
 
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(results, indent=2) + "\n")

@@ -31,15 +31,23 @@ FAMILIES = ("13.2.0", "13.2.1", "13.2.2")
 def write_matrix(where: Path) -> Path:
     fragments = where / "dockerfiles"
     fragments.mkdir(parents=True)
-    (fragments / "bench-step.Dockerfile").write_text("# One small layer per target.\nRUN echo {{ target.name }} > /etc/imagematrix-bench\n")
+    (fragments / "bench-step.Dockerfile").write_text(
+        "# One small layer per target.\nRUN echo {{ target.name }} > /etc/imagematrix-bench\n"
+    )
     targets = {TARGETS[0]: {"base": "devel", "fragments": ["bench-step"]}}
     for parent, name in itertools.pairwise(TARGETS):
         targets[name] = {"extends": parent, "fragments": ["bench-step"]}
     doc = {
-        "schema": 1, "image": "imagematrix-bench/weekly", "tag": "cu{cuda}-py{python}-{target}", "python": ["3.13"],
+        "schema": 1,
+        "image": "imagematrix-bench/weekly",
+        "tag": "cu{cuda}-py{python}-{target}",
+        "python": ["3.13"],
         "cuda": {f: {"torch_cuda": "13.2", "bases": {"devel": BASE}} for f in FAMILIES},
-        "packages": {"torch": "2.15.0"}, "targets": targets,
-        "phases": {1: {"name": "all", "cells": [{"cuda": f, "python": "3.13", "targets": list(TARGETS)} for f in FAMILIES]}},
+        "packages": {"torch": "2.15.0"},
+        "targets": targets,
+        "phases": {
+            1: {"name": "all", "cells": [{"cuda": f, "python": "3.13", "targets": list(TARGETS)} for f in FAMILIES]}
+        },
         "build": {"fragments_dir": "dockerfiles"},
     }
     path = where / "matrix.yaml"
@@ -52,10 +60,27 @@ def timed(argv: list[str], cwd: Path) -> tuple[float, int, str]:
     t0 = time.perf_counter()
     done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
     took = time.perf_counter() - t0
-    events = subprocess.run(["docker", "events", "--since", f"{since:.3f}", "--until", f"{time.time():.3f}",
-                             "--filter", "type=container", "--filter", "event=create",
-                             "--filter", "label=imagematrix.testrun", "--format", "{{.ID}}"],
-                            capture_output=True, text=True, check=False)
+    events = subprocess.run(
+        [
+            "docker",
+            "events",
+            "--since",
+            f"{since:.3f}",
+            "--until",
+            f"{time.time():.3f}",
+            "--filter",
+            "type=container",
+            "--filter",
+            "event=create",
+            "--filter",
+            "label=imagematrix.testrun",
+            "--format",
+            "{{.ID}}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         sys.exit(f"{' '.join(argv)} failed (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
     return took, len(events.stdout.split()), done.stdout
@@ -78,8 +103,10 @@ def main() -> int:
         b, _, _ = timed(build, where)
         t, containers, out = timed(test, where)
         reused = out.count("reused from")
-        print(f"{label}: build {b:.1f} s, test {t:.1f} s, together {b + t:.1f} s; "
-              f"{containers} test container(s) created, {reused} cell(s) reused")
+        print(
+            f"{label}: build {b:.1f} s, test {t:.1f} s, together {b + t:.1f} s; "
+            f"{containers} test container(s) created, {reused} cell(s) reused"
+        )
     return 0
 
 

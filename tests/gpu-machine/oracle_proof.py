@@ -24,8 +24,12 @@ TORCH_OP = "import torch; x = torch.arange(8, device='cuda'); print(int((x * 2).
 
 
 def host() -> tuple[Gpu, str, str]:
-    out = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader"],
-                         capture_output=True, text=True, check=True).stdout.splitlines()[0]
+    out = subprocess.run(
+        ["nvidia-smi", "--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()[0]
     name, cc, driver = (x.strip() for x in out.split(","))
     major, minor = (int(x) for x in cc.split("."))
     known = next((g for g in GPUS if g.cc == (major, minor)), None)
@@ -35,19 +39,35 @@ def host() -> tuple[Gpu, str, str]:
 def measure(ref: str, mutant: str | None) -> dict:
     mount = ["-v", f"{ROOT / 'src' / 'imagematrix'}:/opt/imx/imagematrix:ro"]
     if mutant:
-        argv = ["python3", "/opt/imx/imagematrix/core/launch_probe.py", f"/usr/local/lib/imagematrix-mutants/libimx_{mutant}.so"]
+        argv = [
+            "python3",
+            "/opt/imx/imagematrix/core/launch_probe.py",
+            f"/usr/local/lib/imagematrix-mutants/libimx_{mutant}.so",
+        ]
     else:
         argv = ["python3", "-c", TORCH_OP]
-    done = subprocess.run(["docker", "run", "--rm", "--device", "nvidia.com/gpu=all", *mount, ref, *argv],
-                          capture_output=True, text=True, timeout=600, check=False)
+    done = subprocess.run(
+        ["docker", "run", "--rm", "--device", "nvidia.com/gpu=all", *mount, ref, *argv],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     if mutant:
         try:
             seen = json.loads(done.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
             return {"runs": False, "code": None, "detail": (done.stderr or done.stdout)[-300:]}
-        return {"runs": bool(seen.get("ok")), "code": seen.get("code"), "detail": seen.get("error") or "kernel ran, output right"}
-    return {"runs": done.returncode == 0, "code": None if done.returncode == 0 else "error",
-            "detail": done.stdout.strip()[-80:] if done.returncode == 0 else done.stderr.strip()[-300:]}
+        return {
+            "runs": bool(seen.get("ok")),
+            "code": seen.get("code"),
+            "detail": seen.get("error") or "kernel ran, output right",
+        }
+    return {
+        "runs": done.returncode == 0,
+        "code": None if done.returncode == 0 else "error",
+        "detail": done.stdout.strip()[-80:] if done.returncode == 0 else done.stderr.strip()[-300:],
+    }
 
 
 def main(out: Path) -> int:
@@ -59,27 +79,63 @@ def main(out: Path) -> int:
         try:  # the machine has 128 GB: room for cuobjdump on every CUDA library at once
             audit = audit_image(client, ref, Path("build"), memory="96g")
         except AuditError as exc:
-            rows.append({"image": ref, "predicted": "?", "predicted_code": None, "reason": str(exc)[-300:],
-                         "measured": "-", "detail": "", "agree": False, "audit_s": None, "how": "failed", "total_s": None})
+            rows.append(
+                {
+                    "image": ref,
+                    "predicted": "?",
+                    "predicted_code": None,
+                    "reason": str(exc)[-300:],
+                    "measured": "-",
+                    "detail": "",
+                    "agree": False,
+                    "audit_s": None,
+                    "how": "failed",
+                    "total_s": None,
+                }
+            )
             print(f"{ref}: audit failed: {exc}", flush=True)
             continue
         save(audit, Path("build"))
         v = predict(audit.doc, gpu, driver)
         m = measure(ref, mutant)
         predicted_runs = v.mark != FAILS
-        agree = predicted_runs == m["runs"] and (m["runs"] or v.code is None or m["code"] is None or v.code == m["code"]
-                                                 or m["code"] == "error")
-        rows.append({"image": ref, "predicted": v.mark, "predicted_code": v.code, "reason": v.reasons[0],
-                     "measured": "runs" if m["runs"] else f"fails ({m['code']})", "detail": m["detail"], "agree": agree,
-                     "audit_s": round(audit.seconds, 1), "how": audit.how, "total_s": round(time.monotonic() - t0, 1)})
-        print(f"{ref}: predicted {v.mark} {v.code or ''} / measured {rows[-1]['measured']}: {'agree' if agree else 'DISAGREE'}",
-              flush=True)
-    (out / "oracle.json").write_text(json.dumps({"gpu": name, "cc": f"{gpu.cc[0]}.{gpu.cc[1]}", "driver": driver,
-                                                 "rows": rows}, indent=1))
-    lines = [f"GPU {name} (compute capability {gpu.cc[0]}.{gpu.cc[1]}), driver {driver}", "",
-             "| image | predicted | measured | agree | audit |", "|---|---|---|---|---|"]
-    lines += [f"| {r['image']} | {r['predicted']} {r['predicted_code'] or ''} | {r['measured']} | {'yes' if r['agree'] else 'NO'} "
-              f"| {r['audit_s']} s ({r['how']}) |" for r in rows]
+        agree = predicted_runs == m["runs"] and (
+            m["runs"] or v.code is None or m["code"] is None or v.code == m["code"] or m["code"] == "error"
+        )
+        rows.append(
+            {
+                "image": ref,
+                "predicted": v.mark,
+                "predicted_code": v.code,
+                "reason": v.reasons[0],
+                "measured": "runs" if m["runs"] else f"fails ({m['code']})",
+                "detail": m["detail"],
+                "agree": agree,
+                "audit_s": round(audit.seconds, 1),
+                "how": audit.how,
+                "total_s": round(time.monotonic() - t0, 1),
+            }
+        )
+        print(
+            f"{ref}: predicted {v.mark} {v.code or ''} / measured {rows[-1]['measured']}: "
+            f"{'agree' if agree else 'DISAGREE'}",
+            flush=True,
+        )
+    (out / "oracle.json").write_text(
+        json.dumps({"gpu": name, "cc": f"{gpu.cc[0]}.{gpu.cc[1]}", "driver": driver, "rows": rows}, indent=1)
+    )
+    lines = [
+        f"GPU {name} (compute capability {gpu.cc[0]}.{gpu.cc[1]}), driver {driver}",
+        "",
+        "| image | predicted | measured | agree | audit |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['image']} | {r['predicted']} {r['predicted_code'] or ''} | {r['measured']} | "
+        f"{'yes' if r['agree'] else 'NO'} "
+        f"| {r['audit_s']} s ({r['how']}) |"
+        for r in rows
+    ]
     (out / "oracle.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0 if all(r["agree"] for r in rows) else 1

@@ -109,8 +109,9 @@ def start_session_probes(config) -> tuple[Path, list[str]] | None:
         return None  # pytest_sessionstart says what is wrong with it
     whole = not config.option.collectonly and all(Path(a).resolve() == HERE for a in config.args)
     driver = cell.cuda is not None and gpu_host.libcuda_loads()
-    probes = gpu_policy.probes_to_start(cell, config.option.markexpr or "", config.option.keyword or "",
-                                        whole, _has_torch(), driver)
+    probes = gpu_policy.probes_to_start(
+        cell, config.option.markexpr or "", config.option.keyword or "", whole, _has_torch(), driver
+    )
     if not probes:
         return None
     folder = Path(tempfile.mkdtemp(prefix="imagematrix-probes-"))
@@ -125,8 +126,13 @@ def record_gpu(artifacts: str | None) -> None:
     if not artifacts:
         return
     try:
-        done = subprocess.run([sys.executable, "-m", "imagematrix.core.driver_probe"], capture_output=True,
-                              text=True, timeout=60, check=False)
+        done = subprocess.run(
+            [sys.executable, "-m", "imagematrix.core.driver_probe"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         Path(artifacts).mkdir(parents=True, exist_ok=True)
         if done.returncode == 0 and done.stdout.strip():
             (Path(artifacts) / "gpu.json").write_text(done.stdout)
@@ -149,9 +155,7 @@ def pytest_unconfigure(config):
 
 def load_cell(config) -> gpu_policy.Cell:
     if _CELL not in config.stash:
-        path, origin = gpu_policy.choose_cell_path(
-            config.getoption("--cell"), os.environ, os.path.exists
-        )
+        path, origin = gpu_policy.choose_cell_path(config.getoption("--cell"), os.environ, os.path.exists)
         try:
             text = Path(path).read_text()
         except OSError as exc:
@@ -178,10 +182,16 @@ def pytest_report_header(config):
         f"cuda={cell.cuda} torch_cuda={cell.torch_cuda} features={','.join(sorted(cell.features)) or '-'} "
         f"pyg_extensions={','.join(cell.pyg_extensions) or '-'}",
         f"imagematrix caches: {caches}",
-        *([f"imagematrix probes started with the session: {'; '.join(started[1])}"]
-          if (started := config.stash.get(_STARTED, None)) else []),
-        *([f"imagematrix: no checks for the features {', '.join(cell.unchecked_features)} (the team's own names)"]
-          if cell.unchecked_features else []),
+        *(
+            [f"imagematrix probes started with the session: {'; '.join(started[1])}"]
+            if (started := config.stash.get(_STARTED, None))
+            else []
+        ),
+        *(
+            [f"imagematrix: no checks for the features {', '.join(cell.unchecked_features)} (the team's own names)"]
+            if cell.unchecked_features
+            else []
+        ),
     ]
 
 
@@ -254,7 +264,9 @@ def pytest_collection_modifyitems(session, config, items):
         if reason is None and ext and ext.args[0] not in cell.pyg_extensions:
             reason = f"cell {cell.id} declares no PyG extension {ext.args[0]!r}"
         if reason is None and item.get_closest_marker("torch") and not cell.holds_torch:
-            reason = f"cell {cell.id} holds no torch (targets.{cell.target or '<target>'}.torch: false): no torch checks"
+            reason = (
+                f"cell {cell.id} holds no torch (targets.{cell.target or '<target>'}.torch: false): no torch checks"
+            )
         if reason is None and item.get_closest_marker("cuda") and cell.cuda is None:
             reason = f"cell {cell.id} declares no CUDA toolkit (cuda: null, a CPU-only description)"
         if reason is not None:
@@ -273,9 +285,7 @@ def pytest_collection_modifyitems(session, config, items):
             continue
         why = state.reason + (" [--require-gpu]" if state.status == "absent" else "")
         # Same node id, no fixtures: it fails in its call phase with the reason.
-        stand_in = pytest.Function.from_parent(
-            item.parent, name=item.name, callobj=_fail_without_gpu(why)
-        )
+        stand_in = pytest.Function.from_parent(item.parent, name=item.name, callobj=_fail_without_gpu(why))
         stand_in.own_markers.extend(item.own_markers)
         if hasattr(item, "_nodeid"):  # pytest < 9.2: keep pytest-xdist's @group suffix (its own mechanism)
             stand_in._nodeid = item._nodeid
@@ -288,14 +298,19 @@ def warn_if_groups_ignored(config, items) -> None:
     runs its own probe. Said once, by the first worker."""
     if not getattr(config.option, "loadgroup", False) or config.workerinput.get("workerid") != "gw0":
         return
-    lost = next((it.nodeid for it in items if it.get_closest_marker("xdist_group")
-                 and "@" not in it.nodeid.rpartition("]")[2]), None)
+    lost = next(
+        (it.nodeid for it in items if it.get_closest_marker("xdist_group") and "@" not in it.nodeid.rpartition("]")[2]),
+        None,
+    )
     if lost:
-        warnings.warn(pytest.PytestWarning(
-            f"--dist loadgroup is not grouping ({lost} has no @group): each worker runs its own probe, "
-            f"slower and contending for the GPU. pytest {pytest.__version__} with this pytest-xdist is "
-            "pytest-xdist#1386. Fix: pytest<9.2 (imagematrix's own test tools pin it), or -n 0"
-        ), stacklevel=1)
+        warnings.warn(
+            pytest.PytestWarning(
+                f"--dist loadgroup is not grouping ({lost} has no @group): each worker runs its own probe, "
+                f"slower and contending for the GPU. pytest {pytest.__version__} with this pytest-xdist is "
+                "pytest-xdist#1386. Fix: pytest<9.2 (imagematrix's own test tools pin it), or -n 0"
+            ),
+            stacklevel=1,
+        )
 
 
 # --------------------------------------------------------------------------
@@ -346,12 +361,17 @@ def build_tag() -> str:
     cu = (torch.version.cuda or "cpu").replace(".", "")
     ver = gpu_policy.base_version(torch.__version__)
     tdir = Path(torch.__file__).parent
-    toolchain = gpu_host.toolchain_fingerprint([
-        shutil.which(os.environ.get("CXX", "c++")), shutil.which("ninja"), sys.executable,
-        os.path.join(cpp_extension.CUDA_HOME or "/usr/local/cuda", "bin", "nvcc"),
-        os.path.join(sysconfig.get_paths()["include"], "Python.h"),
-        str(tdir / "include" / "torch" / "extension.h"), str(tdir / "version.py"),
-    ])
+    toolchain = gpu_host.toolchain_fingerprint(
+        [
+            shutil.which(os.environ.get("CXX", "c++")),
+            shutil.which("ninja"),
+            sys.executable,
+            os.path.join(cpp_extension.CUDA_HOME or "/usr/local/cuda", "bin", "nvcc"),
+            os.path.join(sysconfig.get_paths()["include"], "Python.h"),
+            str(tdir / "include" / "torch" / "extension.h"),
+            str(tdir / "version.py"),
+        ]
+    )
     return f"py{sys.version_info[0]}{sys.version_info[1]}-torch{ver}-cu{cu}-{toolchain}"
 
 
@@ -380,9 +400,7 @@ def nonroot_env(identity, suite_set_vars):
             if var in suite_set_vars and not keep_suite_vars:
                 env.pop(var, None)  # what a user gets from the image's own defaults
             else:
-                env[var] = str(
-                    gpu_host.private_dir(Path(os.environ[var]), f"uid{identity.uid}", identity.uid)
-                )
+                env[var] = str(gpu_host.private_dir(Path(os.environ[var]), f"uid{identity.uid}", identity.uid))
         return env
 
     return make

@@ -38,9 +38,7 @@ def _nvcc() -> str | None:
     home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
     if home and os.path.exists(os.path.join(home, "bin", "nvcc")):
         return os.path.join(home, "bin", "nvcc")
-    return shutil.which("nvcc") or (
-        "/usr/local/cuda/bin/nvcc" if os.path.exists("/usr/local/cuda/bin/nvcc") else None
-    )
+    return shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if os.path.exists("/usr/local/cuda/bin/nvcc") else None)
 
 
 def nvcc_version(nvcc: str | None) -> str | None:
@@ -54,14 +52,11 @@ def nvcc_version(nvcc: str | None) -> str | None:
     return m.group(1) if m else None
 
 
-def describe(
-    cuda: str | None, python: str | None, torch_cuda: str | None, cell_id: str | None
-) -> dict:
+def describe(cuda: str | None, python: str | None, torch_cuda: str | None, cell_id: str | None) -> dict:
     import torch
 
     found = {
-        name: importlib.util.find_spec(name) is not None
-        for name in ("triton", "torch_geometric", "ray", "marimo")
+        name: importlib.util.find_spec(name) is not None for name in ("triton", "torch_geometric", "ray", "marimo")
     }
     nvcc = _nvcc()
     cxx = shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++")
@@ -79,11 +74,7 @@ def describe(
     if found["torch_geometric"]:
         features.append("pyg")
     features += [f for f in ("ray", "marimo") if found[f]]
-    pyg_ext = [
-        e
-        for e in PYG_EXTENSIONS
-        if found["torch_geometric"] and importlib.util.find_spec(e) is not None
-    ]
+    pyg_ext = [e for e in PYG_EXTENSIONS if found["torch_geometric"] and importlib.util.find_spec(e) is not None]
 
     py = python or f"{sys.version_info[0]}.{sys.version_info[1]}"
     tcuda = torch_cuda or torch.version.cuda
@@ -93,9 +84,20 @@ def describe(
     kind = "host"
     ident = cell_id or (f"host-cu{toolkit}-py{py}" if toolkit else f"host-cpu-py{py}")
     return contract.manifest(
-        id=ident, image="host", tag=ident, target="host", kind=kind, parent=None, relation=None,
-        lineage=[], cuda=toolkit, torch_cuda=tcuda, python=py, torch=torch.__version__.split("+", 1)[0],
-        features=features, pyg_extensions=pyg_ext,
+        id=ident,
+        image="host",
+        tag=ident,
+        target="host",
+        kind=kind,
+        parent=None,
+        relation=None,
+        lineage=[],
+        cuda=toolkit,
+        torch_cuda=tcuda,
+        python=py,
+        torch=torch.__version__.split("+", 1)[0],
+        features=features,
+        pyg_extensions=pyg_ext,
         host={"executable": sys.executable, "nvcc": nvcc, "torch": torch.__version__},
     )
 
@@ -106,12 +108,8 @@ def main(argv=None) -> int:
         "--cuda",
         help="the CUDA toolkit X.Y.Z this host provides (default: nvcc's version, else torch's)",
     )
-    parser.add_argument(
-        "--python", help="override the Python major.minor (to test the suite's failure path)"
-    )
-    parser.add_argument(
-        "--torch-cuda", help="override torch's CUDA X.Y (to test the suite's failure path)"
-    )
+    parser.add_argument("--python", help="override the Python major.minor (to test the suite's failure path)")
+    parser.add_argument("--torch-cuda", help="override torch's CUDA X.Y (to test the suite's failure path)")
     parser.add_argument("--id", help="the cell id to write (default: host-cuX.Y.Z-pyX.Y)")
     parser.add_argument("--out", help="write here instead of stdout")
     args = parser.parse_args(argv)

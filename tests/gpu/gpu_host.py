@@ -199,8 +199,9 @@ def _probe_command(name: str, args: Sequence[str], env: dict[str, str] | None) -
     return [sys.executable, "-c", code, name, *args], full_env
 
 
-def _probe_result(name: str, returncode: int | None, seconds: float, timed_out: bool, out: str,
-                  user: str) -> ProbeResult:
+def _probe_result(
+    name: str, returncode: int | None, seconds: float, timed_out: bool, out: str, user: str
+) -> ProbeResult:
     data: dict = {}
     for line in reversed(out.splitlines()):
         if line.startswith(RESULT_MARK):
@@ -286,8 +287,15 @@ def start_probes(folder: Path, probes: Sequence[tuple[str, Sequence[str]]]) -> N
         base = _started_path(folder, name, args)
         cmd, env = _probe_command(name, args, None)
         with open(f"{base}.out", "w") as out:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                    env=env, cwd="/tmp", start_new_session=True)
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd="/tmp",
+                start_new_session=True,
+            )
         _write_atomic(f"{base}.pid", str(proc.pid))
         threading.Thread(target=_note_exit, args=(proc, base, time.monotonic()), daemon=True).start()
 
@@ -326,8 +334,9 @@ def _take_started(name: str, args: Sequence[str], timeout: float) -> ProbeResult
 
 def stop_probes(folder: Path) -> None:
     """End the started probes no test took (a -k or a failure left them unused), then the folder."""
-    claims = [c for c in (*Path(folder).glob("*.pid"), *Path(folder).glob("*.taken"))
-              if not c.with_suffix(".done").exists()]
+    claims = [
+        c for c in (*Path(folder).glob("*.pid"), *Path(folder).glob("*.taken")) if not c.with_suffix(".done").exists()
+    ]
     for claim in claims:
         with contextlib.suppress(ValueError, OSError, ProcessLookupError):
             os.killpg(int(claim.read_text()), signal.SIGKILL)

@@ -72,7 +72,6 @@ HOST_HOWTO = (
 )
 
 
-
 def choose_cell_path(option: str | None, env: Mapping[str, str], exists) -> tuple[str, str]:
     """Return (path, where it came from); raise ManifestError naming every place looked at."""
     if option:
@@ -119,7 +118,6 @@ def parse_nvcc_version(text: str) -> tuple[int, int] | None:
 def parse_nvcc_full_version(text: str) -> str | None:
     m = re.search(r"\bV(\d+\.\d+\.\d+)", text)
     return m.group(1) if m else None
-
 
 
 # cuInit / driver API error codes worth a hint (cuda.h CUresult).
@@ -176,9 +174,7 @@ CU_ERRORS: dict[int, tuple[str, str]] = {
 
 def cuinit_hint(code: int, name: str | None = None, text: str | None = None) -> str:
     """One line for a failed cuInit: name, code, the driver's text, then what to do."""
-    known_name, hint = CU_ERRORS.get(
-        code, (None, "see `nvidia-smi` and the kernel log (dmesg) on the host")
-    )
+    known_name, hint = CU_ERRORS.get(code, (None, "see `nvidia-smi` and the kernel log (dmesg) on the host"))
     label = name or known_name or "CUresult"
     said = f" ({text})" if text else ""
     return f"cuInit(0) returned {label} ({code}){said}: {hint}"
@@ -231,8 +227,7 @@ def classify_gpu(
         said = f": {init_warning}" if init_warning else ""
         return GpuState(
             "broken",
-            f"cuInit succeeded but torch.cuda.is_available() is {torch_available} with "
-            f"{device_count} device(s){said}",
+            f"cuInit succeeded but torch.cuda.is_available() is {torch_available} with {device_count} device(s){said}",
         )
     return GpuState("ok", "")
 
@@ -306,9 +301,7 @@ def cxx11_abi_problem(torch_flag: bool, config: TorchConfig) -> str | None:
     )
 
 
-def cudnn_problem(
-    runtime: tuple[int, int, int] | None, compiled: tuple[int, ...] | None
-) -> str | None:
+def cudnn_problem(runtime: tuple[int, int, int] | None, compiled: tuple[int, ...] | None) -> str | None:
     if runtime is None or compiled is None:
         return None
     if runtime[0] != compiled[0] or tuple(runtime[:2]) < tuple(compiled[:2]):
@@ -327,11 +320,7 @@ def cudnn_problem(
 
 
 def wheel_tags(wheel_metadata: str) -> list[str]:
-    return [
-        line.split(":", 1)[1].strip()
-        for line in wheel_metadata.splitlines()
-        if line.startswith("Tag:")
-    ]
+    return [line.split(":", 1)[1].strip() for line in wheel_metadata.splitlines() if line.startswith("Tag:")]
 
 
 def wheel_tag_problem(tags: Sequence[str], py: tuple[int, int], abiflags: str = "") -> str | None:
@@ -379,9 +368,7 @@ def pyg_expected_local(torch_version: str, torch_cuda: str | None) -> str:
     return f"pt{major}{minor}{cu}"
 
 
-def pyg_local_problem(
-    name: str, version: str, torch_version: str, torch_cuda: str | None
-) -> str | None:
+def pyg_local_problem(name: str, version: str, torch_version: str, torch_cuda: str | None) -> str | None:
     """'2.1.2+pt29cu128' must name the installed torch's major.minor and CUDA."""
     if "+" not in version:
         return None  # a source build: no local version to compare
@@ -390,9 +377,7 @@ def pyg_local_problem(
     if not re.match(r"^pt\d+(cu\d+|cpu)$", local) or local == want:
         return None
     dist = PYG_DISTRIBUTIONS.get(name, name)
-    idx = (
-        f"torch-{base_version(torch_version)}+{want[want.index('cu') :] if 'cu' in want else 'cpu'}"
-    )
+    idx = f"torch-{base_version(torch_version)}+{want[want.index('cu') :] if 'cu' in want else 'cpu'}"
     return (
         f"{name} {version} was built for {local}, but the installed torch is {torch_version} "
         f"({want}): its kernels link another torch/CUDA ABI. Fix: pip install --force-reinstall "
@@ -400,9 +385,7 @@ def pyg_local_problem(
     )
 
 
-def pyg_cuda_problem(
-    name: str, ext_cuda: int | None, torch_cuda: str | None, extensions: str = "cuda"
-) -> str | None:
+def pyg_cuda_problem(name: str, ext_cuda: int | None, torch_cuda: str | None, extensions: str = "cuda") -> str | None:
     """Extension's cuda_version() (e.g. 12080) must be > 0 and equal torch's CUDA major.minor;
     for a cell that declares CPU-only extensions (extensions: cpu) it must say CPU-only."""
     if torch_cuda is None:
@@ -592,8 +575,9 @@ def pyg_probe(cell: Cell, gpu_ok: bool) -> tuple[str, tuple[str, ...]]:
     return "pyg", ("--extensions", ",".join(cell.pyg_extensions), *(("--gpu",) if gpu_ok else ()))
 
 
-def probes_to_start(cell: Cell, markexpr: str, keyword: str, whole_suite: bool, has_torch: bool,
-                    driver_loads: bool) -> list[tuple[str, tuple[str, ...]]]:
+def probes_to_start(
+    cell: Cell, markexpr: str, keyword: str, whole_suite: bool, has_torch: bool, driver_loads: bool
+) -> list[tuple[str, tuple[str, ...]]]:
     """The smoke checks' slowest probes, for the controller to start before its workers exist.
 
     Only for a run of the whole smoke suite (no -k, no single files, no `not`/`and` in -m), where the

@@ -46,9 +46,7 @@ def _close(actual, expected, rtol, atol, what):
     import torch
 
     try:
-        torch.testing.assert_close(
-            actual, expected, rtol=rtol, atol=atol, check_dtype=False, check_device=False
-        )
+        torch.testing.assert_close(actual, expected, rtol=rtol, atol=atol, check_dtype=False, check_device=False)
     except AssertionError as exc:
         raise AssertionError(f"{what} differs from the CPU reference: {exc}") from None
 
@@ -129,9 +127,7 @@ def probe_nvrtc(rep, args):
     dev = torch.device("cuda", 0)
 
     def jiterator():
-        fn = torch.cuda.jiterator._create_jit_fn(
-            "template <typename T> T imx_fma(T x, T y) { return x * y + T(1); }"
-        )
+        fn = torch.cuda.jiterator._create_jit_fn("template <typename T> T imx_fma(T x, T y) { return x * y + T(1); }")
         a, b = torch.randn(4096), torch.randn(4096)
         out = fn(a.to(dev), b.to(dev))
         _close(out.cpu(), a * b + 1, 1e-5, 1e-5, "NVRTC (jiterator) kernel")
@@ -162,12 +158,8 @@ def probe_device_assert(rep, args):
             text = str(exc)
             if "device-side assert" in text or "out of bounds" in text:
                 return text.splitlines()[0]
-            raise AssertionError(
-                f"an out-of-bounds index raised something else: {text[:300]}"
-            ) from None
-        raise AssertionError(
-            "an out-of-bounds index on the GPU raised nothing: device-side asserts are not reported"
-        )
+            raise AssertionError(f"an out-of-bounds index raised something else: {text[:300]}") from None
+        raise AssertionError("an out-of-bounds index on the GPU raised nothing: device-side asserts are not reported")
 
     rep.run("device_assert", trip)
 
@@ -250,9 +242,7 @@ def probe_inline(rep, args):
 
     def cpp():
         x = torch.randn(1000, generator=g)
-        _close(
-            mod["m"].imx_cumsum_sq(x), torch.cumsum(x.double() ** 2, 0), 1e-9, 1e-9, "C++ extension"
-        )
+        _close(mod["m"].imx_cumsum_sq(x), torch.cumsum(x.double() ** 2, 0), 1e-9, 1e-9, "C++ extension")
         return "C++ function matches torch.cumsum"
 
     def cuda():
@@ -306,9 +296,7 @@ def probe_compile(rep, args):
     import torch
     import torch._dynamo
 
-    torch._dynamo.config.suppress_errors = (
-        False  # a failed compile must raise, never run eager silently
-    )
+    torch._dynamo.config.suppress_errors = False  # a failed compile must raise, never run eager silently
     rep.info.update(
         home=os.environ.get("HOME"),
         triton_cache=os.environ.get("TRITON_CACHE_DIR"),
@@ -404,9 +392,7 @@ def _ext_kernels(name, dev):
         src, index = torch.randn(200, 8, generator=g), torch.randint(0, 17, (200,), generator=g)
         refs = {
             "sum": torch.zeros(17, 8).index_add_(0, index, src),
-            "max": torch.full((17, 8), float("-inf")).scatter_reduce(
-                0, index[:, None].expand(-1, 8), src, "amax"
-            ),
+            "max": torch.full((17, 8), float("-inf")).scatter_reduce(0, index[:, None].expand(-1, 8), src, "amax"),
         }
         for reduce, ref in refs.items():
             cpu = torch_scatter.scatter(src, index, dim=0, reduce=reduce, dim_size=17)
@@ -419,9 +405,7 @@ def _ext_kernels(name, dev):
     if name == "torch_sparse":
         import torch_sparse
 
-        index = torch.stack(
-            [torch.randint(0, 30, (120,), generator=g), torch.randint(0, 20, (120,), generator=g)]
-        )
+        index = torch.stack([torch.randint(0, 30, (120,), generator=g), torch.randint(0, 20, (120,), generator=g)])
         value, dense = torch.randn(120, generator=g), torch.randn(20, 5, generator=g)
         a = torch.zeros(30, 20).index_put_((index[0], index[1]), value, accumulate=True)
         cpu = torch_sparse.spmm(index, value, 30, 20, dense)
@@ -441,9 +425,7 @@ def _ext_kernels(name, dev):
         assert as_set(cpu) == as_set(ref), "torch_cluster knn (CPU) picks other neighbours than cdist"
         if on:
             gpu = torch_cluster.knn(on(x), on(y), 4).cpu()
-            assert as_set(cpu) == as_set(gpu), (
-                "torch_cluster knn on GPU picks other neighbours than on CPU"
-            )
+            assert as_set(cpu) == as_set(gpu), "torch_cluster knn on GPU picks other neighbours than on CPU"
         return "knn on CPU matches cdist" + (", on GPU matches CPU" if on else "")
     if name == "torch_spline_conv":
         import torch_spline_conv
@@ -456,9 +438,7 @@ def _ext_kernels(name, dev):
         if on:
             gb, gi = torch_spline_conv.spline_basis(on(pseudo), on(ks), on(open_), 1)
             _close(gb.cpu(), cb, 1e-5, 1e-5, "torch_spline_conv basis")
-            assert torch.equal(gi.cpu(), ci), (
-                "torch_spline_conv weight index differs between GPU and CPU"
-            )
+            assert torch.equal(gi.cpu(), ci), "torch_spline_conv weight index differs between GPU and CPU"
         return "spline_basis on CPU sums to 1" + (", on GPU matches CPU" if on else "")
     if name == "pyg_lib":
         import pyg_lib
@@ -562,9 +542,7 @@ def probe_pyg_models(rep, args):
             from torch_geometric.loader import NeighborLoader
 
             data = Data(x=x, edge_index=edge_index)
-            batch = next(
-                iter(NeighborLoader(data, num_neighbors=[5, 5], batch_size=8, shuffle=False))
-            )
+            batch = next(iter(NeighborLoader(data, num_neighbors=[5, 5], batch_size=8, shuffle=False)))
             batch = batch.to(dev)
             torch.manual_seed(0)
             out = GCN().to(dev)(batch.x, batch.edge_index)
@@ -608,17 +586,13 @@ def probe_ray(rep, args):
         ignore_reinit_error=True,
     )
     try:
-        rep.info["resources"] = {
-            k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")
-        }
+        rep.info["resources"] = {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
 
         @ray.remote(num_cpus=1)
         def cpu_task(n):
             return sum(range(n))
 
-        rep.run(
-            "cpu_task", lambda: f"CPU task returned {ray.get(cpu_task.remote(100), timeout=120)}"
-        )
+        rep.run("cpu_task", lambda: f"CPU task returned {ray.get(cpu_task.remote(100), timeout=120)}")
 
         if args.gpu:
 
@@ -636,12 +610,11 @@ def probe_ray(rep, args):
 
             def gpu():
                 gpus = rep.info["resources"].get("GPU", 0)
-                assert gpus >= 1, (
-                    f"ray.cluster_resources() has GPU={gpus}: Ray did not detect the GPU"
-                )
+                assert gpus >= 1, f"ray.cluster_resources() has GPU={gpus}: Ray did not detect the GPU"
                 out = ray.get(gpu_task.remote(), timeout=180)
                 assert out["sum"] == 1024.0, f"GPU task computed {out['sum']}"
-                return f"GPU task ran on {out['name']} (ray GPU ids {out['gpu_ids']}, CUDA_VISIBLE_DEVICES={out['visible']})"
+                ids, visible = out["gpu_ids"], out["visible"]
+                return f"GPU task ran on {out['name']} (ray GPU ids {ids}, CUDA_VISIBLE_DEVICES={visible})"
 
             rep.run("gpu_task", gpu)
     finally:

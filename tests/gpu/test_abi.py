@@ -53,9 +53,7 @@ def test_torch_wheel_tag_matches_interpreter():
         pytest.skip(
             "torch was not installed from a wheel (no WHEEL metadata, e.g. conda): EXT_SUFFIX is checked instead"
         )
-    problem = gpu_policy.wheel_tag_problem(
-        gpu_policy.wheel_tags(wheel), sys.version_info[:2], sys.abiflags
-    )
+    problem = gpu_policy.wheel_tag_problem(gpu_policy.wheel_tags(wheel), sys.version_info[:2], sys.abiflags)
     ensure(problem is None, problem)
 
 
@@ -81,9 +79,7 @@ def test_no_extension_modules_for_another_python():
     foreign = []
     for root in roots:
         for dirpath, _dirs, files in os.walk(root):
-            foreign.extend(
-                os.path.join(dirpath, f) for f in files if gpu_policy.foreign_extension(f, suffixes)
-            )
+            foreign.extend(os.path.join(dirpath, f) for f in files if gpu_policy.foreign_extension(f, suffixes))
     ensure(
         not foreign,
         (
@@ -109,17 +105,10 @@ def test_imports_in_fresh_process(fresh_module):
     code = f"import {fresh_module}"
     rc, out, timed_out = gpu_host.run_command([sys.executable, "-c", code], timeout=180)
     if timed_out:
-        pytest.fail(
-            f"`python -c '{code}'` hung for 180s; its output:\n{out[-3000:]}", pytrace=False
-        )
+        pytest.fail(f"`python -c '{code}'` hung for 180s; its output:\n{out[-3000:]}", pytrace=False)
     if rc != 0:
-        hint = (
-            gpu_policy.failure_hint(out)
-            or "read the traceback above; the package may be broken or missing"
-        )
-        pytest.fail(
-            f"`python -c '{code}'` failed (exit {rc}):\n{out[-3000:]}\nFix: {hint}", pytrace=False
-        )
+        hint = gpu_policy.failure_hint(out) or "read the traceback above; the package may be broken or missing"
+        pytest.fail(f"`python -c '{code}'` failed (exit {rc}):\n{out[-3000:]}\nFix: {hint}", pytrace=False)
 
 
 @pytest.mark.torch
@@ -181,9 +170,7 @@ def test_torch_version_matches_cell(cell):
         found == cell.torch,
         (
             f"torch is {torch.__version__} but cell {cell.id} pins {cell.torch}: the image resolved another "
-            "torch than the matrix asked for. Fix: pin torch=="
-            + cell.torch
-            + " in the image's install step"
+            "torch than the matrix asked for. Fix: pin torch==" + cell.torch + " in the image's install step"
         ),
     )
 
@@ -193,12 +180,11 @@ def test_collect_env_artifact(artifacts_dir):
     """Saves `python -m torch.utils.collect_env` for the report; asserts nothing about it."""
     import torch
 
-    rc, out, timed_out = gpu_host.run_command(
-        [sys.executable, "-m", "torch.utils.collect_env"], timeout=180
-    )
+    rc, out, timed_out = gpu_host.run_command([sys.executable, "-m", "torch.utils.collect_env"], timeout=180)
     path = artifacts_dir / "collect_env.txt"
     status = "timed out" if timed_out else f"exit {rc}"
     path.write_text(
-        f"# python -m torch.utils.collect_env ({status})\n{out}\n\n# torch.__config__.show()\n{torch.__config__.show()}\n"
+        f"# python -m torch.utils.collect_env ({status})\n{out}\n\n# "
+        f"torch.__config__.show()\n{torch.__config__.show()}\n"
     )
     print(f"saved {path} ({status})")

@@ -24,7 +24,8 @@ COMPILE_FIX = {
     "cannot find -lcuda": "make libcuda.so findable by the linker: `ldconfig`, or set TRITON_LIBCUDA_PATH",
     "uid not found": "set ENV USER=<name> in the image (getpass.getuser() reads $USER before "
     "/etc/passwd; torch's inductor calls it on import), or run with a uid /etc/passwd knows",
-    "Permission denied": "point TRITON_CACHE_DIR and TORCHINDUCTOR_CACHE_DIR at writable dirs (e.g. under /tmp) in the image's ENV",
+    "Permission denied": "point TRITON_CACHE_DIR and TORCHINDUCTOR_CACHE_DIR at writable dirs (e.g. under /tmp) in "
+    "the image's ENV",
 }
 
 
@@ -52,9 +53,7 @@ def test_compile_toolchain_preflight():
         )
     python_h = Path(sysconfig.get_paths()["include"]) / "Python.h"
     if not python_h.exists():
-        problems.append(
-            f"{python_h} is missing: triton's launcher build fails. Fix: install python3.X-dev headers"
-        )
+        problems.append(f"{python_h} is missing: triton's launcher build fails. Fix: install python3.X-dev headers")
     ensure(not problems, "\n".join(problems))
 
 
@@ -83,9 +82,7 @@ def test_compile_caches_writable():
             probe.write_text("ok")
             probe.unlink()
         except OSError as exc:
-            problems.append(
-                f"{var}={path} is not writable ({exc}). Fix: point {var} at a writable dir"
-            )
+            problems.append(f"{var}={path} is not writable ({exc}). Fix: point {var} at a writable dir")
     ensure(not problems, "\n".join(problems))
 
 
@@ -150,12 +147,8 @@ def test_compile_unprivileged_readonly_home(identity, nonroot_env, suite_set_var
     if identity.uid is None and os.geteuid() == 0:
         pytest.skip(f"could not drop privileges: {identity.note}")
     env = nonroot_env(keep_suite_vars=False)
-    result = gpu_host.run_python(
-        "compile", ["--device", "cuda"], timeout=600, env=env, uid=identity.uid
-    )
-    defaults = sorted(
-        v for v in ("TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR") if v in suite_set_vars
-    )
+    result = gpu_host.run_python("compile", ["--device", "cuda"], timeout=600, env=env, uid=identity.uid)
+    defaults = sorted(v for v in ("TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR") if v in suite_set_vars)
     how = (
         f"with HOME=/ and {', '.join(defaults)} unset (the image's defaults)"
         if defaults

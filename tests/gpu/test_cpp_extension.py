@@ -105,9 +105,7 @@ def _build(identity, nonroot_env, build_tag, name, cuda):
     root = Path(os.environ["TORCH_EXTENSIONS_DIR"])
     home = gpu_host.private_dir(root, f"{build_tag}-uid{uid}", identity.uid)
     args = ["--build-dir", str(home / name), "--name", name] + (["--cuda"] if cuda else [])
-    return gpu_host.run_python(
-        "inline", args, timeout=900, env=nonroot_env(), uid=identity.uid, cwd=str(home)
-    )
+    return gpu_host.run_python("inline", args, timeout=900, env=nonroot_env(), uid=identity.uid, cwd=str(home))
 
 
 @pytest.fixture(scope="module")
@@ -165,8 +163,7 @@ def test_cuda_extension_has_sass_for_gpu(cuda_build):
     )
     ensure(
         cov.ok,
-        cov.message
-        + f"\nTORCH_CUDA_ARCH_LIST={os.environ.get('TORCH_CUDA_ARCH_LIST', '(unset: the visible GPU)')}",
+        cov.message + f"\nTORCH_CUDA_ARCH_LIST={os.environ.get('TORCH_CUDA_ARCH_LIST', '(unset: the visible GPU)')}",
     )
     print(f"SASS {' '.join(arches)} for compute capability {cc[0]}.{cc[1]}")
 

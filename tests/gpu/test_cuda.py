@@ -40,9 +40,7 @@ def test_cuinit_succeeds(driver):
         driver.init_code == 0,
         gpu_policy.cuinit_hint(driver.init_code, driver.init_name, driver.init_text),
     )
-    print(
-        f"libcuda {driver.path}, driver {driver.driver_version}, CUDA {gpu_policy.fmt_mm(driver.driver_cuda)}"
-    )
+    print(f"libcuda {driver.path}, driver {driver.driver_version}, CUDA {gpu_policy.fmt_mm(driver.driver_cuda)}")
 
 
 @pytest.mark.xdist_group("kernels")
@@ -72,9 +70,7 @@ def test_torch_sees_gpu(kernels):
 def test_driver_supports_torch_cuda(driver, kernels):
     info = require(kernels)["info"]
     compiled = gpu_policy.cuda_int(info["compiled_cuda"])
-    decision = gpu_policy.driver_policy(
-        driver.driver_cuda, compiled, driver.driver_version, "this image's torch"
-    )
+    decision = gpu_policy.driver_policy(driver.driver_cuda, compiled, driver.driver_version, "this image's torch")
     if driver.compat:
         print(f"forward compatibility: libcuda from {driver.path} (datacenter GPUs only)")
     print(decision.message)
@@ -86,9 +82,7 @@ def test_driver_supports_torch_cuda(driver, kernels):
 @pytest.mark.cuda_extension
 def test_driver_supports_cell_toolkit(cell, driver):
     """Extensions nvcc builds in a devel image need the driver to accept the toolkit's CUDA too."""
-    decision = gpu_policy.driver_policy(
-        driver.driver_cuda, cell.cuda_mm, driver.driver_version, f"nvcc {cell.cuda}"
-    )
+    decision = gpu_policy.driver_policy(driver.driver_cuda, cell.cuda_mm, driver.driver_version, f"nvcc {cell.cuda}")
     print(decision.message)
     ensure(decision.ok, decision.message)
 
@@ -116,7 +110,8 @@ def test_loaded_cudart_matches_torch():
         (
             f"torch was built with CUDA {gpu_policy.fmt_mm(cuda_mm)} but the process loaded "
             + ", ".join(f"{p} (CUDA {n})" for p, n in wrong)
-            + ": another toolkit's runtime shadows torch's. Fix: remove that directory from LD_LIBRARY_PATH / ld.so.conf"
+            + ": another toolkit's runtime shadows torch's. Fix: remove that directory from LD_LIBRARY_PATH / "
+            "ld.so.conf"
         ),
     )
     print(", ".join(p for p, _ in libs))
@@ -150,9 +145,7 @@ def test_loaded_cudnn_matches_torch():
             f"nvidia-cudnn-cu{cuda_mm[0]} and drop other libcudnn from LD_LIBRARY_PATH"
         ),
     )
-    print(
-        f"cuDNN {runtime} (compiled {compiled}) for CUDA {gpu_policy.fmt_mm(built_for)}: {libs[0][0]}"
-    )
+    print(f"cuDNN {runtime} (compiled {compiled}) for CUDA {gpu_policy.fmt_mm(built_for)}: {libs[0][0]}")
 
 
 @pytest.mark.smoke
@@ -166,9 +159,7 @@ def test_loaded_nccl_matches_torch():
     version = torch.cuda.nccl.version()
     libs = _loaded("libnccl")
     if not libs:
-        pytest.skip(
-            f"NCCL {version} is linked statically into torch (no libnccl in /proc/self/maps)"
-        )
+        pytest.skip(f"NCCL {version} is linked statically into torch (no libnccl in /proc/self/maps)")
     owner = gpu_host.dist_owning(libs[0][0])
     major = gpu_policy.dist_cuda_major(owner) if owner else None
     if major is None:
@@ -215,9 +206,7 @@ def test_arch_list_covers_device(driver, kernels):
 def test_kernel_runs_on_gpu(kernels, check):
     data = require(kernels)
     if check == "matmul_bf16" and not data["info"].get("bf16_supported"):
-        pytest.skip(
-            f"{data['info'].get('name')} does not support bfloat16 (compute capability < 8.0)"
-        )
+        pytest.skip(f"{data['info'].get('name')} does not support bfloat16 (compute capability < 8.0)")
     detail = data["checks"].get(check, {}).get("detail", "")
     hint = gpu_policy.failure_hint(detail)
     expect(kernels, check, f"Fix: {hint}" if hint else "")

@@ -54,9 +54,7 @@ def test_marimo_notebook_runs_headless_and_exports(tmp_path, gpu):
         XDG_CACHE_HOME=str(tmp_path / ".cache"),
     )
 
-    rc, out, timed_out = gpu_host.run_command(
-        [sys.executable, str(nb)], timeout=240, env=env, cwd=str(tmp_path)
-    )
+    rc, out, timed_out = gpu_host.run_command([sys.executable, str(nb)], timeout=240, env=env, cwd=str(tmp_path))
     ensure(
         not timed_out and rc == 0,
         f"running the notebook as a script failed (exit {rc}, timed out {timed_out}):\n{out[-3000:]}",
@@ -66,9 +64,7 @@ def test_marimo_notebook_runs_headless_and_exports(tmp_path, gpu):
         f"the notebook ran but printed no result:\n{out[-3000:]}",
     )
     if gpu.ok:
-        ensure(
-            "cuda=True" in out, f"the notebook did not see the GPU the suite sees:\n{out[-2000:]}"
-        )
+        ensure("cuda=True" in out, f"the notebook did not see the GPU the suite sees:\n{out[-2000:]}")
 
     html = tmp_path / "nb.html"
     cmd = [sys.executable, "-m", "marimo", "export", "html", str(nb), "-o", str(html)]
@@ -94,14 +90,30 @@ def test_marimo_server_serves_the_notebook(tmp_path):
     nb = tmp_path / "imagematrix_nb.py"
     nb.write_text(NOTEBOOK)
     port = _free_port()
-    env = dict(os.environ, HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / ".config"),
-               XDG_CACHE_HOME=str(tmp_path / ".cache"))
-    cmd = [sys.executable, "-m", "marimo", "run", str(nb), "--headless", "--host", "127.0.0.1",
-           "--port", str(port), "--no-token"]
+    env = dict(
+        os.environ,
+        HOME=str(tmp_path),
+        XDG_CONFIG_HOME=str(tmp_path / ".config"),
+        XDG_CACHE_HOME=str(tmp_path / ".cache"),
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "marimo",
+        "run",
+        str(nb),
+        "--headless",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-token",
+    ]
     log = tmp_path / "server.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=str(tmp_path),
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=str(tmp_path), start_new_session=True
+        )
     page, why = "", ""
     try:
         deadline = time.monotonic() + 120 * gpu_host.timeout_scale()

@@ -17,9 +17,7 @@ def pyg(cell, gpu):
     return gpu_host.run_python(*gpu_policy.pyg_probe(cell, gpu.ok), timeout=420)
 
 
-EXTENSIONS = [
-    pytest.param(e, marks=pytest.mark.pyg_extension(e)) for e in gpu_policy.PYG_EXTENSIONS
-]
+EXTENSIONS = [pytest.param(e, marks=pytest.mark.pyg_extension(e)) for e in gpu_policy.PYG_EXTENSIONS]
 
 
 @pytest.mark.xdist_group("pyg")
@@ -51,7 +49,11 @@ def test_extension_enabled_in_pyg(cell, pyg, ext):
         (
             f"cell {cell.id} declares {ext} but torch_geometric.typing.{flag} is {info['flags'].get(ext)}: PyG "
             f"disabled it{' because importing it failed: ' + err if err else ''}. "
-            f"Fix: {gpu_policy.failure_hint(err or '') or 'install ' + gpu_policy.PYG_DISTRIBUTIONS[ext] + ' for this torch/CUDA from data.pyg.org'}"
+            "Fix: "
+            + (
+                gpu_policy.failure_hint(err or "")
+                or f"install {gpu_policy.PYG_DISTRIBUTIONS[ext]} for this torch/CUDA from data.pyg.org"
+            )
         ),
     )
 
@@ -64,9 +66,7 @@ def test_extension_cuda_version_matches_torch(cell, pyg, ext):
     info = require(pyg)["info"]
     if ext in info["import_errors"]:
         pytest.fail(f"{ext} does not import: {info['import_errors'][ext]}", pytrace=False)
-    problem = gpu_policy.pyg_cuda_problem(
-        ext, info["cuda_versions"].get(ext), info["torch_cuda"], cell.extensions
-    )
+    problem = gpu_policy.pyg_cuda_problem(ext, info["cuda_versions"].get(ext), info["torch_cuda"], cell.extensions)
     ensure(problem is None, problem)
     if cell.extensions == "cpu":
         print(f"{ext}: a CPU-only build, as the cell declares (extensions: cpu)")
@@ -104,9 +104,7 @@ def test_extension_cpu_kernels_match_torch(cell, pyg, ext):
 @pytest.mark.parametrize("ext", EXTENSIONS)
 def test_extension_kernels_match_cpu(cell, pyg, ext):
     if cell.extensions == "cpu":
-        pytest.skip(
-            f"cell {cell.id} declares CPU-only extensions (extensions: cpu): no CUDA kernels to run"
-        )
+        pytest.skip(f"cell {cell.id} declares CPU-only extensions (extensions: cpu): no CUDA kernels to run")
     info = require(pyg)["info"]
     if ext in info["import_errors"]:
         pytest.fail(f"{ext} does not import: {info['import_errors'][ext]}", pytrace=False)
@@ -143,9 +141,7 @@ def test_message_passing_forward_backward(pyg_models, conv):
 @pytest.mark.gpu
 def test_neighbor_loader_batch(cell, pyg_models):
     if not {"pyg_lib", "torch_sparse"} & set(cell.pyg_extensions):
-        pytest.skip(
-            f"NeighborLoader needs pyg_lib or torch_sparse; cell {cell.id} declares neither"
-        )
+        pytest.skip(f"NeighborLoader needs pyg_lib or torch_sparse; cell {cell.id} declares neither")
     print(expect(pyg_models, "NeighborLoader"))
 
 

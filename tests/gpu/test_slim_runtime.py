@@ -67,9 +67,7 @@ PRUNED_TEST_DIRS = ("tests", "test")
 @pytest.fixture(scope="module", autouse=True)
 def _runtime_only(cell):
     if cell.kind != "runtime":
-        pytest.skip(
-            f"cell {cell.id} is a {cell.kind!r} image; slim checks apply to runtime images only"
-        )
+        pytest.skip(f"cell {cell.id} is a {cell.kind!r} image; slim checks apply to runtime images only")
 
 
 @pytest.fixture(scope="module")
@@ -91,20 +89,12 @@ def env_files(env_roots) -> list[Path]:
 
 
 def _shared_libraries(files: list[Path]) -> list[Path]:
-    return [
-        p
-        for p in files
-        if (p.name.endswith(".so") or ".so." in p.name) and p.is_file() and not p.is_symlink()
-    ]
+    return [p for p in files if (p.name.endswith(".so") or ".so." in p.name) and p.is_file() and not p.is_symlink()]
 
 
 def missing_from_ldd(output: str) -> list[str]:
     """Sonames ldd could not find ('libfoo.so.1 => not found')."""
-    return [
-        line.split("=>")[0].strip()
-        for line in output.splitlines()
-        if line.rstrip().endswith("=> not found")
-    ]
+    return [line.split("=>")[0].strip() for line in output.splitlines() if line.rstrip().endswith("=> not found")]
 
 
 def host_provided(library: str, soname: str, declared=()) -> str | None:
@@ -144,9 +134,7 @@ def test_kept_what_cpp_extension_needs(env_roots):
     nvidia = tdir.parent / "nvidia"
     if nvidia.is_dir():  # CUDA wheels: their headers let CUDA extensions build against them
         headers = sorted(nvidia.glob("*/include/*.h"))
-        needed["nvidia/*/include (NVIDIA headers)"] = (
-            headers[0] if headers else nvidia / "*" / "include"
-        )
+        needed["nvidia/*/include (NVIDIA headers)"] = headers[0] if headers else nvidia / "*" / "include"
     gone = [f"{what}: {path}" for what, path in needed.items() if not path.exists()]
     assert not gone, (
         "the runtime lost what the sheet says it keeps:\n  "
@@ -161,20 +149,14 @@ def test_no_second_copy_of_cuda_or_conda(env_roots):
         if not os.path.isdir(top) or any(str(r).startswith(top + "/") for r in env_roots):
             continue
         for d, _, files in os.walk(top):
-            dupes += [
-                str(Path(d) / f)
-                for f in files
-                if any(fnmatch.fnmatch(f, g) for g in CUDA_LIB_GLOBS)
-            ]
+            dupes += [str(Path(d) / f) for f in files if any(fnmatch.fnmatch(f, g) for g in CUDA_LIB_GLOBS)]
     conda = [m for m in CONDA_MARKERS if os.path.exists(m)]
     conda += [str(r / "conda-meta") for r in env_roots if (r / "conda-meta").exists()]
     assert not dupes, (
         f"CUDA libraries outside the environment ({len(dupes)}), e.g. {', '.join(dupes[:5])}: the torch wheels "
         "already carry them. Fix: use a plain base (cuda.*.bases.runtime in matrix.yaml), not a CUDA image"
     )
-    assert not conda, (
-        f"a conda installation is in the runtime image: {', '.join(conda)}. Fix: copy only the env"
-    )
+    assert not conda, f"a conda installation is in the runtime image: {', '.join(conda)}. Fix: copy only the env"
 
 
 def test_symlinks_resolve(env_roots):
@@ -215,9 +197,7 @@ def test_every_shared_library_resolves(env_files, cell):
                     by_env += 1  # no RUNPATH to it, but its owner (torch, triton) loads it first
                 else:
                     broken.append(f"{lib}: {soname} => not found")
-    print(
-        f"{len(libs)} shared libraries checked; {by_env} needs met by libraries their owners load first"
-    )
+    print(f"{len(libs)} shared libraries checked; {by_env} needs met by libraries their owners load first")
     for why, names in tolerated.items():
         print(f"tolerated ({why}): {', '.join(sorted(names))}")
     assert not broken, (

@@ -49,8 +49,10 @@ def docker_client():
         client = docker.from_env(timeout=120)
         client.ping()
     except Exception as exc:  # any failure here means "no engine"
-        _unavailable(f"no Docker engine answers ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
-                     "start one with `sudo bash scripts/bootstrap-host.sh`")
+        _unavailable(
+            f"no Docker engine answers ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+            "start one with `sudo bash scripts/bootstrap-host.sh`"
+        )
     from docker.errors import ImageNotFound
 
     try:
@@ -108,7 +110,12 @@ def invoke() -> Callable[..., subprocess.CompletedProcess]:
 
     def run(*args: str, timeout: int = 900, cwd: Path | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(
-            invoke_argv(*args), cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout, check=False,
+            invoke_argv(*args),
+            cwd=cwd or ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
 
     return run
@@ -133,8 +140,11 @@ def example_images(docker_client, invoke, tmp_path_factory) -> dict:
     build_dir = tmp_path_factory.mktemp("example-build")
     done = invoke("build", "--matrix", str(ROOT / "examples" / "matrix.yaml"), "--out", str(build_dir), timeout=1800)
     if done.returncode != 0:
-        pytest.fail(f"invoke build of examples/matrix.yaml failed (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}",
-                    pytrace=False)
+        pytest.fail(
+            f"invoke build of examples/matrix.yaml failed (exit "
+            f"{done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}",
+            pytrace=False,
+        )
     from imagematrix.matrix.load import load_matrix
 
     m = load_matrix(ROOT / "examples" / "matrix.yaml")
@@ -171,7 +181,9 @@ def registry(tmp_path_factory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("registry")
     config = root / "config.yml"
     config.write_text(
-        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: " + str(root / "data") + "\n  delete:\n    enabled: true\n"
+        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: "
+        + str(root / "data")
+        + "\n  delete:\n    enabled: true\n"
         f"http:\n  addr: 127.0.0.1:{port}\n"
     )
     with open(root / "registry.log", "wb") as log:
@@ -206,14 +218,36 @@ def second_engine(tmp_path_factory, docker_client, wait_for):
         pytest.skip("no unshare(1) to give a second engine its own network namespace")
     log = open(root / "dockerd.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        ["unshare", "--net", "--", "dockerd", "--data-root", str(root / "data"), "--exec-root", str(run / "exec"),
-         "--pidfile", str(run / "docker.pid"), "-H", sock, "--iptables=false", "--ip6tables=false"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            "unshare",
+            "--net",
+            "--",
+            "dockerd",
+            "--data-root",
+            str(root / "data"),
+            "--exec-root",
+            str(run / "exec"),
+            "--pidfile",
+            str(run / "docker.pid"),
+            "-H",
+            sock,
+            "--iptables=false",
+            "--ip6tables=false",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     env = {**os.environ, "DOCKER_HOST": sock}
     try:
-        wait_for(lambda: subprocess.run(["docker", "info"], env=env, capture_output=True, check=False).returncode == 0
-                 or proc.poll() is not None, 60, "the second engine")
+        wait_for(
+            lambda: (
+                subprocess.run(["docker", "info"], env=env, capture_output=True, check=False).returncode == 0
+                or proc.poll() is not None
+            ),
+            60,
+            "the second engine",
+        )
         assert proc.poll() is None, (root / "dockerd.log").read_text()[-2000:]
         save = subprocess.Popen(["docker", "save", "debian:trixie-slim"], stdout=subprocess.PIPE)
         subprocess.run(["docker", "load", "-q"], stdin=save.stdout, env=env, check=True, capture_output=True)

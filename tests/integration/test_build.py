@@ -72,8 +72,11 @@ def first_build(tiny, build_dir, invoke) -> subprocess.CompletedProcess:
 def test_a_broken_cell_fails_blocks_its_dependants_and_the_others_build(first_build, build_dir, tiny, docker_client):
     assert first_build.returncode == 1, first_build.stdout + first_build.stderr
     assert states(build_dir) == {
-        cid("devel"): "built", cid("broken"): "failed", cid("extra"): "built",
-        cid("runtime"): "built", cid("broken-runtime"): "blocked",
+        cid("devel"): "built",
+        cid("broken"): "failed",
+        cid("extra"): "built",
+        cid("runtime"): "built",
+        cid("broken-runtime"): "blocked",
     }
     broken = read_status(build_dir)[cid("broken")]["build"]
     assert broken["step"].startswith("#") and "[broken 1/2] RUN" in broken["step"]
@@ -108,7 +111,9 @@ def test_images_carry_the_contract_labels_and_cell_json(first_build, tiny, docke
 
 
 def test_the_ca_bundle_reaches_the_build_but_not_the_image(first_build, tiny, run_container):
-    code, out = run_container(tiny.ref("runtime"), ["sh", "-c", "cat /opt/venv/ca-certificates-seen; ls /run/secrets 2>&1 || true"])
+    code, out = run_container(
+        tiny.ref("runtime"), ["sh", "-c", "cat /opt/venv/ca-certificates-seen; ls /run/secrets 2>&1 || true"]
+    )
     assert code == 0, out
     seen, _, rest = out.partition("\n")
     assert int(seen) > 10  # certificates counted inside the RUN, from the secret
@@ -136,7 +141,11 @@ def step_result(build_dir: Path, target: str, step: str) -> str:
     """CACHED or DONE (or ERROR) for the step whose heading contains ``step`` in a cell's build log."""
     log = (build_dir / "logs" / f"{cid(target)}.log").read_text().splitlines()
     number = next(line.split()[0] for line in log if step in line and line.split(" ", 2)[1].startswith("["))
-    return next(line.split()[1] for line in log if line.startswith(f"{number} ") and line.split()[1] in ("CACHED", "DONE", "ERROR:"))
+    return next(
+        line.split()[1]
+        for line in log
+        if line.startswith(f"{number} ") and line.split()[1] in ("CACHED", "DONE", "ERROR:")
+    )
 
 
 def test_a_family_builds_its_shared_stages_once(first_build, build_dir):
@@ -160,16 +169,22 @@ def test_reruns_build_only_what_failed_was_blocked_or_is_missing(first_build, bu
     again = invoke(*args)  # nothing changed: the failed cell is retried, the rest skipped
     assert again.returncode == 1
     assert states(build_dir) == {
-        cid("devel"): "skipped", cid("broken"): "failed", cid("extra"): "skipped",
-        cid("runtime"): "skipped", cid("broken-runtime"): "blocked",
+        cid("devel"): "skipped",
+        cid("broken"): "failed",
+        cid("extra"): "skipped",
+        cid("runtime"): "skipped",
+        cid("broken-runtime"): "blocked",
     }
 
     tiny.set_fail(False)  # fix the fragment's input: only broken and its dependant are built
     fixed = invoke(*args)
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert states(build_dir) == {
-        cid("devel"): "skipped", cid("broken"): "built", cid("extra"): "skipped",
-        cid("runtime"): "skipped", cid("broken-runtime"): "built",
+        cid("devel"): "skipped",
+        cid("broken"): "built",
+        cid("extra"): "skipped",
+        cid("runtime"): "skipped",
+        cid("broken-runtime"): "built",
     }
     assert {t: docker_client.images.get(tiny.ref(t)).id for t in ids} == ids
 
@@ -252,10 +267,15 @@ def _docker_builds_of(tag: str) -> list[int]:
 def _start_slow_build(slow: TinyMatrix, build_dir: Path, invoke_command, wait_for, *extra: str) -> subprocess.Popen:
     proc = subprocess.Popen(
         invoke_command("build", "--matrix", str(slow.path), "--out", str(build_dir), *extra),
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     log = build_dir / "logs" / f"{cid('slow')}.log"
-    wait_for(lambda: (log.is_file() and "sleep 600" in log.read_text()) or proc.poll() is not None, 120, "the sleeping step")
+    wait_for(
+        lambda: (log.is_file() and "sleep 600" in log.read_text()) or proc.poll() is not None, 120, "the sleeping step"
+    )
     assert proc.poll() is None, proc.communicate()
     return proc
 
@@ -327,6 +347,8 @@ def test_the_example_matrix_builds_real_torch_images(example_images, docker_clie
     assert code == 0, out
     assert out.strip().splitlines()[-1].startswith(m.packages["torch"])
 
-    again = invoke("build", "--matrix", str(ROOT / "examples" / "matrix.yaml"), "--out", str(example_images["build_dir"]))
+    again = invoke(
+        "build", "--matrix", str(ROOT / "examples" / "matrix.yaml"), "--out", str(example_images["build_dir"])
+    )
     assert again.returncode == 0, again.stderr
     assert set(states(example_images["build_dir"]).values()) == {"skipped"}

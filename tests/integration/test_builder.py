@@ -28,8 +28,9 @@ def context(second_engine):
     subprocess.run(["docker", "context", "rm", "-f", name], capture_output=True, check=False)
 
 
-def test_a_named_builder_builds_into_its_own_engine_and_skips_there(context, invoke, image_namespace, tmp_path,
-                                                                     docker_client, hardening_matrix):
+def test_a_named_builder_builds_into_its_own_engine_and_skips_there(
+    context, invoke, image_namespace, tmp_path, docker_client, hardening_matrix
+):
     import docker
 
     name, host = context

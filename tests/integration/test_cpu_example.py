@@ -23,8 +23,10 @@ def cpu_build(docker_client, invoke, tmp_path_factory) -> Path:
     try:
         docker_client.images.get("debian:bookworm-slim")
     except ImageNotFound:
-        pytest.fail("debian:bookworm-slim is missing: IMAGEMATRIX_BASE_SUITES=bookworm bash scripts/bootstrap-host.sh",
-                    pytrace=False)
+        pytest.fail(
+            "debian:bookworm-slim is missing: IMAGEMATRIX_BASE_SUITES=bookworm bash scripts/bootstrap-host.sh",
+            pytrace=False,
+        )
     if not list((ROOT / "examples" / "cpu.wheelhouse").glob("torch-2.13.0+cpu-*.whl")):
         pytest.fail("examples/cpu.wheelhouse has no CPU torch: bash scripts/example-wheelhouse.sh", pytrace=False)
     out = tmp_path_factory.mktemp("cpu-build")
@@ -43,7 +45,11 @@ def test_cpu_cells_are_labelled_cpu_only(cpu_build, docker_client):
 def test_the_full_suite_passes_with_gpu_checks_skipped_as_cpu_only(cpu_build):
     done = subprocess.run(
         [sys.executable, "-m", "imagematrix.testing", "--matrix", str(CPU), "--suite", "full", "--out", str(cpu_build)],
-        cwd=ROOT, capture_output=True, text=True, timeout=1800, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "is CPU-only (cuda: null): no GPU checks" in done.stdout

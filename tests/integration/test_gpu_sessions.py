@@ -36,7 +36,12 @@ def nox(*args: str, timeout: int = 1500) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != table.MATRIX_ENV}
     return subprocess.run(
         [sys.executable, "-m", "nox", "-f", str(ROOT / "noxfile.py"), *args],
-        cwd=ROOT, capture_output=True, text=True, env=env, timeout=timeout, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -103,8 +108,20 @@ def test_cpu_torch_compile_passes_in_the_full_suite(smoke, example_images, docke
     """The suite keeps CPU torch.compile in `full` (slow): run just that check, in the slim image."""
     _, build_dir, m = smoke
     cell = next(c for c in m.cells if c.target.kind == "runtime" and "torch_compile" in c.target.features)
-    proc = nox("-s", f"gpu_full-{cell.python}", "--", "--matrix", str(EXAMPLE), "--out", str(build_dir),
-               "--target", cell.target.name, "--", "-k", "compile_cpu")
+    proc = nox(
+        "-s",
+        f"gpu_full-{cell.python}",
+        "--",
+        "--matrix",
+        str(EXAMPLE),
+        "--out",
+        str(build_dir),
+        "--target",
+        cell.target.name,
+        "--",
+        "-k",
+        "compile_cpu",
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     results = outcomes(build_dir / "test-results" / f"{cell.id}.xml")
     assert results and all(kind == "passed" for kind, _ in results.values()), results
@@ -119,8 +136,18 @@ def test_require_gpu_turns_the_run_into_a_failure(smoke, session_name, docker_cl
     junit = build_dir / "test-results" / f"{cell.id}.xml"
     skipped = {k for k, (kind, msg) in outcomes(junit).items() if kind == "skipped" and "no GPU visible" in msg}
     assert skipped
-    proc = nox("-s", session_name, "--", "--matrix", str(EXAMPLE), "--out", str(build_dir),
-               "--target", cell.target.name, "--require-gpu")
+    proc = nox(
+        "-s",
+        session_name,
+        "--",
+        "--matrix",
+        str(EXAMPLE),
+        "--out",
+        str(build_dir),
+        "--target",
+        cell.target.name,
+        "--require-gpu",
+    )
     assert proc.returncode != 0
     assert "gpu_smoke: 1 cell(s): 1 failed" in proc.stdout
     results = outcomes(junit)
@@ -141,7 +168,11 @@ def test_an_image_never_built_is_missing_with_its_build_command(example_images, 
     matrix.write_text(yaml.safe_dump(data))
     done = subprocess.run(
         [sys.executable, "-m", "imagematrix.testing", "--matrix", str(matrix), "--out", str(tmp_path / "b")],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert done.returncode == 1, done.stdout + done.stderr
     cells = example_images["matrix"].cells
@@ -162,9 +193,22 @@ def test_an_image_labelled_as_another_cell_is_an_error(example_images, image_nam
     # The runtime image under the devel cell's tag (removed with the namespace afterwards).
     docker_client.images.get(runtime.ref).tag(data["image"], devel.tag)
     done = subprocess.run(
-        [sys.executable, "-m", "imagematrix.testing", "--matrix", str(matrix), "--out", str(tmp_path / "b"),
-         "--target", devel.target.name],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "imagematrix.testing",
+            "--matrix",
+            str(matrix),
+            "--out",
+            str(tmp_path / "b"),
+            "--target",
+            devel.target.name,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert done.returncode == 1, done.stdout + done.stderr
     record = status.read_raw(tmp_path / "b")[devel.id]["test"]
@@ -177,8 +221,17 @@ def test_interrupt_removes_the_container(smoke, example_images, tmp_path, docker
     _, smoke_dir, m = smoke
     cell = m.cells[-1]
     shutil.copytree(smoke_dir / "test-tools", tmp_path / "test-tools")  # no second pip install
-    argv = [sys.executable, "-m", "imagematrix.testing", "--matrix", str(EXAMPLE), "--out", str(tmp_path),
-            "--target", cell.target.name]
+    argv = [
+        sys.executable,
+        "-m",
+        "imagematrix.testing",
+        "--matrix",
+        str(EXAMPLE),
+        "--out",
+        str(tmp_path),
+        "--target",
+        cell.target.name,
+    ]
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 120

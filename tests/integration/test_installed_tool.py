@@ -21,22 +21,33 @@ def tool(tmp_path_factory) -> Path:
     """The `imagematrix` command of a fresh venv where the repository is pip-installed (a wheel, not editable)."""
     venv = tmp_path_factory.mktemp("venv")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(ROOT)],
-                         capture_output=True, text=True, timeout=900, check=False)
+    pip = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert pip.returncode == 0, f"pip install {ROOT} failed:\n{pip.stdout[-2000:]}\n{pip.stderr[-3000:]}"
     return venv / "bin" / "imagematrix"
 
 
 def run(tool: Path, cwd: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("IMAGEMATRIX_MATRIX", "PYTHONPATH", "VIRTUAL_ENV")}
-    return subprocess.run([str(tool), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
-                          check=False)
+    return subprocess.run(
+        [str(tool), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def test_the_installed_suite_is_the_packaged_one(tool):
     python = tool.parent / "python"
-    where = subprocess.run([str(python), "-c", "from imagematrix.core.resources import gpu_suite; print(gpu_suite())"],
-                           cwd="/", capture_output=True, text=True, check=True).stdout.strip()
+    where = subprocess.run(
+        [str(python), "-c", "from imagematrix.core.resources import gpu_suite; print(gpu_suite())"],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert Path(where).is_relative_to(tool.parents[1]), f"the suite came from {where}, not the installed package"
     assert {p.name for p in (ROOT / "tests" / "gpu").glob("*.py")} <= {p.name for p in Path(where).glob("*.py")}
 
@@ -57,7 +68,9 @@ def test_init_build_test_status_from_an_empty_directory(tool, tmp_path, example_
     for step in (("init",), ("build",), ("test",), ("status",)):
         done = run(tool, project, *step)
         steps[step[0]] = done
-        assert done.returncode == 0, f"imagematrix {' '.join(step)} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        assert done.returncode == 0, (
+            f"imagematrix {' '.join(step)} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        )
     assert (project / "matrix.yaml").is_file() and (project / "dockerfiles" / "torch.Dockerfile").is_file()
     assert "2 skipped" in steps["build"].stdout or "2 built" in steps["build"].stdout, steps["build"].stdout[-2000:]
     record = json.loads((project / "build" / "status.json").read_text())
@@ -77,8 +90,10 @@ def test_another_teams_notebook_stack_is_green_where_it_holds_no_torch_and_red_w
 
     wheels = sorted((ROOT / "examples" / "notebooks.wheelhouse").glob("*.whl"))
     if not wheels:
-        pytest.fail("examples/notebooks.wheelhouse is empty: bash scripts/example-wheelhouse.sh notebooks (.ci/run does)",
-                    pytrace=False)
+        pytest.fail(
+            "examples/notebooks.wheelhouse is empty: bash scripts/example-wheelhouse.sh notebooks (.ci/run does)",
+            pytrace=False,
+        )
     project = tmp_path / "notebooks"
     started = time.monotonic()
     done = run(tool, tmp_path, "init", "--example", "notebooks", "--directory", str(project))
@@ -91,7 +106,8 @@ def test_another_teams_notebook_stack_is_green_where_it_holds_no_torch_and_red_w
     print(f"notebooks phase 1 from init to green: {time.monotonic() - started:.0f}s")
     record = json.loads((project / "build" / "status.json").read_text())["cells"]
     assert {c: r["test"]["state"] for c, r in record.items()} == dict.fromkeys(
-        ["cpu-py3.11-base", "cpu-py3.11-lab", "cpu-py3.11-lab-slim"], "passed")
+        ["cpu-py3.11-base", "cpu-py3.11-lab", "cpu-py3.11-lab-slim"], "passed"
+    )
     assert "holds no torch (targets.lab.torch: false): no torch checks" in done.stdout
     assert "keeps test directories on purpose (targets.lab-slim.options.keep_tests)" in done.stdout
 

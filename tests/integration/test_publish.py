@@ -23,7 +23,11 @@ pytestmark = pytest.mark.docker
 
 ROOT = Path(__file__).resolve().parents[2]
 CELL = "cu1.0-py3.13-plain"
-H200 = {"driver": "580.159.04", "driver_cuda": "13.0", "devices": [{"name": "NVIDIA H200", "compute_capability": "9.0"}]}
+H200 = {
+    "driver": "580.159.04",
+    "driver_cuda": "13.0",
+    "devices": [{"name": "NVIDIA H200", "compute_capability": "9.0"}],
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +44,18 @@ def built(invoke, image_namespace, tmp_path_factory, docker_client, hardening_ma
 
 def _gpu_run(out: Path, image_id: str, **overrides) -> None:
     """The smoke record a GPU runner's `nox -s gpu_smoke-3.13 -- --require-gpu` leaves (this host has no GPU)."""
-    run = {"state": "passed", "image_id": image_id, "require_gpu": True, "gpu": "nvidia runtime gpu 0", "gpu_info": H200,
-           "finished": "2026-11-30T02:10:00Z", "passed": 33, "failed": 0, "skipped": 36, **overrides}
+    run = {
+        "state": "passed",
+        "image_id": image_id,
+        "require_gpu": True,
+        "gpu": "nvidia runtime gpu 0",
+        "gpu_info": H200,
+        "finished": "2026-11-30T02:10:00Z",
+        "passed": 33,
+        "failed": 0,
+        "skipped": 36,
+        **overrides,
+    }
     status.update_cell(out, CELL, SUITES_SECTION, {"smoke": run})
 
 
@@ -50,8 +64,13 @@ def _publish(invoke, built, *extra: str):
 
 
 def _registry_digest(registry: str, repo: str, tag: str) -> str:
-    req = urllib.request.Request(f"http://{registry}/v2/{repo}/manifests/{tag}", method="HEAD", headers={
-        "Accept": "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"})
+    req = urllib.request.Request(
+        f"http://{registry}/v2/{repo}/manifests/{tag}",
+        method="HEAD",
+        headers={
+            "Accept": "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"
+        },
+    )
     return urllib.request.urlopen(req, timeout=10).headers["Docker-Content-Digest"]
 
 
@@ -73,14 +92,18 @@ def test_refusals_name_the_reason_and_push_nothing(invoke, built, registry):
     doc["targets"]["plain"]["fragments"] = ["tiny-quick", "tiny-noisy"]  # another render, the same tag
     stale = built["root"] / "stale" / "matrix.yaml"
     stale.write_text(yaml.safe_dump(doc, sort_keys=False))
-    done = invoke("publish", "--matrix", str(stale), "--out", str(built["out"]), "--target", "plain", "--repository", repo)
+    done = invoke(
+        "publish", "--matrix", str(stale), "--out", str(built["out"]), "--target", "plain", "--repository", repo
+    )
     assert "stale: matrix.yaml or a fragment changed" in done.stdout, done.stdout
     with pytest.raises(urllib.error.HTTPError):
         _registry_digest(registry, "refused/tiny", "cu1.0-py3.13-plain")
     assert "publish" not in status.read_raw(built["out"])[CELL]
 
 
-def test_a_cell_tested_on_a_gpu_is_pushed_with_an_immutable_tag_and_its_digest_recorded(invoke, built, registry, docker_client):
+def test_a_cell_tested_on_a_gpu_is_pushed_with_an_immutable_tag_and_its_digest_recorded(
+    invoke, built, registry, docker_client
+):
     _gpu_run(built["out"], built["image_id"])
     repo = f"{registry}/team/tiny"
     done = _publish(invoke, built, "--repository", repo, "--dry-run")
@@ -117,7 +140,9 @@ def test_a_registry_that_is_down_is_a_clean_error_and_nothing_is_recorded(invoke
     _gpu_run(built["out"], built["image_id"])
     record_before = status.read_raw(built["out"])[CELL].get("publish")
     done = _publish(invoke, built, "--repository", "127.0.0.1:9/down/tiny")
-    assert done.returncode == 1 and "pushing 127.0.0.1:9/down/tiny:cu1.0-py3.13-plain-" in done.stderr  # the immutable tag first
+    assert (
+        done.returncode == 1 and "pushing 127.0.0.1:9/down/tiny:cu1.0-py3.13-plain-" in done.stderr
+    )  # the immutable tag first
     assert "connection refused" in done.stderr and "nothing more was recorded as published" in done.stderr
     assert "Traceback" not in done.stderr
     assert status.read_raw(built["out"])[CELL].get("publish") == record_before
@@ -128,22 +153,58 @@ def test_a_real_cpu_smoke_run_records_its_suite_and_is_refused(example_images, t
     env = {k: v for k, v in os.environ.items() if k != history.STATE_ENV}
     out = tmp_path / "b"
     example = str(ROOT / "examples" / "matrix.yaml")
-    done = subprocess.run([sys.executable, "-m", "imagematrix.testing", "--matrix", example, "--out", str(out),
-                           "--target", "runtime"], capture_output=True, text=True, env=env, timeout=1500, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "imagematrix.testing", "--matrix", example, "--out", str(out), "--target", "runtime"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1500,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout[-3000:]
     run = status.read_raw(out)["cu13.2-py3.13-runtime"][SUITES_SECTION]["smoke"]
     assert run["state"] == "passed" and "require_gpu" not in run
-    done = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(ROOT), "publish", "--matrix", example,
-                           "--out", str(out), "--target", "runtime", "--dry-run"], capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "invoke",
+            "--search-root",
+            str(ROOT),
+            "publish",
+            "--matrix",
+            example,
+            "--out",
+            str(out),
+            "--target",
+            "runtime",
+            "--dry-run",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 1 and "was not on a GPU" in done.stdout, done.stdout
 
 
 def test_candidates_are_pushed_by_the_build_tested_by_digest_on_a_runner_and_promoted_as_tested(
-        invoke, built, registry, docker_client, tmp_path):
+    invoke, built, registry, docker_client, tmp_path
+):
     cand = f"{registry}/cand/tiny"
-    done = invoke("build", "--matrix", str(built["matrix"]), "--out", str(built["out"]), "--target", "plain",
-                  "--push-candidates", cand)
-    assert done.returncode == 0 and f"candidate {CELL}: {cand}@sha256:" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]
+    done = invoke(
+        "build",
+        "--matrix",
+        str(built["matrix"]),
+        "--out",
+        str(built["out"]),
+        "--target",
+        "plain",
+        "--push-candidates",
+        cand,
+    )
+    assert done.returncode == 0 and f"candidate {CELL}: {cand}@sha256:" in done.stdout, (
+        done.stdout[-2000:] + done.stderr[-2000:]
+    )
     candidate = status.read_raw(built["out"])[CELL]["candidate"]
     assert candidate["tag"].startswith("cu1.0-py3.13-plain-") and candidate["image_id"] == built["image_id"]
     assert _registry_digest(registry, "cand/tiny", candidate["tag"]) == candidate["digest"]
@@ -152,8 +213,25 @@ def test_candidates_are_pushed_by_the_build_tested_by_digest_on_a_runner_and_pro
     ref = yaml.safe_load(built["matrix"].read_text())["image"] + ":" + CELL
     docker_client.images.remove(ref)  # the tag only: the candidate's tag still holds the image
     runner = tmp_path / "runner"
-    subprocess.run([sys.executable, "-m", "imagematrix.testing", "--matrix", str(built["matrix"]), "--out", str(runner),
-                    "--target", "plain", "--candidates", cand], capture_output=True, text=True, timeout=600, check=False)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "imagematrix.testing",
+            "--matrix",
+            str(built["matrix"]),
+            "--out",
+            str(runner),
+            "--target",
+            "plain",
+            "--candidates",
+            cand,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     run = status.read_raw(runner)[CELL][SUITES_SECTION]["smoke"]
     assert run["digest"] == candidate["digest"] and run["image_id"] == built["image_id"]
     assert docker_client.images.get(ref).id == built["image_id"]
@@ -176,29 +254,48 @@ ARM64_BASE = "imagematrix-base/debian-arm64:trixie-slim"
 
 
 def test_a_two_platform_release_tag_becomes_one_index_over_the_tested_digests(
-        invoke, image_namespace, tmp_path, docker_client, hardening_matrix, registry):
+    invoke, image_namespace, tmp_path, docker_client, hardening_matrix, registry
+):
     """linux/amd64 and linux/arm64 (under QEMU) cells of one tag: each published, then one index for the tag."""
     from docker.errors import ImageNotFound
 
     try:
         docker_client.images.get(ARM64_BASE)
     except ImageNotFound:
-        pytest.fail(f"{ARM64_BASE} is missing: IMAGEMATRIX_BASE_ARM64=trixie bash scripts/bootstrap-host.sh", pytrace=False)
-    matrix = hardening_matrix(tmp_path, f"{image_namespace}-multi/tiny", platforms=["linux/amd64", "linux/arm64"],
-                              overrides=[{"platform": "linux/arm64", "bases": {"devel": ARM64_BASE}}])
+        pytest.fail(
+            f"{ARM64_BASE} is missing: IMAGEMATRIX_BASE_ARM64=trixie bash scripts/bootstrap-host.sh", pytrace=False
+        )
+    matrix = hardening_matrix(
+        tmp_path,
+        f"{image_namespace}-multi/tiny",
+        platforms=["linux/amd64", "linux/arm64"],
+        overrides=[{"platform": "linux/arm64", "bases": {"devel": ARM64_BASE}}],
+    )
     out = tmp_path / "build"
     done = invoke("build", "--matrix", str(matrix), "--out", str(out), "--target", "plain")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     cells = {"linux/amd64": f"{CELL}-amd64", "linux/arm64": f"{CELL}-arm64"}
     for platform, cid in cells.items():
         image = docker_client.images.get(status.read_raw(out)[cid]["build"]["image_id"])
-        assert image.attrs["Architecture"] == platform.split("/")[1] and image.labels["imagematrix.platform"] == platform
-        status.update_cell(out, cid, SUITES_SECTION, {"smoke": {"state": "passed", "image_id": image.id, "require_gpu": True}})
+        assert (
+            image.attrs["Architecture"] == platform.split("/")[1] and image.labels["imagematrix.platform"] == platform
+        )
+        status.update_cell(
+            out, cid, SUITES_SECTION, {"smoke": {"state": "passed", "image_id": image.id, "require_gpu": True}}
+        )
     repo = f"{registry}/multi/tiny"
     done = invoke("publish", "--matrix", str(matrix), "--out", str(out), "--target", "plain", "--repository", repo)
-    assert done.returncode == 0 and f"index {repo}:{CELL}: linux/amd64, linux/arm64" in done.stdout, done.stdout + done.stderr
-    req = urllib.request.Request(f"http://{registry}/v2/multi/tiny/manifests/{CELL}", headers={"Accept": ", ".join([
-        "application/vnd.docker.distribution.manifest.list.v2+json", "application/vnd.oci.image.index.v1+json"])})
+    assert done.returncode == 0 and f"index {repo}:{CELL}: linux/amd64, linux/arm64" in done.stdout, (
+        done.stdout + done.stderr
+    )
+    req = urllib.request.Request(
+        f"http://{registry}/v2/multi/tiny/manifests/{CELL}",
+        headers={
+            "Accept": ", ".join(
+                ["application/vnd.docker.distribution.manifest.list.v2+json", "application/vnd.oci.image.index.v1+json"]
+            )
+        },
+    )
     index = json.load(urllib.request.urlopen(req, timeout=10))
     got = {f"{m['platform']['os']}/{m['platform']['architecture']}": m["digest"] for m in index["manifests"]}
     records = status.read_raw(out)
@@ -223,25 +320,36 @@ def _keys(invoke, where: Path) -> tuple[Path, Path]:
 
 
 def _verify(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "imagematrix", "verify", *args], capture_output=True, text=True,
-                          timeout=60, check=False, env={**os.environ, "COLUMNS": "400"})
+    return subprocess.run(
+        [sys.executable, "-m", "imagematrix", "verify", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "COLUMNS": "400"},
+    )
 
 
 def test_a_signed_publish_puts_the_result_and_an_sbom_beside_the_digest_where_verify_and_a_registry_walk_find_them(
-        invoke, built, registry, tmp_path):
+    invoke, built, registry, tmp_path
+):
     private, public = _keys(invoke, tmp_path / "keys")
     _, other = _keys(invoke, tmp_path / "other")
     _gpu_run(built["out"], built["image_id"], key=RUN_KEY)
     repo = f"{registry}/signed/tiny"
     done = _publish(invoke, built, "--repository", repo, "--signing-key", str(private))
-    assert done.returncode == 0 and f"signed {CELL}: 1 test result(s) and an SBOM of " in done.stdout, done.stdout + done.stderr
+    assert done.returncode == 0 and f"signed {CELL}: 1 test result(s) and an SBOM of " in done.stdout, (
+        done.stdout + done.stderr
+    )
     rec = status.read_raw(built["out"])[CELL]["publish"]
     att = rec["digest"].replace(":", "-") + ".att"
 
     # A plain walk of the registry API: the tag cosign uses, one OCI manifest, a DSSE layer per attestation.
     tags = json.loads(_get(registry, "/v2/signed/tiny/tags/list"))["tags"]
     assert att in tags
-    manifest = json.loads(_get(registry, f"/v2/signed/tiny/manifests/{att}", "application/vnd.oci.image.manifest.v1+json"))
+    manifest = json.loads(
+        _get(registry, f"/v2/signed/tiny/manifests/{att}", "application/vnd.oci.image.manifest.v1+json")
+    )
     assert manifest["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
     assert [layer["mediaType"] for layer in manifest["layers"]] == ["application/vnd.dsse.envelope.v1+json"] * 2
     assert [layer["annotations"]["predicateType"] for layer in manifest["layers"]] == ATT_TYPES
@@ -251,16 +359,23 @@ def test_a_signed_publish_puts_the_result_and_an_sbom_beside_the_digest_where_ve
     statement = json.loads(base64.b64decode(envelope["payload"]))
     assert statement["subject"][0]["digest"]["sha256"] == rec["digest"].removeprefix("sha256:")
     purls = [c["purl"] for c in statement["predicate"]["components"]]
-    assert any(p.startswith("pkg:deb/debian/libc6@") and "arch=amd64" in p and "distro=debian-13" in p for p in purls), purls
+    assert any(
+        p.startswith("pkg:deb/debian/libc6@") and "arch=amd64" in p and "distro=debian-13" in p for p in purls
+    ), purls
     assert rec["sbom_packages"] == len(purls) and Path(rec["sbom"]).is_file()
 
     # verify: by tag, against the GPU and driver branch measured; refused for another GPU or another key.
     ref = f"{repo}:{rec['tags'][0]}"
     done = _verify(ref, "--key", str(public), "--gpu", "H200", "--driver", "580", "--suite", "smoke")
-    assert done.returncode == 0 and done.stdout.startswith(f"verified: {rec['digest'][:19]} passed the smoke suite"), done.stdout
+    assert done.returncode == 0 and done.stdout.startswith(f"verified: {rec['digest'][:19]} passed the smoke suite"), (
+        done.stdout
+    )
     assert f"{repo}:{att}, layer 1" in done.stdout
     done = _verify(ref, "--key", str(public), "--cc", "8.0")
-    assert done.returncode == 1 and "refused by gpu: measured on NVIDIA H200 (9.0), not on compute capability 8.0" in done.stdout
+    assert (
+        done.returncode == 1
+        and "refused by gpu: measured on NVIDIA H200 (9.0), not on compute capability 8.0" in done.stdout
+    )
     done = _verify(ref, "--key", str(other))
     assert done.returncode == 1 and "refused by signature" in done.stdout, done.stdout
 
@@ -273,7 +388,8 @@ def test_a_signed_publish_puts_the_result_and_an_sbom_beside_the_digest_where_ve
 
 
 def test_verify_refuses_a_tampered_predicate_another_digest_another_key_a_failed_and_an_expired_result(
-        invoke, built, registry, tmp_path, docker_client):
+    invoke, built, registry, tmp_path, docker_client
+):
     import base64
 
     from imagematrix.evidence import attest
@@ -284,10 +400,21 @@ def test_verify_refuses_a_tampered_predicate_another_digest_another_key_a_failed
     repo = f"{registry}/forged/tiny"
     image = docker_client.images.get(built["image_id"])
     image.tag(repo, "v1")
-    digest = next(line for line in docker_client.images.push(repo, "v1", stream=True, decode=True)
-                  if (line.get("aux") or {}).get("Digest"))["aux"]["Digest"]
-    run = {"state": "passed", "suite": "smoke", "passed": 33, "failed": 0, "skipped": 36, "require_gpu": True,
-           "gpu_info": H200, "finished": "2026-11-30T02:10:00Z"}
+    digest = next(
+        line
+        for line in docker_client.images.push(repo, "v1", stream=True, decode=True)
+        if (line.get("aux") or {}).get("Digest")
+    )["aux"]["Digest"]
+    run = {
+        "state": "passed",
+        "suite": "smoke",
+        "passed": 33,
+        "failed": 0,
+        "skipped": 36,
+        "require_gpu": True,
+        "gpu_info": H200,
+        "finished": "2026-11-30T02:10:00Z",
+    }
 
     def signed(key: Path, subject: str = digest, **change) -> dict:
         return attest.sign(attest.statement(repo, subject, CELL, {**run, **change}), attest.signer(str(key)))
@@ -296,14 +423,24 @@ def test_verify_refuses_a_tampered_predicate_another_digest_another_key_a_failed
     doc = json.loads(base64.b64decode(tampered["payload"]))
     doc["predicate"].update(result="passed", failed=0)
     tampered["payload"] = base64.b64encode(json.dumps(doc).encode()).decode()
-    forged = [tampered, signed(private, subject="sha256:" + "0" * 64), signed(other_private),
-              signed(private, state="failed", failed=2), signed(private, finished="2025-01-01T00:00:00Z")]
+    forged = [
+        tampered,
+        signed(private, subject="sha256:" + "0" * 64),
+        signed(other_private),
+        signed(private, state="failed", failed=2),
+        signed(private, finished="2025-01-01T00:00:00Z"),
+    ]
     oci.attach(repo, digest, [(attest.PREDICATE_TYPE, e) for e in forged])
     done = _verify(f"{repo}:v1", "--key", str(public), "--max-age", "90")
     assert done.returncode == 1, done.stdout
     lines = done.stdout.splitlines()
-    assert [line.split(":")[0] for line in lines] == ["refused by signature", "refused by subject", "refused by signature",
-                                                      "refused by result", "refused by expired"], done.stdout
+    assert [line.split(":")[0] for line in lines] == [
+        "refused by signature",
+        "refused by subject",
+        "refused by signature",
+        "refused by result",
+        "refused by expired",
+    ], done.stdout
     assert "the smoke suite failed" in lines[3] and "more than 90 days ago" in lines[4]
     oci.attach(repo, digest, [(attest.PREDICATE_TYPE, signed(private))])  # the real one, beside the forgeries
     done = _verify(f"{repo}@{digest}", "--key", str(public), "--max-age", "90")
@@ -323,15 +460,23 @@ def test_publish_with_a_verify_key_refuses_a_result_no_attestation_by_that_key_b
     repo = f"{registry}/keyed/tiny"
 
     def publish(attestation: Path | None = None):
-        _gpu_run(built["out"], built["image_id"], key=RUN_KEY, **({"attestation": str(attestation)} if attestation else {}))
-        return invoke("publish", "--matrix", str(matrix), "--out", str(built["out"]), "--target", "plain", "--repository", repo)
+        _gpu_run(
+            built["out"], built["image_id"], key=RUN_KEY, **({"attestation": str(attestation)} if attestation else {})
+        )
+        return invoke(
+            "publish", "--matrix", str(matrix), "--out", str(built["out"]), "--target", "plain", "--repository", repo
+        )
 
     done = publish()  # a "passed" line alone, as a merged or edited record would have it
-    assert done.returncode == 1 and "no attestation by imagematrix.pub backs its smoke result" in done.stdout, done.stdout
+    assert done.returncode == 1 and "no attestation by imagematrix.pub backs its smoke result" in done.stdout, (
+        done.stdout
+    )
     run = {**status.read_raw(built["out"])[CELL][SUITES_SECTION]["smoke"], "suite": "smoke"}  # as the runner signs it
     for key, expect in ((other_private, "refused by signature"), (private, None)):
         path = tmp_path / f"{key.parent.name}.intoto.json"
-        path.write_text(json.dumps(attest.sign(attest.statement(repo, built["image_id"], CELL, run), attest.signer(str(key)))))
+        path.write_text(
+            json.dumps(attest.sign(attest.statement(repo, built["image_id"], CELL, run), attest.signer(str(key))))
+        )
         done = publish(path)
         if expect:
             assert done.returncode == 1 and expect in done.stdout, done.stdout

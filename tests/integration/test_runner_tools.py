@@ -24,7 +24,12 @@ def test_report_after_a_real_build_and_test_run_merges_another_runners_history(e
     other = tmp_path / "other-runner"
     done = subprocess.run(
         [sys.executable, "-m", "imagematrix.testing", "--matrix", EXAMPLE, "--out", str(other), "--target", "devel"],
-        capture_output=True, text=True, env=env, timeout=1500, check=False)
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1500,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     events, _ = history.read([other / history.HISTORY_FILE])
     assert [(e["kind"], e["cell"], e["state"]) for e in events] == [("test", "cu13.2-py3.13-devel", "passed")]
@@ -44,8 +49,10 @@ def test_report_after_a_real_build_and_test_run_merges_another_runners_history(e
 
 def _labelled_image(docker_client, cell: str, salt: str, tag: str | None) -> str:
     # The title label lets the session's teardown find the untagged ones too.
-    dockerfile = (f"FROM debian:trixie-slim\nLABEL imagematrix.cell={cell} org.opencontainers.image.title={cell}\n"
-                  f"RUN echo {salt} > /salt\n")
+    dockerfile = (
+        f"FROM debian:trixie-slim\nLABEL imagematrix.cell={cell} org.opencontainers.image.title={cell}\n"
+        f"RUN echo {salt} > /salt\n"
+    )
     image, _ = docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True)
     return image.id
 

@@ -20,8 +20,12 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "matrix.yaml"
 SLIM_TESTS = "test_slim_runtime.py"
 SLIM_CHECKS = {  # every check must run and pass on the example runtime image: none may skip
-    "test_test_suites_were_pruned", "test_kept_what_cpp_extension_needs", "test_no_second_copy_of_cuda_or_conda",
-    "test_symlinks_resolve", "test_every_shared_library_resolves", "test_torch_imports_in_a_fresh_interpreter",
+    "test_test_suites_were_pruned",
+    "test_kept_what_cpp_extension_needs",
+    "test_no_second_copy_of_cuda_or_conda",
+    "test_symlinks_resolve",
+    "test_every_shared_library_resolves",
+    "test_torch_imports_in_a_fresh_interpreter",
 }
 
 pytestmark = pytest.mark.docker
@@ -44,12 +48,23 @@ def test_slim_checks_pass_in_the_example_runtime_image(example_images, docker_cl
             os.chown(d, owner, owner)
     name = f"imagematrix-test-slim-{os.getpid()}-{int(time.time())}"
     spec = testrun_docker.container_spec(
-        image.id, image.attrs["Config"].get("Env") or [], opts, cell.id, paths, tools,
-        testrun_docker.detect_gpu(docker_client.info()), testrun_docker.container_user(os.geteuid(), os.getegid()), name,
+        image.id,
+        image.attrs["Config"].get("Env") or [],
+        opts,
+        cell.id,
+        paths,
+        tools,
+        testrun_docker.detect_gpu(docker_client.info()),
+        testrun_docker.container_user(os.geteuid(), os.getegid()),
+        name,
     )
     junit_in = f"{testrun_docker.RESULTS_IN}/{testrun_docker.JUNIT_NAME}"
-    spec["command"] = ["python", "-m", "pytest",
-                       *suite.pytest_args(opts, f"{testrun_docker.TESTS_IN}/{SLIM_TESTS}", junit_in, cell.id)]
+    spec["command"] = [
+        "python",
+        "-m",
+        "pytest",
+        *suite.pytest_args(opts, f"{testrun_docker.TESTS_IN}/{SLIM_TESTS}", junit_in, cell.id),
+    ]
     spec["network_disabled"] = True  # a slim image must not need to fetch anything to work
     container = docker_client.containers.create(**spec)
     try:
@@ -61,9 +76,12 @@ def test_slim_checks_pass_in_the_example_runtime_image(example_images, docker_cl
             container.remove(force=True)
     summary = testgrid.parse_junit(paths.results / testrun_docker.JUNIT_NAME)
     assert code == 0, f"slim checks failed in {cell.ref} (exit {code}):\n{logs[-6000:]}"
-    assert (summary.passed, summary.failed, summary.skipped, summary.errors) == (len(SLIM_CHECKS), 0, 0, 0), logs[-4000:]
+    assert (summary.passed, summary.failed, summary.skipped, summary.errors) == (len(SLIM_CHECKS), 0, 0, 0), logs[
+        -4000:
+    ]
     passed = {  # from the JUnit file: pytest's verbose lines differ with and without xdist
-        case.get("name") for case in ElementTree.parse(paths.results / testrun_docker.JUNIT_NAME).iter("testcase")
+        case.get("name")
+        for case in ElementTree.parse(paths.results / testrun_docker.JUNIT_NAME).iter("testcase")
         if not any(child.tag in ("failure", "error", "skipped") for child in case)
     }
     assert passed == SLIM_CHECKS, logs[-4000:]

@@ -32,9 +32,25 @@ def locked(docker_client, invoke, image_namespace, tmp_path_factory) -> tuple[Pa
 
 def suite(matrix: Path, build: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "imagematrix.testing", "--matrix", str(matrix), "--out", str(build), "--target", "devel",
-         "--", "-k", "test_environment or test_abi"],
-        cwd=ROOT, capture_output=True, text=True, timeout=900, check=False,
+        [
+            sys.executable,
+            "-m",
+            "imagematrix.testing",
+            "--matrix",
+            str(matrix),
+            "--out",
+            str(build),
+            "--target",
+            "devel",
+            "--",
+            "-k",
+            "test_environment or test_abi",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
     )
 
 
@@ -59,7 +75,9 @@ def test_a_distribution_the_lock_does_not_name_fails_the_suite(locked, docker_cl
     matrix, build, ref = locked
     site = "/opt/venv/lib/python3.13/site-packages/rogue-1.0.dist-info"
     (tmp_path / "Dockerfile").write_text(
-        f"FROM {ref}\nRUN mkdir -p {site} && printf 'Metadata-Version: 2.1\\nName: rogue\\nVersion: 1.0\\n' > {site}/METADATA\n")
+        f"FROM {ref}\nRUN mkdir -p {site} && printf 'Metadata-Version: 2.1\\nName: rogue\\nVersion: 1.0\\n' > "
+        f"{site}/METADATA\n"
+    )
     subprocess.run(["docker", "build", "-q", "-t", ref, str(tmp_path)], check=True, capture_output=True, timeout=300)
     done = suite(matrix, build)
     assert done.returncode == 1, done.stdout[-3000:]

@@ -109,18 +109,22 @@ def test_without_a_vertex_error_the_quoted_step_heading_is_used():
     assert log.error() == "rpc error: code = Unknown"
 
 
-PIP_SOURCE_BUILD = """\
+PIP_SOURCE_BUILD = (
+    """\
 #7 [pyg-devel 1/2] RUN python -m pip install --no-build-isolation torch_scatter==2.1.2
 #7 3.210 Building wheels for collected packages: torch_scatter
 #7 95.10 csrc/cuda/scatter_cuda.cu(41): error: identifier "AT_DISPATCH_X" is undefined
 #7 95.11 1 error detected in the compilation of "csrc/cuda/scatter_cuda.cu".
 #7 96.00 g++: fatal error: Killed signal terminated program cc1plus
 #7 120.5 error: command '/usr/local/cuda/bin/nvcc' failed with exit code 2
-""" + "".join(f"#7 121.{i} note: line {i} of pip's epilogue\n" for i in range(30)) + """\
+"""
+    + "".join(f"#7 121.{i} note: line {i} of pip's epilogue\n" for i in range(30))
+    + """\
 #7 182.7 ERROR: Could not build wheels for torch_scatter, which is required to install pyproject.toml-based projects
 #7 ERROR: process "/bin/sh -c python -m pip install" did not complete successfully: exit code: 1
 ERROR: failed to solve: process "/bin/sh -c python -m pip install" did not complete successfully: exit code: 1
 """
+)
 
 
 def test_the_lines_that_name_the_cause_are_kept_when_the_tail_has_scrolled_past_them():

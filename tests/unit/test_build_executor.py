@@ -68,7 +68,9 @@ class FakeEngine:
 
     def ping(self) -> bool:
         if not self.alive:
-            raise requests.exceptions.ConnectionError("Connection aborted: FileNotFoundError(2, 'No such file or directory')")
+            raise requests.exceptions.ConnectionError(
+                "Connection aborted: FileNotFoundError(2, 'No such file or directory')"
+            )
         return True
 
     def get(self, ref: str) -> FakeImage:
@@ -133,8 +135,11 @@ def test_a_failed_cell_blocks_only_its_dependants(engine, tmp_path):
     engine.fail = {"broken"}
     states = execute(engine, tmp_path)
     assert states == {
-        cid("devel"): "built", cid("broken"): "failed", cid("extra"): "built",
-        cid("runtime"): "built", cid("broken-runtime"): "blocked",
+        cid("devel"): "built",
+        cid("broken"): "failed",
+        cid("extra"): "built",
+        cid("runtime"): "built",
+        cid("broken-runtime"): "blocked",
     }
     assert recorded(tmp_path) == states
     assert "broken-runtime" not in engine.built  # not attempted
@@ -147,7 +152,9 @@ def test_a_failed_root_blocks_every_descendant_with_the_root_as_cause(engine, tm
     engine.fail = {"devel"}
     states = execute(engine, tmp_path)
     assert states[cid("devel")] == "failed"
-    assert {c for c, s in states.items() if s == "blocked"} == {cid(t) for t in ("broken", "extra", "runtime", "broken-runtime")}
+    assert {c for c, s in states.items() if s == "blocked"} == {
+        cid(t) for t in ("broken", "extra", "runtime", "broken-runtime")
+    }
     assert {r["build"].get("blocked_by") for c, r in read_raw(tmp_path).items() if c != cid("devel")} == {cid("devel")}
     assert engine.built == ["devel"]
 
@@ -181,7 +188,9 @@ def test_no_cache_builds_shared_stages_once_per_run(engine, tmp_path):
     assert filters == ["prune-runtime", "runtime"]  # devel's stages come from the devel build just made
     broken_runtime = engine.argvs["broken-runtime"]
     assert [broken_runtime[i + 1] for i, a in enumerate(broken_runtime) if a == "--no-cache-filter"] == [
-        "prune-broken-runtime", "broken-runtime"]
+        "prune-broken-runtime",
+        "broken-runtime",
+    ]
 
 
 def test_a_rebuild_removes_the_image_it_replaced_but_no_other(engine, tmp_path):
@@ -205,7 +214,9 @@ def test_the_build_hash_ignores_how_a_build_runs_but_not_what_it_makes(tmp_path)
     bases = builds.cell_bases(step, plan)
     ids = {"debian:trixie-slim": "sha256:aa"}
     h = builds.build_hash(step, BuildOptions(), ids, bases)
-    how = BuildOptions(no_cache=True, pull=True, cache_from=("type=local,src=x",), ca_cert=Path("/x"), build_args=("HTTP_PROXY",))
+    how = BuildOptions(
+        no_cache=True, pull=True, cache_from=("type=local,src=x",), ca_cert=Path("/x"), build_args=("HTTP_PROXY",)
+    )
     assert builds.build_hash(step, how, ids, bases) == h
     assert builds.build_hash(step, BuildOptions(labels={BUILD_HASH_LABEL: "old"}), ids, bases) == h
     assert builds.build_hash(step, BuildOptions(labels={"org.example": "1"}), ids, bases) != h
@@ -235,8 +246,11 @@ def test_a_host_fault_fails_the_cell_and_starts_nothing_more(engine, tmp_path, f
         execute(engine, tmp_path)
     assert exc.value.exit_code == 1
     assert recorded(tmp_path) == {
-        cid("devel"): "built", cid("broken"): "failed", cid("extra"): "blocked",
-        cid("runtime"): "blocked", cid("broken-runtime"): "blocked",
+        cid("devel"): "built",
+        cid("broken"): "failed",
+        cid("extra"): "blocked",
+        cid("runtime"): "blocked",
+        cid("broken-runtime"): "blocked",
     }
     assert engine.built == ["devel", "broken"]  # nothing started after the fault
     cells = read_raw(tmp_path)

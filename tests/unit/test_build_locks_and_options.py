@@ -67,10 +67,15 @@ def test_clean_refuses_while_a_build_runs_and_never_removes_the_working_director
     assert not (tmp_path / "b").exists()
 
 
-@pytest.mark.parametrize(("spec", "kind"), [
-    ("type=local,dest=/tmp/c", "local"), ("type=inline", "inline"), ("user/app:cache", "registry"),
-    ("mode=max, type=gha", "gha"),
-])
+@pytest.mark.parametrize(
+    ("spec", "kind"),
+    [
+        ("type=local,dest=/tmp/c", "local"),
+        ("type=inline", "inline"),
+        ("user/app:cache", "registry"),
+        ("mode=max, type=gha", "gha"),
+    ],
+)
 def test_cache_type(spec, kind):
     assert cache_type(spec) == kind
 
@@ -101,7 +106,9 @@ def test_a_named_builder_or_a_context_builder_is_addressed_as_buildx_wants(examp
     context = Builder(BUILDX, driver="docker", name="gpu-box", engine="unix:///run/gpu-box.sock")
     argv = build_argv(step, for_builder(BuildOptions(builder="gpu-box"), context), BUILDX)
     assert argv[:6] == ["docker", "--context", "gpu-box", "buildx", "build", "--load"] and "--builder" not in argv
-    assert "builder gpu-box: buildx" in context.describe() and "images into unix:///run/gpu-box.sock" in context.describe()
+    assert (
+        "builder gpu-box: buildx" in context.describe() and "images into unix:///run/gpu-box.sock" in context.describe()
+    )
 
 
 def test_a_cell_of_the_platforms_axis_is_built_for_its_platform(example_matrix, tmp_path):

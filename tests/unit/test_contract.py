@@ -11,9 +11,15 @@ from imagematrix.matrix.load import load_matrix
 from imagematrix.matrix.render import render_cell
 
 ROOT = Path(__file__).resolve().parents[2]
-MATRICES = ["matrix.yaml", "examples/matrix.yaml", "examples/platform.yaml", "examples/cpu.yaml", "examples/uv.yaml",
-            "examples/arm64.yaml",
-            "tests/gpu-machine/matrix.yaml"]
+MATRICES = [
+    "matrix.yaml",
+    "examples/matrix.yaml",
+    "examples/platform.yaml",
+    "examples/cpu.yaml",
+    "examples/uv.yaml",
+    "examples/arm64.yaml",
+    "tests/gpu-machine/matrix.yaml",
+]
 
 
 @pytest.mark.parametrize("name", MATRICES)
@@ -23,7 +29,11 @@ def test_every_rendered_manifest_parses_back_to_its_cell(name):
         r = render_cell(m, cell)
         parsed = contract.parse_manifest(r.manifest, f"{cell.id}/cell.json")
         assert (parsed.id, parsed.kind, parsed.python, parsed.cuda, parsed.torch_cuda, parsed.target) == (
-            cell.id, cell.target.kind, cell.python, None if cell.cuda.cpu else cell.cuda.version, cell.cuda.torch_cuda,
+            cell.id,
+            cell.target.kind,
+            cell.python,
+            None if cell.cuda.cpu else cell.cuda.version,
+            cell.cuda.torch_cuda,
             cell.target.name,
         )
         assert parsed.torch == (cell.packages.get("torch") or None)
@@ -34,7 +44,10 @@ def test_every_rendered_manifest_parses_back_to_its_cell(name):
         labels = contract.labels(r.manifest, "base", m.labels)
         assert labels[contract.CELL_LABEL] == cell.id
         assert labels[contract.INPUT_HASH_LABEL] == r.input_hash
-        assert f"{contract.CELL_LABEL}=" in r.dockerfile and f"COPY imagematrix/{cell.target.name}.json {contract.MANIFEST_PATH}" in r.dockerfile
+        assert (
+            f"{contract.CELL_LABEL}=" in r.dockerfile
+            and f"COPY imagematrix/{cell.target.name}.json {contract.MANIFEST_PATH}" in r.dockerfile
+        )
 
 
 def test_the_matrix_and_the_suite_share_one_vocabulary():

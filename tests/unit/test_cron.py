@@ -69,8 +69,11 @@ def got(entries, tz: str, late: timedelta | tuple[timedelta, ...]) -> Counter | 
     zone = ZoneInfo(tz)
     start = datetime(YEAR, 1, 1, tzinfo=zone).astimezone(timezone.utc)
     end = datetime(YEAR + 1, 1, 1, tzinfo=zone).astimezone(timezone.utc)
-    fires = [(fired, t) for fired in cron.utc_schedule(tuple(e["cron"] for e in entries), tz)
-             for t in _between(fired, start, end)]
+    fires = [
+        (fired, t)
+        for fired in cron.utc_schedule(tuple(e["cron"] for e in entries), tz)
+        for t in _between(fired, start, end)
+    ]
     outs = []
     for lateness in lates:
         out = Counter()

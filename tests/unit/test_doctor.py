@@ -13,12 +13,16 @@ from imagematrix.matrix.plan import Selection, make_plan
 
 
 def test_kernel_module_version_from_proc_text():
-    assert driver_probe.kernel_module(
-        "NVRM version: NVIDIA UNIX x86_64 Kernel Module  580.159.04  Tue Oct 14 2025\nGCC version: gcc 13"
-    ) == "580.159.04"
-    assert driver_probe.kernel_module(
-        "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  570.86.15  Release Build"
-    ) == "570.86.15"
+    assert (
+        driver_probe.kernel_module(
+            "NVRM version: NVIDIA UNIX x86_64 Kernel Module  580.159.04  Tue Oct 14 2025\nGCC version: gcc 13"
+        )
+        == "580.159.04"
+    )
+    assert (
+        driver_probe.kernel_module("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  570.86.15  Release Build")
+        == "570.86.15"
+    )
     assert driver_probe.kernel_module("no driver here") is None
 
 
@@ -29,7 +33,9 @@ def test_the_probe_is_stdlib_only_and_says_why_without_a_driver():
     imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
     # This CPU host has no libcuda: the probe answers with the reason, not a traceback.
-    out = subprocess.run([sys.executable, "-c", doctor.PROBE_SOURCE.read_text()], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", doctor.PROBE_SOURCE.read_text()], capture_output=True, text=True, check=True
+    )
     seen = json.loads(out.stdout)
     if seen["libcuda"] is None:
         assert "libcuda.so.1 cannot be loaded" in seen["error"] and seen["devices"] == []
@@ -68,7 +74,9 @@ def test_wsl2_is_recognised_with_its_gpu_path(tmp_path):
     release.write_text("6.6.36.6-microsoft-standard-WSL2\n")
     lib = tmp_path / "wsl-lib"
     assert platform_os.wsl(release, lib) == "WSL2"
-    assert not wsl_check("WSL2", lib)[0].ok and "update the NVIDIA driver on Windows" in wsl_check("WSL2", lib)[0].detail
+    assert (
+        not wsl_check("WSL2", lib)[0].ok and "update the NVIDIA driver on Windows" in wsl_check("WSL2", lib)[0].detail
+    )
     lib.mkdir()
     (lib / "libcuda.so.1").write_text("")
     check = wsl_check("WSL2", lib)[0]

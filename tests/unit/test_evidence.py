@@ -18,11 +18,21 @@ from imagematrix.evidence.registry import Ref, RegistryError, att_tag
 from imagematrix.evidence.verify import gpu_cc, verify_envelopes
 
 DIGEST = "sha256:" + "ab" * 32
-RUN = {"state": "passed", "suite": "smoke", "passed": 33, "failed": 0, "skipped": 36, "require_gpu": True,
-       "key": {"value": "k" * 64, "image": DIGEST, "suite": "s" * 64, "host": "h" * 64},
-       "gpu_info": {"driver": "580.159.04", "driver_cuda": "13.0",
-                    "devices": [{"name": "NVIDIA H200", "compute_capability": "9.0"}]},
-       "finished": "2026-12-01T02:10:00Z"}
+RUN = {
+    "state": "passed",
+    "suite": "smoke",
+    "passed": 33,
+    "failed": 0,
+    "skipped": 36,
+    "require_gpu": True,
+    "key": {"value": "k" * 64, "image": DIGEST, "suite": "s" * 64, "host": "h" * 64},
+    "gpu_info": {
+        "driver": "580.159.04",
+        "driver_cuda": "13.0",
+        "devices": [{"name": "NVIDIA H200", "compute_capability": "9.0"}],
+    },
+    "finished": "2026-12-01T02:10:00Z",
+}
 
 
 @pytest.fixture(scope="module")
@@ -30,13 +40,18 @@ def keys(tmp_path_factory) -> dict[str, Path]:
     a, b = tmp_path_factory.mktemp("a"), tmp_path_factory.mktemp("b")
     attest.keygen(a)
     attest.keygen(b)
-    return {"private": a / attest.PRIVATE_NAME, "public": a / attest.PUBLIC_NAME, "other": b / attest.PUBLIC_NAME,
-            "other_private": b / attest.PRIVATE_NAME}
+    return {
+        "private": a / attest.PRIVATE_NAME,
+        "public": a / attest.PUBLIC_NAME,
+        "other": b / attest.PUBLIC_NAME,
+        "other_private": b / attest.PRIVATE_NAME,
+    }
 
 
 def signed(keys, run=RUN, digest=DIGEST, private="private") -> dict:
-    return attest.sign(attest.statement("127.0.0.1:5000/team/x", digest, "cu13.2-py3.13-devel", run),
-                       attest.signer(str(keys[private])))
+    return attest.sign(
+        attest.statement("127.0.0.1:5000/team/x", digest, "cu13.2-py3.13-devel", run), attest.signer(str(keys[private]))
+    )
 
 
 def answer(keys, envelopes, digest=DIGEST, **asked):
@@ -70,18 +85,21 @@ def test_a_passing_result_verifies_with_its_key_and_covers_its_gpu_and_driver(ke
     assert "passed the smoke suite (33 passed, 36 skipped) on NVIDIA H200 (9.0), driver 580.159.04" in got.lines[0]
 
 
-@pytest.mark.parametrize(("change", "asked", "part"), [
-    ("tamper", {}, "signature"),
-    ("other key", {}, "signature"),
-    ("other digest", {}, "subject"),
-    ("failed", {}, "result"),
-    ("no --require-gpu", {}, "result"),
-    ("old", {"max_age_days": 7}, "expired"),
-    ("none", {"cc": "8.0"}, "gpu"),
-    ("none", {"driver": "570"}, "driver"),
-    ("none", {"suite": "full"}, "suite"),
-    ("none", {"run_key": {"value": "x" * 64}}, "key"),
-])
+@pytest.mark.parametrize(
+    ("change", "asked", "part"),
+    [
+        ("tamper", {}, "signature"),
+        ("other key", {}, "signature"),
+        ("other digest", {}, "subject"),
+        ("failed", {}, "result"),
+        ("no --require-gpu", {}, "result"),
+        ("old", {"max_age_days": 7}, "expired"),
+        ("none", {"cc": "8.0"}, "gpu"),
+        ("none", {"driver": "570"}, "driver"),
+        ("none", {"suite": "full"}, "suite"),
+        ("none", {"run_key": {"value": "x" * 64}}, "key"),
+    ],
+)
 def test_each_check_refuses_with_its_own_reason(keys, change, asked, part):
     run, digest, private = copy.deepcopy(RUN), DIGEST, "private"
     if change == "failed":
@@ -111,8 +129,15 @@ def test_no_attestation_or_only_an_sbom_is_not_a_pass(keys):
     assert not got.ok and "none of the 1 attestation(s) is a GPU test result" in got.lines[0]
 
 
-@pytest.mark.parametrize("envelope", [{}, {"payload": "!!", "payloadType": attest.PAYLOAD_TYPE, "signatures": []},
-                                      {"payload": 1, "payloadType": None, "signatures": "x"}, []])
+@pytest.mark.parametrize(
+    "envelope",
+    [
+        {},
+        {"payload": "!!", "payloadType": attest.PAYLOAD_TYPE, "signatures": []},
+        {"payload": 1, "payloadType": None, "signatures": "x"},
+        [],
+    ],
+)
 def test_a_damaged_envelope_is_refused_not_a_crash(keys, envelope):
     got = answer(keys, [envelope])
     assert not got.ok and got.lines[0].startswith("refused by "), got.lines
@@ -126,8 +151,11 @@ def test_a_gpu_is_named_from_the_catalogue_or_by_compute_capability():
         gpu_cc("H100", "9.0")
 
 
-LISTING = {"python": {"torch": "2.15.0", "Jinja2": "3.1.6"}, "debian": {"libc6": "2.41-12", "g++": "4:14.2.0-1"},
-           "system": {"arch": "arm64", "id": "debian", "distro": "debian-13"}}
+LISTING = {
+    "python": {"torch": "2.15.0", "Jinja2": "3.1.6"},
+    "debian": {"libc6": "2.41-12", "g++": "4:14.2.0-1"},
+    "system": {"arch": "arm64", "id": "debian", "distro": "debian-13"},
+}
 
 
 def test_the_sbom_is_cyclonedx_with_purls_that_name_architecture_and_distribution():
@@ -146,13 +174,16 @@ def test_hostile_package_names_stay_data_in_the_sbom():
     assert sbom.packages_of(doc) == {"python": odd["python"], "debian": odd["debian"]}
 
 
-@pytest.mark.parametrize(("ref", "parts"), [
-    ("127.0.0.1:5000/team/x:v1", ("127.0.0.1:5000", "team/x", "v1", None)),
-    ("localhost/x@" + DIGEST, ("localhost", "x", None, DIGEST)),
-    ("ghcr.io/org/name", ("ghcr.io", "org/name", None, None)),
-    ("pytorch/pytorch:2.9", ("registry-1.docker.io", "pytorch/pytorch", "2.9", None)),
-    ("debian", ("registry-1.docker.io", "library/debian", None, None)),
-])
+@pytest.mark.parametrize(
+    ("ref", "parts"),
+    [
+        ("127.0.0.1:5000/team/x:v1", ("127.0.0.1:5000", "team/x", "v1", None)),
+        ("localhost/x@" + DIGEST, ("localhost", "x", None, DIGEST)),
+        ("ghcr.io/org/name", ("ghcr.io", "org/name", None, None)),
+        ("pytorch/pytorch:2.9", ("registry-1.docker.io", "pytorch/pytorch", "2.9", None)),
+        ("debian", ("registry-1.docker.io", "library/debian", None, None)),
+    ],
+)
 def test_references_are_read_as_docker_reads_them(ref, parts):
     r = Ref.parse(ref)
     assert (r.registry, r.repository, r.tag, r.digest) == parts

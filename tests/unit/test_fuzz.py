@@ -26,21 +26,62 @@ from imagematrix.reports import sheet
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-PAYLOADS = ["x\nRUN touch /pwned", "$(touch pwned)", "`id`", "a;b", "'\"", "\r\n| x |", "${{ github.token }}",
-            "<img src=http://x/y.png>", "[a](http://evil)", "![i](http://x/i.png)", "www.evil.com", "a@b.com",
-            "\x1b[2J", "\x00", "\\", "# h", "- item", "---", "{{ 7*7 }}", "{% raw %}", "é☕", " ", ""]
-TEXT = st.one_of(st.sampled_from(PAYLOADS), st.text(max_size=30),
-                 st.builds(lambda a, b: a + b, st.sampled_from(PAYLOADS), st.text(max_size=10)))
+PAYLOADS = [
+    "x\nRUN touch /pwned",
+    "$(touch pwned)",
+    "`id`",
+    "a;b",
+    "'\"",
+    "\r\n| x |",
+    "${{ github.token }}",
+    "<img src=http://x/y.png>",
+    "[a](http://evil)",
+    "![i](http://x/i.png)",
+    "www.evil.com",
+    "a@b.com",
+    "\x1b[2J",
+    "\x00",
+    "\\",
+    "# h",
+    "- item",
+    "---",
+    "{{ 7*7 }}",
+    "{% raw %}",
+    "é☕",
+    " ",
+    "",
+]
+TEXT = st.one_of(
+    st.sampled_from(PAYLOADS),
+    st.text(max_size=30),
+    st.builds(lambda a, b: a + b, st.sampled_from(PAYLOADS), st.text(max_size=10)),
+)
 
 # Every string field of examples/matrix.yaml (and a few the example leaves to defaults), as a key path.
 FIELDS = [
-    ("image",), ("tag",), ("labels", "org.opencontainers.image.source"), ("python", 0),
-    ("cuda", "13.2", "torch_cuda"), ("cuda", "13.2", "torch_index"), ("cuda", "13.2", "arch_list"),
-    ("cuda", "13.2", "bases", "devel"), ("packages", "torch"), ("targets", "devel", "description"),
-    ("targets", "runtime", "options", "drop_packages"), ("targets", "runtime", "options", "env_dir"),
-    ("phases", 1, "name"), ("schedule", "timezone"), ("schedule", "runs", 0, "cron"), ("ci", "state_dir"),
-    ("ci", "gate_runs_on"), ("ci", "runs_on", 0), ("ci", "install"), ("ci", "workflow"),
-    ("exclude", 0, "reason"), ("labels", "@key"), ("packages", "@key"),
+    ("image",),
+    ("tag",),
+    ("labels", "org.opencontainers.image.source"),
+    ("python", 0),
+    ("cuda", "13.2", "torch_cuda"),
+    ("cuda", "13.2", "torch_index"),
+    ("cuda", "13.2", "arch_list"),
+    ("cuda", "13.2", "bases", "devel"),
+    ("packages", "torch"),
+    ("targets", "devel", "description"),
+    ("targets", "runtime", "options", "drop_packages"),
+    ("targets", "runtime", "options", "env_dir"),
+    ("phases", 1, "name"),
+    ("schedule", "timezone"),
+    ("schedule", "runs", 0, "cron"),
+    ("ci", "state_dir"),
+    ("ci", "gate_runs_on"),
+    ("ci", "runs_on", 0),
+    ("ci", "install"),
+    ("ci", "workflow"),
+    ("exclude", 0, "reason"),
+    ("labels", "@key"),
+    ("packages", "@key"),
 ]
 
 
@@ -78,7 +119,9 @@ def _instructions(dockerfile: str) -> list[str]:
 def _shape(node, under: str = ""):
     """The workflow's keys and run: scripts, with every value set through env left out."""
     if isinstance(node, dict):
-        return {k: (None if k in ("env", "options", "schedule", "name", "with") else _shape(v, k)) for k, v in node.items()}
+        return {
+            k: (None if k in ("env", "options", "schedule", "name", "with") else _shape(v, k)) for k, v in node.items()
+        }
     if isinstance(node, list):
         return [_shape(v, under) for v in node]
     return node if under in ("run", "uses", "shell", "if", "needs") else type(node).__name__
@@ -123,7 +166,9 @@ SECTION_TEXT = st.text(max_size=60) | st.sampled_from(PAYLOADS)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(step=SECTION_TEXT, error=SECTION_TEXT, note=SECTION_TEXT, runner=SECTION_TEXT, gpu=SECTION_TEXT, cell=SECTION_TEXT)
+@given(
+    step=SECTION_TEXT, error=SECTION_TEXT, note=SECTION_TEXT, runner=SECTION_TEXT, gpu=SECTION_TEXT, cell=SECTION_TEXT
+)
 def test_a_hostile_record_keeps_the_sheets_structure(tmp_path_factory, step, error, note, runner, gpu, cell):
     m = load_matrix(ROOT / "examples" / "matrix.yaml")
     plan = make_plan(m, Selection(), tmp_path_factory.mktemp("b"))
@@ -131,11 +176,27 @@ def test_a_hostile_record_keeps_the_sheets_structure(tmp_path_factory, step, err
     failed = BuildRecord(state="failed", step=step, error=error, log=note, ended="2026-12-01T00:00:00Z")
     tested = SuiteRun(state="failed", note=note, gpu=gpu, suite=note, log=error)
     cells = {devel: CellRecord(build=failed, test=tested)}
-    events = [HistoryEvent("build", cell or "c", "2026-12-01T00:00:00Z", runner, build=failed),
-              HistoryEvent("test", devel, "2026-12-01T00:01:00Z", runner, test=tested)]
+    events = [
+        HistoryEvent("build", cell or "c", "2026-12-01T00:00:00Z", runner, build=failed),
+        HistoryEvent("test", devel, "2026-12-01T00:01:00Z", runner, test=tested),
+    ]
     page = render(sheet.render_report(plan, cells, events, [note, error], None, None))
-    assert len(page.tables) == 2 and len(page.headings) == 10
+    assert len(page.tables) == 2 and len(page.headings) == 11
     assert [len(r) for r in page.tables[0]] == [10, 10, 10] and [len(r) for r in page.tables[1]] == [6, 6, 6]
-    assert page.links == [] and page.tags <= {"h1", "h2", "h3", "p", "table", "thead", "tbody", "tr", "th", "td",
-                                              "code", "ul", "li", "input"}
+    assert page.links == [] and page.tags <= {
+        "h1",
+        "h2",
+        "h3",
+        "p",
+        "table",
+        "thead",
+        "tbody",
+        "tr",
+        "th",
+        "td",
+        "code",
+        "ul",
+        "li",
+        "input",
+    }
     assert not re.search(r"<(img|a|script|iframe)\b", page.html)

@@ -61,9 +61,7 @@ def test_contract_example_parses():
     assert c.cuda_mm == (12, 8) and c.torch_cuda_mm == (12, 8)
     assert c.declares("ray") and not c.declares("marimo")
     assert c.pyg_extensions == ("torch_scatter", "torch_sparse")
-    assert (
-        c.skip_reason("marimo") == "cell cu12.8.1-py3.13-ray-runtime declares no 'marimo' feature"
-    )
+    assert c.skip_reason("marimo") == "cell cu12.8.1-py3.13-ray-runtime declares no 'marimo' feature"
 
 
 def test_toolkit_minor_may_differ_from_torch_cuda():
@@ -82,9 +80,7 @@ def test_cuda_extension_implies_cpp_extension():
 
 
 def test_cpu_only_host_description_is_valid():
-    c = gp.parse_cell(
-        cell(cuda=None, torch_cuda=None, features=["cpp_extension"], pyg_extensions=[])
-    )
+    c = gp.parse_cell(cell(cuda=None, torch_cuda=None, features=["cpp_extension"], pyg_extensions=[]))
     assert c.cuda is None and c.cuda_mm is None
 
 
@@ -128,9 +124,7 @@ def test_all_problems_reported_at_once():
 
 def test_cuda_extension_without_cuda_is_invalid():
     with pytest.raises(gp.ManifestError, match="'cuda_extension' needs a CUDA toolkit"):
-        gp.parse_cell(
-            cell(cuda=None, torch_cuda=None, features=["cuda_extension"], pyg_extensions=[])
-        )
+        gp.parse_cell(cell(cuda=None, torch_cuda=None, features=["cuda_extension"], pyg_extensions=[]))
 
 
 def test_not_json_and_not_object():
@@ -171,23 +165,15 @@ def test_missing_manifest_explains_host_mode(option, env, needle):
 def test_version_helpers():
     assert gp.major_minor("12.8.1") == (12, 8)
     assert gp.version_tuple("580.159.04") == (580, 159, 4)
-    assert (
-        gp.cuda_int(12080) == (12, 8) and gp.cuda_int(13000) == (13, 0) and gp.cuda_int(-1) is None
-    )
-    assert (
-        gp.cudnn_int(8902) == (8, 9, 2)
-        and gp.cudnn_int(91002) == (9, 10, 2)
-        and gp.cudnn_int(None) is None
-    )
+    assert gp.cuda_int(12080) == (12, 8) and gp.cuda_int(13000) == (13, 0) and gp.cuda_int(-1) is None
+    assert gp.cudnn_int(8902) == (8, 9, 2) and gp.cudnn_int(91002) == (9, 10, 2) and gp.cudnn_int(None) is None
     assert gp.base_version("2.9.1+cu128") == "2.9.1"
     with pytest.raises(ValueError):
         gp.major_minor("x")
 
 
 def test_nvcc_version():
-    text = (
-        "Cuda compilation tools, release 13.0, V13.0.88\nBuild cuda_13.0.r13.0/compiler.36424714_0"
-    )
+    text = "Cuda compilation tools, release 13.0, V13.0.88\nBuild cuda_13.0.r13.0/compiler.36424714_0"
     assert gp.parse_nvcc_version(text) == (13, 0)
     assert gp.parse_nvcc_full_version(text) == "13.0.88"
     assert gp.parse_nvcc_version("command not found") is None
@@ -235,9 +221,7 @@ def test_other_major_fails_and_names_the_driver_needed():
 def test_driver_below_branch_minimum_fails():
     d = gp.driver_policy((11, 0), (11, 8), "445.87")  # a pre-release 11.0 driver
     assert not d.ok and ">= 450 with minor-version compatibility" in d.message
-    assert gp.driver_policy(
-        (11, 0), (11, 8), None
-    ).ok  # unknown version: the reported major decides
+    assert gp.driver_policy((11, 0), (11, 8), None).ok  # unknown version: the reported major decides
 
 
 def test_unknown_future_toolkit_fails_without_table_entry():
@@ -278,17 +262,12 @@ def test_cuinit_hint_keeps_the_drivers_own_text():
 
 
 def test_no_driver_is_absent():
-    s = gp.classify_gpu(
-        "libcuda.so.1: cannot open shared object file", None, None, None, None, False, 0
-    )
+    s = gp.classify_gpu("libcuda.so.1: cannot open shared object file", None, None, None, None, False, 0)
     assert s.status == "absent" and "docker run --gpus all" in s.reason and not s.ok
 
 
 def test_no_device_is_absent():
-    assert (
-        gp.classify_gpu(None, 100, "CUDA_ERROR_NO_DEVICE", None, "13.0", False, 0).status
-        == "absent"
-    )
+    assert gp.classify_gpu(None, 100, "CUDA_ERROR_NO_DEVICE", None, "13.0", False, 0).status == "absent"
 
 
 @pytest.mark.parametrize("code", [803, 804, 999])
@@ -303,9 +282,7 @@ def test_cpu_torch_with_driver_is_broken():
 
 
 def test_torch_unavailable_is_broken_and_quotes_the_warning():
-    warning = (
-        "CUDA initialization: The NVIDIA driver on your system is too old (found version 12020)"
-    )
+    warning = "CUDA initialization: The NVIDIA driver on your system is too old (found version 12020)"
     s = gp.classify_gpu(None, 0, None, None, "12.8", False, 0, warning)
     assert s.status == "broken" and "too old" in s.reason
 
@@ -344,9 +321,7 @@ def test_sass_never_crosses_majors():
     cov = gp.arch_coverage((12, 0), ["sm_80", "sm_90"], ptx_jit=True, device="RTX 5090")
     assert not cov.ok
     assert "RTX 5090 is sm_120 (compute capability 12.0)" in cov.message
-    assert (
-        "no kernel image is available" in cov.message and "sm_120 is not compatible" in cov.message
-    )
+    assert "no kernel image is available" in cov.message and "sm_120 is not compatible" in cov.message
 
 
 def test_ptx_jit_only_with_native_driver():
@@ -366,9 +341,7 @@ def test_cu13_dropped_volta():
 
 
 def test_elf_arches():
-    listing = (
-        "ELF file    1: imagematrix_cuda_probe.1.sm_90.cubin\nELF file    2: x.2.sm_100a.cubin\n"
-    )
+    listing = "ELF file    1: imagematrix_cuda_probe.1.sm_90.cubin\nELF file    2: x.2.sm_100a.cubin\n"
     assert gp.elf_arches(listing) == ["sm_100a", "sm_90"]
 
 
@@ -435,18 +408,14 @@ def test_parse_cpu_config():
 
 def test_cxx11_abi():
     assert gp.cxx11_abi_problem(True, gp.parse_torch_config(CUDA_CONFIG)) is None
-    assert (
-        gp.cxx11_abi_problem(True, gp.parse_torch_config(CPU_CONFIG)) is None
-    )  # flag absent: default 1
+    assert gp.cxx11_abi_problem(True, gp.parse_torch_config(CPU_CONFIG)) is None  # flag absent: default 1
     problem = gp.cxx11_abi_problem(False, gp.parse_torch_config(CUDA_CONFIG))
     assert problem and "RKSs" in problem and "-D_GLIBCXX_USE_CXX11_ABI=1" in problem
 
 
 def test_cudnn_compatibility():
     assert gp.cudnn_problem((9, 10, 2), (9, 10, 2)) is None
-    assert (
-        gp.cudnn_problem((9, 11, 0), (9, 10, 2)) is None
-    )  # newer minor of the same major is compatible
+    assert gp.cudnn_problem((9, 11, 0), (9, 10, 2)) is None  # newer minor of the same major is compatible
     assert "cuDNN 9.1.0 is loaded but torch was compiled against cuDNN 9.10.2" in gp.cudnn_problem(
         (9, 1, 0), (9, 10, 2)
     )
@@ -460,7 +429,9 @@ def test_cudnn_compatibility():
 
 
 def test_wheel_tags():
-    text = "Wheel-Version: 1.0\nGenerator: bdist_wheel\nRoot-Is-Purelib: false\nTag: cp312-cp312-manylinux_2_28_x86_64\n"
+    text = (
+        "Wheel-Version: 1.0\nGenerator: bdist_wheel\nRoot-Is-Purelib: false\nTag: cp312-cp312-manylinux_2_28_x86_64\n"
+    )
     assert gp.wheel_tags(text) == ["cp312-cp312-manylinux_2_28_x86_64"]
     assert gp.wheel_tag_problem(gp.wheel_tags(text), (3, 12)) is None
     problem = gp.wheel_tag_problem(gp.wheel_tags(text), (3, 13))
@@ -500,9 +471,7 @@ def test_pyg_local_versions():
 
 def test_pyg_cuda_versions():
     assert gp.pyg_cuda_problem("torch_scatter", 12080, "12.8") is None
-    assert "CPU-only build (cuda_version() == -1)" in gp.pyg_cuda_problem(
-        "torch_scatter", -1, "12.8"
-    )
+    assert "CPU-only build (cuda_version() == -1)" in gp.pyg_cuda_problem("torch_scatter", -1, "12.8")
     mismatch = gp.pyg_cuda_problem("torch_sparse", 12060, "12.8")
     assert "compiled with CUDA 12.6 but torch with CUDA 12.8" in mismatch
     assert "compiled with different CUDA versions" in mismatch
@@ -537,16 +506,11 @@ def test_loaded_libraries():
     assert gp.loaded_library(paths, "libcudart") == [
         ("/venv/lib/python3.12/site-packages/nvidia/cu13/lib/libcudart.so.13", 13)
     ]
-    assert gp.loaded_library(paths, "libcuda") == [
-        ("/usr/lib/x86_64-linux-gnu/libcuda.so.580.159.04", 580)
-    ]
+    assert gp.loaded_library(paths, "libcuda") == [("/usr/lib/x86_64-linux-gnu/libcuda.so.580.159.04", 580)]
     assert [p for p, _ in gp.loaded_library(paths, "libcudnn")] == [
         "/venv/lib/python3.12/site-packages/nvidia/cudnn/lib/libcudnn.so.9"
     ]
-    assert (
-        gp.dist_cuda_major("nvidia-nccl-cu13") == 13
-        and gp.dist_cuda_major("nvidia_nccl_cu12") == 12
-    )
+    assert gp.dist_cuda_major("nvidia-nccl-cu13") == 13 and gp.dist_cuda_major("nvidia_nccl_cu12") == 12
     assert gp.dist_cuda_major("nvidia-nccl") is None
 
 
@@ -559,9 +523,7 @@ def test_shm_warning():
 def test_nvcc_rules():
     assert gp.nvcc_problem((13, 1), (13, 1), (13, 0)) is None
     assert "CUDA_HOME environment variable is not set" in gp.nvcc_problem(None, (13, 1), (13, 0))
-    assert "mismatches the version that was used to compile PyTorch" in gp.nvcc_problem(
-        (12, 8), (12, 8), (13, 0)
-    )
+    assert "mismatches the version that was used to compile PyTorch" in gp.nvcc_problem((12, 8), (12, 8), (13, 0))
     assert "declares toolkit 13.1" in gp.nvcc_problem((13, 0), (13, 1), (13, 0))
 
 
@@ -573,7 +535,8 @@ def test_nvcc_rules():
             "TORCH_CUDA_ARCH_LIST",
         ),
         (
-            "ImportError: x.so: undefined symbol: _ZN3c105ErrorC2ENS_14SourceLocationENSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEEE",
+            "ImportError: x.so: undefined symbol: "
+            "_ZN3c105ErrorC2ENS_14SourceLocationENSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEEE",
             "torch",
         ),
         (
@@ -636,9 +599,15 @@ def _uv_lock() -> dict:
 def _on(platform: str):
     from packaging.markers import Marker
 
-    env = {"sys_platform": platform, "platform_system": {"linux": "Linux", "darwin": "Darwin"}[platform],
-           "platform_machine": "x86_64", "python_version": "3.13", "python_full_version": "3.13.5",
-           "implementation_name": "cpython", "platform_python_implementation": "CPython"}
+    env = {
+        "sys_platform": platform,
+        "platform_system": {"linux": "Linux", "darwin": "Darwin"}[platform],
+        "platform_machine": "x86_64",
+        "python_version": "3.13",
+        "python_full_version": "3.13.5",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+    }
     return lambda m: Marker(m).evaluate(env)
 
 
@@ -654,9 +623,14 @@ def test_the_lock_says_what_a_linux_sync_installs():
 def test_lock_drift_names_missing_other_versions_and_unlocked():
     want = {"torch": "2.15.0", "numpy": "2.5.5", "typing-extensions": "4.16.0"}
     installed = {"torch": "2.15.0", "numpy": "2.4.0", "Typing_Extensions": "4.16.0", "extra": "1.0"}
-    assert gp.lock_drift(want, installed) == ["numpy: locked 2.5.5, installed 2.4.0", "extra: installed 1.0, not in the lock"]
+    assert gp.lock_drift(want, installed) == [
+        "numpy: locked 2.5.5, installed 2.4.0",
+        "extra: installed 1.0, not in the lock",
+    ]
     assert gp.lock_drift(want, {"torch": "2.15.0"}) == [
-        "numpy: locked 2.5.5, not installed", "typing-extensions: locked 4.16.0, not installed"]
+        "numpy: locked 2.5.5, not installed",
+        "typing-extensions: locked 4.16.0, not installed",
+    ]
     assert gp.lock_drift({"torch": "2.15.0"}, {"torch": "2.15.0", "pip": "25.0"}, tools=["pip"]) == []
 
 
@@ -673,10 +647,17 @@ def test_the_session_starts_the_probes_the_whole_smoke_suite_will_take():
     assert gp.probes_to_start(cpu_only, "smoke", driver_loads=True, **whole) == [gp.pyg_probe(cpu_only, False)]
 
 
-@pytest.mark.parametrize("narrower", [
-    {"markexpr": "full"}, {"markexpr": "smoke and not gpu"}, {"markexpr": ""}, {"keyword": "kernel"},
-    {"whole_suite": False}, {"has_torch": False},
-])
+@pytest.mark.parametrize(
+    "narrower",
+    [
+        {"markexpr": "full"},
+        {"markexpr": "smoke and not gpu"},
+        {"markexpr": ""},
+        {"keyword": "kernel"},
+        {"whole_suite": False},
+        {"has_torch": False},
+    ],
+)
 def test_a_narrower_run_starts_no_probe_it_may_not_take(narrower):
     args = dict(markexpr="smoke", keyword="", whole_suite=True, has_torch=True, driver_loads=True)
     assert gp.probes_to_start(gp.parse_cell(cell()), **{**args, **narrower}) == []

@@ -42,9 +42,7 @@ def _has_driver() -> bool:
 
 
 def run_suite(tmp_path: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    (tmp_path / "pytest.ini").write_text(
-        "[pytest]\naddopts = --strict-markers -p no:cacheprovider\n"
-    )
+    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = --strict-markers -p no:cacheprovider\n")
     full_env = {k: v for k, v in os.environ.items() if k != "IMAGEMATRIX_CELL"}
     full_env.update(env or {})
     return subprocess.run(
@@ -107,9 +105,7 @@ def test_gpu_checks_skip_with_reason_without_gpu(tmp_path):
 @pytest.mark.skipif(_has_driver(), reason="this host has an NVIDIA driver: GPU checks would run")
 def test_require_gpu_turns_the_skip_into_a_failure(tmp_path):
     cell = write_cell(tmp_path)
-    out = run_suite(
-        tmp_path, "-q", "--cell", str(cell), "-k", "test_cuinit_succeeds", "--require-gpu"
-    )
+    out = run_suite(tmp_path, "-q", "--cell", str(cell), "-k", "test_cuinit_succeeds", "--require-gpu")
     assert out.returncode == 1, out.stdout + out.stderr
     assert "1 failed" in out.stdout and "error" not in out.stdout.split("\n")[-2]
     assert "no GPU visible" in out.stdout and "[--require-gpu]" in out.stdout
@@ -117,9 +113,7 @@ def test_require_gpu_turns_the_skip_into_a_failure(tmp_path):
 
 def test_undeclared_features_skip_with_reason(tmp_path):
     cell = write_cell(tmp_path, features=[])
-    out = run_suite(
-        tmp_path, "-q", "-rs", "--cell", str(cell), "-k", "test_ray or test_marimo or toolchain"
-    )
+    out = run_suite(tmp_path, "-q", "-rs", "--cell", str(cell), "-k", "test_ray or test_marimo or toolchain")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "declares no 'ray' feature" in out.stdout
     assert "declares no 'marimo' feature" in out.stdout
@@ -162,8 +156,9 @@ def test_a_cell_without_torch_skips_the_torch_checks_with_the_reason(tmp_path):
     if importlib.util.find_spec("torch") is not None:
         pytest.skip("torch is installed for this interpreter")
     py = f"{sys.version_info.major}.{sys.version_info.minor}"
-    cell = write_cell(tmp_path, torch=None, cuda=None, torch_cuda=None, python=py, features=["team-notebook"],
-                      target="lab")
+    cell = write_cell(
+        tmp_path, torch=None, cuda=None, torch_cuda=None, python=py, features=["team-notebook"], target="lab"
+    )
     out = run_suite(tmp_path, "-rs", "--cell", str(cell), "-k", "test_abi or test_cuda")
     text = out.stdout + out.stderr
     assert out.returncode == 0, text
@@ -190,8 +185,21 @@ def test_groups_reach_one_worker_or_the_suite_says_they_do_not(tmp_path):
     """pytest 9.2 + pytest-xdist <= 3.8 drop xdist_group (pytest-xdist#1386): then each worker runs
     its own probe. Whichever pytest this is, the suite either groups or warns, never silently neither."""
     cell = write_cell(tmp_path)
-    out = run_suite(tmp_path, "-v", "--cell", str(cell), "-k", "test_kernel_runs_on_gpu or test_torch_sees_gpu",
-                    "-p", "xdist.plugin", "-n", "2", "--dist", "loadgroup", env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    out = run_suite(
+        tmp_path,
+        "-v",
+        "--cell",
+        str(cell),
+        "-k",
+        "test_kernel_runs_on_gpu or test_torch_sees_gpu",
+        "-p",
+        "xdist.plugin",
+        "-n",
+        "2",
+        "--dist",
+        "loadgroup",
+        env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
+    )
     text = out.stdout + out.stderr
     assert out.returncode == 0, text
     ids = [line.split()[-1] for line in out.stdout.splitlines() if " SKIPPED " in line]
@@ -208,14 +216,27 @@ def test_a_check_failed_for_want_of_a_gpu_keeps_its_name_and_group(tmp_path):
     """--require-gpu swaps each GPU check for a stand-in that fails: same node id (JUnit name, group)
     as the check that skips without it, so runs with and without a GPU compare check by check."""
     cell = write_cell(tmp_path)
-    args = ("-v", "--cell", str(cell), "-k", "test_kernel_runs_on_gpu or test_torch_sees_gpu",
-            "-p", "xdist.plugin", "-n", "2", "--dist", "loadgroup")
+    args = (
+        "-v",
+        "--cell",
+        str(cell),
+        "-k",
+        "test_kernel_runs_on_gpu or test_torch_sees_gpu",
+        "-p",
+        "xdist.plugin",
+        "-n",
+        "2",
+        "--dist",
+        "loadgroup",
+    )
     env = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     skipped = run_suite(tmp_path, *args, env=env)
     failed = run_suite(tmp_path, *args, "--require-gpu", env=env)
     assert failed.returncode == 1, failed.stdout + failed.stderr
-    ids = {kind: sorted(line.split()[-1] for line in out.stdout.splitlines() if f" {kind} " in line)
-           for kind, out in (("SKIPPED", skipped), ("FAILED", failed))}
+    ids = {
+        kind: sorted(line.split()[-1] for line in out.stdout.splitlines() if f" {kind} " in line)
+        for kind, out in (("SKIPPED", skipped), ("FAILED", failed))
+    }
     assert len(ids["FAILED"]) == 5 and ids["FAILED"] == ids["SKIPPED"], ids
     assert "not grouping" not in failed.stdout + failed.stderr or "not grouping" in skipped.stdout + skipped.stderr
 

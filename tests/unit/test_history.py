@@ -12,10 +12,14 @@ from imagematrix.core import builddir, history
 def test_events_append_read_back_in_time_order_and_merge_without_duplicates(tmp_path, monkeypatch):
     monkeypatch.delenv(history.STATE_ENV, raising=False)
     a, b = tmp_path / "a", tmp_path / "b"
-    history.append(a, "build", "c1", {"state": "built", "ended": "2026-11-30T02:00:00Z", "duration_s": 60.0, "command": "docker …"})
+    history.append(
+        a, "build", "c1", {"state": "built", "ended": "2026-11-30T02:00:00Z", "duration_s": 60.0, "command": "docker …"}
+    )
     history.append(a, "test", "c1", {"state": "passed", "finished": "2026-11-30T02:05:00Z"})
     history.append(b, "build", "c2", {"state": "failed", "ended": "2026-11-30T01:00:00Z"})
-    (b / history.HISTORY_FILE).write_text((b / history.HISTORY_FILE).read_text() + (a / history.HISTORY_FILE).read_text())
+    (b / history.HISTORY_FILE).write_text(
+        (b / history.HISTORY_FILE).read_text() + (a / history.HISTORY_FILE).read_text()
+    )
     events, notes = history.read([a / history.HISTORY_FILE, b / history.HISTORY_FILE])
     assert notes == []
     assert [(e.cell, e.kind) for e in events] == [("c2", "build"), ("c1", "build"), ("c1", "test")]
@@ -47,6 +51,8 @@ def test_clean_keeps_the_history_unless_asked(tmp_path, monkeypatch):
     builddir.mark(out)
     history.append(out, "build", "c1", {"state": "built", "ended": "x"})
     clean(out)
-    assert sorted(p.name for p in out.iterdir()) == sorted([history.HISTORY_LOCK, history.HISTORY_FILE, builddir.MARKER])
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [history.HISTORY_LOCK, history.HISTORY_FILE, builddir.MARKER]
+    )
     clean(out, history=True)
     assert not out.exists()

@@ -30,8 +30,10 @@ HOSTILE = {
     "deep-map": ("a: " + "{a: " * 5_000 + "1" + "}" * 5_000 + "\n", f"nested deeper than {MAX_DEPTH} levels"),
     # libyaml's own recursion would crash the process (SIGSEGV) at this depth.
     "deeper-list": ("a: " + "[" * 200_000 + "]" * 200_000 + "\n", f"nested deeper than {MAX_DEPTH} levels"),
-    "deep-block": ("".join(f"{'  ' * i}k{i}:\n" for i in range(MAX_DEPTH + 5)) + f"{'  ' * (MAX_DEPTH + 5)}v\n",
-                   f"nested deeper than {MAX_DEPTH} levels"),
+    "deep-block": (
+        "".join(f"{'  ' * i}k{i}:\n" for i in range(MAX_DEPTH + 5)) + f"{'  ' * (MAX_DEPTH + 5)}v\n",
+        f"nested deeper than {MAX_DEPTH} levels",
+    ),
 }
 
 
@@ -79,9 +81,12 @@ def test_plain_tag_templates_pass():
 
 
 def test_a_tag_longer_than_docker_allows_is_refused(tmp_path):
-    text = (ROOT / "examples" / "matrix.yaml").read_text().replace(
-        'tag: "cu{cuda}-py{python}-{target}"', 'tag: "' + "x" * 125 + '-{target}"'
-    ).replace("fragments_dir: ../dockerfiles", f"fragments_dir: {ROOT / 'dockerfiles'}")
+    text = (
+        (ROOT / "examples" / "matrix.yaml")
+        .read_text()
+        .replace('tag: "cu{cuda}-py{python}-{target}"', 'tag: "' + "x" * 125 + '-{target}"')
+        .replace("fragments_dir: ../dockerfiles", f"fragments_dir: {ROOT / 'dockerfiles'}")
+    )
     path = tmp_path / "long-tag.yaml"
     path.write_text(text)
     with pytest.raises(MatrixError, match="which Docker rejects"):
@@ -94,13 +99,17 @@ def test_the_cli_exits_2_without_a_traceback(tmp_path, name):
     path.write_text(HOSTILE[name][0])
     proc = subprocess.run(
         [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "matrix", "--matrix", str(path)],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and HOSTILE[name][1] in proc.stderr
 
 
 # --- values that would reach a RUN line, a Dockerfile comment, a workflow or a path ------------------
+
 
 def _example(tmp_path, edit) -> Path:
     import yaml
@@ -131,11 +140,17 @@ INJECTIONS = {
     "a family's pin": (_set("cuda", "13.2", "packages", {"ray": "2.60.0 && curl x"}), "cuda.13.2.packages"),
     "a Debian suffix": (_set("packages", "gxx", "14; rm -rf /"), "packages"),
     "a package name": (_set("packages", "ray$(id)", "2.60.0"), "packages"),
-    "torch_index with a command": (_set("cuda", "13.2", "torch_index", "https://x/simple $(touch pwned)"), "torch_index"),
+    "torch_index with a command": (
+        _set("cuda", "13.2", "torch_index", "https://x/simple $(touch pwned)"),
+        "torch_index",
+    ),
     "torch_index that is not http": (_set("cuda", "13.2", "torch_index", "file:///etc/passwd"), "torch_index"),
     "arch_list with a command": (_set("cuda", "13.2", "arch_list", "8.0;$(touch pwned)"), "arch_list"),
     "arch_list with a newline": (_set("cuda", "13.2", "arch_list", "8.0\nRUN id"), "arch_list"),
-    "an option with a quote": (_set("targets", "runtime", "options", "drop_packages", "x' ; touch pwned ; '"), "options"),
+    "an option with a quote": (
+        _set("targets", "runtime", "options", "drop_packages", "x' ; touch pwned ; '"),
+        "options",
+    ),
     "env_dir that climbs": (_set("targets", "runtime", "options", "env_dir", "/opt/../etc"), "options"),
     "a PyG extension name": (_set("targets", "devel", "pyg_extensions", ["torch_scatter;id"]), "pyg_extensions"),
     "a description with a newline": (_set("targets", "devel", "description", "x\n## heading"), "description"),
@@ -165,6 +180,7 @@ def test_a_value_that_would_escape_its_sink_is_refused_at_load(tmp_path, case):
 def test_a_target_name_with_a_trailing_newline_is_refused(tmp_path):
     def edit(data):
         data["targets"]["devel\n"] = data["targets"].pop("devel")
+
     with pytest.raises(MatrixError, match="targets"):
         load_matrix(_example(tmp_path, edit))
 
@@ -180,5 +196,6 @@ def test_a_matrix_file_holding_a_control_byte_is_a_located_error(tmp_path, byte)
 def test_pins_that_are_pep_440_stay_valid(tmp_path):
     def edit(data):
         data["packages"].update({"torch_scatter": "2.1.2+pt28cu128", "ray": "2.60.0rc1", "gxx": "14"})
+
     m = load_matrix(_example(tmp_path, edit))
     assert m.packages["torch_scatter"] == "2.1.2+pt28cu128"

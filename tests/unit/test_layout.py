@@ -89,8 +89,11 @@ def test_what_test_containers_mount_imports_only_the_standard_library_at_module_
         if _tier(name) != tier or name == "imagematrix.testing.containers":
             continue
         allowed = ("imagematrix.core", "imagematrix.testing") if tier == "testing" else ("imagematrix.core",)
-        outside = {m for m in _imports(path, top_level_only=True)
-                   if m.split(".")[0] not in STDLIB and not m.startswith(allowed) and m != "imagematrix"}
+        outside = {
+            m
+            for m in _imports(path, top_level_only=True)
+            if m.split(".")[0] not in STDLIB and not m.startswith(allowed) and m != "imagematrix"
+        }
         if outside:
             bad[name] = sorted(outside)
     assert bad == {}
@@ -98,24 +101,44 @@ def test_what_test_containers_mount_imports_only_the_standard_library_at_module_
 
 def test_core_and_testing_import_with_site_packages_hidden():
     """As in a test container: `python -S` sees only the standard library and the package."""
-    names = [n for n in _modules() if _tier(n) in ("core", "testing", "__init__") and n != "imagematrix.testing.containers"
-             and not n.endswith("__main__")]
-    code = "import importlib, sys\nfor n in sys.argv[1:]:\n    importlib.import_module(n)\nprint('ok', len(sys.argv) - 1)"
-    done = subprocess.run([sys.executable, "-S", "-c", code, *names], capture_output=True, text=True, check=False,
-                          env={"PYTHONPATH": str(PACKAGE.parent), "PATH": "/usr/bin:/bin"})
+    names = [
+        n
+        for n in _modules()
+        if _tier(n) in ("core", "testing", "__init__")
+        and n != "imagematrix.testing.containers"
+        and not n.endswith("__main__")
+    ]
+    code = (
+        "import importlib, sys\nfor n in sys.argv[1:]:\n    importlib.import_module(n)\nprint('ok', len(sys.argv) - 1)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", code, *names],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PYTHONPATH": str(PACKAGE.parent), "PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == f"ok {len(names)}"
 
 
 def test_matrix_never_imports_the_stages_after_it():
-    bad = {n: sorted(m for m in _imports(p) if _tier(m) in ("build", "testing", "reports", "release", "cli"))
-           for n, p in _modules().items() if _tier(n) == "matrix"}
+    bad = {
+        n: sorted(m for m in _imports(p) if _tier(m) in ("build", "testing", "reports", "release", "cli"))
+        for n, p in _modules().items()
+        if _tier(n) == "matrix"
+    }
     assert {n: v for n, v in bad.items() if v} == {}
 
 
 def test_nothing_imports_the_command_layer():
-    importers = sorted(n for n, p in _modules().items()  # `python -m imagematrix` is the command's own entry point
-                       if _tier(n) != "cli" and n != "imagematrix.__main__" and any(_tier(m) == "cli" for m in _imports(p) if m.startswith("imagematrix.")))
+    importers = sorted(
+        n
+        for n, p in _modules().items()  # `python -m imagematrix` is the command's own entry point
+        if _tier(n) != "cli"
+        and n != "imagematrix.__main__"
+        and any(_tier(m) == "cli" for m in _imports(p) if m.startswith("imagematrix."))
+    )
     assert importers == []
 
 
@@ -139,9 +162,18 @@ def test_no_import_cycle_between_modules():
 
 def test_contract_names_and_the_lock_are_defined_once():
     sources = {n: p.read_text() for n, p in _modules().items()}
-    for pattern in (r'"imagematrix\.cell"', r'f"\{LABEL_PREFIX\}\.cell"', r"^LOCK_FILE = ", r"^FEATURES = ",
-                    r"^PYG_EXTENSIONS = ", r"^def utcnow\(", r"^def run_logged\(", r"^MANIFEST_PATH = ",
-                    r"^def sass_runs_on\(", r"^class Option\b"):
+    for pattern in (
+        r'"imagematrix\.cell"',
+        r'f"\{LABEL_PREFIX\}\.cell"',
+        r"^LOCK_FILE = ",
+        r"^FEATURES = ",
+        r"^PYG_EXTENSIONS = ",
+        r"^def utcnow\(",
+        r"^def run_logged\(",
+        r"^MANIFEST_PATH = ",
+        r"^def sass_runs_on\(",
+        r"^class Option\b",
+    ):
         where = [name for name, text in sources.items() if re.search(pattern, text, re.M)]
         assert len(where) <= 1, f"{pattern} is defined in {where}"
 

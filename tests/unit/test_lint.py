@@ -13,9 +13,14 @@ from imagematrix.matrix.load import load_matrix
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "dockerfiles" / HADOLINT_CONFIG
-MATRICES = {"default": ROOT / "matrix.yaml", "example": ROOT / "examples" / "matrix.yaml", "platform": ROOT / "examples" / "platform.yaml",
-            "cpu": ROOT / "examples" / "cpu.yaml", "uv": ROOT / "examples" / "uv.yaml",
-            "arm64": ROOT / "examples" / "arm64.yaml"}
+MATRICES = {
+    "default": ROOT / "matrix.yaml",
+    "example": ROOT / "examples" / "matrix.yaml",
+    "platform": ROOT / "examples" / "platform.yaml",
+    "cpu": ROOT / "examples" / "cpu.yaml",
+    "uv": ROOT / "examples" / "uv.yaml",
+    "arm64": ROOT / "examples" / "arm64.yaml",
+}
 
 
 @pytest.mark.parametrize("name", MATRICES)
@@ -36,7 +41,10 @@ def test_inline_ignore_pragmas_do_not_count_only_the_config_ignores(tmp_path):
     text = "FROM debian:trixie-slim\n# hadolint ignore=DL3027\nRUN apt install -y curl\n"
     assert "DL3027" in {f.code for f in hadolint(text, "x", CONFIG)}
     # DL3008 (unpinned apt packages) is the config's one ignored rule: absent with it, present without.
-    apt = "FROM debian:trixie-slim\nRUN apt-get update && apt-get install -y --no-install-recommends curl \\\n && rm -rf /var/lib/apt/lists/*\n"
+    apt = (
+        "FROM debian:trixie-slim\nRUN apt-get update && apt-get install -y --no-install-recommends curl \\\n"
+        " && rm -rf /var/lib/apt/lists/*\n"
+    )
     assert hadolint(apt, "x", CONFIG) == []
     bare = tmp_path / "bare.yaml"
     bare.write_text("ignored: []\n")

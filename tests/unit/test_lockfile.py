@@ -24,16 +24,19 @@ def test_the_example_lock_pins_torch_and_its_cuda():
     assert lock.torch and lock.torch_cuda and "torch" in lock.packages
 
 
-@pytest.mark.parametrize(("text", "needle"), [
-    ('[[package]]\nname = "torch"\nversion = "2.9.0;touch${IFS}/tmp/pwned;#"\n', "is not a version"),
-    ('[[package]]\nname = "torch"\nversion = "2.9.0\\nRUN id"\n', "is not a version"),
-    ('[[package]]\nname = "to rch"\nversion = "2.9.0"\n', "is not a package name"),
-    ('[[package]]\nname = "torch"\nversion = 2\n', "version is not a string"),
-    ('package = "torch"\n', "not a list"),
-    ('[[package]]\nversion = "1"\n', "has no name"),
-    ("a = " + "[" * 100_000 + "]" * 100_000 + "\n", "uv.lock"),
-    ("not toml at all = = =\n", "not a readable uv.lock"),
-])
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('[[package]]\nname = "torch"\nversion = "2.9.0;touch${IFS}/tmp/pwned;#"\n', "is not a version"),
+        ('[[package]]\nname = "torch"\nversion = "2.9.0\\nRUN id"\n', "is not a version"),
+        ('[[package]]\nname = "to rch"\nversion = "2.9.0"\n', "is not a package name"),
+        ('[[package]]\nname = "torch"\nversion = 2\n', "version is not a string"),
+        ('package = "torch"\n', "not a list"),
+        ('[[package]]\nversion = "1"\n', "has no name"),
+        ("a = " + "[" * 100_000 + "]" * 100_000 + "\n", "uv.lock"),
+        ("not toml at all = = =\n", "not a readable uv.lock"),
+    ],
+)
 def test_a_hostile_or_mistyped_lock_is_a_located_error(tmp_path, text, needle):
     with pytest.raises(LockError) as err:
         read_uv_lock(_project(tmp_path, text))

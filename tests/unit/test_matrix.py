@@ -30,7 +30,7 @@ def expected(path: Path, kind: str) -> list[str]:
     out = []
     for line in path.read_text().splitlines():
         if line.startswith(f"# {kind}: "):
-            msg = line[len(f"# {kind}: "):]
+            msg = line[len(f"# {kind}: ") :]
             out.append(msg.replace("{file}", str(path)).replace("{fragments}", str((DATA / "fragments").resolve())))
     return out
 
@@ -84,7 +84,9 @@ def test_features_are_inherited_and_runtime_targets_drop_only_cuda_extension(m):
 
 def test_phases_are_the_sheets(m):
     def cells(n):
-        return [(c.split("-py")[0][2:], c.split("-py")[1].split("-", 1)[0], c.split("-", 2)[2]) for c in m.phases[n].cells]
+        return [
+            (c.split("-py")[0][2:], c.split("-py")[1].split("-", 1)[0], c.split("-", 2)[2]) for c in m.phases[n].cells
+        ]
 
     runtimes = ["marimo-runtime", "runtime", "ray-runtime"]
     devels = ["devel", "ray-devel", "marimo-devel"]
@@ -99,7 +101,10 @@ def test_phases_are_the_sheets(m):
 def test_schedule_host_and_budgets(m):
     assert m.timezone == "Asia/Tokyo"
     assert [(r.cron, r.phases) for r in m.schedule] == [
-        ("0 2 * * 1", (1,)), ("0 2 * * 3", (2,)), ("0 2 * * 5", (3,)), ("0 2 1 * *", (1, 2, 3, 4, 5)),
+        ("0 2 * * 1", (1,)),
+        ("0 2 * * 3", (2,)),
+        ("0 2 * * 5", (3,)),
+        ("0 2 1 * *", (1, 2, 3, 4, 5)),
     ]
     assert (m.host.buildkit, m.host.min_free_disk_gb, m.host.min_memory_gb) == (True, 100, 16)
     assert all(t.budget_gb and t.budget_gb > 0 for t in m.targets.values())
@@ -131,11 +136,26 @@ def test_the_corpus_base_is_valid():
 def test_the_corpus_covers_what_issue_2_lists():
     names = {p.stem for p in BAD}
     assert {
-        "unknown-key", "unknown-key-nested", "missing-key", "wrong-type-number", "wrong-type-list",
-        "unquoted-python", "bad-feature-name", "extends-unknown-target", "target-cycle",
-        "phase-excluded-cell", "phase-unknown-cell", "duplicate-cell-in-phase", "duplicate-key",
-        "duplicate-tags", "bad-image-name", "bad-tag-template", "bad-base-reference",
-        "unknown-fragment", "bad-cron", "bad-yaml",
+        "unknown-key",
+        "unknown-key-nested",
+        "missing-key",
+        "wrong-type-number",
+        "wrong-type-list",
+        "unquoted-python",
+        "bad-feature-name",
+        "extends-unknown-target",
+        "target-cycle",
+        "phase-excluded-cell",
+        "phase-unknown-cell",
+        "duplicate-cell-in-phase",
+        "duplicate-key",
+        "duplicate-tags",
+        "bad-image-name",
+        "bad-tag-template",
+        "bad-base-reference",
+        "unknown-fragment",
+        "bad-cron",
+        "bad-yaml",
     } <= names
     for path in BAD:
         assert expected(path, "error"), f"{path.name} has no '# error:' header line"
@@ -183,17 +203,36 @@ def test_all_problems_are_reported_at_once(tmp_path):
 # --- the pieces the validation is built on ---------------------------------------------
 
 
-@pytest.mark.parametrize("ref", [
-    "ubuntu", "ubuntu:24.04", "nvidia/cuda:12.8.1-cudnn-devel-ubuntu24.04", "ghcr.io/org/a/b:v1_2",
-    "localhost:5000/x:y", "debian@sha256:" + "a" * 64, "a.b-c__d:T.1-x",
-])
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "ubuntu",
+        "ubuntu:24.04",
+        "nvidia/cuda:12.8.1-cudnn-devel-ubuntu24.04",
+        "ghcr.io/org/a/b:v1_2",
+        "localhost:5000/x:y",
+        "debian@sha256:" + "a" * 64,
+        "a.b-c__d:T.1-x",
+    ],
+)
 def test_docker_accepts_these_references(ref):
     assert valid_reference(ref)
 
 
-@pytest.mark.parametrize("ref", [
-    "Ubuntu", "ubuntu:", "ubuntu:-x", "a b", "-a/b", "a//b", "a:" + "t" * 129, "debian@sha256:xyz", "",
-])
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "Ubuntu",
+        "ubuntu:",
+        "ubuntu:-x",
+        "a b",
+        "-a/b",
+        "a//b",
+        "a:" + "t" * 129,
+        "debian@sha256:xyz",
+        "",
+    ],
+)
 def test_docker_rejects_these_references(ref):
     assert not valid_reference(ref)
 
@@ -203,19 +242,22 @@ def test_valid_cron(expr):
     assert cron_problem(expr) is None
 
 
-@pytest.mark.parametrize(("expr", "why"), [
-    ("0 2 * *", "has 4 fields"),
-    ("60 2 * * 1", "minute 60 is out of range 0-59"),
-    ("0 2 0 * *", "day of month 0 is out of range 1-31"),
-    ("0 2 * 13 *", "month 13 is out of range 1-12"),
-    ("0 2 * * mon", "only digits, *, ',', '-' and '/'"),
-    ("*/0 2 * * *", "step /0"),
-    ("0 2\n* * 1", "single spaces"),  # a newline would break the workflow's header comment
-    ("0 5-1 * * *", "hour range 5-1 runs backwards"),
-    ("* * * * *", "at most every 5 minutes"),
-    ("0 2 30 2 *", "never due"),
-    ("*/5 * * * *", "at most 24"),
-])
+@pytest.mark.parametrize(
+    ("expr", "why"),
+    [
+        ("0 2 * *", "has 4 fields"),
+        ("60 2 * * 1", "minute 60 is out of range 0-59"),
+        ("0 2 0 * *", "day of month 0 is out of range 1-31"),
+        ("0 2 * 13 *", "month 13 is out of range 1-12"),
+        ("0 2 * * mon", "only digits, *, ',', '-' and '/'"),
+        ("*/0 2 * * *", "step /0"),
+        ("0 2\n* * 1", "single spaces"),  # a newline would break the workflow's header comment
+        ("0 5-1 * * *", "hour range 5-1 runs backwards"),
+        ("* * * * *", "at most every 5 minutes"),
+        ("0 2 30 2 *", "never due"),
+        ("*/5 * * * *", "at most 24"),
+    ],
+)
 def test_invalid_cron_says_which_field(expr, why):
     assert why in (cron_problem(expr) or "")
 
@@ -239,13 +281,16 @@ def test_matrix_error_is_a_usage_error_with_exit_code_2():
 
 
 def test_deleting_any_one_line_of_the_real_matrix_never_crashes_the_loader(tmp_path):
-    lines = (ROOT / "matrix.yaml").read_text().replace(
-        "fragments_dir: dockerfiles", f"fragments_dir: {ROOT / 'dockerfiles'}"
-    ).splitlines(keepends=True)
+    lines = (
+        (ROOT / "matrix.yaml")
+        .read_text()
+        .replace("fragments_dir: dockerfiles", f"fragments_dir: {ROOT / 'dockerfiles'}")
+        .splitlines(keepends=True)
+    )
     outcomes = {"ok": 0, "error": 0}
     for i in range(len(lines)):
         path = tmp_path / f"minus-{i + 1}.yaml"
-        path.write_text("".join(lines[:i] + lines[i + 1:]))
+        path.write_text("".join(lines[:i] + lines[i + 1 :]))
         try:
             load_matrix(path)
             outcomes["ok"] += 1
@@ -271,14 +316,17 @@ def test_the_cpu_family_names_cells_and_tags_cpu_and_its_manifest_has_no_cuda():
     assert "a CPU build (the cpu family)" in r.dockerfile
 
 
-@pytest.mark.parametrize(("family", "torch_cuda", "message"), [
-    ("cpu", '"13.0"', "the cpu family has torch_cuda: null, and only it"),
-    ('"13.0"', "null", "torch_cuda is null, which only the cpu family may be"),
-    ("gpu", "null", "'gpu' is not a version"),
-])
+@pytest.mark.parametrize(
+    ("family", "torch_cuda", "message"),
+    [
+        ("cpu", '"13.0"', "the cpu family has torch_cuda: null, and only it"),
+        ('"13.0"', "null", "torch_cuda is null, which only the cpu family may be"),
+        ("gpu", "null", "'gpu' is not a version"),
+    ],
+)
 def test_only_the_cpu_family_goes_without_torch_cuda(tmp_path, family, torch_cuda, message):
     text = (DATA / "good.yaml").read_text().replace("fragments_dir: fragments", f"fragments_dir: {DATA / 'fragments'}")
-    text = text.replace('"13.2":\n    torch_cuda: "13.2"', f'{family}:\n    torch_cuda: {torch_cuda}')
+    text = text.replace('"13.2":\n    torch_cuda: "13.2"', f"{family}:\n    torch_cuda: {torch_cuda}")
     (tmp_path / "m.yaml").write_text(text)
     with pytest.raises(MatrixError, match=re.escape(message)):
         load_matrix(tmp_path / "m.yaml")
@@ -289,7 +337,7 @@ def test_only_the_cpu_family_goes_without_torch_cuda(tmp_path, family, torch_cud
 
 def _platforms(tmp_path, platforms: str, extra: str = "") -> Path:
     text = (DATA / "good.yaml").read_text().replace("fragments_dir: fragments", f"fragments_dir: {DATA / 'fragments'}")
-    text = text.replace("python: [\"3.13\"]", f"python: [\"3.13\"]\nplatforms: {platforms}\n{extra}", 1)
+    text = text.replace('python: ["3.13"]', f'python: ["3.13"]\nplatforms: {platforms}\n{extra}', 1)
     (tmp_path / "m.yaml").write_text(text)
     return tmp_path / "m.yaml"
 
@@ -298,11 +346,17 @@ def test_several_platforms_give_each_cell_an_arch_suffix_and_per_platform_bases(
     from imagematrix.core.contract import labels
     from imagematrix.matrix.render import render_cell
 
-    extra = ("overrides:\n  - platform: linux/arm64\n    reason: one platform per tag in a local engine\n"
-             "    bases: {devel: \"local/debian-arm64:trixie-slim\"}\n")
+    extra = (
+        "overrides:\n  - platform: linux/arm64\n    reason: one platform per tag in a local engine\n"
+        '    bases: {devel: "local/debian-arm64:trixie-slim"}\n'
+    )
     m = load_matrix(_platforms(tmp_path, "[linux/amd64, linux/arm64]", extra))
-    assert [c.id for c in m.cells] == ["cu13.2-py3.13-devel-amd64", "cu13.2-py3.13-devel-arm64",
-                                       "cu13.2-py3.13-runtime-amd64", "cu13.2-py3.13-runtime-arm64"]
+    assert [c.id for c in m.cells] == [
+        "cu13.2-py3.13-devel-amd64",
+        "cu13.2-py3.13-devel-arm64",
+        "cu13.2-py3.13-runtime-amd64",
+        "cu13.2-py3.13-runtime-arm64",
+    ]
     arm = m.cell("cu13.2-py3.13-devel-arm64")
     assert arm.tag == "cu13.2-py3.13-devel-arm64" and arm.platform == "linux/arm64" and arm.phases == (1,)
     assert arm.base("devel") == "local/debian-arm64:trixie-slim"
@@ -317,7 +371,11 @@ def test_one_platform_keeps_ids_and_tags_and_a_platform_override_must_name_one(t
     assert [c.id for c in m.cells] == ["cu13.2-py3.13-devel", "cu13.2-py3.13-runtime"]
     assert {c.platform for c in m.cells} == {"linux/arm64"}
     with pytest.raises(MatrixError, match="unknown platform linux/riscv64"):
-        load_matrix(_platforms(tmp_path, "[linux/arm64]", "overrides:\n  - platform: linux/riscv64\n    bases: {devel: \"x:y\"}\n"))
+        load_matrix(
+            _platforms(
+                tmp_path, "[linux/arm64]", 'overrides:\n  - platform: linux/riscv64\n    bases: {devel: "x:y"}\n'
+            )
+        )
     with pytest.raises(MatrixError, match="is not a platform like"):
         load_matrix(_platforms(tmp_path, "[arm64]"))
 

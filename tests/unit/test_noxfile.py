@@ -23,7 +23,12 @@ def nox_list(matrix: Path | None = None) -> tuple[subprocess.CompletedProcess, d
         env["IMAGEMATRIX_MATRIX"] = str(matrix)
     proc = subprocess.run(
         [sys.executable, "-m", "nox", "-f", str(ROOT / "noxfile.py"), "-l"],
-        cwd=ROOT, capture_output=True, text=True, env=env, timeout=120, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
     )
     sessions = {m[1]: m[2] for m in map(LINE.match, proc.stdout.splitlines()) if m}
     return proc, sessions

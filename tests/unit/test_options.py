@@ -43,51 +43,89 @@ def test_options_takes_every_value_of_the_table():
 
 def test_the_two_command_lines_make_the_same_options(monkeypatch):
     monkeypatch.delenv(table.MATRIX_ENV, raising=False)
-    argv = ["--suite", "full", "--python", "3.13", "--target", "runtime", "--jobs", "2", "--out", "b2",
-            "--require-gpu", "--pytest", "-k abi"]
+    argv = [
+        "--suite",
+        "full",
+        "--python",
+        "3.13",
+        "--target",
+        "runtime",
+        "--jobs",
+        "2",
+        "--out",
+        "b2",
+        "--require-gpu",
+        "--pytest",
+        "-k abi",
+    ]
     from_argparse = testrun.options(argv)
-    raw = {"suite": "full", "python": ["3.13"], "target": ["runtime"], "jobs": "2", "out": "b2", "require_gpu": True,
-           "pytest": "-k abi"}
+    raw = {
+        "suite": "full",
+        "python": ["3.13"],
+        "target": ["runtime"],
+        "jobs": "2",
+        "out": "b2",
+        "require_gpu": True,
+        "pytest": "-k abi",
+    }
     from_invoke = Options.from_values(table.parse_all(table.TEST_OPTIONS, raw))
     assert from_argparse == from_invoke
 
 
-@pytest.mark.parametrize(("name", "value", "needle"), [
-    ("jobs", "x", "--jobs takes a whole number >= 1, not 'x'"),
-    ("jobs", "0", "--jobs takes a whole number >= 1"),
-    ("timeout", "nan", "--timeout takes a number >= 1"),
-    ("timeout", "-5", "--timeout takes a number >= 1"),
-    ("suite", "fast", "--suite takes one of smoke, full"),
-    ("pytest", "'", "--pytest \"'\": No closing quotation"),
-])
+@pytest.mark.parametrize(
+    ("name", "value", "needle"),
+    [
+        ("jobs", "x", "--jobs takes a whole number >= 1, not 'x'"),
+        ("jobs", "0", "--jobs takes a whole number >= 1"),
+        ("timeout", "nan", "--timeout takes a number >= 1"),
+        ("timeout", "-5", "--timeout takes a number >= 1"),
+        ("suite", "fast", "--suite takes one of smoke, full"),
+        ("pytest", "'", '--pytest "\'": No closing quotation'),
+    ],
+)
 def test_a_bad_value_names_its_flag(name, value, needle):
     with pytest.raises(UsageError) as err:
         table.BY_NAME[name].parse(value)
     assert needle in str(err.value)
 
 
-@pytest.mark.parametrize("argv", [
-    ["build", "--jobs", "x", "--dry-run"],
-    ["prune", "--cache-hours", "-1"],
-    ["prune", "--keep", "abc"],
-    ["sizes", "--top", "0"],
-    ["test", "--pytest", "'"],
-    ["test", "--timeout", "inf"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["build", "--jobs", "x", "--dry-run"],
+        ["prune", "--cache-hours", "-1"],
+        ["prune", "--keep", "abc"],
+        ["sizes", "--top", "0"],
+        ["test", "--pytest", "'"],
+        ["test", "--timeout", "inf"],
+    ],
+)
 def test_invoke_never_shows_a_traceback_for_a_bad_value(argv):
-    done = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(ROOT), *argv], capture_output=True,
-                          text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "invoke", "--search-root", str(ROOT), *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 2, done.stdout + done.stderr
     assert "Traceback" not in done.stderr and f"--{argv[1].lstrip('-')}" in done.stderr
 
 
-@pytest.mark.parametrize("repo", ["reg/team x", "reg/team;rm -rf /", "Reg/Team", "reg/team:tag", "a/" + "b" * 260, "reg/\n"])
+@pytest.mark.parametrize(
+    "repo", ["reg/team x", "reg/team;rm -rf /", "Reg/Team", "reg/team:tag", "a/" + "b" * 260, "reg/\n"]
+)
 def test_a_repository_on_the_command_line_follows_dockers_grammar(repo):
     for option in (table.BY_NAME["candidates"],):
         with pytest.raises(UsageError, match="--candidates"):
             option.parse(repo)
-    done = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(ROOT), "publish", "--repository", repo],
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "publish", "--repository", repo],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 2 and "--repository" in done.stderr and "Traceback" not in done.stderr
 
 

@@ -55,7 +55,9 @@ def test_arch_specific_sass_runs_only_on_its_own_gpu(mutants):
     audit = {"objects": [mutants["sm90a"]]}
     assert predict.predict(audit, H100, "580").mark == predict.RUNS
     assert predict.predict(audit, gpus.gpu("B200"), "580").code == 209
-    assert predict.predict({"objects": [mutants["sm80"]]}, gpus.gpu("RTX 3090"), "580").mark == predict.RUNS  # 8.6 runs sm_80
+    assert (
+        predict.predict({"objects": [mutants["sm80"]]}, gpus.gpu("RTX 3090"), "580").mark == predict.RUNS
+    )  # 8.6 runs sm_80
 
 
 def test_ptx_is_jit_compiled_only_by_a_driver_that_knows_its_isa(mutants):
@@ -126,7 +128,14 @@ def test_the_audit_of_an_image_without_device_code_is_recorded(tmp_path):
     from imagematrix.core import status
     from imagematrix.oracle.audit import Audit
 
-    summary = Audit("debian:trixie-slim", "sha256:" + "1" * 64, {"objects": [], "libraries": {}}, "export", 1.5).summary()
+    summary = Audit(
+        "debian:trixie-slim", "sha256:" + "1" * 64, {"objects": [], "libraries": {}}, "export", 1.5
+    ).summary()
     status.update_cell(tmp_path, "cpu-py3.11-base", "audit", summary, replace=True)
     audit = status.read_status(tmp_path).get("cpu-py3.11-base").audit
-    assert audit is not None and audit.objects == 0 and audit.floor == () and audit.prediction["H100"]["R580"]["mark"] == "✅"
+    assert (
+        audit is not None
+        and audit.objects == 0
+        and audit.floor == ()
+        and audit.prediction["H100"]["R580"]["mark"] == "✅"
+    )

@@ -9,15 +9,18 @@ from imagematrix.reports.packages import PackagesError, diff, parse_listing
 
 def test_a_listing_parses_into_python_and_debian():
     text = '{"torch": "2.15.0", "Jinja2": "3.1.6"}\n---\nlibc6 2.41-12\npython3.13 3.13.5-2\n'
-    assert parse_listing(text) == {"python": {"Jinja2": "3.1.6", "torch": "2.15.0"},
-                                   "debian": {"libc6": "2.41-12", "python3.13": "3.13.5-2"}, "system": {}}
+    assert parse_listing(text) == {
+        "python": {"Jinja2": "3.1.6", "torch": "2.15.0"},
+        "debian": {"libc6": "2.41-12", "python3.13": "3.13.5-2"},
+        "system": {},
+    }
     assert parse_listing("{}\n---\n") == {"python": {}, "debian": {}, "system": {}}  # no python, no dpkg
 
 
 def test_the_listing_names_the_architecture_and_distribution_a_deb_purl_needs():
-    text = '{}\n---\nlibc6 2.41-12\n---\narch=arm64\nid=debian\ndistro=debian-13\n'
+    text = "{}\n---\nlibc6 2.41-12\n---\narch=arm64\nid=debian\ndistro=debian-13\n"
     assert parse_listing(text)["system"] == {"arch": "arm64", "id": "debian", "distro": "debian-13"}
-    assert parse_listing('{}\n---\n---\narch=\nid=\ndistro=-\n')["system"] == {}  # no dpkg, no os-release
+    assert parse_listing("{}\n---\n---\narch=\nid=\ndistro=-\n")["system"] == {}  # no dpkg, no os-release
 
 
 def test_an_unreadable_listing_is_an_error_not_a_crash():

@@ -12,8 +12,9 @@ from imagematrix.core.procs import run_logged
 
 def test_output_goes_to_the_log_and_the_callback_line_by_line(tmp_path):
     lines: list[str] = []
-    rc, timed_out = run_logged(["sh", "-c", "echo one; echo two >&2; exit 3"], dict(os.environ), tmp_path / "x.log",
-                               on_line=lines.append)
+    rc, timed_out = run_logged(
+        ["sh", "-c", "echo one; echo two >&2; exit 3"], dict(os.environ), tmp_path / "x.log", on_line=lines.append
+    )
     assert (rc, timed_out) == (3, False)
     assert lines == ["one\n", "two\n"]
     text = (tmp_path / "x.log").read_text().splitlines()

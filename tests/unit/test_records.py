@@ -48,7 +48,10 @@ def test_records_of_earlier_runs_load_and_round_trip(where):
 
 
 def test_the_previous_release_wrote_every_kind_of_section():
-    cells = {cid: CellRecord.from_json(c, cid) for cid, c in json.loads((PREVIOUS / "status.json").read_text())["cells"].items()}
+    cells = {
+        cid: CellRecord.from_json(c, cid)
+        for cid, c in json.loads((PREVIOUS / "status.json").read_text())["cells"].items()
+    }
     states = {c.build.state for c in cells.values()}
     assert states == {"built", "skipped", "failed", "blocked"}
     assert any(c.candidate for c in cells.values()) and any(c.publish for c in cells.values())
@@ -94,8 +97,14 @@ def test_a_damaged_suite_or_candidate_means_untested_and_publish_refuses(example
 
 
 def test_status_json_of_the_wrong_shape_per_cell_is_noted_not_fatal(tmp_path):
-    doc = {"schema": 1, "cells": {"ok": {"build": {"state": "built"}}, "bad": "y",
-                                  "worse": {"build": 3, "test": {"state": "passed", "gpu_info": []}}}}
+    doc = {
+        "schema": 1,
+        "cells": {
+            "ok": {"build": {"state": "built"}},
+            "bad": "y",
+            "worse": {"build": 3, "test": {"state": "passed", "gpu_info": []}},
+        },
+    }
     status.status_path(tmp_path).write_text(json.dumps(doc))
     records = status.read_status(tmp_path)
     assert records.get("ok").build.state == "built"
@@ -152,7 +161,9 @@ def test_damaged_history_lines_are_skipped_counted_and_named_once(tmp_path):
     path.write_text("\n".join([good, *HOSTILE_LINES, good]) + "\n")
     events, notes = history.read([path])
     assert len(events) == 1
-    assert notes == [notes[0]] and notes[0].startswith(f"{path}: {len(HOSTILE_LINES)} damaged line(s) skipped, the first at line 2")
+    assert notes == [notes[0]] and notes[0].startswith(
+        f"{path}: {len(HOSTILE_LINES)} damaged line(s) skipped, the first at line 2"
+    )
 
 
 def test_a_history_that_is_a_fifo_is_not_read(tmp_path):
@@ -167,9 +178,20 @@ def test_a_hundred_thousand_runs_make_a_short_sheet(example_matrix, build_dir, t
     path = tmp_path / "history.jsonl"
     with open(path, "w") as f:
         for i in range(100_000):
-            f.write(json.dumps({"kind": "test", "cell": f"c{i % 5000}", "at": f"2026-01-01T00:00:{i % 60:02d}Z",
-                                "runner": f"r{i % 300}", "state": "failed", "image_id": f"sha256:{i:064x}",
-                                "gpu_info": {"driver": "580", "devices": [{"name": "GPU", "compute_capability": "9.0"}]}}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "kind": "test",
+                        "cell": f"c{i % 5000}",
+                        "at": f"2026-01-01T00:00:{i % 60:02d}Z",
+                        "runner": f"r{i % 300}",
+                        "state": "failed",
+                        "image_id": f"sha256:{i:064x}",
+                        "gpu_info": {"driver": "580", "devices": [{"name": "GPU", "compute_capability": "9.0"}]},
+                    }
+                )
+                + "\n"
+            )
     events, notes = history.read([path])
     plan = make_plan(example_matrix, Selection(), build_dir)
     text = sheet.render_report(plan, {}, events, notes, None, None)
@@ -177,11 +199,23 @@ def test_a_hundred_thousand_runs_make_a_short_sheet(example_matrix, build_dir, t
 
 
 def test_invoke_status_prints_no_escape_sequence_from_the_record(tmp_path):
-    doc = {"schema": 1, "cells": {"c\x1b]0;pwned\x07": {"build": {"state": "failed", "ended": "\x1b[2J", "blocked_by": "x"},
-                                                        "test": {"state": "passed", "summary": "\x1b[31mred\x1b[0m"}}}}
+    doc = {
+        "schema": 1,
+        "cells": {
+            "c\x1b]0;pwned\x07": {
+                "build": {"state": "failed", "ended": "\x1b[2J", "blocked_by": "x"},
+                "test": {"state": "passed", "summary": "\x1b[31mred\x1b[0m"},
+            }
+        },
+    }
     status.status_path(tmp_path).write_text(json.dumps(doc))
-    done = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(ROOT), "status", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "status", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert "\x1b" not in done.stdout + done.stderr and "\x07" not in done.stdout and "red" in done.stdout
 

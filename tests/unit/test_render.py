@@ -54,7 +54,7 @@ def stages(dockerfile: str) -> dict[str, str]:
 
 
 def labels(stage_text: str) -> dict[str, str]:
-    block = stage_text[stage_text.rindex("LABEL "):]
+    block = stage_text[stage_text.rindex("LABEL ") :]
     return {k: json.loads(v) for k, v in re.findall(r'([\w.-]+)=("(?:[^"\\]|\\.)*")', block)}
 
 
@@ -75,9 +75,15 @@ def test_rendering_matches_the_golden_file(matrices, matrix, cid):
         assert golden.is_file(), f"no golden file {golden}: run with IMAGEMATRIX_UPDATE_GOLDEN=1"
         want = golden.read_text()
         if text != want:
-            diff = "".join(difflib.unified_diff(
-                want.splitlines(keepends=True), text.splitlines(keepends=True), str(golden), "rendered", n=2,
-            ))
+            diff = "".join(
+                difflib.unified_diff(
+                    want.splitlines(keepends=True),
+                    text.splitlines(keepends=True),
+                    str(golden),
+                    "rendered",
+                    n=2,
+                )
+            )
             pytest.fail(
                 f"{matrix}/{cid}/{name} differs from its golden file. If the change is intended, run\n"
                 f"  IMAGEMATRIX_UPDATE_GOLDEN=1 pytest tests/unit/test_render.py -k golden\n"
@@ -129,7 +135,9 @@ def test_rendering_does_not_depend_on_the_process_hash_seed(matrices):
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", _DIGEST, *map(str, MATRICES.values())],
-            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONHASHSEED": seed},
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
         )
         for seed in ("1", "2")
     ]
@@ -235,7 +243,10 @@ def test_fragments_write_no_version_literally(fragment):
     """Versions come from the cell (the sheet's trouble log: a hard-coded cp314 broke a build)."""
     text = _TEMPLATE_CODE.sub("", fragment.read_text())
     found = _VERSION_LITERAL.findall(text)
-    assert not found, f"{fragment.name} hard-codes {found}: take them from matrix.yaml ({{{{ python }}}}, {{{{ packages.X }}}}, {{{{ cuda.tag }}}})"
+    assert not found, (
+        f"{fragment.name} hard-codes {found}: take them from matrix.yaml ({{{{ python }}}}, {{{{ packages.X }}}}, "
+        f"{{{{ cuda.tag }}}})"
+    )
 
 
 def test_the_version_literal_check_catches_hard_coded_versions():
@@ -260,7 +271,10 @@ def test_an_undefined_template_value_names_the_fragment_and_the_cell(tmp_path):
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ('{{ 1 + "a" }}', r"torch\.Dockerfile:2: TypeError: unsupported operand .* while rendering cell cu13\.2-py3\.13-devel"),
+        (
+            '{{ 1 + "a" }}',
+            r"torch\.Dockerfile:2: TypeError: unsupported operand .* while rendering cell cu13\.2-py3\.13-devel",
+        ),
         ('{% include "missing.txt" %}', r"torch\.Dockerfile:2: includes 'missing\.txt', which is not in "),
         ("{% if %}", r"torch\.Dockerfile:2: template syntax error: "),
         ("{{ 1 // 0 }}", r"torch\.Dockerfile:2: ZeroDivisionError: "),
@@ -321,7 +335,11 @@ def test_write_context_writes_once_and_removes_stale_files(matrices, tmp_path):
     assert ctx == tmp_path / "cu12.8.1-py3.13-ray-runtime"
     assert (ctx / "Dockerfile").read_text() == r.dockerfile
     assert json.loads((ctx / "cell.json").read_text())["id"] == "cu12.8.1-py3.13-ray-runtime"
-    assert sorted(p.name for p in (ctx / "imagematrix").iterdir()) == ["devel.json", "ray-devel.json", "ray-runtime.json"]
+    assert sorted(p.name for p in (ctx / "imagematrix").iterdir()) == [
+        "devel.json",
+        "ray-devel.json",
+        "ray-runtime.json",
+    ]
 
     stale = ctx / "imagematrix" / "old-target.json"
     stale.write_text("{}")

@@ -14,22 +14,55 @@ from imagematrix.matrix.plan import Selection, make_plan
 from imagematrix.reports import sheet as report
 
 DEVEL, RUNTIME = "cu13.2-py3.13-devel", "cu13.2-py3.13-runtime"
-H200 = {"driver": "580.159.04", "driver_cuda": "13.0", "devices": [{"name": "NVIDIA H200", "compute_capability": "9.0"}]}
+H200 = {
+    "driver": "580.159.04",
+    "driver_cuda": "13.0",
+    "devices": [{"name": "NVIDIA H200", "compute_capability": "9.0"}],
+}
 
 
 def _record(build_dir, plan, monkeypatch):
     """The example's devel built twice (cold, then cached) and passed on an H200; runtime failed to build."""
     monkeypatch.delenv(history.STATE_ENV, raising=False)
     devel = next(s for s in plan.steps if s.cell.id == DEVEL)
-    cold = {"state": "built", "ended": "2026-11-02T17:30:00Z", "duration_s": 600.0, "steps_run": 6, "steps_cached": 0,
-            "image_id": "sha256:" + "a" * 64, "size_bytes": 5_000_000_000, "input_hash": devel.rendered.input_hash,
-            "bases": {"debian:trixie-slim": "sha256:" + "b" * 64}}
+    cold = {
+        "state": "built",
+        "ended": "2026-11-02T17:30:00Z",
+        "duration_s": 600.0,
+        "steps_run": 6,
+        "steps_cached": 0,
+        "image_id": "sha256:" + "a" * 64,
+        "size_bytes": 5_000_000_000,
+        "input_hash": devel.rendered.input_hash,
+        "bases": {"debian:trixie-slim": "sha256:" + "b" * 64},
+    }
     cached = {**cold, "ended": "2026-11-04T17:10:00Z", "duration_s": 90.0, "steps_run": 1, "steps_cached": 5}
-    test = {"state": "passed", "suite": "smoke", "passed": 33, "failed": 0, "skipped": 36, "gpu": "cdi gpu 0",
-            "finished": "2026-11-04T17:12:00Z", "image_id": cached["image_id"], "gpu_info": H200, "require_gpu": True}
-    failed = {"state": "failed", "ended": "2026-11-04T17:20:00Z", "duration_s": 30.0, "step": "#9 [runtime 2/3] RUN apt-get install",
-              "error": "E: Unable to locate package libfoo\nmore", "log": "build/logs/cu13.2-py3.13-runtime.log"}
-    for cid, kind, rec in ((DEVEL, "build", cold), (DEVEL, "build", cached), (DEVEL, "test", test), (RUNTIME, "build", failed)):
+    test = {
+        "state": "passed",
+        "suite": "smoke",
+        "passed": 33,
+        "failed": 0,
+        "skipped": 36,
+        "gpu": "cdi gpu 0",
+        "finished": "2026-11-04T17:12:00Z",
+        "image_id": cached["image_id"],
+        "gpu_info": H200,
+        "require_gpu": True,
+    }
+    failed = {
+        "state": "failed",
+        "ended": "2026-11-04T17:20:00Z",
+        "duration_s": 30.0,
+        "step": "#9 [runtime 2/3] RUN apt-get install",
+        "error": "E: Unable to locate package libfoo\nmore",
+        "log": "build/logs/cu13.2-py3.13-runtime.log",
+    }
+    for cid, kind, rec in (
+        (DEVEL, "build", cold),
+        (DEVEL, "build", cached),
+        (DEVEL, "test", test),
+        (RUNTIME, "build", failed),
+    ):
         status.update_cell(build_dir, cid, kind, rec, replace=True)
         history.append(build_dir, kind, cid, rec)
 
@@ -37,24 +70,55 @@ def _record(build_dir, plan, monkeypatch):
 def test_the_report_has_the_sheets_sections_and_is_the_same_for_the_same_inputs(example_matrix, build_dir, monkeypatch):
     plan = make_plan(example_matrix, Selection(), build_dir)
     _record(build_dir, plan, monkeypatch)
-    status.update_cell(build_dir, DEVEL, "publish", {"repository": "reg/team/x", "digest": "sha256:" + "d" * 64,
-                                                      "tags": ["t", "t-123"], "published": "2026-11-04T18:00:00Z"})
+    status.update_cell(
+        build_dir,
+        DEVEL,
+        "publish",
+        {
+            "repository": "reg/team/x",
+            "digest": "sha256:" + "d" * 64,
+            "tags": ["t", "t-123"],
+            "published": "2026-11-04T18:00:00Z",
+        },
+    )
     first = report.write_report(plan, check_bases=False).read_text()
     assert report.write_report(plan, check_bases=False).read_text() == first
     page = render(first)
-    assert page.headings == ["Build matrix: imagematrix/example", "Summary", "Phases", "Phase 1 — example (1/2 done)",
-                             "Compatibility (from test runs on GPUs)",
-                             "Predicted compatibility (from each image's audit; not measured)", "Trouble log", "Published",
-                             "Base images", "Sizes"]
+    assert page.headings == [
+        "Build matrix: imagematrix/example",
+        "Summary",
+        "Phases",
+        "Phase 1 — example (1/2 done)",
+        "Compatibility (from test runs on GPUs)",
+        "Predicted compatibility (from each image's audit; not measured)",
+        "Trouble log",
+        "Published",
+        "Base images",
+        "Sizes",
+    ]
     summary, compat, trouble, published, bases = page.tables
-    assert summary[1][:8] == ["13.2", "3.13", "devel", "✅", "2026-11-04 17:10", "5.00 GB (≤ 8 GB)", "1.5 min cached",
-                              "smoke passed 33/0/36 · 2026-11-04 17:12"]
+    assert summary[1][:8] == [
+        "13.2",
+        "3.13",
+        "devel",
+        "✅",
+        "2026-11-04 17:10",
+        "5.00 GB (≤ 8 GB)",
+        "1.5 min cached",
+        "smoke passed 33/0/36 · 2026-11-04 17:12",
+    ]
     assert summary[1][8] == "1 x NVIDIA H200 (sm_90) · driver 580.159.04"
-    assert summary[2][2:4] == ["runtime", "❌"] and summary[2][9] == "build failed at #9 [runtime 2/3] RUN apt-get install"
-    assert (f"{DEVEL} ✅; 1.5 min cached; expected cached 1.5 min (median of 1), cold 10.0 min (median of 1)"
-            in page.text)
+    assert (
+        summary[2][2:4] == ["runtime", "❌"] and summary[2][9] == "build failed at #9 [runtime 2/3] RUN apt-get install"
+    )
+    assert (
+        f"{DEVEL} ✅; 1.5 min cached; expected cached 1.5 min (median of 1), cold 10.0 min (median of 1)" in page.text
+    )
     assert compat[1][:8] == [DEVEL, "a" * 12, "NVIDIA H200", "9.0", "580.159.04", "13.0", "smoke", "passed (33/0/36)"]
-    assert trouble[1][4] == "E: Unable to locate package libfoo" and trouble[1][5] == "build/logs/cu13.2-py3.13-runtime.log"
+    assert (
+        trouble[1][4] == "E: Unable to locate package libfoo"
+        and trouble[1][5] == "build/logs/cu13.2-py3.13-runtime.log"
+    )
     assert bases[1] == ["debian:trixie-slim", "bbbbbbbbbbbb", "-", "not checked (no engine)"]
     assert published[1] == [DEVEL, f"reg/team/x@sha256:{'d' * 64}", "t, t-123", "2026-11-04 18:00", "-", "unsigned"]
 
@@ -62,10 +126,20 @@ def test_the_report_has_the_sheets_sections_and_is_the_same_for_the_same_inputs(
 def test_a_signed_release_shows_its_sbom_as_a_link_and_a_package_count(example_matrix, build_dir, monkeypatch):
     plan = make_plan(example_matrix, Selection(), build_dir)
     _record(build_dir, plan, monkeypatch)
-    status.update_cell(build_dir, DEVEL, "publish", {
-        "repository": "reg/team/x", "digest": "sha256:" + "d" * 64, "tags": ["t"], "published": "2026-11-04T18:00:00Z",
-        "sbom": "javascript:alert(1)", "sbom_packages": 412, "attestations": ["reg/team/x:sha256-dd.att, layer 1",
-                                                                            "reg/team/x:sha256-dd.att, layer 2"]})
+    status.update_cell(
+        build_dir,
+        DEVEL,
+        "publish",
+        {
+            "repository": "reg/team/x",
+            "digest": "sha256:" + "d" * 64,
+            "tags": ["t"],
+            "published": "2026-11-04T18:00:00Z",
+            "sbom": "javascript:alert(1)",
+            "sbom_packages": 412,
+            "attestations": ["reg/team/x:sha256-dd.att, layer 1", "reg/team/x:sha256-dd.att, layer 2"],
+        },
+    )
     page = render(report.write_report(plan, check_bases=False).read_text())
     published = page.tables[3]
     assert published[0][4:] == ["SBOM", "attestations"] and published[1][4:] == ["412 packages", "2 signed"]
@@ -148,7 +222,9 @@ def test_each_audited_image_shows_its_predicted_reach_beside_what_was_measured(e
     assert row["V100 (7.0)"] == "❌ no kernel image" and row["Thor (11.0)"] == "❌ no kernel image"  # torch 2.15 cu13.2
     # CUDA 13.2 on R580: minor-version compatibility (⚠️); natively from R595; measured on an H200 with R580.
     assert row["H100 (9.0)"] == "⚠️ from R580 · ✅ from R595 · measured R580 passed"
-    assert f"{DEVEL}: SASS sm_70 sm_75 sm_80 " in page.text and " · floor CUDA 13.4 (PTX 9.4 (compute_75) in " in page.text
+    assert (
+        f"{DEVEL}: SASS sm_70 sm_75 sm_80 " in page.text and " · floor CUDA 13.4 (PTX 9.4 (compute_75) in " in page.text
+    )
     assert "No failed build or test run" not in page.text and "prediction" not in [r[2] for r in page.tables[3][1:]]
 
 

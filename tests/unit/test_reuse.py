@@ -25,8 +25,14 @@ def suite_tree(tmp_path) -> Path:
 
 
 def key(suite_tree: Path, **change) -> reuse.Key:
-    suite = dict(mounted=[suite_tree], tools="pytest 9.1.1, pytest-xdist 3.8.0", suite="smoke", markers="smoke",
-                 require_gpu=True, pytest_extra=())
+    suite = dict(
+        mounted=[suite_tree],
+        tools="pytest 9.1.1, pytest-xdist 3.8.0",
+        suite="smoke",
+        markers="smoke",
+        require_gpu=True,
+        pytest_extra=(),
+    )
     host = dict(devices=[H200], driver="580.159.04", driver_cuda="13.0", libcuda="host-driver")
     suite.update({k: v for k, v in change.items() if k in suite})
     host.update({k: v for k, v in change.items() if k in host})
@@ -66,8 +72,20 @@ def test_a_test_file_touched_changes_the_suite_part(suite_tree):
 
 
 def _passed(build_dir, cell, k, finished, state="passed", **extra):
-    history.append(build_dir, "test", cell, {"state": state, "finished": finished, "passed": 18, "skipped": 3,
-                                             "require_gpu": True, "key": k.to_json(), **extra})
+    history.append(
+        build_dir,
+        "test",
+        cell,
+        {
+            "state": state,
+            "finished": finished,
+            "passed": 18,
+            "skipped": 3,
+            "require_gpu": True,
+            "key": k.to_json(),
+            **extra,
+        },
+    )
 
 
 def test_only_a_passed_run_with_the_very_key_is_found(tmp_path, suite_tree, monkeypatch):
@@ -97,6 +115,8 @@ def test_a_forged_history_line_of_another_shape_is_not_reused(tmp_path, suite_tr
     k = key(suite_tree)
     path = history.history_path(tmp_path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text('{"kind": "test", "cell": "c", "at": "2026-12-05T00:00:00Z", "state": "passed", "key": "' + k.value + '"}\n')
+    path.write_text(
+        '{"kind": "test", "cell": "c", "at": "2026-12-05T00:00:00Z", "state": "passed", "key": "' + k.value + '"}\n'
+    )
     assert reuse.find(tmp_path, "c", k, now=datetime(2026, 12, 6, tzinfo=timezone.utc)) is None
     assert timedelta(days=reuse.DEFAULT_MAX_AGE_DAYS).days == 30

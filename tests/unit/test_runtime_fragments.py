@@ -62,7 +62,9 @@ def test_the_sheets_policy_keeps_headers_and_debug_info_by_default(matrix, cell_
 
 
 def test_options_add_their_step_to_the_prune_stage_only():
-    plain = render_cell(load_matrix(MATRICES["example"]), load_matrix(MATRICES["example"]).cell("cu13.2-py3.13-runtime"))
+    plain = render_cell(
+        load_matrix(MATRICES["example"]), load_matrix(MATRICES["example"]).cell("cu13.2-py3.13-runtime")
+    )
     slim = with_options("example", "cu13.2-py3.13-runtime", strip_debug=True, drop_static_libs=True)
     prune = stage(slim.dockerfile, "prune-runtime")
     assert "find \"$root\" -type f -name '*.a' -delete" in prune
@@ -76,13 +78,23 @@ def test_options_add_their_step_to_the_prune_stage_only():
 def test_drop_packages_uninstalls_in_exec_form_with_no_shell():
     r = with_options("example", "cu13.2-py3.13-runtime", drop_packages="torchvision torchaudio")
     line = next(x for x in stage(r.dockerfile, "prune-runtime").splitlines() if "uninstall" in x)
-    assert json.loads(line.removeprefix("RUN ")) == ["python", "-m", "pip", "uninstall", "--yes", "torchvision", "torchaudio"]
+    assert json.loads(line.removeprefix("RUN ")) == [
+        "python",
+        "-m",
+        "pip",
+        "uninstall",
+        "--yes",
+        "torchvision",
+        "torchaudio",
+    ]
 
 
 def test_torch_extras_pin_from_packages_and_use_torchs_index():
     m = load_matrix(MATRICES["default"])
     cell = m.cell("cu12.8.1-py3.13-devel")
-    t = dataclasses.replace(cell.target, fragments=(*cell.target.fragments, "torch-extras"), options={"torch_extras": "torchvision"})
+    t = dataclasses.replace(
+        cell.target, fragments=(*cell.target.fragments, "torch-extras"), options={"torch_extras": "torchvision"}
+    )
     m2 = dataclasses.replace(m, targets={**m.targets, "devel": t}, packages={**m.packages, "torchvision": "0.26.0"})
     body = stage(render_cell(m2, dataclasses.replace(cell, target=t)).dockerfile, "devel")
     assert f"pip install torchvision==0.26.0 --index-url {cell.cuda.torch_index}" in body
@@ -90,6 +102,8 @@ def test_torch_extras_pin_from_packages_and_use_torchs_index():
 
 
 def test_runtime_stages_with_every_knob_on_pass_hadolint():
-    r = with_options("example", "cu13.2-py3.13-runtime", strip_debug=True, drop_static_libs=True, drop_packages="torchvision")
+    r = with_options(
+        "example", "cu13.2-py3.13-runtime", strip_debug=True, drop_static_libs=True, drop_packages="torchvision"
+    )
     findings = hadolint(r.dockerfile, "example runtime, all knobs", find_config(ROOT / "dockerfiles"))
     assert not findings, "\n".join(map(str, findings))

@@ -30,13 +30,20 @@ from imagematrix.reports.sizes import (
 
 SITE = "/opt/venv/lib/python3.13/site-packages"
 VENV = Layout(
-    prefix="/opt/venv", base_prefix="/usr", site=(SITE,), stdlib=("/usr/lib/python3.13",),
-    include="/usr/include/python3.13", executable="/usr/bin/python3.13",
-    libpython="/usr/lib/x86_64-linux-gnu/libpython3.13.so.1.0", version="3.13.5",
+    prefix="/opt/venv",
+    base_prefix="/usr",
+    site=(SITE,),
+    stdlib=("/usr/lib/python3.13",),
+    include="/usr/include/python3.13",
+    executable="/usr/bin/python3.13",
+    libpython="/usr/lib/x86_64-linux-gnu/libpython3.13.so.1.0",
+    version="3.13.5",
 )
 # uv's standalone interpreter in /opt/python (the real matrix): all of it is Python.
 UV = Layout(
-    prefix="/opt/venv", base_prefix="/opt/python/cpython-3.13.9-linux-x86_64-gnu", site=(SITE,),
+    prefix="/opt/venv",
+    base_prefix="/opt/python/cpython-3.13.9-linux-x86_64-gnu",
+    site=(SITE,),
     stdlib=("/opt/python/cpython-3.13.9-linux-x86_64-gnu/lib/python3.13",),
     include="/opt/python/cpython-3.13.9-linux-x86_64-gnu/include/python3.13",
     executable="/opt/python/cpython-3.13.9-linux-x86_64-gnu/bin/python3.13",
@@ -66,45 +73,51 @@ def test_counted_takes_each_hard_linked_inode_once_and_skips_symlinks():
 # --- buckets ---
 
 
-@pytest.mark.parametrize(("entry", "name", "bucket"), [
-    ("torch", "torch", "torch"),
-    ("torch-2.15.0.dist-info", "torch", "torch"),
-    ("functorch", "functorch", "torch"),
-    ("torchgen", "torchgen", "torch"),
-    ("torchvision.libs", "torchvision", "torch"),
-    ("nvidia", "nvidia", "nvidia"),
-    ("nvidia_cublas-13.1.0.3.dist-info", "nvidia_cublas", "nvidia"),
-    ("cuda", "cuda", "nvidia"),
-    ("cuda_bindings-13.0.3.dist-info", "cuda_bindings", "nvidia"),
-    ("triton", "triton", "triton"),  # its own top-level name
-    ("torch_geometric", "torch_geometric", "PyG"),
-    ("torch_scatter.libs", "torch_scatter", "PyG"),
-    ("pyg_lib-0.5.0+pt211cu128.dist-info", "pyg_lib", "PyG"),
-    ("ray", "ray", "ray"),
-    ("marimo-0.25.2.dist-info", "marimo", "marimo"),
-    ("sympy", "sympy", "sympy"),
-    ("typing_extensions.py", "typing_extensions", "typing_extensions"),
-    ("Zope.Interface-5.0.dist-info", "zope_interface", "zope_interface"),
-    ("_cffi_backend.cpython-313-x86_64-linux-gnu.so", "_cffi_backend", "_cffi_backend"),
-])
+@pytest.mark.parametrize(
+    ("entry", "name", "bucket"),
+    [
+        ("torch", "torch", "torch"),
+        ("torch-2.15.0.dist-info", "torch", "torch"),
+        ("functorch", "functorch", "torch"),
+        ("torchgen", "torchgen", "torch"),
+        ("torchvision.libs", "torchvision", "torch"),
+        ("nvidia", "nvidia", "nvidia"),
+        ("nvidia_cublas-13.1.0.3.dist-info", "nvidia_cublas", "nvidia"),
+        ("cuda", "cuda", "nvidia"),
+        ("cuda_bindings-13.0.3.dist-info", "cuda_bindings", "nvidia"),
+        ("triton", "triton", "triton"),  # its own top-level name
+        ("torch_geometric", "torch_geometric", "PyG"),
+        ("torch_scatter.libs", "torch_scatter", "PyG"),
+        ("pyg_lib-0.5.0+pt211cu128.dist-info", "pyg_lib", "PyG"),
+        ("ray", "ray", "ray"),
+        ("marimo-0.25.2.dist-info", "marimo", "marimo"),
+        ("sympy", "sympy", "sympy"),
+        ("typing_extensions.py", "typing_extensions", "typing_extensions"),
+        ("Zope.Interface-5.0.dist-info", "zope_interface", "zope_interface"),
+        ("_cffi_backend.cpython-313-x86_64-linux-gnu.so", "_cffi_backend", "_cffi_backend"),
+    ],
+)
 def test_site_packages_entries_fall_into_buckets(entry, name, bucket):
     assert package_name(entry) == name
     assert package_bucket(entry) == bucket
 
 
-@pytest.mark.parametrize(("path", "layout", "bucket"), [
-    (f"{SITE}/torch/lib/libtorch_cuda.so", VENV, "torch"),
-    (f"{SITE}/nvidia/cu13/lib/libcublasLt.so.13", VENV, "nvidia"),
-    (f"{SITE}/sympy/core/basic.py", VENV, "sympy"),
-    ("/opt/venv/bin/torchrun", VENV, "Python"),  # the venv around site-packages
-    ("/usr/lib/python3.13/os.py", VENV, "Python"),
-    ("/usr/include/python3.13/Python.h", VENV, "Python"),
-    ("/usr/lib/x86_64-linux-gnu/libpython3.13.so.1.0", VENV, "Python"),
-    ("/usr/lib/gcc/x86_64-linux-gnu/14/cc1plus", VENV, "other"),
-    ("/opt/python/cpython-3.13.9-linux-x86_64-gnu/lib/libpython3.13.so", UV, "Python"),
-    ("/opt/python/cpython-3.13.9-linux-x86_64-gnu/share/terminfo/x/xterm", UV, "Python"),
-    (f"{SITE}/triton/_C/libtriton.so", UV, "triton"),
-])
+@pytest.mark.parametrize(
+    ("path", "layout", "bucket"),
+    [
+        (f"{SITE}/torch/lib/libtorch_cuda.so", VENV, "torch"),
+        (f"{SITE}/nvidia/cu13/lib/libcublasLt.so.13", VENV, "nvidia"),
+        (f"{SITE}/sympy/core/basic.py", VENV, "sympy"),
+        ("/opt/venv/bin/torchrun", VENV, "Python"),  # the venv around site-packages
+        ("/usr/lib/python3.13/os.py", VENV, "Python"),
+        ("/usr/include/python3.13/Python.h", VENV, "Python"),
+        ("/usr/lib/x86_64-linux-gnu/libpython3.13.so.1.0", VENV, "Python"),
+        ("/usr/lib/gcc/x86_64-linux-gnu/14/cc1plus", VENV, "other"),
+        ("/opt/python/cpython-3.13.9-linux-x86_64-gnu/lib/libpython3.13.so", UV, "Python"),
+        ("/opt/python/cpython-3.13.9-linux-x86_64-gnu/share/terminfo/x/xterm", UV, "Python"),
+        (f"{SITE}/triton/_C/libtriton.so", UV, "triton"),
+    ],
+)
 def test_classify_by_path(path, layout, bucket):
     assert classify(path, layout) == bucket
 
@@ -120,9 +133,13 @@ def test_an_image_without_python_puts_everything_outside_base_in_other():
 
 def test_bucket_bytes_adds_up_every_counted_file():
     entries = [
-        f("/usr/bin/ls", 100), f(f"{SITE}/torch/x.so", 1000), f(f"{SITE}/nvidia/y.so", 3000),
-        f(f"{SITE}/nvidia/z.so", 3000, links=2, inode=1), f(f"{SITE}/nvidia/z2.so", 3000, links=2, inode=1),
-        f("/usr/lib/python3.13/os.py", 50), f("/usr/bin/g++", 7),
+        f("/usr/bin/ls", 100),
+        f(f"{SITE}/torch/x.so", 1000),
+        f(f"{SITE}/nvidia/y.so", 3000),
+        f(f"{SITE}/nvidia/z.so", 3000, links=2, inode=1),
+        f(f"{SITE}/nvidia/z2.so", 3000, links=2, inode=1),
+        f("/usr/lib/python3.13/os.py", 50),
+        f("/usr/bin/g++", 7),
     ]
     got = bucket_bytes(entries, VENV, {"/usr/bin/ls"})
     assert list(got) == ["base", "Python", "nvidia", "torch", "other"]  # packages biggest first
@@ -130,11 +147,20 @@ def test_bucket_bytes_adds_up_every_counted_file():
 
 
 def test_buckets_come_from_what_is_installed_and_small_packages_join_other():
-    entries = [f(f"{SITE}/{name}/x.py", size) for name, size in
-               [("team_models", 900), ("numpy", 500), ("pandas", 400), ("tiny", 3)]]
+    entries = [
+        f(f"{SITE}/{name}/x.py", size)
+        for name, size in [("team_models", 900), ("numpy", 500), ("pandas", 400), ("tiny", 3)]
+    ]
     got = bucket_bytes(entries, VENV, keep=2)
     assert got == {"base": 0, "Python": 0, "team_models": 900, "numpy": 500, "other": 403}
-    assert sizes.bucket_order([got, {"ray": 2000, "other": 1}]) == ["base", "Python", "ray", "team_models", "numpy", "other"]
+    assert sizes.bucket_order([got, {"ray": 2000, "other": 1}]) == [
+        "base",
+        "Python",
+        "ray",
+        "team_models",
+        "numpy",
+        "other",
+    ]
 
 
 # --- directories and layers ---
@@ -147,13 +173,24 @@ def test_dir_bytes_rolls_files_up_to_a_depth():
 
 def test_biggest_dirs_lists_the_child_that_fills_its_parent_not_the_parent():
     sizes = {
-        "/": 1000, "/opt": 900, "/opt/venv": 900, "/opt/venv/nvidia": 500, "/opt/venv/nvidia/lib": 480,
-        "/opt/venv/torch": 400, "/opt/venv/torch/lib": 200, "/opt/venv/torch/include": 150, "/usr": 100,
+        "/": 1000,
+        "/opt": 900,
+        "/opt/venv": 900,
+        "/opt/venv/nvidia": 500,
+        "/opt/venv/nvidia/lib": 480,
+        "/opt/venv/torch": 400,
+        "/opt/venv/torch/lib": 200,
+        "/opt/venv/torch/include": 150,
+        "/usr": 100,
     }
     got = biggest_dirs(sizes, n=4, skip={"/opt", "/opt/venv"})
     # /opt/venv/nvidia is 96% lib: only lib is worth a line; torch splits, so torch itself is listed.
-    assert got == [("/opt/venv/nvidia/lib", 480), ("/opt/venv/torch", 400), ("/opt/venv/torch/lib", 200),
-                   ("/opt/venv/torch/include", 150)]
+    assert got == [
+        ("/opt/venv/nvidia/lib", 480),
+        ("/opt/venv/torch", 400),
+        ("/opt/venv/torch/lib", 200),
+        ("/opt/venv/torch/include", 150),
+    ]
     assert ("/", 1000) not in biggest_dirs(sizes, n=20)
 
 
@@ -184,35 +221,58 @@ def test_short_path_shows_site_packages_relative():
 # --- budgets, advice, formatting ---
 
 
-@pytest.mark.parametrize(("size", "budget", "state", "summary"), [
-    (5_900_000_000, 7, "ok", "5.90 GB of 7 GB (84%)"),
-    (7_000_000_000, 7, "ok", "7.00 GB of 7 GB (100%)"),  # the budget itself still fits
-    (7_000_000_001, 7, "over", "7.00 GB OVER budget 7 GB (100%)"),
-    (13_400_000_000, 12, "over", "13.40 GB OVER budget 12 GB (112%)"),
-    (5_900_000_000, None, "no budget", "5.90 GB (no budget_gb)"),
-    (None, 7, "missing", "not built"),
-])
+@pytest.mark.parametrize(
+    ("size", "budget", "state", "summary"),
+    [
+        (5_900_000_000, 7, "ok", "5.90 GB of 7 GB (84%)"),
+        (7_000_000_000, 7, "ok", "7.00 GB of 7 GB (100%)"),  # the budget itself still fits
+        (7_000_000_001, 7, "over", "7.00 GB OVER budget 7 GB (100%)"),
+        (13_400_000_000, 12, "over", "13.40 GB OVER budget 12 GB (112%)"),
+        (5_900_000_000, None, "no budget", "5.90 GB (no budget_gb)"),
+        (None, 7, "missing", "not built"),
+    ],
+)
 def test_judge_budget(size, budget, state, summary):
     v = judge_budget(size, budget)
     assert (v.state, v.summary) == (state, summary)
     assert v.failed == (state == "over")
 
 
-@pytest.mark.parametrize(("n", "text"), [
-    (None, "-"), (0, "0 kB"), (567, "1 kB"), (2_400_000, "2 MB"), (67_000_000, "67 MB"),
-    (120_000_000, "0.12 GB"), (5_899_421_732, "5.90 GB"), (-170_000_000, "-0.17 GB"),
-])
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [
+        (None, "-"),
+        (0, "0 kB"),
+        (567, "1 kB"),
+        (2_400_000, "2 MB"),
+        (67_000_000, "67 MB"),
+        (120_000_000, "0.12 GB"),
+        (5_899_421_732, "5.90 GB"),
+        (-170_000_000, "-0.17 GB"),
+    ],
+)
 def test_fmt_bytes(n, text):
     assert fmt_bytes(n) == text
 
 
 def measurement(**kw) -> Measurement:
     base = dict(
-        cell="c", ref="r", image_id="sha256:x", size_bytes=8_000_000_000, fs_bytes=7_990_000_000,
-        layer_overhead_bytes=10_000_000, env_bytes=7_000_000_000, static_lib_bytes=180_000_000,
-        env_roots=["/opt/venv"], site_dirs=[SITE], base="debian:trixie-slim", base_bytes=120_000_000,
-        buckets={"base": 0, "Python": 0, "other": 0}, layers=[{"bytes": 7_000_000_000, "command": "COPY /opt/venv /opt/venv"}],
-        dirs=[[f"{SITE}/nvidia", 3_200_000_000]], python="3.13.5",
+        cell="c",
+        ref="r",
+        image_id="sha256:x",
+        size_bytes=8_000_000_000,
+        fs_bytes=7_990_000_000,
+        layer_overhead_bytes=10_000_000,
+        env_bytes=7_000_000_000,
+        static_lib_bytes=180_000_000,
+        env_roots=["/opt/venv"],
+        site_dirs=[SITE],
+        base="debian:trixie-slim",
+        base_bytes=120_000_000,
+        buckets={"base": 0, "Python": 0, "other": 0},
+        layers=[{"bytes": 7_000_000_000, "command": "COPY /opt/venv /opt/venv"}],
+        dirs=[[f"{SITE}/nvidia", 3_200_000_000]],
+        python="3.13.5",
     )
     return Measurement(**{**base, **kw})
 
@@ -243,7 +303,9 @@ def test_the_knobs_a_cell_can_use_are_read_from_its_fragments(tmp_path):
 
 
 def test_advice_skips_knobs_already_on_and_flags_layer_duplication():
-    tips = advice(measurement(layer_overhead_bytes=2_000_000_000), {"strip_debug": True, "drop_static_libs": True}, 7, "rt")
+    tips = advice(
+        measurement(layer_overhead_bytes=2_000_000_000), {"strip_debug": True, "drop_static_libs": True}, 7, "rt"
+    )
     assert not any("options." in t for t in tips)
     assert any("2.00 GB are stored in layers but hidden" in t for t in tips)
 
@@ -253,12 +315,26 @@ def test_advice_skips_knobs_already_on_and_flags_layer_duplication():
 
 def test_plot_draws_recorded_cells_in_order_and_skips_unmeasured_ones(tmp_path):
     gb = 1_000_000_000
-    status.update_cell(tmp_path, "a-runtime", "sizes", {
-        "state": "ok", "budget_gb": 7, "buckets": {"base": gb // 10, "Python": 0, "nvidia": 3 * gb, "other": 0},
-    })
-    status.update_cell(tmp_path, "b-devel", "sizes", {
-        "state": "over", "budget_gb": 2, "buckets": {"base": 0, "Python": 0, "ray": 2 * gb, "torch": gb, "other": 0},
-    })
+    status.update_cell(
+        tmp_path,
+        "a-runtime",
+        "sizes",
+        {
+            "state": "ok",
+            "budget_gb": 7,
+            "buckets": {"base": gb // 10, "Python": 0, "nvidia": 3 * gb, "other": 0},
+        },
+    )
+    status.update_cell(
+        tmp_path,
+        "b-devel",
+        "sizes",
+        {
+            "state": "over",
+            "budget_gb": 2,
+            "buckets": {"base": 0, "Python": 0, "ray": 2 * gb, "torch": gb, "other": 0},
+        },
+    )
     status.update_cell(tmp_path, "c-missing", "sizes", {"state": "missing"})
     rows = sizeplot.bars(status.read_status(tmp_path), ["b-devel", "c-missing", "a-runtime", "never-seen"])
     assert [r[0] for r in rows] == ["b-devel", "a-runtime"]

@@ -21,7 +21,10 @@ def test_every_public_name_resolves_and_names_its_home():
 
 
 def test_importing_the_package_imports_nothing_but_the_standard_library():
-    code = "import sys, imagematrix; print(sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'jinja2', 'docker', 'yaml', 'rich')))"
+    code = (
+        "import sys, imagematrix; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'jinja2', 'docker', 'yaml', 'rich')))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 

@@ -22,17 +22,23 @@ def test_an_example_with_a_wheelhouse_says_how_to_fill_it(tmp_path):
     out = _init(tmp_path, "cpu")
     m = load_matrix(tmp_path / "matrix.yaml")
     assert m.wheelhouse == (tmp_path / "cpu.wheelhouse").resolve() and not list(m.wheelhouse.glob("*.whl"))
-    assert (f"first: fill cpu.wheelhouse/ (builds install from it alone, and wheels are not copied): python3 -m pip "
-            f"download --only-binary :all: --python-version 3.11 --implementation cp --platform manylinux_2_28_x86_64 "
-            f"--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d {m.wheelhouse} torch==2.13.0") in out
+    assert (
+        f"first: fill cpu.wheelhouse/ (builds install from it alone, and wheels are not copied): python3 -m pip "
+        f"download --only-binary :all: --python-version 3.11 --implementation cp --platform manylinux_2_28_x86_64 "
+        f"--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d {m.wheelhouse} torch==2.13.0"
+    ) in out
 
 
 def test_the_notebooks_example_names_every_pin_to_fetch_and_holds_torch_in_one_target(tmp_path):
     out = _init(tmp_path, "notebooks")
     m = load_matrix(tmp_path / "matrix.yaml")
     assert "notebooks.wheelhouse jupyterlab==4.5.0 torch==2.13.0 next:" in " ".join(out.split())
-    assert {t.name: t.holds_torch for t in m.targets.values()} == {"base": False, "lab": False, "lab-slim": False,
-                                                                   "torch": True}
+    assert {t.name: t.holds_torch for t in m.targets.values()} == {
+        "base": False,
+        "lab": False,
+        "lab-slim": False,
+        "torch": True,
+    }
 
 
 def test_an_example_without_a_wheelhouse_goes_straight_to_build(tmp_path):

@@ -36,7 +36,7 @@ GPU_SUITE = ROOT / "tests" / "gpu"
 
 # --- JUnit from a real pytest run --------------------------------------------------------
 
-SAMPLE = '''
+SAMPLE = """
 import pytest
 
 def test_ok():
@@ -59,7 +59,7 @@ def test_error(broken):
 @pytest.mark.xfail(reason="known", strict=True)
 def test_xfail():
     assert False
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,10 @@ def sample_junit(tmp_path_factory) -> tuple[Path, int]:
     xml = d / "out.xml"
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--junitxml={xml}", str(d)],
-        cwd=d, capture_output=True, text=True, check=False,
+        cwd=d,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     return xml, proc.returncode
 
@@ -97,7 +100,10 @@ def test_parse_junit_names_a_grouped_check_without_its_xdist_group(tmp_path):
         '<testcase classname="test_x" name="test_at[a@b]"><failure message="m"/></testcase>'
         "</testsuite></testsuites>"
     )
-    assert [f.test for f in testgrid.parse_junit(xml).failures] == ["test_ray::test_ray_runs_a_task", "test_x::test_at[a@b]"]
+    assert [f.test for f in testgrid.parse_junit(xml).failures] == [
+        "test_ray::test_ray_runs_a_task",
+        "test_x::test_at[a@b]",
+    ]
 
 
 def test_judge_states():
@@ -120,8 +126,13 @@ def _result(cell, state, **kw):
 def test_grid_rows_exit_code_and_plain_text():
     results = [
         _result("cu13.2-py3.13-devel", "passed", summary=Summary(18, 0, 44, 0, 60.0), seconds=65.2),
-        _result("cu13.2-py3.13-runtime", "failed", summary=Summary(25, 1, 37, 0), seconds=138,
-                log="build/test-results/cu13.2-py3.13-runtime.log"),
+        _result(
+            "cu13.2-py3.13-runtime",
+            "failed",
+            summary=Summary(25, 1, 37, 0),
+            seconds=138,
+            log="build/test-results/cu13.2-py3.13-runtime.log",
+        ),
         _result("cu12.8.1-py3.13-ray-runtime", "missing", note="image x:y was never built; build it: invoke build ..."),
     ]
     assert testgrid.rows(results)[0] == ("cu13.2-py3.13-devel", "passed", "18", "0", "44", "0", "65s", "")
@@ -133,13 +144,23 @@ def test_grid_rows_exit_code_and_plain_text():
     assert text.splitlines()[0] == "gpu_smoke: 3 cell(s): 1 passed, 1 failed, 1 missing"
     assert "cu13.2-py3.13-runtime: failed (log: build/test-results/cu13.2-py3.13-runtime.log)" in text
     assert "invoke build" in text
-    many = Summary(0, 3, 0, 0, failures=tuple(testgrid.Failure(f"t::g{i}", "failure", "no GPU visible [--require-gpu]") for i in range(5)))
+    many = Summary(
+        0,
+        3,
+        0,
+        0,
+        failures=tuple(testgrid.Failure(f"t::g{i}", "failure", "no GPU visible [--require-gpu]") for i in range(5)),
+    )
     lines = testgrid.details([_result("c", "failed", summary=many)])
     assert lines[1] == "  failure: t::g0, t::g1, t::g2 and 2 more: no GPU visible [--require-gpu]" and len(lines) == 2
-    same = [_result(c, "passed", summary=Summary(1, 0, 2, 0, skip_reasons={f"cell {c} declares no 'pyg' feature": 2}))
-            for c in ("a-devel", "a-runtime")]
+    same = [
+        _result(c, "passed", summary=Summary(1, 0, 2, 0, skip_reasons={f"cell {c} declares no 'pyg' feature": 2}))
+        for c in ("a-devel", "a-runtime")
+    ]
     assert testgrid.skip_lines(same) == ["skipped 4x: cell <cell> declares no 'pyg' feature"]
-    varied = [_result("c", "passed", summary=Summary(1, 0, 8, 0, skip_reasons={f"reason {i}": 8 - i for i in range(8)}))]
+    varied = [
+        _result("c", "passed", summary=Summary(1, 0, 8, 0, skip_reasons={f"reason {i}": 8 - i for i in range(8)}))
+    ]
     lines = testgrid.skip_lines(varied, limit=6)
     assert lines[:2] == ["skipped 8x: reason 0", "skipped 7x: reason 1"]
     assert lines[-1] == "skipped 3x more for 2 other reason(s): reason 6; reason 7"  # none unmentioned
@@ -153,7 +174,9 @@ def test_record_feeds_invoke_status(tmp_path):
     status.update_cell(tmp_path, r.cell, "test", rec, replace=True)
     assert status.read_raw(tmp_path)[r.cell]["test"]["passed"] == 18
     # invoke status's "test" column shows the summary string.
-    assert status_view.section_text(status.read_status(tmp_path).get(r.cell), "test") == "passed (smoke: 18 ok, 44 skip)"
+    assert (
+        status_view.section_text(status.read_status(tmp_path).get(r.cell), "test") == "passed (smoke: 18 ok, 44 skip)"
+    )
     table, n, _ = status_view.status_table(tmp_path)
     assert n == 1 and [c.header for c in table.columns][-1] == "test"
 
@@ -196,8 +219,15 @@ def test_container_spec(tmp_path):
     paths = suite.CellPaths.of(tmp_path, "cu13.2-py3.13-runtime")
     gpu = testrun_docker.gpu_access({"Runtimes": {"nvidia": {}}}, {})
     spec = testrun_docker.container_spec(
-        "sha256:abc", ["PATH=/opt/venv/bin:/usr/bin", "PYTHONPATH=/opt/extra"], _opts(require_gpu=True, tests_dir=GPU_SUITE),
-        "cu13.2-py3.13-runtime", paths, tmp_path / "site", gpu, "10001:10001", "imagematrix-test-x",
+        "sha256:abc",
+        ["PATH=/opt/venv/bin:/usr/bin", "PYTHONPATH=/opt/extra"],
+        _opts(require_gpu=True, tests_dir=GPU_SUITE),
+        "cu13.2-py3.13-runtime",
+        paths,
+        tmp_path / "site",
+        gpu,
+        "10001:10001",
+        "imagematrix-test-x",
     )
     vols = {m["bind"]: (host, m["mode"]) for host, m in spec["volumes"].items()}
     assert vols[testrun_docker.TESTS_IN] == (str(GPU_SUITE), "ro")
@@ -207,7 +237,9 @@ def test_container_spec(tmp_path):
     env = spec["environment"]
     for var in ("TORCH_EXTENSIONS_DIR", "TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR", "XDG_CACHE_HOME", "HOME"):
         assert env[var].startswith(suite.CACHE_IN + "/")
-    assert env["PYTHONPATH"] == f"{testrun_docker.TOOLS_IN}:{testrun_docker.PACKAGE_IN}:/opt/extra"  # the image's own path is kept
+    assert (
+        env["PYTHONPATH"] == f"{testrun_docker.TOOLS_IN}:{testrun_docker.PACKAGE_IN}:/opt/extra"
+    )  # the image's own path is kept
     # The suite imports the image contract from this very package, mounted read-only.
     assert vols[f"{testrun_docker.PACKAGE_IN}/imagematrix"] == (str(suite.PACKAGE_ROOT / "imagematrix"), "ro")
     cmd = spec["command"]
@@ -217,7 +249,7 @@ def test_container_spec(tmp_path):
     assert spec["device_requests"] == [{"count": -1, "capabilities": [["gpu"]]}]
     assert spec["user"] == "10001:10001" and spec["detach"] is True
     line = shlex.split(testrun_docker.docker_run_line(spec))
-    assert line[:3] == ["docker", "run", "--rm"] and "--gpus" in line and line[-len(cmd):] == cmd
+    assert line[:3] == ["docker", "run", "--rm"] and "--gpus" in line and line[-len(cmd) :] == cmd
 
 
 def test_container_spec_without_gpu_requests_none(tmp_path):
@@ -320,7 +352,7 @@ def test_host_backend_refuses_image_filters():
 
 # --- a target runs its ancestors' checks -------------------------------------------------
 
-COLLECTOR = '''
+COLLECTOR = """
 import json, os
 
 def pytest_collection_finish(session):
@@ -330,13 +362,16 @@ def pytest_collection_finish(session):
         out[item.nodeid] = mark.kwargs.get("reason") if mark else None
     with open(os.environ["IMAGEMATRIX_COLLECTED"], "w") as f:
         json.dump(out, f)
-'''
+"""
 
 
 # The suite's module for each feature (cuda_extension's checks are spread over several).
 FEATURE_MODULES = {
-    "cpp_extension": "test_cpp_extension.py", "torch_compile": "test_compile.py", "pyg": "test_pyg.py",
-    "ray": "test_ray.py", "marimo": "test_marimo.py",
+    "cpp_extension": "test_cpp_extension.py",
+    "torch_compile": "test_compile.py",
+    "pyg": "test_pyg.py",
+    "ray": "test_ray.py",
+    "marimo": "test_marimo.py",
 }
 
 
@@ -348,8 +383,22 @@ def _selected_checks(manifest: dict, tmp: Path) -> set[str]:
     (tmp / "imagematrix_collector.py").write_text(COLLECTOR)
     env = {**os.environ, "PYTHONPATH": str(tmp), "IMAGEMATRIX_COLLECTED": str(out)}
     argv = [
-        sys.executable, "-m", "pytest", str(GPU_SUITE), "--collect-only", "-q", "-p", "no:cacheprovider",
-        "-p", "imagematrix_collector", "--cell", str(cell_file), "-c", str(tmp / "pytest.ini"), "--rootdir", str(GPU_SUITE),
+        sys.executable,
+        "-m",
+        "pytest",
+        str(GPU_SUITE),
+        "--collect-only",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "imagematrix_collector",
+        "--cell",
+        str(cell_file),
+        "-c",
+        str(tmp / "pytest.ini"),
+        "--rootdir",
+        str(GPU_SUITE),
     ]
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp, check=False, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -388,7 +437,10 @@ def test_host_interpreter_must_run_and_be_the_sessions_python(tmp_path):
     shim = tmp_path / "python9.9"  # like a pyenv shim for a version that is not installed
     shim.write_text("#!/bin/sh\necho 'pyenv: python9.9: command not found' >&2\nexit 127\n")
     shim.chmod(0o755)
-    assert testrun_host._interpreter_problem(str(shim), "9.9") == f"({shim}) does not run: pyenv: python9.9: command not found"
+    assert (
+        testrun_host._interpreter_problem(str(shim), "9.9")
+        == f"({shim}) does not run: pyenv: python9.9: command not found"
+    )
 
 
 def test_a_test_container_is_stale_only_when_its_run_on_this_host_is_gone():
@@ -407,7 +459,7 @@ def test_a_test_container_is_stale_only_when_its_run_on_this_host_is_gone():
 
 CDI_TWO_GPUS = """{"cdiVersion": "0.5.0", "kind": "nvidia.com/gpu", "devices": [
  {"name": "0", "containerEdits": {}}, {"name": "1", "containerEdits": {}}, {"name": "all", "containerEdits": {}}]}"""
-CDI_YAML = "cdiVersion: 0.5.0\nkind: nvidia.com/gpu\ndevices:\n- name: \"0\"\n  containerEdits: {}\n- name: all\n"
+CDI_YAML = 'cdiVersion: 0.5.0\nkind: nvidia.com/gpu\ndevices:\n- name: "0"\n  containerEdits: {}\n- name: all\n'
 
 
 def test_cdi_specs_name_each_gpu_and_parallel_cells_get_one_each():
@@ -416,7 +468,11 @@ def test_cdi_specs_name_each_gpu_and_parallel_cells_get_one_each():
     assert g.devices == ("0", "1")
     assert testrun_docker.gpu_access(info, {"/etc/cdi/nvidia.yaml": CDI_YAML}).devices == ("0",)
     slots = testrun_docker.gpu_slots(g, 3)
-    assert [s.device_requests[0]["device_ids"] for s in slots] == [["nvidia.com/gpu=0"], ["nvidia.com/gpu=1"], ["nvidia.com/gpu=0"]]
+    assert [s.device_requests[0]["device_ids"] for s in slots] == [
+        ["nvidia.com/gpu=0"],
+        ["nvidia.com/gpu=1"],
+        ["nvidia.com/gpu=0"],
+    ]
     assert slots[1].label == "cdi gpu 1"
     one_gpu = testrun_docker.gpu_access(info, {"/etc/cdi/nvidia.yaml": CDI_YAML})
     assert testrun_docker.gpu_slots(one_gpu, 2) == [one_gpu, one_gpu]  # one GPU: the cells share it

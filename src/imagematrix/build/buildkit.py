@@ -60,7 +60,8 @@ class Builder:
         if self.kind == BUILDX:
             named = f"builder {self.name}: " if self.name else ""
             into = f", images into {self.engine}" if self.engine else ""
-            return f"{named}buildx {self.version or '?'} ({self.driver or '?'} driver, BuildKit {self.buildkit or '?'}{into})"
+            driver, buildkit = self.driver or "?", self.buildkit or "?"
+            return f"{named}buildx {self.version or '?'} ({driver} driver, BuildKit {buildkit}{into})"
         return f"DOCKER_BUILDKIT=1 docker build (docker CLI {self.client or '?'}, no buildx plugin)"
 
     @property
@@ -78,9 +79,10 @@ def detect_builder() -> str:
     if shutil.which("docker") is None:
         return CLASSIC
     try:
-        ok = subprocess.run(
-            ["docker", "buildx", "version"], capture_output=True, timeout=10, check=False
-        ).returncode == 0
+        ok = (
+            subprocess.run(["docker", "buildx", "version"], capture_output=True, timeout=10, check=False).returncode
+            == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         ok = False
     return BUILDX if ok else CLASSIC
@@ -113,14 +115,19 @@ def describe_builder(kind: str | None = None, name: str = "") -> Builder:
         if sep:
             fields.setdefault(key.strip().lower(), value.strip())
     if name and not fields:
-        raise UsageError(f"no buildx builder named {name!r} (`docker buildx ls` lists them; a docker context is one "
-                         "too: `docker context create NAME --docker host=...`)")
+        raise UsageError(
+            f"no buildx builder named {name!r} (`docker buildx ls` lists them; a docker context is one "
+            "too: `docker context create NAME --docker host=...`)"
+        )
     driver = fields.get("driver", "")
     engine = ""
     if name and driver == "docker":  # its images land in the engine of the context it names
         endpoint = fields.get("endpoint", name)
-        engine = endpoint if "://" in endpoint else _run(
-            ["docker", "context", "inspect", endpoint, "--format", "{{.Endpoints.docker.Host}}"]).strip()
+        engine = (
+            endpoint
+            if "://" in endpoint
+            else _run(["docker", "context", "inspect", endpoint, "--format", "{{.Endpoints.docker.Host}}"]).strip()
+        )
     return Builder(
         BUILDX,
         version=version[1] if len(version) > 1 else "",
@@ -187,10 +194,14 @@ def build_argv(step: BuildStep, options: BuildOptions, builder: str = BUILDX) ->
     elif options.builder and builder == BUILDX:
         argv[3:3] = ["--builder", options.builder]
     argv += [
-        "--file", str(step.dockerfile),
-        "--target", step.rendered.stage,
-        "--tag", step.cell.ref,
-        "--progress", options.progress,
+        "--file",
+        str(step.dockerfile),
+        "--target",
+        step.rendered.stage,
+        "--tag",
+        step.cell.ref,
+        "--progress",
+        options.progress,
     ]
     if step.cell.platform:  # cells of the platforms axis; emulated where it is not the host's (binfmt)
         argv += ["--platform", step.cell.platform]
@@ -223,7 +234,9 @@ _SOLVE_ERROR = re.compile(r"^(?:ERROR|error): (?:failed to solve[^:]*: )?(.*)$")
 _FAILED_STEP = re.compile(r"^ > (\[.*\] .*):$")
 # A step's own output lines that say why it failed (gcc/nvcc/ld/pip/the kernel), often far above the tail:
 # pip ends a failed source build with a dozen lines that name nothing.
-_CAUSE = re.compile(r"error:|\): error|fatal error|ERROR:|Killed signal|No space left on device|MemoryError|out of memory")
+_CAUSE = re.compile(
+    r"error:|\): error|fatal error|ERROR:|Killed signal|No space left on device|MemoryError|out of memory"
+)
 ERROR_LINES = 8
 
 
@@ -266,8 +279,12 @@ class BuildkitLog:
         if line.strip():
             self.tail.append(line)
         m = _VERTEX.match(line)
-        if (m is not None and len(self.error_lines) < ERROR_LINES and _CAUSE.search(m.group(2))
-                and not m.group(2).startswith("ERROR")):  # the vertex's own verdict: error() has it
+        if (
+            m is not None
+            and len(self.error_lines) < ERROR_LINES
+            and _CAUSE.search(m.group(2))
+            and not m.group(2).startswith("ERROR")
+        ):  # the vertex's own verdict: error() has it
             self.error_lines.append(line[:400])
         if m is None:
             if (e := _SOLVE_ERROR.match(line)) and not line.startswith("#"):
@@ -321,7 +338,7 @@ class BuildkitLog:
             heading = f"#{v.number} {v.name}"
             starts = [i for i, line in enumerate(lines) if line == heading]
             if starts:
-                lines = lines[starts[-1]:]
+                lines = lines[starts[-1] :]
         return lines[-n:]
 
     def counts(self) -> dict[str, int]:

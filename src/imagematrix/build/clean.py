@@ -30,19 +30,27 @@ def clean(build_dir: Path, cells: list | None = None, console: Console | None = 
     build_dir = Path(build_dir)
     refuse = f"refusing to remove {build_dir}"
     if build_dir.is_symlink():
-        raise UsageError(f"{refuse}: it is a symbolic link (to {os.readlink(build_dir)}); clean never deletes through "
-                         "a link. Pass the build directory itself (--out DIR); nothing was removed")
+        raise UsageError(
+            f"{refuse}: it is a symbolic link (to {os.readlink(build_dir)}); clean never deletes through "
+            "a link. Pass the build directory itself (--out DIR); nothing was removed"
+        )
     if build_dir.exists() and not build_dir.is_dir():
         raise UsageError(f"{refuse}: it is not a directory; nothing was removed")
     if build_dir.exists() and not is_marked(build_dir):
-        raise UsageError(f"{refuse}: it is not a build directory imagematrix made (it has no {MARKER}, and no "
-                         "status.json beside a build lock); nothing was removed. Pass the build directory (--out DIR), "
-                         "or remove this one yourself if you mean it")
+        raise UsageError(
+            f"{refuse}: it is not a build directory imagematrix made (it has no {MARKER}, and no "
+            "status.json beside a build lock); nothing was removed. Pass the build directory (--out DIR), "
+            "or remove this one yourself if you mean it"
+        )
     holder = lock_holder(build_dir)
     if holder:
         raise BuildLocked(f"a build is running in {build_dir} ({holder}); clean after it finishes")
     resolved = build_dir.resolve()
-    if resolved == Path(resolved.anchor) or resolved in Path.cwd().resolve().parents or resolved == Path.cwd().resolve():
+    if (
+        resolved == Path(resolved.anchor)
+        or resolved in Path.cwd().resolve().parents
+        or resolved == Path.cwd().resolve()
+    ):
         raise UsageError(f"{refuse}: it is / or holds the current directory; pass the build directory (--out)")
     if cells:
         client = docker_client()
@@ -54,8 +62,10 @@ def clean(build_dir: Path, cells: list | None = None, console: Console | None = 
                 continue
             owner = image.labels.get(CELL_LABEL)
             if owner != cell.id:
-                console.print(f"kept {cell.ref}: its label {CELL_LABEL} is {owner!r}, not {cell.id!r} (not built by imagematrix)",
-                              markup=False)
+                console.print(
+                    f"kept {cell.ref}: its label {CELL_LABEL} is {owner!r}, not {cell.id!r} (not built by imagematrix)",
+                    markup=False,
+                )
                 continue
             try:
                 client.images.remove(cell.ref)
@@ -86,10 +96,13 @@ def clean(build_dir: Path, cells: list | None = None, console: Console | None = 
                 os.unlink(build_dir / MARKER)
             build_dir.rmdir()
     except OSError as exc:
-        raise ImagematrixError(f"could not remove everything in {build_dir}: {exc.strerror} ({exc.filename}); "
-                               "what was removed is gone, the rest is as it was") from None
+        raise ImagematrixError(
+            f"could not remove everything in {build_dir}: {exc.strerror} ({exc.filename}); "
+            "what was removed is gone, the rest is as it was"
+        ) from None
     console.print(f"removed {build_dir}/ (contexts, logs, status.json)", markup=False)
     if HISTORY_FILE in kept:
-        console.print(f"kept {build_dir / HISTORY_FILE} (the build and test history; --history removes it too)",
-                      markup=False)
+        console.print(
+            f"kept {build_dir / HISTORY_FILE} (the build and test history; --history removes it too)", markup=False
+        )
     return 0

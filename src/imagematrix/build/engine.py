@@ -31,7 +31,9 @@ def docker_client(timeout: int = 30, host: str = ""):
         client = docker.DockerClient(base_url=host, timeout=timeout) if host else docker.from_env(timeout=timeout)
         client.ping()
     except DockerException as exc:
-        raise EngineUnreachable(f"cannot reach the Docker engine at {where} ({first_line(exc)}); {START_DOCKER}") from None
+        raise EngineUnreachable(
+            f"cannot reach the Docker engine at {where} ({first_line(exc)}); {START_DOCKER}"
+        ) from None
     return client
 
 
@@ -51,5 +53,3 @@ def base_image_ids(client, refs: list[str]) -> dict[str, str | None]:
         except ImageNotFound:
             out[ref] = None
     return out
-
-

@@ -115,8 +115,13 @@ def local_image(client, ref: str):
 # --- running one docker build ----------------------------------------------------------
 
 
-def run_docker_build(argv: list[str], env: dict[str, str], log_path: Path, parsed: BuildkitLog,
-               on_output: Callable[[Vertex | None], None]) -> int:
+def run_docker_build(
+    argv: list[str],
+    env: dict[str, str],
+    log_path: Path,
+    parsed: BuildkitLog,
+    on_output: Callable[[Vertex | None], None],
+) -> int:
     """Run one docker build (procs.run_logged): its output to the cell's log and to BuildKit's
     parser; ``on_output`` gets each line's new vertex (None for other lines)."""
     rc, _ = procs.run_logged(argv, env, log_path, on_line=lambda line: on_output(parsed.feed(line)))
@@ -140,16 +145,30 @@ def mark_stale(build_dir: Path) -> list[str]:
     """Cells recorded as building by a process that is gone (we hold the lock): failed, interrupted."""
     stale = [cid for cid, rec in read_status(build_dir).cells.items() if rec.build and rec.build.state == "building"]
     for cid in stale:
-        update_cell(build_dir, cid, SECTION, {
-            "state": "failed", "interrupted": True, "ended": utcnow(),
-            "error": "the build process ended without recording a result (killed, or the host went down)",
-        })
+        update_cell(
+            build_dir,
+            cid,
+            SECTION,
+            {
+                "state": "failed",
+                "interrupted": True,
+                "ended": utcnow(),
+                "error": "the build process ended without recording a result (killed, or the host went down)",
+            },
+        )
     return stale
 
 
 class Executor:
-    def __init__(self, plan: Plan, options: BuildOptions, builder: Builder, client, progress: Progress | None,
-                 force: bool = False):
+    def __init__(
+        self,
+        plan: Plan,
+        options: BuildOptions,
+        builder: Builder,
+        client,
+        progress: Progress | None,
+        force: bool = False,
+    ):
         self.plan, self.options, self.builder, self.client = plan, options, builder, client
         self._progress, self.force = progress, force
         self.build_dir = plan.build_dir
@@ -160,7 +179,6 @@ class Executor:
         self.fresh: set[str] = set()  # cells built without cache in this run (--no-cache)
         self.running: dict[str, tuple[float, BuildkitLog]] = {}  # parallel builds in progress
         self.stopping = False  # Ctrl-C during parallel builds: the main thread records the running ones
-
 
     @property
     def progress(self) -> Progress:
@@ -187,7 +205,7 @@ class Executor:
                 try:
                     self._one(step)
                 except HostFault as fault:
-                    self._not_attempted(list(self.plan.steps[i + 1:]), fault, step.cell.id)
+                    self._not_attempted(list(self.plan.steps[i + 1 :]), fault, step.cell.id)
                     raise
         except KeyboardInterrupt as exc:
             why = str(exc) or "SIGINT"
@@ -237,10 +255,15 @@ class Executor:
             pool.shutdown(wait=True)
             if len(stopped) == 1:
                 raise BuildInterrupted(self._interrupt_message(stopped[0][0], why)) from None
-            where = (f"{', '.join(c for c, _ in stopped)} were stopped and recorded as failed (interrupted)"
-                     if stopped else "no build was running")
-            raise BuildInterrupted(f"interrupted ({why}): {where}. The record {self.build_dir}/status.json is intact; "
-                                   "rerun `invoke build` to resume (finished cells are skipped).") from None
+            where = (
+                f"{', '.join(c for c, _ in stopped)} were stopped and recorded as failed (interrupted)"
+                if stopped
+                else "no build was running"
+            )
+            raise BuildInterrupted(
+                f"interrupted ({why}): {where}. The record {self.build_dir}/status.json is intact; "
+                "rerun `invoke build` to resume (finished cells are skipped)."
+            ) from None
         pool.shutdown(wait=True)
         if fault is not None:
             if isinstance(fault, HostFault):
@@ -279,11 +302,19 @@ class Executor:
         """After a host fault while building ``cause``: every cell not started yet, recorded as such."""
         try:
             for s in rest:
-                r = self.record(s.cell.id, {
-                    "state": "blocked", "blocked_by": cause, "ended": utcnow(), "ref": s.cell.ref,
-                    "input_hash": s.rendered.input_hash, "host_fault": fault.reason,
-                    "error": f"not attempted: {fault.reason} while building {cause}",
-                }, replace_section=True)
+                r = self.record(
+                    s.cell.id,
+                    {
+                        "state": "blocked",
+                        "blocked_by": cause,
+                        "ended": utcnow(),
+                        "ref": s.cell.ref,
+                        "input_hash": s.rendered.input_hash,
+                        "host_fault": fault.reason,
+                        "error": f"not attempted: {fault.reason} while building {cause}",
+                    },
+                    replace_section=True,
+                )
                 self.progress.finished(s.cell.id, "blocked", f"not attempted ({fault.reason})")
                 self.outcomes.append(Outcome(s.cell.id, "blocked", note=f"not attempted ({fault.reason})", record=r))
         except StatusError as exc:
@@ -291,24 +322,43 @@ class Executor:
 
     def _blocked(self, step: BuildStep) -> None:
         cid, cause = step.cell.id, self.cause[step.cell.id]
-        rec = self.record(cid, {
-            "state": "blocked", "blocked_by": cause, "ended": utcnow(), "ref": step.cell.ref,
-            "input_hash": step.rendered.input_hash,
-            "error": f"not attempted: {cause} failed (see {self.log_path(cause)})",
-        }, replace_section=True)
+        rec = self.record(
+            cid,
+            {
+                "state": "blocked",
+                "blocked_by": cause,
+                "ended": utcnow(),
+                "ref": step.cell.ref,
+                "input_hash": step.rendered.input_hash,
+                "error": f"not attempted: {cause} failed (see {self.log_path(cause)})",
+            },
+            replace_section=True,
+        )
         self.progress.finished(cid, "blocked", f"{cause} failed")
         self.outcomes.append(Outcome(cid, "blocked", note=f"by {cause}", record=rec))
 
     def _skipped(self, step: BuildStep, image, digest: str) -> None:
         cid, now = step.cell.id, utcnow()
         previous = read_status(self.build_dir).get(cid).build
-        rec = self.record(cid, {
-            "state": "skipped", "cached": True, "started": now, "ended": now, "duration_s": 0.0,
-            "ref": step.cell.ref, "image_id": image.id, "size_bytes": image.attrs.get("Size"),
-            "image_created": image.attrs.get("Created"), "input_hash": step.rendered.input_hash,
-            "build_hash": digest, "log": previous.log if previous and previous.build_hash == digest else None,
-            "bases": self.bases(step),  # the build hash covers their ids: an unchanged image was built from these
-        }, replace_section=True)
+        rec = self.record(
+            cid,
+            {
+                "state": "skipped",
+                "cached": True,
+                "started": now,
+                "ended": now,
+                "duration_s": 0.0,
+                "ref": step.cell.ref,
+                "image_id": image.id,
+                "size_bytes": image.attrs.get("Size"),
+                "image_created": image.attrs.get("Created"),
+                "input_hash": step.rendered.input_hash,
+                "build_hash": digest,
+                "log": previous.log if previous and previous.build_hash == digest else None,
+                "bases": self.bases(step),  # the build hash covers their ids: an unchanged image was built from these
+            },
+            replace_section=True,
+        )
         self.progress.finished(cid, "skipped", f"unchanged, image {image.short_id.removeprefix('sha256:')}")
         self.outcomes.append(Outcome(cid, "skipped", None, image.attrs.get("Size"), "unchanged", rec))
 
@@ -335,27 +385,47 @@ class Executor:
     def _build(self, step: BuildStep, digest: str, parsed: BuildkitLog) -> None:
         cid, log = step.cell.id, self.log_path(step.cell.id)
         options, argv = self.command(step, digest)
-        self.record(cid, {
-            "state": "building", "started": utcnow(), "cached": False, "ref": step.cell.ref,
-            "input_hash": step.rendered.input_hash, "build_hash": digest, "log": str(log),
-            "builder": self.builder.describe(), "command": shlex.join(argv),
-            # Which image each base tag named when this was built: `invoke report` shows drift.
-            "bases": self.bases(step),
-        }, replace_section=True)
+        self.record(
+            cid,
+            {
+                "state": "building",
+                "started": utcnow(),
+                "cached": False,
+                "ref": step.cell.ref,
+                "input_hash": step.rendered.input_hash,
+                "build_hash": digest,
+                "log": str(log),
+                "builder": self.builder.describe(),
+                "command": shlex.join(argv),
+                # Which image each base tag named when this was built: `invoke report` shows drift.
+                "bases": self.bases(step),
+            },
+            replace_section=True,
+        )
         previous = local_image(self.client, step.cell.ref)
         self.progress.started(cid, str(log))
         t0 = time.monotonic()
-        rc = run_docker_build(argv, self.env, log, parsed, lambda v: self.progress.step(cid, v) if v else self.progress.tick(cid))
+        rc = run_docker_build(
+            argv, self.env, log, parsed, lambda v: self.progress.step(cid, v) if v else self.progress.tick(cid)
+        )
         took = round(time.monotonic() - t0, 1)
         if self.stopping:
             return  # stopped by Ctrl-C in a parallel run: the main thread records it as interrupted
         image = local_image(self.client, step.cell.ref) if rc == 0 else None
         if image is not None and image.labels.get(BUILD_HASH_LABEL) == digest:
-            rec = self.record(cid, {
-                "state": "built", "ended": utcnow(), "duration_s": took, "image_id": image.id,
-                "size_bytes": image.attrs.get("Size"), "image_created": image.attrs.get("Created"),
-                "replaced_image_id": self._drop_superseded(previous, image, cid), **parsed.counts(),
-            })
+            rec = self.record(
+                cid,
+                {
+                    "state": "built",
+                    "ended": utcnow(),
+                    "duration_s": took,
+                    "image_id": image.id,
+                    "size_bytes": image.attrs.get("Size"),
+                    "image_created": image.attrs.get("Created"),
+                    "replaced_image_id": self._drop_superseded(previous, image, cid),
+                    **parsed.counts(),
+                },
+            )
             if options.no_cache or options.no_cache_filter:
                 self.fresh.add(cid)
             counts = parsed.counts()
@@ -365,13 +435,26 @@ class Executor:
             return
         if rc and not self.engine_alive():
             raise self._engine_lost()
-        failing = parsed.failing_step() or ("(no failing step in the output)" if rc else "(build succeeded but no image was loaded)")
-        error = parsed.error() or (f"docker exited with {rc}" if rc else f"{step.cell.ref} is not in the image store with build hash {digest}")
-        rec = self.record(cid, {
-            "state": "failed", "ended": utcnow(), "duration_s": took, "exit_code": rc,
-            "step": failing, "error": error, "tail": parsed.failure_tail(TAIL_LINES),
-            "error_lines": parsed.error_lines, **parsed.counts(),
-        })
+        failing = parsed.failing_step() or (
+            "(no failing step in the output)" if rc else "(build succeeded but no image was loaded)"
+        )
+        error = parsed.error() or (
+            f"docker exited with {rc}" if rc else f"{step.cell.ref} is not in the image store with build hash {digest}"
+        )
+        rec = self.record(
+            cid,
+            {
+                "state": "failed",
+                "ended": utcnow(),
+                "duration_s": took,
+                "exit_code": rc,
+                "step": failing,
+                "error": error,
+                "tail": parsed.failure_tail(TAIL_LINES),
+                "error_lines": parsed.error_lines,
+                **parsed.counts(),
+            },
+        )
         for d in self.plan.dependants(cid):
             self.cause.setdefault(d, cid)
         self.progress.finished(cid, "failed", failing, took)
@@ -429,11 +512,18 @@ class Executor:
         took = round(time.monotonic() - current[1], 1) if current and current[0] == cid else None
         parsed = current[2] if current and current[0] == cid else None
         try:
-            rec = self.record(cid, {
-                "state": "failed", "ended": utcnow(), "duration_s": took, "host_fault": fault.reason,
-                "step": f"#{v.number} {v.name}" if parsed and (v := parsed.running) else "",
-                "error": str(fault), "tail": parsed.failure_tail(TAIL_LINES) if parsed else [],
-            })
+            rec = self.record(
+                cid,
+                {
+                    "state": "failed",
+                    "ended": utcnow(),
+                    "duration_s": took,
+                    "host_fault": fault.reason,
+                    "step": f"#{v.number} {v.name}" if parsed and (v := parsed.running) else "",
+                    "error": str(fault),
+                    "tail": parsed.failure_tail(TAIL_LINES) if parsed else [],
+                },
+            )
             self.progress.finished(cid, "failed", fault.reason, took)
             self.outcomes.append(Outcome(cid, "failed", took, note=fault.reason, record=rec))
         except StatusError as exc:
@@ -442,17 +532,31 @@ class Executor:
     def _interrupted(self, cid: str, t0: float, parsed: BuildkitLog, why: str) -> None:
         took = round(time.monotonic() - t0, 1)
         step = f"#{v.number} {v.name}" if (v := parsed.running) is not None else ""
-        rec = self.record(cid, {
-            "state": "failed", "interrupted": True, "ended": utcnow(), "duration_s": took,
-            "step": step, "error": f"interrupted ({why}) during the build", "tail": parsed.failure_tail(TAIL_LINES),
-        })
+        rec = self.record(
+            cid,
+            {
+                "state": "failed",
+                "interrupted": True,
+                "ended": utcnow(),
+                "duration_s": took,
+                "step": step,
+                "error": f"interrupted ({why}) during the build",
+                "tail": parsed.failure_tail(TAIL_LINES),
+            },
+        )
         self.progress.finished(cid, "failed", f"interrupted ({why})", took)
         self.outcomes.append(Outcome(cid, "failed", took, note="interrupted", record=rec))
 
     def _interrupt_message(self, cid: str | None, why: str) -> str:
-        where = f"{cid} was stopped and recorded as failed (interrupted); log {self.log_path(cid)}" if cid else "no build was running"
-        return (f"interrupted ({why}): {where}. The record {self.build_dir}/status.json is intact; "
-                "rerun `invoke build` to resume (finished cells are skipped).")
+        where = (
+            f"{cid} was stopped and recorded as failed (interrupted); log {self.log_path(cid)}"
+            if cid
+            else "no build was running"
+        )
+        return (
+            f"interrupted ({why}): {where}. The record {self.build_dir}/status.json is intact; "
+            "rerun `invoke build` to resume (finished cells are skipped)."
+        )
 
 
 # --- the task ---------------------------------------------------------------------------
@@ -466,8 +570,9 @@ def summary_table(outcomes: list[Outcome]) -> Table:
         table.add_column(col, no_wrap=col != "detail")
     for o in outcomes:
         style = {"failed": "red", "blocked": "yellow"}.get(o.state, "")
-        table.add_row(o.cell, Text(o.state, style=style), human_duration(o.duration_s),
-                      fmt_bytes(o.size_bytes), Text(o.note))
+        table.add_row(
+            o.cell, Text(o.state, style=style), human_duration(o.duration_s), fmt_bytes(o.size_bytes), Text(o.note)
+        )
     return table
 
 
@@ -509,7 +614,10 @@ def preview(plan: Plan, options: BuildOptions, *, force: bool = False) -> tuple[
     try:
         client, note = docker_client(timeout=10, host=builder.engine), None
     except ImagematrixError as exc:
-        client, note = None, f"{exc} (so no cell is shown as skipped, and build-hash labels assume the base images are absent)"
+        client, note = (
+            None,
+            f"{exc} (so no cell is shown as skipped, and build-hash labels assume the base images are absent)",
+        )
     ex = Executor(plan, options, builder, client, progress=None, force=force or options.no_cache)
     out: list[Preview] = []
     for step in plan.steps:
@@ -525,22 +633,34 @@ def preview(plan: Plan, options: BuildOptions, *, force: bool = False) -> tuple[
     return out, note
 
 
-def run_build(plan: Plan, options: BuildOptions, *, force: bool = False, skip_preflight: bool = False,
-              console: Console | None = None, jobs: int = 1) -> list[Outcome]:
+def run_build(
+    plan: Plan,
+    options: BuildOptions,
+    *,
+    force: bool = False,
+    skip_preflight: bool = False,
+    console: Console | None = None,
+    jobs: int = 1,
+) -> list[Outcome]:
     """Preflight, then build every planned cell; raises BuildFailed (exit 1) if any failed."""
     console = console or output.console()
     with build_lock(plan.build_dir):
         builder = describe_builder(name=options.builder)
         options = for_builder(options, builder)
         client = docker_client(host=builder.engine)  # where the builder's images land: skips look there
-        options = replace(options, build_args=tuple(dict.fromkeys((*options.build_args, *proxy_build_args(os.environ)))))
+        options = replace(
+            options, build_args=tuple(dict.fromkeys((*options.build_args, *proxy_build_args(os.environ))))
+        )
         preflight(plan, options, builder, client, console, skip=skip_preflight)
         for cid in mark_stale(plan.build_dir):
             console.print(f"{cid}: an earlier build of it was killed; recorded as failed (interrupted)", markup=False)
         force = force or options.no_cache  # --no-cache means "build it again", not "skip it"
         at_once = f", {jobs} at a time" if jobs > 1 else ""
-        console.print(f"building {len(plan.steps)} cell(s){at_once} with {builder.describe()}; logs in {plan.build_dir / LOGS_DIR}",
-                      markup=False)
+        console.print(
+            f"building {len(plan.steps)} cell(s){at_once} with {builder.describe()}; logs in "
+            f"{plan.build_dir / LOGS_DIR}",
+            markup=False,
+        )
         progress = make_progress(console, [s.cell.id for s in plan.steps])
         executor = Executor(plan, options, builder, client, progress, force=force)
         try:

@@ -67,23 +67,57 @@ def checks(plan: Plan, options: BuildOptions, builder: Builder, client) -> list[
     found.append(Check("engine", True, f"Docker {info.get('ServerVersion', '?')} ({info.get('OperatingSystem', '?')})"))
 
     if shutil.which("docker") is None:
-        found.append(Check("docker CLI", False, "the `docker` command is not on PATH: install docker.io (or docker-ce-cli)", fatal=True))
+        found.append(
+            Check(
+                "docker CLI",
+                False,
+                "the `docker` command is not on PATH: install docker.io (or docker-ce-cli)",
+                fatal=True,
+            )
+        )
     if builder.kind == BUILDX:
-        found.append(Check("BuildKit", bool(builder.driver), builder.describe() if builder.driver else
-                           "`docker buildx inspect` did not answer; run it to see why, or remove the plugin to use DOCKER_BUILDKIT=1 docker build"))
+        found.append(
+            Check(
+                "BuildKit",
+                bool(builder.driver),
+                builder.describe()
+                if builder.driver
+                else "`docker buildx inspect` did not answer; run it to see why, or remove the plugin to use "
+                "DOCKER_BUILDKIT=1 docker build",
+            )
+        )
     elif not builder.classic_has_buildkit:
-        found.append(Check("BuildKit", False, (
-            f"{builder.describe()}: a docker CLI from 23.0 on builds with BuildKit only through the buildx plugin, "
-            "and it is missing or broken here (`docker buildx version` fails). Install it: `apt-get install docker-buildx` "
-            "(Debian/Ubuntu) or docker-buildx-plugin (Docker's packages), or copy the plugin to ~/.docker/cli-plugins/ "
-            "(scripts/bootstrap-host.sh does); with DOCKER_CONFIG set, plugins are looked up under $DOCKER_CONFIG/cli-plugins"
-        ), fatal=True))
+        found.append(
+            Check(
+                "BuildKit",
+                False,
+                (
+                    f"{builder.describe()}: a docker CLI from 23.0 on builds with BuildKit only through the buildx "
+                    "plugin, "
+                    "and it is missing or broken here (`docker buildx version` fails). Install it: `apt-get install "
+                    "docker-buildx` "
+                    "(Debian/Ubuntu) or docker-buildx-plugin (Docker's packages), or copy the plugin to "
+                    "~/.docker/cli-plugins/ "
+                    "(scripts/bootstrap-host.sh does); with DOCKER_CONFIG set, plugins are looked up under "
+                    "$DOCKER_CONFIG/cli-plugins"
+                ),
+                fatal=True,
+            )
+        )
     else:
         version = tuple(int(x) for x in str(info.get("ServerVersion", "0")).split(".")[:2] if x.isdigit())
         ok = info.get("OSType") == "linux" and version >= (18, 9)
-        found.append(Check("BuildKit", ok, builder.describe() if ok else
-                           f"Docker {info.get('ServerVersion')} on {info.get('OSType')} has no BuildKit (needs 18.09+ on Linux); "
-                           "install a newer docker.io and the buildx plugin (scripts/bootstrap-host.sh)"))
+        found.append(
+            Check(
+                "BuildKit",
+                ok,
+                builder.describe()
+                if ok
+                else f"Docker {info.get('ServerVersion')} on {info.get('OSType')} has no BuildKit (needs 18.09+ on "
+                "Linux); "
+                "install a newer docker.io and the buildx plugin (scripts/bootstrap-host.sh)",
+            )
+        )
     try:
         check_cache_options(options, builder)
     except UsageError as exc:
@@ -94,19 +128,32 @@ def checks(plan: Plan, options: BuildOptions, builder: Builder, client) -> list[
     try:
         free = shutil.disk_usage(root).free
     except OSError:
-        found.append(Check("disk", need_disk == 0, f"cannot see Docker's data root {root or '?'} from here (remote or rootless engine); "
-                           f"the matrix asks for {need_disk:g} GB free (host.min_free_disk_gb in {where})"))
+        found.append(
+            Check(
+                "disk",
+                need_disk == 0,
+                f"cannot see Docker's data root {root or '?'} from here (remote or rootless engine); "
+                f"the matrix asks for {need_disk:g} GB free (host.min_free_disk_gb in {where})",
+            )
+        )
     else:
         ok = free >= need_disk * GB
-        detail = f"{free / GB:.1f} GB free on {root}; the matrix asks for {need_disk:g} GB (host.min_free_disk_gb in {where})"
+        detail = (
+            f"{free / GB:.1f} GB free on {root}; the matrix asks for {need_disk:g} GB "
+            f"(host.min_free_disk_gb in {where})"
+        )
         if not ok:
-            detail += "; free space (docker image prune; invoke clean --images), build fewer cells, or pass --skip-preflight"
+            detail += (
+                "; free space (docker image prune; invoke clean --images), build fewer cells, or pass --skip-preflight"
+            )
         found.append(Check("disk", ok, detail))
 
     need_mem = float(m.host.min_memory_gb or 0)
     mem = float(info.get("MemTotal") or 0)
     ok = mem >= need_mem * GB
-    detail = f"{mem / GB:.1f} GB memory for the engine; the matrix asks for {need_mem:g} GB (host.min_memory_gb in {where})"
+    detail = (
+        f"{mem / GB:.1f} GB memory for the engine; the matrix asks for {need_mem:g} GB (host.min_memory_gb in {where})"
+    )
     if not ok:
         detail += "; build on a bigger host or pass --skip-preflight (large source builds may then be OOM-killed)"
     found.append(Check("memory", ok, detail))
@@ -121,25 +168,42 @@ def checks(plan: Plan, options: BuildOptions, builder: Builder, client) -> list[
         if why is None:
             found.append(Check("base image", True, f"{ref} {'present, ' if image_id else ''}pullable"))
         elif image_id:
-            found.append(Check("base image", False, f"{ref} is present but --pull cannot reach its registry ({why}); drop --pull"))
+            found.append(
+                Check(
+                    "base image", False, f"{ref} is present but --pull cannot reach its registry ({why}); drop --pull"
+                )
+            )
         else:
             missing[ref] = why
     if missing:
         reasons = sorted(set(missing.values()))
-        found.append(Check(
-            "base images", False,
-            f"not present and cannot be pulled: {', '.join(missing)} ({'; '.join(reasons)}). Where no registry is reachable, "
-            "make Debian bases with `sudo bash scripts/bootstrap-host.sh`, `docker load` them from a tarball, "
-            f"or point cuda.*.bases in {where} at images you have",
-        ))
+        found.append(
+            Check(
+                "base images",
+                False,
+                f"not present and cannot be pulled: {', '.join(missing)} ({'; '.join(reasons)}). Where no registry is "
+                "reachable, "
+                "make Debian bases with `sudo bash scripts/bootstrap-host.sh`, `docker load` them from a tarball, "
+                f"or point cuda.*.bases in {where} at images you have",
+            )
+        )
 
     if options.ca_cert is not None:
         path = Path(options.ca_cert)
         if not path.is_file():
-            found.append(Check("CA bundle", False, f"{path} does not exist (from --ca-cert or build.ca_cert in {where}); "
-                               "fix the path, or drop the setting where no TLS-inspecting proxy is in the way", fatal=True))
-        elif b"-----BEGIN CERTIFICATE-----" not in path.read_bytes()[:1 << 20]:
-            found.append(Check("CA bundle", False, f"{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", fatal=True))
+            found.append(
+                Check(
+                    "CA bundle",
+                    False,
+                    f"{path} does not exist (from --ca-cert or build.ca_cert in {where}); "
+                    "fix the path, or drop the setting where no TLS-inspecting proxy is in the way",
+                    fatal=True,
+                )
+            )
+        elif b"-----BEGIN CERTIFICATE-----" not in path.read_bytes()[: 1 << 20]:
+            found.append(
+                Check("CA bundle", False, f"{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", fatal=True)
+            )
         else:
             found.append(Check("CA bundle", True, f"{path} (a BuildKit secret, never written into a layer)"))
     return found
@@ -158,14 +222,19 @@ def _pullable(client, ref: str) -> str | None:
     return None
 
 
-def preflight(plan: Plan, options: BuildOptions, builder: Builder, client, console: Console, skip: bool = False) -> list[Check]:
+def preflight(
+    plan: Plan, options: BuildOptions, builder: Builder, client, console: Console, skip: bool = False
+) -> list[Check]:
     """Run the checks, print them, and raise PreflightError (exit 2) on failure unless ``skip``."""
     found = checks(plan, options, builder, client)
     print_checks(found, console, "preflight", skip)
     failed = [c for c in found if not c.ok and (c.fatal or not skip)]
     if failed:
         lines = "\n".join(f"  {c.name}: {c.detail}" for c in failed)
-        hint = "" if any(c.fatal for c in failed) else "\n(--skip-preflight builds anyway, e.g. a small example on a small host)"
+        hint = (
+            ""
+            if any(c.fatal for c in failed)
+            else "\n(--skip-preflight builds anyway, e.g. a small example on a small host)"
+        )
         raise PreflightError(f"preflight failed, nothing was built:\n{lines}{hint}")
     return found
-

@@ -36,8 +36,11 @@ def prune(client, keep: int, cache_hours: float | None, console: Console, dry_ru
                 continue  # a tag is someone's name for it
             size = image.attrs.get("Size") or 0
             if dry_run:
-                console.print(f"would remove {cell}: {image.short_id.removeprefix('sha256:')} ({fmt_bytes(size)}, {image.attrs.get('Created', '')[:19]})",
-                              markup=False)
+                console.print(
+                    f"would remove {cell}: {image.short_id.removeprefix('sha256:')} ({fmt_bytes(size)}, "
+                    f"{image.attrs.get('Created', '')[:19]})",
+                    markup=False,
+                )
                 continue
             try:
                 client.images.remove(image.id)
@@ -46,7 +49,11 @@ def prune(client, keep: int, cache_hours: float | None, console: Console, dry_ru
                 continue
             freed, removed = freed + size, removed + 1
             console.print(f"removed {cell}: {image.short_id.removeprefix('sha256:')} ({fmt_bytes(size)})", markup=False)
-    console.print(f"images: {removed} removed, {fmt_bytes(freed) if freed else 'nothing'} freed (kept the newest {keep} per cell)", markup=False)
+    console.print(
+        f"images: {removed} removed, {fmt_bytes(freed) if freed else 'nothing'} freed "
+        f"(kept the newest {keep} per cell)",
+        markup=False,
+    )
     if cache_hours is not None:
         argv = ["docker", "builder", "prune", "--force", "--filter", f"until={cache_hours:g}h"]
         if dry_run:

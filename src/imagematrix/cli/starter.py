@@ -44,10 +44,15 @@ def init_project(directory: Path, example: str, console) -> int:
         raise UsageError(f"cannot write into {directory}: {exc.strerror}; choose another --directory") from None
     moved: list[Path] = []
     try:
-        shutil.copytree(shipped("fragments"), staging / "dockerfiles", ignore=shutil.ignore_patterns("__pycache__", "__init__.py"))
+        shutil.copytree(
+            shipped("fragments"), staging / "dockerfiles", ignore=shutil.ignore_patterns("__pycache__", "__init__.py")
+        )
         for extra in extras:
-            # What the example's build reads beside it (a uv project, a wheelhouse's place); wheels are fetched, not copied.
-            shutil.copytree(extra, staging / extra.name, ignore=shutil.ignore_patterns("*.whl", "*.tar.gz", "__pycache__"))
+            # What the example's build reads beside it (a uv project, a wheelhouse's place); wheels are
+            # fetched, not copied.
+            shutil.copytree(
+                extra, staging / extra.name, ignore=shutil.ignore_patterns("*.whl", "*.tar.gz", "__pycache__")
+            )
         (staging / "matrix.yaml").write_text(FRAGMENTS_LINE.sub(r"\1dockerfiles", text, count=1))
         from imagematrix.matrix.load import (
             load_matrix,  # the project must load as written, or init has a bug
@@ -63,8 +68,10 @@ def init_project(directory: Path, example: str, console) -> int:
         for done in reversed(moved):  # all or nothing: what was moved goes back
             with contextlib.suppress(OSError):
                 done.rename(staging / done.name)
-        raise UsageError(f"could not write the project into {directory}: {exc.strerror or exc}; nothing was "
-                         "written (free disk space, or choose another --directory)") from None
+        raise UsageError(
+            f"could not write the project into {directory}: {exc.strerror or exc}; nothing was "
+            "written (free disk space, or choose another --directory)"
+        ) from None
     except BaseException:
         for done in reversed(moved):
             with contextlib.suppress(OSError):
@@ -75,15 +82,26 @@ def init_project(directory: Path, example: str, console) -> int:
     matrix, fragments = directory / "matrix.yaml", directory / "dockerfiles"
     m = load_matrix(matrix)
     out = console
-    out.print(f"wrote {matrix} ({len(m.cells)} cells of {m.image}) and {fragments}/ "
-              f"({len(list(fragments.glob('*.Dockerfile')))} fragments)", markup=False, highlight=False)
+    out.print(
+        f"wrote {matrix} ({len(m.cells)} cells of {m.image}) and {fragments}/ "
+        f"({len(list(fragments.glob('*.Dockerfile')))} fragments)",
+        markup=False,
+        highlight=False,
+    )
     if m.wheelhouse is not None and not any(m.wheelhouse.glob("*.whl")):
         pins = [f"{name}=={version}" for name, version in m.packages.items() if name not in DEBIAN_PINS]
         want = " ".join(pins) or "<the packages it pins>"
-        out.print(f"first: fill {m.wheelhouse.name}/ (builds install from it alone, and wheels are not copied): "
-                  f"python3 -m pip download --only-binary :all: --python-version {m.pythons[0]} --implementation cp "
-                  "--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 "
-                  f"-d {m.wheelhouse} {want}", markup=False, highlight=False)
-    out.print("next: imagematrix doctor --no-gpu; imagematrix build; imagematrix test; imagematrix status",
-              markup=False, highlight=False)
+        out.print(
+            f"first: fill {m.wheelhouse.name}/ (builds install from it alone, and wheels are not copied): "
+            f"python3 -m pip download --only-binary :all: --python-version {m.pythons[0]} --implementation cp "
+            "--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 "
+            f"-d {m.wheelhouse} {want}",
+            markup=False,
+            highlight=False,
+        )
+    out.print(
+        "next: imagematrix doctor --no-gpu; imagematrix build; imagematrix test; imagematrix status",
+        markup=False,
+        highlight=False,
+    )
     return 0

@@ -40,12 +40,23 @@ def command(*options: Option, **task_kwargs: Any) -> Callable:
 
         params = [inspect.Parameter("c", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
         positional = set(task_kwargs.get("positional") or ())  # invoke fills a positional whose value is None
-        params += [inspect.Parameter(o.name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                     default=None if o.name in positional else o.invoke_default) for o in options]
+        params += [
+            inspect.Parameter(
+                o.name,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                default=None if o.name in positional else o.invoke_default,
+            )
+            for o in options
+        ]
         body.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]  # invoke reads the flags from it
         body.__name__, body.__doc__, body.__module__ = fn.__name__, fn.__doc__, fn.__module__
-        return task(body, iterable=[o.name for o in options if o.kind == "list"], help=table.invoke_help(options),
-                    auto_shortflags=False, **task_kwargs)
+        return task(
+            body,
+            iterable=[o.name for o in options if o.kind == "list"],
+            help=table.invoke_help(options),
+            auto_shortflags=False,
+            **task_kwargs,
+        )
 
     return decorate
 
@@ -58,7 +69,9 @@ def _plan(v: dict[str, Any]):
     return commands.plan(v["matrix"], selection(v), Path(v["out"]) if "out" in v else Path("build"))
 
 
-CA_CERT = _opt("ca_cert", "CA bundle handed to network steps as a BuildKit secret (default: build.ca_cert)", metavar="FILE")
+CA_CERT = _opt(
+    "ca_cert", "CA bundle handed to network steps as a BuildKit secret (default: build.ca_cert)", metavar="FILE"
+)
 
 
 @command(*SELECT)
@@ -73,8 +86,15 @@ def render(v):
     return commands.render(v["matrix"], selection(v), Path(v["out"]))
 
 
-@command(MATRIX, _opt("check", "compare instead of writing: exit 1, with the difference, when the workflow is out of date",
-                      "bool", False))
+@command(
+    MATRIX,
+    _opt(
+        "check",
+        "compare instead of writing: exit 1, with the difference, when the workflow is out of date",
+        "bool",
+        False,
+    ),
+)
 def ci(v):
     """Write the GitHub Actions workflow (ci.workflow) from the phases and the schedule."""
     return commands.ci_workflow(v["matrix"], v["check"])
@@ -82,8 +102,13 @@ def ci(v):
 
 @command(
     _opt("keep", "images kept per cell, newest first; the tagged one always stays (default: 2)", "int", 2, minimum=1),
-    _opt("cache_hours", "also drop BuildKit cache unused for this many hours, at least 1 (the whole builder's cache, "
-         "not only imagematrix's; default: keep the cache)", "number", minimum=1),
+    _opt(
+        "cache_hours",
+        "also drop BuildKit cache unused for this many hours, at least 1 (the whole builder's cache, "
+        "not only imagematrix's; default: keep the cache)",
+        "number",
+        minimum=1,
+    ),
     _opt("dry_run", "say what would go; remove nothing", "bool", False),
 )
 def prune(v):
@@ -95,14 +120,27 @@ def prune(v):
 
 
 @command(
-    *SELECT, OUT_DIR,
-    _opt("repository", "push to this repository instead of the matrix's image (e.g. 127.0.0.1:5000/team/pytorch)",
-         "repository", metavar="REPO"),
+    *SELECT,
+    OUT_DIR,
+    _opt(
+        "repository",
+        "push to this repository instead of the matrix's image (e.g. 127.0.0.1:5000/team/pytorch)",
+        "repository",
+        metavar="REPO",
+    ),
     _opt("dry_run", "say what would be promoted or refused; push nothing", "bool", False),
-    _opt("candidates", "promote the candidates pushed to this repository (build --push-candidates), only if their "
-         "digest was tested", "repository", metavar="REPO"),
-    _opt("signing_key", "sign each published digest's required results and its SBOM with this ed25519 key and attach "
-         "them in the registry (default: $IMAGEMATRIX_SIGNING_KEY_FILE or $IMAGEMATRIX_SIGNING_KEY)", metavar="FILE"),
+    _opt(
+        "candidates",
+        "promote the candidates pushed to this repository (build --push-candidates), only if their digest was tested",
+        "repository",
+        metavar="REPO",
+    ),
+    _opt(
+        "signing_key",
+        "sign each published digest's required results and its SBOM with this ed25519 key and attach "
+        "them in the registry (default: $IMAGEMATRIX_SIGNING_KEY_FILE or $IMAGEMATRIX_SIGNING_KEY)",
+        metavar="FILE",
+    ),
 )
 def publish(v):
     """Push cells whose required suite passed on a GPU on that very image; refuse the rest."""
@@ -111,8 +149,16 @@ def publish(v):
     from imagematrix.release.publish import run_publish
 
     p = _plan(v)
-    return run_publish(p, p.matrix.publish_require, docker_client(), commands.console(), repository=v["repository"],
-                       dry_run=v["dry_run"], candidates=v["candidates"], signer=signer(v["signing_key"]))
+    return run_publish(
+        p,
+        p.matrix.publish_require,
+        docker_client(),
+        commands.console(),
+        repository=v["repository"],
+        dry_run=v["dry_run"],
+        candidates=v["candidates"],
+        signer=signer(v["signing_key"]),
+    )
 
 
 @command(*SELECT, OUT_DIR, CA_CERT)
@@ -122,11 +168,16 @@ def bake(v):
 
 
 @command(
-    *SELECT, OUT_DIR,
+    *SELECT,
+    OUT_DIR,
     _opt("merge", "another runner's history.jsonl to merge into the sheet (repeatable)", "list", metavar="FILE"),
-    _opt("diff_packages", "twice, OLD then NEW image (ref or id, or an SBOM file build/sbom/<cell>.cdx.json): print what their "
-         "Python and Debian packages differ in",
-         "list", metavar="IMAGE"),
+    _opt(
+        "diff_packages",
+        "twice, OLD then NEW image (ref or id, or an SBOM file build/sbom/<cell>.cdx.json): print what their "
+        "Python and Debian packages differ in",
+        "list",
+        metavar="IMAGE",
+    ),
 )
 def report(v):
     """Write build/reports/BUILD_MATRIX.md: the sheet, from status.json and the history."""
@@ -144,7 +195,12 @@ def doctor(v):
 @command(
     *SELECT,
     _opt("code", "run ruff on src, tests, tasks.py, noxfile.py, benchmarks (--no-code skips it)", "bool", True),
-    _opt("dockerfiles", "run hadolint on the selected cells' rendered Dockerfiles (--no-dockerfiles skips it)", "bool", True),
+    _opt(
+        "dockerfiles",
+        "run hadolint on the selected cells' rendered Dockerfiles (--no-dockerfiles skips it)",
+        "bool",
+        True,
+    ),
 )
 def lint(v):
     """Lint code (ruff), the selected cells' Dockerfiles (hadolint), the workflow (actionlint, zizmor)."""
@@ -158,23 +214,46 @@ def schema(v):
 
 
 @command(
-    *SELECT, OUT_DIR, CA_CERT,
+    *SELECT,
+    OUT_DIR,
+    CA_CERT,
     _opt("dry_run", "print the ordered plan and the exact docker commands; run nothing", "bool", False),
     _opt("no_cache", "build without BuildKit's cache", "bool", False),
     _opt("pull", "always pull newer base images", "bool", False),
     _opt("cache_from", "BuildKit --cache-from source, e.g. type=local,src=DIR (repeatable)", "list", metavar="SPEC"),
     _opt("cache_to", "BuildKit --cache-to destination (repeatable)", "list", metavar="SPEC"),
     _opt("force", "rebuild cells even when their image is unchanged (BuildKit's cache still applies)", "bool", False),
-    _opt("skip_preflight", "report failed host checks (disk, memory, base images) as warnings and build anyway",
-         "bool", False),
-    _opt("builder", "a named buildx builder (docker buildx ls; a docker context is one): build there, skip what is there",
-         metavar="NAME"),
-    _opt("jobs", "build up to N independent cells at once (a cell never before its parent; default 1)", "int", 1,
-         minimum=1),
-    _opt("push_candidates", "then push each selected cell to this repository as a candidate (tag: <tag>-<input hash>) "
-         "for GPU runners", "repository", metavar="REPO"),
-    _opt("no_audit", "skip the audit of each new image's device code (what GPUs and drivers it runs on; "
-         "`imagematrix audit` does it later)", "bool", False),
+    _opt(
+        "skip_preflight",
+        "report failed host checks (disk, memory, base images) as warnings and build anyway",
+        "bool",
+        False,
+    ),
+    _opt(
+        "builder",
+        "a named buildx builder (docker buildx ls; a docker context is one): build there, skip what is there",
+        metavar="NAME",
+    ),
+    _opt(
+        "jobs",
+        "build up to N independent cells at once (a cell never before its parent; default 1)",
+        "int",
+        1,
+        minimum=1,
+    ),
+    _opt(
+        "push_candidates",
+        "then push each selected cell to this repository as a candidate (tag: <tag>-<input hash>) for GPU runners",
+        "repository",
+        metavar="REPO",
+    ),
+    _opt(
+        "no_audit",
+        "skip the audit of each new image's device code (what GPUs and drivers it runs on; "
+        "`imagematrix audit` does it later)",
+        "bool",
+        False,
+    ),
 )
 def build(v):
     """Build the selected cells, parents first (--dry-run: show the plan and commands)."""
@@ -182,10 +261,16 @@ def build(v):
 
 
 @command(
-    *SELECT, OUT_DIR,
-    _opt("image", "audit this image reference instead (any image, built here or not; repeatable)", "list", metavar="REF"),
-    _opt("gpu", "with --driver: the verdict for this GPU (a catalogue name such as H100, or a compute capability such "
-         "as 9.0)", metavar="GPU"),
+    *SELECT,
+    OUT_DIR,
+    _opt(
+        "image", "audit this image reference instead (any image, built here or not; repeatable)", "list", metavar="REF"
+    ),
+    _opt(
+        "gpu",
+        "with --driver: the verdict for this GPU (a catalogue name such as H100, or a compute capability such as 9.0)",
+        metavar="GPU",
+    ),
     _opt("driver", "with --gpu: the verdict for this driver (580.159.04, or a branch such as 580)", metavar="VERSION"),
 )
 def audit(v):
@@ -193,23 +278,35 @@ def audit(v):
     return commands.audit(v["matrix"], selection(v), Path(v["out"]), v["image"], v["gpu"], v["driver"])
 
 
-@command(_opt("out", "directory for imagematrix.key (mode 0600) and imagematrix.pub (default: here)", default=".",
-              metavar="DIR"))
+@command(
+    _opt(
+        "out",
+        "directory for imagematrix.key (mode 0600) and imagematrix.pub (default: here)",
+        default=".",
+        metavar="DIR",
+    )
+)
 def keygen(v):
     """Write a new ed25519 key pair for signing GPU test results (imagematrix.key, imagematrix.pub)."""
     return commands.keygen(Path(v["out"]))
 
 
 @command(
-    _opt("image", "the first argument: the image to verify, a reference in a registry (repo:tag or repo@sha256:...); "
-         "or a signed envelope file (build/attestations/*.intoto.json) with --digest", metavar="REF"),
+    _opt(
+        "image",
+        "the first argument: the image to verify, a reference in a registry (repo:tag or repo@sha256:...); "
+        "or a signed envelope file (build/attestations/*.intoto.json) with --digest",
+        metavar="REF",
+    ),
     _opt("key", "the public key the results must be signed with (imagematrix.pub)", metavar="FILE"),
     _opt("gpu", "a GPU of the catalogue the result must have been measured on (e.g. H100)", metavar="GPU"),
     _opt("cc", "or its compute capability (e.g. 9.0)", metavar="X.Y"),
     _opt("driver", "the driver branch it must have been measured with (e.g. 580)", metavar="VERSION"),
     _opt("suite", "the suite that must have passed (default: any)", metavar="NAME"),
     _opt("max_age", "refuse a result older than this many days", "number", minimum=0, metavar="DAYS"),
-    _opt("digest", "with an envelope file: the digest (or local image id) the statement must be about", metavar="SHA256"),
+    _opt(
+        "digest", "with an envelope file: the digest (or local image id) the statement must be about", metavar="SHA256"
+    ),
     positional=["image"],
 )
 def verify(v):
@@ -219,8 +316,11 @@ def verify(v):
 
 @command(
     *FILTERS,
-    _opt("matrix", "also list this matrix's selected cells that have no record yet (default: only recorded cells)",
-         metavar="FILE"),
+    _opt(
+        "matrix",
+        "also list this matrix's selected cells that have no record yet (default: only recorded cells)",
+        metavar="FILE",
+    ),
     _opt("out", "build directory holding status.json (default: build)", default="build", metavar="DIR"),
 )
 def status(v):
@@ -241,8 +341,12 @@ def clean(v):
 
 @command(
     *SELECT,
-    _opt("out", "build directory: status.json (section 'sizes') and reports/sizes.png (default: build)", default="build",
-         metavar="DIR"),
+    _opt(
+        "out",
+        "build directory: status.json (section 'sizes') and reports/sizes.png (default: build)",
+        default="build",
+        metavar="DIR",
+    ),
     _opt("top", "how many layers and directories to list per image (default: 5)", "int", 5, minimum=1),
     _opt("plot", "draw build/reports/sizes.png (--no-plot: skip it)", "bool", True),
 )
@@ -258,8 +362,12 @@ def test(v):
 
 
 @command(
-    _opt("directory", "where to write matrix.yaml and dockerfiles/ (default: here); it must not hold them already",
-         default=".", metavar="DIR"),
+    _opt(
+        "directory",
+        "where to write matrix.yaml and dockerfiles/ (default: here); it must not hold them already",
+        default=".",
+        metavar="DIR",
+    ),
     _opt("example", "which bundled example to start from (default: matrix)", default="matrix"),
 )
 def init(v):
@@ -267,4 +375,3 @@ def init(v):
     from imagematrix.cli.starter import init_project
 
     return init_project(Path(v["directory"]), v["example"], commands.console())
-

@@ -53,18 +53,46 @@ def major_minor(version: str) -> tuple[int, int]:
 
 
 def manifest(
-    *, id: str, image: str, tag: str, target: str, kind: str, parent: str | None, relation: str | None,
-    lineage: list[str], cuda: str | None, torch_cuda: str | None, python: str, torch: str | None,
-    features: list[str], pyg_extensions: list[str], extensions: str = "cuda", input_hash: str = "",
+    *,
+    id: str,
+    image: str,
+    tag: str,
+    target: str,
+    kind: str,
+    parent: str | None,
+    relation: str | None,
+    lineage: list[str],
+    cuda: str | None,
+    torch_cuda: str | None,
+    python: str,
+    torch: str | None,
+    features: list[str],
+    pyg_extensions: list[str],
+    extensions: str = "cuda",
+    input_hash: str = "",
     **extra: Any,
 ) -> dict:
     """The manifest document (``MANIFEST_PATH``), keys as the parser reads them."""
     return {
-        "schema": MANIFEST_SCHEMA, "id": id, "image": image, "tag": tag, "ref": f"{image}:{tag}",
-        "target": target, "kind": kind, "parent": parent, "relation": relation, "lineage": list(lineage),
-        "cuda": cuda, "torch_cuda": torch_cuda, "python": python, "torch": torch,
-        "features": list(features), "pyg_extensions": list(pyg_extensions), "extensions": extensions,
-        "input_hash": input_hash, **extra,
+        "schema": MANIFEST_SCHEMA,
+        "id": id,
+        "image": image,
+        "tag": tag,
+        "ref": f"{image}:{tag}",
+        "target": target,
+        "kind": kind,
+        "parent": parent,
+        "relation": relation,
+        "lineage": list(lineage),
+        "cuda": cuda,
+        "torch_cuda": torch_cuda,
+        "python": python,
+        "torch": torch,
+        "features": list(features),
+        "pyg_extensions": list(pyg_extensions),
+        "extensions": extensions,
+        "input_hash": input_hash,
+        **extra,
     }
 
 
@@ -180,11 +208,7 @@ def parse_manifest(data: Any, source: str = "cell.json") -> Manifest:
             bad("cuda", f"{cuda!r} is not a toolkit version like '12.8.1'")
         if not isinstance(torch_cuda, str) or not _MAJOR_MINOR.match(torch_cuda):
             bad("torch_cuda", f"{torch_cuda!r} is not a major.minor version like '12.8'")
-        elif (
-            isinstance(cuda, str)
-            and _TOOLKIT.match(cuda)
-            and major_minor(cuda)[0] != major_minor(torch_cuda)[0]
-        ):
+        elif isinstance(cuda, str) and _TOOLKIT.match(cuda) and major_minor(cuda)[0] != major_minor(torch_cuda)[0]:
             bad(
                 "torch_cuda",
                 f"{torch_cuda} has another CUDA major than the toolkit {cuda}: "
@@ -214,9 +238,7 @@ def parse_manifest(data: Any, source: str = "cell.json") -> Manifest:
         pyg_ext = []
     unknown = sorted(set(pyg_ext) - set(PYG_EXTENSIONS))
     if unknown:
-        bad(
-            "pyg_extensions", f"unknown {', '.join(unknown)} (allowed: {', '.join(PYG_EXTENSIONS)})"
-        )
+        bad("pyg_extensions", f"unknown {', '.join(unknown)} (allowed: {', '.join(PYG_EXTENSIONS)})")
     if pyg_ext and "pyg" not in features:
         bad("pyg_extensions", "lists PyG extensions but 'features' has no 'pyg'")
     extensions = data.get("extensions", "cuda")
@@ -264,9 +286,5 @@ def parse_manifest_text(text: str, source: str) -> Manifest:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ManifestError(
-            f"{source}: not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}"
-        ) from None
+        raise ManifestError(f"{source}: not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     return parse_manifest(data, source)
-
-

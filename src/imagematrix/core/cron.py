@@ -68,7 +68,9 @@ def cron_problem(expr: str) -> str | None:
         if isinstance(expr, str) and len(fields) == 5 and " ".join(fields) != expr:
             return "separate the five fields by single spaces (no tabs, newlines or leading spaces)"
         if len(fields) != 5:
-            return f"has {len(fields)} fields; cron needs 5: minute hour day-of-month month day-of-week (e.g. \"0 2 * * 1\")"
+            return (
+                f'has {len(fields)} fields; cron needs 5: minute hour day-of-month month day-of-week (e.g. "0 2 * * 1")'
+            )
         return "only digits, *, ',', '-' and '/' are allowed (e.g. \"0 2 * * 1\")"
     for text, (name, lo, hi) in zip(expr.split(), FIELDS, strict=True):
         for item in text.split(","):
@@ -89,8 +91,10 @@ def cron_problem(expr: str) -> str | None:
     if len(times) > 1 and gap < MIN_GAP_MINUTES:
         return f"fires every {gap} minute(s); GitHub runs a schedule at most every {MIN_GAP_MINUTES} minutes"
     if len(times) > MAX_TIMES_PER_DAY:
-        return (f"fires at {len(times)} times of day; a build schedule may name at most "
-                f"{MAX_TIMES_PER_DAY} (e.g. \"0 2 * * *\", \"0 */6 * * *\")")
+        return (
+            f"fires at {len(times)} times of day; a build schedule may name at most "
+            f'{MAX_TIMES_PER_DAY} (e.g. "0 2 * * *", "0 */6 * * *")'
+        )
     if not any(c.day_matches(date(2024, 1, 1) + timedelta(days=i)) for i in range(366 * 8)):
         return "is never due (no date has that day of month in that month, e.g. 30 February); fix the day or month"
     return None
@@ -106,7 +110,8 @@ class Cron:
         if len(parts) != 5:
             raise ValueError(f"{expr!r}: cron needs 5 fields")
         self.minute, self.hour, self.dom, self.month, self.dow = (
-            field_values(p, lo, hi) for p, (_, lo, hi) in zip(parts, FIELDS, strict=True))
+            field_values(p, lo, hi) for p, (_, lo, hi) in zip(parts, FIELDS, strict=True)
+        )
         self.dom_any, self.dow_any, self.month_any = parts[2] == "*", parts[4] == "*", parts[3] == "*"
 
     def day_matches(self, d: date) -> bool:
@@ -215,7 +220,9 @@ def utc_schedule(exprs: tuple[str, ...], tz: str) -> tuple[str, ...]:
             start = (instant + before).replace(tzinfo=None)  # the first wall time the gap skips
             if any(c.matches(start + timedelta(minutes=k)) for k in range(_minutes(after - before))):
                 # Due at the gap's end, on that UTC day.
-                days.setdefault(instant.hour * 60 + instant.minute, []).append(("dow", frozenset({instant.isoweekday() % 7})))
+                days.setdefault(instant.hour * 60 + instant.minute, []).append(
+                    ("dow", frozenset({instant.isoweekday() % 7}))
+                )
     out = []
     for mod in sorted(days):
         specs = days[mod]
@@ -227,8 +234,10 @@ def utc_schedule(exprs: tuple[str, ...], tz: str) -> tuple[str, ...]:
             dom, dow = (_fmt(union, 1, 31), "*") if kinds == {"dom"} else ("*", _fmt(union, 0, 6))
         out.append(f"{mod % 60} {mod // 60} {dom} * {dow}")
     if len(out) > MAX_UTC_CRONS:
-        raise ValueError(f"the schedule needs {len(out)} UTC times of day in {tz}; at most {MAX_UTC_CRONS}: "
-                         "give its entries fewer hours")
+        raise ValueError(
+            f"the schedule needs {len(out)} UTC times of day in {tz}; at most {MAX_UTC_CRONS}: "
+            "give its entries fewer hours"
+        )
     return tuple(out)
 
 
@@ -290,8 +299,14 @@ def due_with_retest(entries: Sequence[dict], tz: str, fired: str, now: datetime)
     return [] if at is None else due_entries(entries, tz, at)
 
 
-def plan_jobs(families: dict[str, list[list[str]]], phases: Sequence[int] | None, cuda: str = ANY, python: str = ANY,
-              target: str = ANY, retest: Sequence[int] = ()) -> list[dict[str, str]]:
+def plan_jobs(
+    families: dict[str, list[list[str]]],
+    phases: Sequence[int] | None,
+    cuda: str = ANY,
+    python: str = ANY,
+    target: str = ANY,
+    retest: Sequence[int] = (),
+) -> list[dict[str, str]]:
     """One job per (CUDA, Python) family holding cells of the given phases (None: every cell): its
     selection, each value a field of its own (the workflow hands them to the tool as separate arguments)."""
     chosen: dict[tuple[str, str], list[int]] = {}
@@ -301,15 +316,17 @@ def plan_jobs(families: dict[str, list[list[str]]], phases: Sequence[int] | None
                 chosen.setdefault((c, py), []).extend([] if ph == "*" else [int(ph)])
     jobs = []
     for (c, py), phs in chosen.items():
-        jobs.append({
-            "name": f"CUDA {c}, Python {py}" + (f" (phase {', '.join(map(str, phs))})" if phs else ""),
-            "id": f"{c if c == 'cpu' else 'cu' + c}-py{py}",
-            "cuda": c,
-            "python": py,
-            "phases": " ".join(map(str, phs)),
-            "target": "" if target == ANY else target,
-            "retest": "1" if set(phs) & set(retest) else "",
-        })
+        jobs.append(
+            {
+                "name": f"CUDA {c}, Python {py}" + (f" (phase {', '.join(map(str, phs))})" if phs else ""),
+                "id": f"{c if c == 'cpu' else 'cu' + c}-py{py}",
+                "cuda": c,
+                "python": py,
+                "phases": " ".join(map(str, phs)),
+                "target": "" if target == ANY else target,
+                "retest": "1" if set(phs) & set(retest) else "",
+            }
+        )
     return jobs
 
 
@@ -318,15 +335,21 @@ def main(argv: Sequence[str]) -> int:
     runs, families per phase, choices), FIRED (the cron that started a scheduled run, empty otherwise) and
     the dispatch inputs PHASE, CUDA, PYTHON, TARGET; prints `jobs=[...]` for $GITHUB_OUTPUT."""
     if list(argv) != ["plan"]:
-        print("usage: python -m imagematrix.core.cron plan  (env: IMAGEMATRIX_SCHEDULE, FIRED, PHASE, CUDA, PYTHON, TARGET)",
-              file=sys.stderr)
+        print(
+            "usage: python -m imagematrix.core.cron plan  (env: IMAGEMATRIX_SCHEDULE, FIRED, PHASE, CUDA, PYTHON, "
+            "TARGET)",
+            file=sys.stderr,
+        )
         return 2
     try:
         sched = json.loads(os.environ["IMAGEMATRIX_SCHEDULE"])
         entries, tz, families, choices = sched["runs"], sched["timezone"], sched["families"], sched["choices"]
     except (KeyError, TypeError, ValueError) as exc:
-        print(f"IMAGEMATRIX_SCHEDULE is not the schedule `invoke ci` writes ({type(exc).__name__}: {exc}); "
-              "regenerate the workflow with `invoke ci`", file=sys.stderr)
+        print(
+            f"IMAGEMATRIX_SCHEDULE is not the schedule `invoke ci` writes ({type(exc).__name__}: {exc}); "
+            "regenerate the workflow with `invoke ci`",
+            file=sys.stderr,
+        )
         return 2
     fired = os.environ.get("FIRED", "")
     if fired:
@@ -338,7 +361,9 @@ def main(argv: Sequence[str]) -> int:
         choice = {k: os.environ.get(k.upper(), "") or ANY for k in ("phase", "cuda", "python", "target")}
         for key, value in choice.items():
             if value != ANY and value not in choices[key]:
-                print(f"{key} {value[:40]!r} is not in the matrix (choices: {', '.join(choices[key])})", file=sys.stderr)
+                print(
+                    f"{key} {value[:40]!r} is not in the matrix (choices: {', '.join(choices[key])})", file=sys.stderr
+                )
                 return 2
         asked = None if choice["phase"] == ANY else [int(choice["phase"])]
         jobs = plan_jobs(families, asked, choice["cuda"], choice["python"], choice["target"])

@@ -31,7 +31,6 @@ def version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in m.group(1).split("."))
 
 
-
 # The Linux x86_64 driver each toolkit release requires ("CUDA Toolkit and Corresponding Driver Versions",
 # the CUDA Toolkit release notes of each version, e.g. docs.nvidia.com/cuda/archive/13.2.0/cuda-toolkit-release-notes):
 # native support, PTX JIT works. A minor this table lacks (13.4 and later here) has an unknown native driver:
@@ -76,8 +75,11 @@ def native_driver(cuda: tuple[int, int]) -> str | None:
 def branch_cuda(driver: str) -> tuple[int, int] | None:
     """The newest CUDA a driver (``580.65.06``, or a branch ``580``) supports natively, from the table."""
     v = version_tuple(driver)
-    fits = [cuda for cuda, native in NATIVE_DRIVER.items()
-            if version_tuple(native)[: len(v)] <= v or (len(v) == 1 and version_tuple(native)[0] == v[0])]
+    fits = [
+        cuda
+        for cuda, native in NATIVE_DRIVER.items()
+        if version_tuple(native)[: len(v)] <= v or (len(v) == 1 and version_tuple(native)[0] == v[0])
+    ]
     return max(fits) if fits else None
 
 

@@ -1,6 +1,7 @@
-"""What a container sees of the GPU: libcuda (and where it was loaded from), cuInit, the driver's CUDA version and kernel module,
-each device's name and compute capability. Stdlib only (ctypes): `invoke doctor` runs this file's
-text with `python -c` inside an image that is already on the host, before anything is built.
+"""What a container sees of the GPU: libcuda (and where it was loaded from), cuInit, the driver's CUDA
+version and kernel module, each device's name and compute capability. Stdlib only (ctypes): `invoke
+doctor` runs this file's text with `python -c` inside an image that is already on the host, before
+anything is built.
 Prints one JSON object.
 """
 
@@ -64,8 +65,13 @@ def probe() -> dict:
         lib.cuDeviceGetName(buf, len(buf), dev)
         lib.cuDeviceGetAttribute(ctypes.byref(major), CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev)
         lib.cuDeviceGetAttribute(ctypes.byref(minor), CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev)
-        out["devices"].append({"index": i, "name": buf.value.decode(errors="replace"),
-                               "compute_capability": f"{major.value}.{minor.value}"})
+        out["devices"].append(
+            {
+                "index": i,
+                "name": buf.value.decode(errors="replace"),
+                "compute_capability": f"{major.value}.{minor.value}",
+            }
+        )
     return out
 
 

@@ -28,14 +28,14 @@ def section(path: str, name: str = ".nv_fatbin") -> bytes | None:
         data = f.read()
     if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
         return None
-    shoff, = struct.unpack_from("<Q", data, 0x28)
+    (shoff,) = struct.unpack_from("<Q", data, 0x28)
     shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
     headers = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
     names_at = headers[shstrndx][4]
     for h in headers:
         start = names_at + h[0]
-        if data[start:data.index(b"\0", start)].decode() == name:
-            return data[h[4]:h[4] + h[5]]
+        if data[start : data.index(b"\0", start)].decode() == name:
+            return data[h[4] : h[4] + h[5]]
     return None
 
 
@@ -65,8 +65,9 @@ def launch(lib, path: str) -> dict:
         dptr = ctypes.c_uint64()
         lib.cuMemAlloc_v2(ctypes.byref(dptr), THREADS * 4)
         value = ctypes.c_int(VALUE)
-        args = (ctypes.c_void_p * 2)(ctypes.cast(ctypes.byref(dptr), ctypes.c_void_p),
-                                     ctypes.cast(ctypes.byref(value), ctypes.c_void_p))
+        args = (ctypes.c_void_p * 2)(
+            ctypes.cast(ctypes.byref(dptr), ctypes.c_void_p), ctypes.cast(ctypes.byref(value), ctypes.c_void_p)
+        )
         rc = lib.cuLaunchKernel(fn, 1, 1, 1, THREADS, 1, 1, 0, None, args, None) or lib.cuCtxSynchronize()
         host = (ctypes.c_int * THREADS)()
         if rc == 0:
@@ -90,11 +91,21 @@ def main(paths: list[str]) -> int:
     lib.cuMemFree_v2.argtypes = [ctypes.c_uint64]
     lib.cuModuleUnload.argtypes = [ctypes.c_void_p]
     lib.cuModuleGetFunction.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p, ctypes.c_char_p]
-    lib.cuLaunchKernel.argtypes = [ctypes.c_void_p, *[ctypes.c_uint] * 6, ctypes.c_uint, ctypes.c_void_p,
-                                   ctypes.c_void_p, ctypes.c_void_p]
+    lib.cuLaunchKernel.argtypes = [
+        ctypes.c_void_p,
+        *[ctypes.c_uint] * 6,
+        ctypes.c_uint,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+    ]
     device, context = ctypes.c_int(), ctypes.c_void_p()
-    rc = lib.cuInit(0) or lib.cuDeviceGet(ctypes.byref(device), 0) or lib.cuDevicePrimaryCtxRetain(
-        ctypes.byref(context), device) or lib.cuCtxSetCurrent(context)
+    rc = (
+        lib.cuInit(0)
+        or lib.cuDeviceGet(ctypes.byref(device), 0)
+        or lib.cuDevicePrimaryCtxRetain(ctypes.byref(context), device)
+        or lib.cuCtxSetCurrent(context)
+    )
     if rc:
         print(json.dumps({"error": f"no CUDA context: {_error(lib, rc)} ({rc})"}))
         return 1

@@ -123,36 +123,88 @@ FILTERS = (
     Option("cuda", "only this CUDA version, e.g. 12.8.1 (repeatable)", "list", metavar="X.Y[.Z]"),
     Option("python", "only this Python version, e.g. 3.13 (repeatable)", "list", metavar="X.Y"),
     Option("target", "only this target, e.g. runtime (repeatable)", "list", metavar="TARGET"),
-    Option("platform", "only cells of this platform, e.g. linux/arm64 (repeatable; matrices with a platforms axis)",
-           "list", metavar="OS/ARCH"),
+    Option(
+        "platform",
+        "only cells of this platform, e.g. linux/arm64 (repeatable; matrices with a platforms axis)",
+        "list",
+        metavar="OS/ARCH",
+    ),
 )
-MATRIX = Option("matrix", f"matrix file (default: ${MATRIX_ENV}, else matrix.yaml)", metavar="FILE",
-                default_from=default_matrix)
-OUT = Option("out", "build directory: contexts, logs, results, status.json (default: build)", default="build", metavar="DIR")
+MATRIX = Option(
+    "matrix", f"matrix file (default: ${MATRIX_ENV}, else matrix.yaml)", metavar="FILE", default_from=default_matrix
+)
+OUT = Option(
+    "out", "build directory: contexts, logs, results, status.json (default: build)", default="build", metavar="DIR"
+)
 
 TEST = (
     Option("suite", "smoke: fast checks; full: every check (default: smoke)", "choice", "smoke", ("smoke", "full")),
     Option("require_gpu", "fail GPU checks that find no GPU instead of skipping them (GPU runners)", "bool", False),
-    Option("jobs", "cells tested at once, each container on its own GPU while there are enough (default: 1)",
-           "int", 1, minimum=1, metavar="N"),
-    Option("workers", "pytest-xdist workers per image: a number, auto (one per CPU, at most 16; with --jobs N, half of "
-           "each container's share) or 0 (no xdist) (default: auto)", "str", "auto", metavar="N|auto"),
-    Option("backend", "docker: inside each built image (default); host: this host's interpreter", "choice", "docker",
-           ("docker", "host")),
-    Option("timeout", "seconds per image before it is killed (default: smoke 900, full 3600)", "number",
-           minimum=1, metavar="SECONDS"),
-    Option("interpreter", "--backend host: the Python to test (default: this one, or python<X.Y> for --python)",
-           metavar="PATH"),
-    Option("candidates", "pull each cell's candidate from REPO (build --push-candidates REPO) and test it; the record "
-           "keeps its digest", "repository", metavar="REPO"),
+    Option(
+        "jobs",
+        "cells tested at once, each container on its own GPU while there are enough (default: 1)",
+        "int",
+        1,
+        minimum=1,
+        metavar="N",
+    ),
+    Option(
+        "workers",
+        "pytest-xdist workers per image: a number, auto (one per CPU, at most 16; with --jobs N, half of "
+        "each container's share) or 0 (no xdist) (default: auto)",
+        "str",
+        "auto",
+        metavar="N|auto",
+    ),
+    Option(
+        "backend",
+        "docker: inside each built image (default); host: this host's interpreter",
+        "choice",
+        "docker",
+        ("docker", "host"),
+    ),
+    Option(
+        "timeout",
+        "seconds per image before it is killed (default: smoke 900, full 3600)",
+        "number",
+        minimum=1,
+        metavar="SECONDS",
+    ),
+    Option(
+        "interpreter",
+        "--backend host: the Python to test (default: this one, or python<X.Y> for --python)",
+        metavar="PATH",
+    ),
+    Option(
+        "candidates",
+        "pull each cell's candidate from REPO (build --push-candidates REPO) and test it; the record keeps its digest",
+        "repository",
+        metavar="REPO",
+    ),
     Option("pytest", "more pytest arguments, one shell-quoted string, e.g. --pytest '-k abi -x'", "words", ()),
-    Option("no_reuse", "test every cell again, even one that passed with the very same image, suite and host",
-           "bool", False),
-    Option("reuse_max_age", "reuse a passed result only when it is younger than this many days (default: 30)",
-           "number", 30, minimum=0, metavar="DAYS"),
-    Option("run_anyway", "run a cell the oracle predicts to fail on this GPU and driver (to measure it)", "bool", False),
-    Option("signing_key", "sign each result of a GPU run (--require-gpu) with this ed25519 key (imagematrix keygen); "
-           "default: $IMAGEMATRIX_SIGNING_KEY_FILE or $IMAGEMATRIX_SIGNING_KEY", metavar="FILE"),
+    Option(
+        "no_reuse",
+        "test every cell again, even one that passed with the very same image, suite and host",
+        "bool",
+        False,
+    ),
+    Option(
+        "reuse_max_age",
+        "reuse a passed result only when it is younger than this many days (default: 30)",
+        "number",
+        30,
+        minimum=0,
+        metavar="DAYS",
+    ),
+    Option(
+        "run_anyway", "run a cell the oracle predicts to fail on this GPU and driver (to measure it)", "bool", False
+    ),
+    Option(
+        "signing_key",
+        "sign each result of a GPU run (--require-gpu) with this ed25519 key (imagematrix keygen); "
+        "default: $IMAGEMATRIX_SIGNING_KEY_FILE or $IMAGEMATRIX_SIGNING_KEY",
+        metavar="FILE",
+    ),
 )
 TEST_OPTIONS = (*FILTERS, MATRIX, *TEST, OUT)
 BY_NAME = {o.name: o for o in TEST_OPTIONS}

@@ -83,7 +83,7 @@ def kill_group(proc: subprocess.Popen) -> None:
 
 
 def wsl(osrelease: Path = Path("/proc/sys/kernel/osrelease"), lib: Path = WSL_LIB) -> str | None:
-    """"WSL2" (or "WSL1") when this Linux runs under Windows' subsystem, else None."""
+    """ "WSL2" (or "WSL1") when this Linux runs under Windows' subsystem, else None."""
     try:
         release = osrelease.read_text().lower()
     except OSError:

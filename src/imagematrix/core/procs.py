@@ -62,9 +62,15 @@ def _log_full(log_path: Path, exc: OSError) -> DiskWriteError:
 
 
 def run_logged(
-    argv: list[str], env: dict[str, str], log_path: Path, *,
-    on_line: Callable[[str], None] | None = None, echo: bool = False, limit: float | None = None,
-    header: bool = True, grace: float = STOP_GRACE_S,
+    argv: list[str],
+    env: dict[str, str],
+    log_path: Path,
+    *,
+    on_line: Callable[[str], None] | None = None,
+    echo: bool = False,
+    limit: float | None = None,
+    header: bool = True,
+    grace: float = STOP_GRACE_S,
 ) -> tuple[int | None, bool]:
     """Run ``argv``; (exit code, whether ``limit`` seconds ran out). Output to ``log_path``,
     to stdout with ``echo``, each line (text) to ``on_line``."""
@@ -84,12 +90,17 @@ def run_logged(
             except OSError as exc:
                 raise _log_full(log_path, exc) from None
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
             **platform_os.own_group(),
         )
         with _LIVE_LOCK:
             _LIVE.add(proc)
         if limit is not None:
+
             def expire() -> None:
                 fired.set()
                 stop(proc, grace)

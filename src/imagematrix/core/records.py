@@ -70,7 +70,12 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             raise RecordError(f"{where}: expected an integer, got {_shown(value)}")
         return value
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or abs(value) >= MAX_INT:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or abs(value) >= MAX_INT
+        ):
             raise RecordError(f"{where}: expected a finite number, got {_shown(value)}")
         return float(value)
     if origin is tuple:

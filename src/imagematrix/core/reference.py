@@ -40,8 +40,10 @@ def repository_problem(repo: str) -> str | None:
     if len(repo) > MAX_NAME:
         return f"is {len(repo)} characters; Docker allows at most {MAX_NAME}"
     if not NAME_RE.fullmatch(repo):
-        return ("is not a repository name: lowercase components of [a-z0-9._-] joined by '/', optionally after a "
-                "registry host (e.g. 127.0.0.1:5000/team/pytorch, ghcr.io/org/name); no tag, spaces or ';'")
+        return (
+            "is not a repository name: lowercase components of [a-z0-9._-] joined by '/', optionally after a "
+            "registry host (e.g. 127.0.0.1:5000/team/pytorch, ghcr.io/org/name); no tag, spaces or ';'"
+        )
     return None
 
 

@@ -68,15 +68,19 @@ class Records:
         if not self.notes:
             return None
         more = f" (and {len(self.notes) - 1} more)" if len(self.notes) > 1 else ""
-        return (f"{self.path}: {len(self.notes)} damaged section(s) read as absent, so not tested or published: "
-                f"{self.notes[0]}{more}")
+        return (
+            f"{self.path}: {len(self.notes)} damaged section(s) read as absent, so not tested or published: "
+            f"{self.notes[0]}{more}"
+        )
 
 
 def _damaged(path: Path, why: str) -> StatusError:
     bak = path.with_name(path.name + BACKUP_SUFFIX)
     if bak.is_file():
-        fix = (f"The record before the last write is kept in {bak}: `cp {bak} {path}` restores it "
-               f"(or move {path} aside to start a new record; images are not affected).")
+        fix = (
+            f"The record before the last write is kept in {bak}: `cp {bak} {path}` restores it "
+            f"(or move {path} aside to start a new record; images are not affected)."
+        )
     else:
         fix = f"Move {path} aside and rerun: nothing is lost but the record (images are not affected)."
     return StatusError(f"{path} is damaged: {why}. It was not written by imagematrix as it is. {fix}")

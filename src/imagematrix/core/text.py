@@ -14,10 +14,7 @@ def printable(value: object, limit: int = 2000, lines: bool = False) -> str:
     ``?`` (an escape sequence from status.json cannot move the cursor or retitle the window), cut to
     ``limit``; with ``lines``, newlines stay (a message of several lines)."""
     text = str(value)
-    if lines:
-        text = "\n".join(CONTROL.sub("?", line) for line in text.split("\n"))
-    else:
-        text = CONTROL.sub("?", text)
+    text = "\n".join(CONTROL.sub("?", line) for line in text.split("\n")) if lines else CONTROL.sub("?", text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -51,10 +51,14 @@ def keygen(directory: Path) -> tuple[Path, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
-    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+    public.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     return private, public
 
 
@@ -66,8 +70,10 @@ def _crypto():
         )
         from securesystemslib.signer import CryptoSigner, SSlibKey
     except ImportError as exc:
-        raise UsageError(f"signing and verifying need cryptography and securesystemslib ({exc}): "
-                         "pip install imagematrix (they are its dependencies)") from None
+        raise UsageError(
+            f"signing and verifying need cryptography and securesystemslib ({exc}): "
+            "pip install imagematrix (they are its dependencies)"
+        ) from None
     return load_pem_private_key, load_pem_public_key, CryptoSigner, SSlibKey
 
 
@@ -88,7 +94,9 @@ def signer(path: str | None = None):
     try:
         private = load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as exc:
-        raise UsageError(f"the signing key ({source or KEY_ENV}) is not an unencrypted PEM private key: {exc}") from None
+        raise UsageError(
+            f"the signing key ({source or KEY_ENV}) is not an unencrypted PEM private key: {exc}"
+        ) from None
     return CryptoSigner(private, SSlibKey.from_crypto(private.public_key()))  # type: ignore[arg-type]
 
 
@@ -111,12 +119,25 @@ def statement(subject: str, digest: str, cell: str, run: Mapping[str, Any]) -> d
         "subject": [{"name": subject, "digest": {"sha256": digest.removeprefix("sha256:")}}],
         "predicateType": PREDICATE_TYPE,
         "predicate": {
-            "result": run.get("state"), "suite": run.get("suite"), "cell": cell,
-            "passed": run.get("passed", 0), "failed": run.get("failed", 0), "skipped": run.get("skipped", 0),
-            "requireGpu": bool(run.get("require_gpu")), "suiteHash": key.get("suite"), "key": key,
-            "gpus": [{"name": d.get("name"), "computeCapability": d.get("compute_capability")} for d in info.get("devices") or []],
-            "driver": info.get("driver"), "driverCuda": info.get("driver_cuda"), "libcuda": info.get("libcuda"),
-            "imageId": run.get("image_id"), "finished": run.get("finished"), "reusedFrom": run.get("reused_from"),
+            "result": run.get("state"),
+            "suite": run.get("suite"),
+            "cell": cell,
+            "passed": run.get("passed", 0),
+            "failed": run.get("failed", 0),
+            "skipped": run.get("skipped", 0),
+            "requireGpu": bool(run.get("require_gpu")),
+            "suiteHash": key.get("suite"),
+            "key": key,
+            "gpus": [
+                {"name": d.get("name"), "computeCapability": d.get("compute_capability")}
+                for d in info.get("devices") or []
+            ],
+            "driver": info.get("driver"),
+            "driverCuda": info.get("driver_cuda"),
+            "libcuda": info.get("libcuda"),
+            "imageId": run.get("image_id"),
+            "finished": run.get("finished"),
+            "reusedFrom": run.get("reused_from"),
             "imagematrix": __version__,
         },
     }
@@ -126,16 +147,23 @@ def sbom_statement(subject: str, digest: str, bom: Mapping[str, Any]) -> dict[st
     """The Statement that carries an image's CycloneDX SBOM (cosign's ``--type cyclonedx``)."""
     from imagematrix.evidence.sbom import PREDICATE_TYPE as CYCLONEDX
 
-    return {"_type": STATEMENT_TYPE, "subject": [{"name": subject, "digest": {"sha256": digest.removeprefix("sha256:")}}],
-            "predicateType": CYCLONEDX, "predicate": dict(bom)}
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": [{"name": subject, "digest": {"sha256": digest.removeprefix("sha256:")}}],
+        "predicateType": CYCLONEDX,
+        "predicate": dict(bom),
+    }
 
 
 def sign(doc: Mapping[str, Any], key, payload_type: str = PAYLOAD_TYPE) -> dict[str, Any]:
     """``doc`` as a DSSE envelope signed by ``key`` (a securesystemslib signer)."""
     from securesystemslib.dsse import Envelope
 
-    envelope = Envelope(payload=json.dumps(doc, sort_keys=True, separators=(",", ":")).encode(),
-                        payload_type=payload_type, signatures={})
+    envelope = Envelope(
+        payload=json.dumps(doc, sort_keys=True, separators=(",", ":")).encode(),
+        payload_type=payload_type,
+        signatures={},
+    )
     envelope.sign(key)
     return envelope.to_dict()
 
@@ -173,8 +201,17 @@ def open_envelope(envelope: Mapping[str, Any], key) -> Verified:
     return Verified(doc, key.keyid)
 
 
-def check(verified: Verified, digest: str, *, cc: str | None = None, driver: str | None = None, suite: str | None = None,
-          max_age_days: float | None = None, run_key: Mapping[str, Any] | None = None, now: datetime | None = None) -> None:
+def check(
+    verified: Verified,
+    digest: str,
+    *,
+    cc: str | None = None,
+    driver: str | None = None,
+    suite: str | None = None,
+    max_age_days: float | None = None,
+    run_key: Mapping[str, Any] | None = None,
+    now: datetime | None = None,
+) -> None:
     """That a verified test attestation covers what is asked: the subject is ``digest``, the result passed
     with the GPU checks required, on the same compute capability and driver branch, of the suite asked,
     not older than ``max_age_days``, for the reuse key ``run_key`` (image, suite and host) when given.
@@ -185,16 +222,24 @@ def check(verified: Verified, digest: str, *, cc: str | None = None, driver: str
     want = digest.removeprefix("sha256:")
     subjects = [s.get("digest", {}).get("sha256") for s in st.get("subject") or [] if isinstance(s, dict)]
     if want not in subjects:
-        raise VerifyError("subject", f"the statement is for {', '.join(f'sha256:{s[:12]}' for s in subjects if s)}, "
-                          f"not sha256:{want[:12]}")
+        raise VerifyError(
+            "subject",
+            f"the statement is for {', '.join(f'sha256:{s[:12]}' for s in subjects if s)}, not sha256:{want[:12]}",
+        )
     if p.get("result") != "passed" or not p.get("requireGpu"):
-        raise VerifyError("result", f"the {p.get('suite')} suite {p.get('result')}"
-                          + ("" if p.get("requireGpu") else " without --require-gpu (GPU checks may have skipped)"))
+        raise VerifyError(
+            "result",
+            f"the {p.get('suite')} suite {p.get('result')}"
+            + ("" if p.get("requireGpu") else " without --require-gpu (GPU checks may have skipped)"),
+        )
     if suite and p.get("suite") != suite:
         raise VerifyError("suite", f"the attestation is for the {p.get('suite')} suite, not {suite}")
     if run_key is not None and (p.get("key") or {}).get("value") != run_key.get("value"):
-        raise VerifyError("key", f"the attestation is for run key {str((p.get('key') or {}).get('value'))[:12]}, not the "
-                          f"recorded {str(run_key.get('value'))[:12]} (another image, suite or host)")
+        raise VerifyError(
+            "key",
+            f"the attestation is for run key {str((p.get('key') or {}).get('value'))[:12]}, not the "
+            f"recorded {str(run_key.get('value'))[:12]} (another image, suite or host)",
+        )
     gpus = p.get("gpus") or []
     if cc and not any(g.get("computeCapability") == cc for g in gpus):
         seen = ", ".join(f"{g.get('name')} ({g.get('computeCapability')})" for g in gpus) or "no GPU"

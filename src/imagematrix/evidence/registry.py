@@ -36,8 +36,12 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_EMPTY = "application/vnd.oci.empty.v1+json"
-MANIFEST_TYPES = (OCI_MANIFEST, OCI_INDEX, "application/vnd.docker.distribution.manifest.v2+json",
-                  "application/vnd.docker.distribution.manifest.list.v2+json")
+MANIFEST_TYPES = (
+    OCI_MANIFEST,
+    OCI_INDEX,
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
 MAX_MANIFEST = 4 << 20  # the distribution spec's own limit
 MAX_ENVELOPE = 16 << 20
 MAX_LAYERS = 256
@@ -63,9 +67,12 @@ class Ref:
         tag = None
         slash, colon = name.rfind("/"), name.rfind(":")
         if colon > slash:
-            name, tag = name[:colon], name[colon + 1:]
-        if (not NAME_RE.fullmatch(name) or (tag is not None and not TAG_RE.fullmatch(tag))
-                or (digest and not DIGEST_RE.fullmatch(digest))):
+            name, tag = name[:colon], name[colon + 1 :]
+        if (
+            not NAME_RE.fullmatch(name)
+            or (tag is not None and not TAG_RE.fullmatch(tag))
+            or (digest and not DIGEST_RE.fullmatch(digest))
+        ):
             raise RegistryError(f"{ref[:200]!r} is not an image reference (registry/repository:tag or @sha256:...)")
         first, _, rest = name.partition("/")
         if rest and ("." in first or ":" in first or first == "localhost"):
@@ -75,7 +82,11 @@ class Ref:
         return cls(registry, repository, tag, digest or None)
 
     def __str__(self) -> str:
-        return f"{self.registry}/{self.repository}" + (f":{self.tag}" if self.tag else "") + (f"@{self.digest}" if self.digest else "")
+        return (
+            f"{self.registry}/{self.repository}"
+            + (f":{self.tag}" if self.tag else "")
+            + (f"@{self.digest}" if self.digest else "")
+        )
 
 
 def _local(host: str) -> bool:
@@ -99,13 +110,21 @@ def _docker_config() -> dict:
 def credentials(host: str) -> tuple[str, str] | None:
     """Docker's stored credentials for ``host``: a helper (credHelpers, credsStore) or ``auths``."""
     config = _docker_config()
-    names = [host, f"https://{host}", f"http://{host}"] + (["https://index.docker.io/v1/"] if host == DOCKER_HUB else [])
+    names = [host, f"https://{host}", f"http://{host}"] + (
+        ["https://index.docker.io/v1/"] if host == DOCKER_HUB else []
+    )
     helpers: dict = config["credHelpers"] if isinstance(config.get("credHelpers"), dict) else {}
     helper = next((helpers[n] for n in names if isinstance(helpers.get(n), str)), None) or config.get("credsStore")
     if isinstance(helper, str) and re.fullmatch(r"[A-Za-z0-9_.-]+", helper):
         try:
-            done = subprocess.run([f"docker-credential-{helper}", "get"], input=host, capture_output=True, text=True,
-                                  timeout=30, check=False)
+            done = subprocess.run(
+                [f"docker-credential-{helper}", "get"],
+                input=host,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
             got = json.loads(done.stdout) if done.returncode == 0 else None
             if isinstance(got, dict) and isinstance(got.get("Secret"), str):
                 return str(got.get("Username") or ""), got["Secret"]
@@ -131,8 +150,18 @@ class Registry:
         self.base = f"{'http' if _local(host) else 'https'}://{host}"
         self._auth: dict[str, str] = {}  # scope -> Authorization header
 
-    def request(self, method: str, path: str, *, repository: str, push: bool = False, data: bytes | None = None,
-                headers: Mapping[str, str] | None = None, limit: int = MAX_MANIFEST, ok: Iterable[int] = (200,)):
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        repository: str,
+        push: bool = False,
+        data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        limit: int = MAX_MANIFEST,
+        ok: Iterable[int] = (200,),
+    ):
         url = path if path.startswith("http") else self.base + path
         scope = f"repository:{repository}:{'pull,push' if push else 'pull'}"
         for attempt in (0, 1):
@@ -152,13 +181,17 @@ class Registry:
                 if exc.code in tuple(ok):
                     return exc.code, exc.headers, b""
                 detail = exc.read(2000).decode(errors="replace").strip()
-                raise RegistryError(f"{self.host} answered {exc.code} to {method} {path[:160]}"
-                                    + (f": {detail[:300]}" if detail else "")
-                                    + (". Fix: `docker login " + self.host + "`" if exc.code in (401, 403) else "")) from None
+                raise RegistryError(
+                    f"{self.host} answered {exc.code} to {method} {path[:160]}"
+                    + (f": {detail[:300]}" if detail else "")
+                    + (". Fix: `docker login " + self.host + "`" if exc.code in (401, 403) else "")
+                ) from None
             except (urllib.error.URLError, OSError) as exc:
                 reason = getattr(exc, "reason", exc)
-                raise RegistryError(f"cannot reach the registry {self.host} ({reason}). Fix: check that it runs and "
-                                    "that this host can reach it") from None
+                raise RegistryError(
+                    f"cannot reach the registry {self.host} ({reason}). Fix: check that it runs and "
+                    "that this host can reach it"
+                ) from None
         raise RegistryError(f"{self.host} refused the credentials for {scope}. Fix: `docker login {self.host}`")
 
     def _answer(self, challenge: str, scope: str) -> bool:
@@ -194,8 +227,13 @@ class Registry:
 
     def manifest(self, repository: str, reference: str) -> tuple[str, str, dict] | None:
         """(digest, media type, document) of a manifest; None if there is none."""
-        status, headers, body = self.request("GET", f"/v2/{repository}/manifests/{reference}", repository=repository,
-                                             headers={"Accept": ", ".join(MANIFEST_TYPES)}, ok=(200, 404))
+        status, headers, body = self.request(
+            "GET",
+            f"/v2/{repository}/manifests/{reference}",
+            repository=repository,
+            headers={"Accept": ", ".join(MANIFEST_TYPES)},
+            ok=(200, 404),
+        )
         if status == 404:
             return None
         digest = sha256(body)
@@ -223,32 +261,60 @@ class Registry:
             raise RegistryError(f"the blob {digest[:19]} of {repository} does not match its digest")
         return body
 
-    def push_blob(self, repository: str, data: bytes, media_type: str, annotations: Mapping[str, str] | None = None) -> dict:
+    def push_blob(
+        self, repository: str, data: bytes, media_type: str, annotations: Mapping[str, str] | None = None
+    ) -> dict:
         digest = sha256(data)
-        status, _, _ = self.request("HEAD", f"/v2/{repository}/blobs/{digest}", repository=repository, push=True,
-                                    ok=(200, 404))
+        status, _, _ = self.request(
+            "HEAD", f"/v2/{repository}/blobs/{digest}", repository=repository, push=True, ok=(200, 404)
+        )
         if status != 200:
-            _, headers, _ = self.request("POST", f"/v2/{repository}/blobs/uploads/", repository=repository, push=True,
-                                         data=b"", ok=(202,))
+            _, headers, _ = self.request(
+                "POST", f"/v2/{repository}/blobs/uploads/", repository=repository, push=True, data=b"", ok=(202,)
+            )
             location = headers.get("Location") or ""
             if not location:
                 raise RegistryError(f"{self.host} gave no upload location for {repository}")
             url = location if location.startswith("http") else self.base + location
             url += ("&" if "?" in url else "?") + urllib.parse.urlencode({"digest": digest})
-            self.request("PUT", url, repository=repository, push=True, data=data, ok=(201,),
-                         headers={"Content-Type": "application/octet-stream"})
-        return {"mediaType": media_type, "digest": digest, "size": len(data), **({"annotations": dict(annotations)} if annotations else {})}
+            self.request(
+                "PUT",
+                url,
+                repository=repository,
+                push=True,
+                data=data,
+                ok=(201,),
+                headers={"Content-Type": "application/octet-stream"},
+            )
+        return {
+            "mediaType": media_type,
+            "digest": digest,
+            "size": len(data),
+            **({"annotations": dict(annotations)} if annotations else {}),
+        }
 
     def put_manifest(self, repository: str, reference: str, doc: Mapping[str, Any]) -> str:
         body = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
-        self.request("PUT", f"/v2/{repository}/manifests/{reference}", repository=repository, push=True, data=body,
-                     ok=(201,), headers={"Content-Type": str(doc["mediaType"])})
+        self.request(
+            "PUT",
+            f"/v2/{repository}/manifests/{reference}",
+            repository=repository,
+            push=True,
+            data=body,
+            ok=(201,),
+            headers={"Content-Type": str(doc["mediaType"])},
+        )
         return sha256(body)
 
     def referrers(self, repository: str, digest: str) -> list[dict] | None:
         """The referrers of ``digest`` (OCI 1.1); None where the registry does not answer the API."""
-        status, headers, body = self.request("GET", f"/v2/{repository}/referrers/{digest}", repository=repository,
-                                             headers={"Accept": OCI_INDEX}, ok=(200, 404, 400, 405))
+        status, headers, body = self.request(
+            "GET",
+            f"/v2/{repository}/referrers/{digest}",
+            repository=repository,
+            headers={"Accept": OCI_INDEX},
+            ok=(200, 404, 400, 405),
+        )
         if status != 200 or not (headers.get("Content-Type") or "").startswith(OCI_INDEX):
             return None
         try:
@@ -301,7 +367,9 @@ def attestations_of(ref: str) -> tuple[str, list[Found]]:
         if m.get("artifactType") == DSSE and isinstance(m.get("digest"), str) and DIGEST_RE.fullmatch(m["digest"]):
             got = reg.manifest(r.repository, m["digest"])
             if got:
-                found += _envelopes_of(reg, r.repository, got[2], f"{r.registry}/{r.repository}@{m['digest'][:19]} (referrer)")
+                found += _envelopes_of(
+                    reg, r.repository, got[2], f"{r.registry}/{r.repository}@{m['digest'][:19]} (referrer)"
+                )
     got = reg.manifest(r.repository, att_tag(digest))
     if got:
         found += _envelopes_of(reg, r.repository, got[2], f"{r.registry}/{r.repository}:{att_tag(digest)}")
@@ -316,7 +384,9 @@ def attach(repository: str, digest: str, envelopes: Iterable[tuple[str, dict]]) 
     reg = Registry(r.registry)
     subject = reg.manifest(r.repository, digest)
     if subject is None:
-        raise RegistryError(f"{repository}@{digest[:19]} is not in the registry: push the image before its attestations")
+        raise RegistryError(
+            f"{repository}@{digest[:19]} is not in the registry: push the image before its attestations"
+        )
     items = [(ptype, json.dumps(env, separators=(",", ":"), sort_keys=True).encode()) for ptype, env in envelopes]
     where = []
     if reg.referrers(r.repository, digest) is not None:
@@ -324,10 +394,18 @@ def attach(repository: str, digest: str, envelopes: Iterable[tuple[str, dict]]) 
         raw = json.dumps(subject[2], separators=(",", ":"), sort_keys=True).encode()
         for ptype, data in items:
             layer = reg.push_blob(r.repository, data, DSSE, {"predicateType": ptype})
-            doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": DSSE, "config": empty, "layers": [layer],
-                   "subject": {"mediaType": subject[1] or OCI_MANIFEST, "digest": digest, "size": len(raw)},
-                   "annotations": {"predicateType": ptype}}
-            m = reg.put_manifest(r.repository, sha256(json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()), doc)
+            doc = {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "artifactType": DSSE,
+                "config": empty,
+                "layers": [layer],
+                "subject": {"mediaType": subject[1] or OCI_MANIFEST, "digest": digest, "size": len(raw)},
+                "annotations": {"predicateType": ptype},
+            }
+            m = reg.put_manifest(
+                r.repository, sha256(json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()), doc
+            )
             where.append(f"{r.registry}/{r.repository}@{m} (referrer of {digest[:19]})")
         return where
     tag = att_tag(digest)
@@ -337,11 +415,24 @@ def attach(repository: str, digest: str, envelopes: Iterable[tuple[str, dict]]) 
         layer = reg.push_blob(r.repository, data, DSSE, {"predicateType": ptype})
         if layer["digest"] not in {x.get("digest") for x in layers}:
             layers.append(layer)
-        where.append(f"{r.registry}/{r.repository}:{tag}, layer {[x.get('digest') for x in layers].index(layer['digest']) + 1}")
-    config = json.dumps({"architecture": "", "os": "", "config": {},
-                         "rootfs": {"type": "layers", "diff_ids": [x.get("digest") for x in layers]}},
-                        separators=(",", ":"), sort_keys=True).encode()
-    doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": reg.push_blob(r.repository, config, OCI_CONFIG),
-           "layers": layers}
+        where.append(
+            f"{r.registry}/{r.repository}:{tag}, layer {[x.get('digest') for x in layers].index(layer['digest']) + 1}"
+        )
+    config = json.dumps(
+        {
+            "architecture": "",
+            "os": "",
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": [x.get("digest") for x in layers]},
+        },
+        separators=(",", ":"),
+        sort_keys=True,
+    ).encode()
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": reg.push_blob(r.repository, config, OCI_CONFIG),
+        "layers": layers,
+    }
     reg.put_manifest(r.repository, tag, doc)
     return where

@@ -30,16 +30,32 @@ def bom(image: str, version: str, listing: Mapping[str, Any]) -> dict[str, Any]:
     from packageurl import PackageURL
 
     doc = Bom()
-    doc.metadata.component = Component(name=image, version=version, type=ComponentType.CONTAINER, bom_ref=f"image/{image}")
+    doc.metadata.component = Component(
+        name=image, version=version, type=ComponentType.CONTAINER, bom_ref=f"image/{image}"
+    )
     system = listing.get("system") or {}
     qualifiers = {k: v for k, v in (("arch", system.get("arch")), ("distro", system.get("distro"))) if v}
     for name, ver in sorted((listing.get("python") or {}).items()):
-        doc.components.add(Component(name=name, version=ver, type=ComponentType.LIBRARY, bom_ref=f"pypi/{name}@{ver}",
-                                     purl=PackageURL("pypi", name=name.lower(), version=ver)))
+        doc.components.add(
+            Component(
+                name=name,
+                version=ver,
+                type=ComponentType.LIBRARY,
+                bom_ref=f"pypi/{name}@{ver}",
+                purl=PackageURL("pypi", name=name.lower(), version=ver),
+            )
+        )
     namespace = system.get("id") or "debian"
     for name, ver in sorted((listing.get("debian") or {}).items()):
-        doc.components.add(Component(name=name, version=ver, type=ComponentType.LIBRARY, bom_ref=f"deb/{name}@{ver}",
-                                     purl=PackageURL("deb", namespace, name, ver, qualifiers or None)))
+        doc.components.add(
+            Component(
+                name=name,
+                version=ver,
+                type=ComponentType.LIBRARY,
+                bom_ref=f"deb/{name}@{ver}",
+                purl=PackageURL("deb", namespace, name, ver, qualifiers or None),
+            )
+        )
     with warnings.catch_warnings():  # the image is the root; its packages are not a dependency graph
         warnings.simplefilter("ignore")
         text = JsonV1Dot6(doc).output_as_string(indent=None)

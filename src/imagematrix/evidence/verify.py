@@ -27,9 +27,17 @@ class Answer:
     lines: tuple[str, ...]
 
 
-def verify_envelopes(envelopes: Iterable[Mapping[str, Any] | Found], key_path: Path, digest: str, *, cc: str | None = None,
-                     driver: str | None = None, suite: str | None = None, max_age_days: float | None = None,
-                     run_key: Mapping[str, Any] | None = None) -> Answer:
+def verify_envelopes(
+    envelopes: Iterable[Mapping[str, Any] | Found],
+    key_path: Path,
+    digest: str,
+    *,
+    cc: str | None = None,
+    driver: str | None = None,
+    suite: str | None = None,
+    max_age_days: float | None = None,
+    run_key: Mapping[str, Any] | None = None,
+) -> Answer:
     """The first envelope that holds for everything asked, or why each did not (with where it was found)."""
     key = attest.public_key(key_path)
     refusals: list[str] = []
@@ -41,16 +49,24 @@ def verify_envelopes(envelopes: Iterable[Mapping[str, Any] | Found], key_path: P
             verified = attest.open_envelope(envelope, key)
             if verified.statement.get("predicateType") != attest.PREDICATE_TYPE:
                 continue  # an SBOM or another attestation: not a test result
-            attest.check(verified, digest, cc=cc, driver=driver, suite=suite, max_age_days=max_age_days, run_key=run_key)
+            attest.check(
+                verified, digest, cc=cc, driver=driver, suite=suite, max_age_days=max_age_days, run_key=run_key
+            )
         except attest.VerifyError as exc:
             refusals.append(f"refused by {exc.part}: {exc.detail}{where}")
             continue
         p = verified.predicate
         gpus = ", ".join(f"{g.get('name')} ({g.get('computeCapability')})" for g in p.get("gpus") or []) or "no GPU"
-        return Answer(True, digest, (f"verified: {digest[:19]} passed the {p.get('suite')} suite "
-                                     f"({p.get('passed')} passed, {p.get('skipped')} skipped) on {gpus}, driver "
-                                     f"{p.get('driver')} (CUDA {p.get('driverCuda')}), {p.get('finished')}; signed by "
-                                     f"key {verified.keyid[:16]}{where}",))
+        return Answer(
+            True,
+            digest,
+            (
+                f"verified: {digest[:19]} passed the {p.get('suite')} suite "
+                f"({p.get('passed')} passed, {p.get('skipped')} skipped) on {gpus}, driver "
+                f"{p.get('driver')} (CUDA {p.get('driverCuda')}), {p.get('finished')}; signed by "
+                f"key {verified.keyid[:16]}{where}",
+            ),
+        )
     if not found:
         return Answer(False, digest, (f"no attestation found for {digest[:19]}",))
     return Answer(False, digest, tuple(refusals) or (f"none of the {found} attestation(s) is a GPU test result",))
@@ -76,6 +92,10 @@ def read_envelope(path: Path) -> list[dict]:
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        return [json.loads(line) for line in text.splitlines() if line.strip()] if path.suffix == ".jsonl" else [json.loads(text)]
+        return (
+            [json.loads(line) for line in text.splitlines() if line.strip()]
+            if path.suffix == ".jsonl"
+            else [json.loads(text)]
+        )
     except ValueError as exc:
         raise UsageError(f"{path} is not a JSON envelope: {exc}") from None

@@ -105,8 +105,10 @@ def arch_list_problem(value: str) -> str | None:
     items = re.split(r"[; ]", value)
     bad = [i for i in items if not ARCH.fullmatch(i)]
     if bad or len(items) > 32:
-        return (f"{_r(value)} is not an arch list: entries like 8.0, 9.0a, 10.0f or 12.0+PTX separated by ';' "
-                f"or single spaces (bad: {', '.join(map(repr, bad[:3])) or 'too many entries'})")
+        return (
+            f"{_r(value)} is not an arch list: entries like 8.0, 9.0a, 10.0f or 12.0+PTX separated by ';' "
+            f"or single spaces (bad: {', '.join(map(repr, bad[:3])) or 'too many entries'})"
+        )
     return None
 
 
@@ -156,8 +158,10 @@ def option_problem(key: str, value: object) -> str | None:
     if kind == "abs_path":
         return abs_path_problem(str(value))
     if not OPTION_WORDS.fullmatch(str(value)):
-        return (f"{key}: {_r(value)} is not plain words (letters, digits, '.', '_', '-', '/', ':', '@', '+', '=', ','; "
-                "single spaces between them)")
+        return (
+            f"{key}: {_r(value)} is not plain words (letters, digits, '.', '_', '-', '/', ':', '@', '+', '=', ','; "
+            "single spaces between them)"
+        )
     return None
 
 
@@ -176,7 +180,9 @@ def install_problem(spec: str) -> str | None:
         return None
     from packaging.requirements import InvalidRequirement, Requirement
 
-    bad = f"{_r(spec)} is not a pip requirement for imagematrix (e.g. imagematrix==0.1.0) or a local path (., ./tools/im)"
+    bad = (
+        f"{_r(spec)} is not a pip requirement for imagematrix (e.g. imagematrix==0.1.0) or a local path (., ./tools/im)"
+    )
     if CONTROL.search(spec) or re.search(r"[\s\"'`$\\;&|<>]", spec.replace(" @ ", "@", 1)):
         return bad
     try:

@@ -58,16 +58,28 @@ class Index:
             node, path = stack.pop()
             visited += 1
             if visited > MAX_NODES:
-                raise MatrixError([Problem(
-                    self.file, node.start_mark.line + 1, (),
-                    f"the file expands to more than {MAX_NODES:,} YAML nodes (through aliases such as *name); "
-                    "a matrix is far smaller: write the values out, or use fewer nested aliases",
-                )])
+                raise MatrixError(
+                    [
+                        Problem(
+                            self.file,
+                            node.start_mark.line + 1,
+                            (),
+                            f"the file expands to more than {MAX_NODES:,} YAML nodes (through aliases such as *name); "
+                            "a matrix is far smaller: write the values out, or use fewer nested aliases",
+                        )
+                    ]
+                )
             if len(path) > MAX_DEPTH:
-                raise MatrixError([Problem(
-                    self.file, node.start_mark.line + 1, (),
-                    f"nested deeper than {MAX_DEPTH} levels; a matrix file needs fewer than ten",
-                )])
+                raise MatrixError(
+                    [
+                        Problem(
+                            self.file,
+                            node.start_mark.line + 1,
+                            (),
+                            f"nested deeper than {MAX_DEPTH} levels; a matrix file needs fewer than ten",
+                        )
+                    ]
+                )
             self.lines.setdefault(path, node.start_mark.line + 1)
             if isinstance(node, yaml.ScalarNode):
                 self.texts[path] = node.value
@@ -82,11 +94,15 @@ class Index:
                     key = self._keys.construct_object(k)
                     p, line = (*path, str(key)), k.start_mark.line + 1
                     if key in seen:
-                        self.duplicates.append(Problem(
-                            self.file, line, p,
-                            f"duplicate key {k.value!r} (first at line {seen[key]}); "
-                            "YAML would silently keep only the last one: merge them or rename one",
-                        ))
+                        self.duplicates.append(
+                            Problem(
+                                self.file,
+                                line,
+                                p,
+                                f"duplicate key {k.value!r} (first at line {seen[key]}); "
+                                "YAML would silently keep only the last one: merge them or rename one",
+                            )
+                        )
                         continue
                     seen[key] = line
                     self.lines[p] = line
@@ -113,11 +129,22 @@ def _parse(path: Path, text: str) -> tuple[Any, yaml.Node | None]:
     depth, line = _flow_depth(text)
     if depth > MAX_DEPTH:
         # libyaml's composer recurses in C: far deeper flow nesting crashes the process, so refuse it before parsing.
-        raise MatrixError([Problem(path, line, (), f"nested deeper than {MAX_DEPTH} levels; a matrix file needs fewer than ten")])
+        raise MatrixError(
+            [Problem(path, line, (), f"nested deeper than {MAX_DEPTH} levels; a matrix file needs fewer than ten")]
+        )
     try:
         return _parse_yaml(path, text)
     except RecursionError:
-        raise MatrixError([Problem(path, None, (), f"nested too deeply to parse; a matrix file needs fewer than ten levels (the limit is {MAX_DEPTH})")]) from None
+        raise MatrixError(
+            [
+                Problem(
+                    path,
+                    None,
+                    (),
+                    f"nested too deeply to parse; a matrix file needs fewer than ten levels (the limit is {MAX_DEPTH})",
+                )
+            ]
+        ) from None
 
 
 def _flow_depth(text: str) -> tuple[int, int]:
@@ -139,7 +166,7 @@ def _flow_depth(text: str) -> tuple[int, int]:
         elif quote:
             if ch == quote:
                 quote = ""
-        elif ch in "\"'" and (prev in " \t\n[{:,-" ):
+        elif ch in "\"'" and (prev in " \t\n[{:,-"):
             quote = ch
         elif ch == "#" and prev in " \t\n":
             comment = True
@@ -187,22 +214,51 @@ def load_matrix(path: str | Path) -> Matrix:
     try:
         info = path.stat()
         if not stat.S_ISREG(info.st_mode):
-            raise MatrixError([Problem(path, None, (), "not a regular file (a device, pipe or directory); pass the matrix's YAML file")])
+            raise MatrixError(
+                [
+                    Problem(
+                        path, None, (), "not a regular file (a device, pipe or directory); pass the matrix's YAML file"
+                    )
+                ]
+            )
         if info.st_size > MAX_FILE_BYTES:
-            raise MatrixError([Problem(path, None, (), f"{info.st_size:,} bytes is too big for a matrix file (the limit is {MAX_FILE_BYTES:,}); is this the right file?")])
+            raise MatrixError(
+                [
+                    Problem(
+                        path,
+                        None,
+                        (),
+                        f"{info.st_size:,} bytes is too big for a matrix file (the limit is {MAX_FILE_BYTES:,}); is "
+                        "this the right file?",
+                    )
+                ]
+            )
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise MatrixError([Problem(path, None, (), "no such file (pass --matrix FILE, or run from the project's top directory)")]) from None
+        raise MatrixError(
+            [Problem(path, None, (), "no such file (pass --matrix FILE, or run from the project's top directory)")]
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise MatrixError([Problem(path, None, (), f"cannot read: {getattr(exc, 'strerror', None) or exc}")]) from None
     bad = _BAD_CHAR.search(text)
     if bad:
         line = text.count("\n", 0, bad.start()) + 1
-        raise MatrixError([Problem(path, line, (), f"holds the control character U+{ord(bad.group()):04X}, which YAML does not "
-                                   "allow; is this the right file? (a matrix is plain text)")])
+        raise MatrixError(
+            [
+                Problem(
+                    path,
+                    line,
+                    (),
+                    f"holds the control character U+{ord(bad.group()):04X}, which YAML does not "
+                    "allow; is this the right file? (a matrix is plain text)",
+                )
+            ]
+        )
     data, node = _parse(path, text)
     if not isinstance(data, dict) or node is None:
-        raise MatrixError([Problem(path, 1, (), "expected a mapping of keys (schema, image, python, cuda, targets, ...)")])
+        raise MatrixError(
+            [Problem(path, 1, (), "expected a mapping of keys (schema, image, python, cuda, targets, ...)")]
+        )
     loc = Index(path, node)
     if loc.duplicates:
         raise MatrixError(loc.duplicates)
@@ -273,7 +329,9 @@ def _schema_problems(loc: Index, errors: list[dict]) -> list[Problem]:
         is_key = "[key]" in err["loc"]
         where = tuple(p for p in err["loc"] if p != "[key]")
         # pydantic names union members in loc (e.g. 'list[int]'); they are not keys.
-        where = tuple(p for p in where if not (isinstance(p, str) and ("[" in p or p in ("str", "int", "float", "bool"))))
+        where = tuple(
+            p for p in where if not (isinstance(p, str) and ("[" in p or p in ("str", "int", "float", "bool")))
+        )
         where = tuple("schema" if p == "schema_" else p for p in where)
         groups.setdefault((where, is_key), []).append(err)
     problems = []
@@ -311,9 +369,12 @@ def _schema_problem(loc: Index, where: tuple, is_key: bool, err: dict) -> Proble
         p = tuple(map(str, where))
         text = (loc.key_texts if is_key else loc.texts).get(p, str(got))
         if text != str(got):
-            msg = f"write versions as quoted strings: \"{text}\" (YAML reads the unquoted {text} as the number {got!r})"
+            msg = f'write versions as quoted strings: "{text}" (YAML reads the unquoted {text} as the number {got!r})'
         else:
-            msg = f"write versions as quoted strings: \"{text}\" (YAML reads unquoted versions as numbers: 3.10 would become 3.1)"
+            msg = (
+                f'write versions as quoted strings: "{text}" '
+                "(YAML reads unquoted versions as numbers: 3.10 would become 3.1)"
+            )
     elif kind == "value_error":
         msg = str(err["ctx"]["error"])
     elif kind == "literal_error":

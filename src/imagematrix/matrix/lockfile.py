@@ -51,11 +51,15 @@ def read_uv_lock(project: Path) -> UvLock:
     lock_path = project / LOCK_FILE
     for path in (project / PROJECT_FILE, lock_path):
         if not path.is_file():
-            raise LockError(f"{path} does not exist: a uv project needs pyproject.toml and uv.lock (run `uv lock` there)")
+            raise LockError(
+                f"{path} does not exist: a uv project needs pyproject.toml and uv.lock (run `uv lock` there)"
+            )
     try:
         size = lock_path.stat().st_size
         if size > MAX_LOCK_BYTES:
-            raise LockError(f"{lock_path} is {size:,} bytes, more than a uv.lock can be ({MAX_LOCK_BYTES:,}); is it the right file?")
+            raise LockError(
+                f"{lock_path} is {size:,} bytes, more than a uv.lock can be ({MAX_LOCK_BYTES:,}); is it the right file?"
+            )
         raw = lock_path.read_bytes()
         for path in (project / PROJECT_FILE, lock_path):
             if path.stat().st_size > MAX_LOCK_BYTES:
@@ -92,14 +96,20 @@ def read_uv_lock(project: Path) -> UvLock:
         if m:
             cuda = f"{m.group(1)}.{m.group(2)}"
         elif local != "cpu":
-            deps = {d.get("name") for d in torch.get("dependencies", []) if isinstance(d, dict)} \
-                if isinstance(torch.get("dependencies"), list) else set()
+            deps = (
+                {d.get("name") for d in torch.get("dependencies", []) if isinstance(d, dict)}
+                if isinstance(torch.get("dependencies"), list)
+                else set()
+            )
             for carrier in _CUDA_CARRIERS:
                 if carrier in deps and carrier in pkgs:
                     cuda = ".".join(pkgs[carrier][0].split(".")[:2])
                     break
     return UvLock(
-        project=project, sha256=hashlib.sha256(raw).hexdigest(),
-        packages={k: tuple(v) for k, v in pkgs.items()}, requires_python=str(data.get("requires-python", ""))[:200],
-        torch=version, torch_cuda=cuda,
+        project=project,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        packages={k: tuple(v) for k, v in pkgs.items()},
+        requires_python=str(data.get("requires-python", ""))[:200],
+        torch=version,
+        torch_cuda=cuda,
     )

@@ -185,7 +185,8 @@ class Matrix:
     platforms: tuple[str, ...] = ()
 
     def family(self, cuda: Cuda, python: str, platform: str | None = None) -> tuple[dict[str, str], dict[str, str]]:
-        """Base images and pins of one (CUDA, Python) family: top level, then the CUDA entry, then overrides in order."""
+        """Base images and pins of one (CUDA, Python) family: top level, then the CUDA entry, then the
+        overrides in order."""
         bases, packages = dict(cuda.bases), {**self.packages, **cuda.packages}
         for o in self.overrides:
             if o.matches(cuda.version, python, platform):
@@ -221,8 +222,19 @@ def make_cell(m: Matrix, cuda: Cuda, python: str, target: Target, phases=(), pla
     lock = next((m.targets[n].uv_lock for n in target.lineage if m.targets[n].uv_lock), None)
     if lock is not None:  # the lock is the declaration: torch is what it pins (or nothing)
         packages = {k: v for k, v in packages.items() if k != "torch"} | ({"torch": lock.torch} if lock.torch else {})
-    return Cell(cuda=cuda, python=python, target=target, tag=tag, image=m.image, phases=phases,
-                bases=bases, packages=packages, uv_lock=lock, platform=platform, arch_suffix=suffix)
+    return Cell(
+        cuda=cuda,
+        python=python,
+        target=target,
+        tag=tag,
+        image=m.image,
+        phases=phases,
+        bases=bases,
+        packages=packages,
+        uv_lock=lock,
+        platform=platform,
+        arch_suffix=suffix,
+    )
 
 
 TAG_FIELDS = ("cuda", "cuda_tag", "torch_cuda", "python", "python_nodot", "target")
@@ -263,5 +275,3 @@ def render_tag(template: str, cuda: Cuda, python: str, target: str) -> str:
         python_nodot=python.replace(".", ""),
         target=target,
     )
-
-

@@ -45,8 +45,13 @@ class Selection:
     def describe(self) -> str:
         parts = [
             f"{name} {', '.join(map(str, vals))}"
-            for name, vals in (("phase", self.phases), ("cuda", self.cudas), ("python", self.pythons), ("target", self.targets),
-                               ("platform", self.platforms))
+            for name, vals in (
+                ("phase", self.phases),
+                ("cuda", self.cudas),
+                ("python", self.pythons),
+                ("target", self.targets),
+                ("platform", self.platforms),
+            )
             if vals
         ]
         return "; ".join(parts) or "all cells"
@@ -66,8 +71,10 @@ def select_cells(m: Matrix, sel: Selection) -> list[Cell]:
     _check_values("Python version", sel.pythons, m.pythons)
     _check_values("target", sel.targets, m.targets)
     if sel.platforms and not m.platforms:
-        raise UsageError(f"--platform {', '.join(sel.platforms)}: this matrix has no platforms axis (every cell builds "
-                         "for the builder's own platform)")
+        raise UsageError(
+            f"--platform {', '.join(sel.platforms)}: this matrix has no platforms axis (every cell builds "
+            "for the builder's own platform)"
+        )
     _check_values("platform", sel.platforms, m.platforms)
     chosen = [
         c

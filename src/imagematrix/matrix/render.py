@@ -99,9 +99,7 @@ def _support_files(m: Matrix) -> dict[str, bytes]:
     if not root.is_dir():
         return {}
     return {
-        f"{FILES_DIR}/{p.relative_to(root).as_posix()}": p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
+        f"{FILES_DIR}/{p.relative_to(root).as_posix()}": p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
     }
 
 
@@ -125,7 +123,11 @@ def _wheelhouse(m: Matrix) -> dict[str, Path]:
     if m.wheelhouse is None:
         return {}
     # Dotfiles (.gitkeep) are not distributions.
-    return {f"{WHEELHOUSE_DIR}/{p.name}": p for p in sorted(m.wheelhouse.iterdir()) if p.is_file() and not p.name.startswith(".")}
+    return {
+        f"{WHEELHOUSE_DIR}/{p.name}": p
+        for p in sorted(m.wheelhouse.iterdir())
+        if p.is_file() and not p.name.startswith(".")
+    }
 
 
 def _hash(*parts: str | bytes) -> str:
@@ -141,10 +143,22 @@ def manifest(m: Matrix, cell: Cell, input_hash: str) -> dict:
     """The cell's manifest (the image contract), written to MANIFEST_PATH and mirrored in labels."""
     t = cell.target
     return contract.manifest(
-        id=cell.id, image=cell.image, tag=cell.tag, target=t.name, kind=t.kind, parent=t.parent,
-        relation=t.relation, lineage=list(t.lineage), cuda=None if cell.cuda.cpu else cell.cuda.version, torch_cuda=cell.cuda.torch_cuda,
-        python=cell.python, torch=cell.packages.get("torch", "") if t.holds_torch else None, features=list(cell.features),
-        pyg_extensions=list(t.pyg_extensions), extensions=cell.cuda.extensions, input_hash=input_hash,
+        id=cell.id,
+        image=cell.image,
+        tag=cell.tag,
+        target=t.name,
+        kind=t.kind,
+        parent=t.parent,
+        relation=t.relation,
+        lineage=list(t.lineage),
+        cuda=None if cell.cuda.cpu else cell.cuda.version,
+        torch_cuda=cell.cuda.torch_cuda,
+        python=cell.python,
+        torch=cell.packages.get("torch", "") if t.holds_torch else None,
+        features=list(cell.features),
+        pyg_extensions=list(t.pyg_extensions),
+        extensions=cell.cuda.extensions,
+        input_hash=input_hash,
         **({"optional_libraries": [list(o) for o in t.optional_libraries]} if t.optional_libraries else {}),
         **({"environment": {"lock": LOCK_IN, "sha256": cell.uv_lock.sha256}} if cell.uv_lock else {}),
         **({"platform": cell.platform} if cell.platform else {}),
@@ -225,7 +239,11 @@ def render_cell(m: Matrix, cell: Cell) -> Rendered:
         files[man_path] = (json.dumps(man, indent=2, sort_keys=True) + "\n").encode()
         inherited_base = base_image or _root_base(m, sc)
         lock_copy = f"COPY {UV_PROJECT_DIR}/uv.lock {LOCK_IN}\n" if sc.uv_lock else ""  # what the suite checks against
-        tail = lock_copy + f"COPY {man_path} {MANIFEST_PATH}\n" + _label_block(contract.labels(man, inherited_base, m.labels))
+        tail = (
+            lock_copy
+            + f"COPY {man_path} {MANIFEST_PATH}\n"
+            + _label_block(contract.labels(man, inherited_base, m.labels))
+        )
         stages_text.append(f"# ---- stage {t.name}: {sc.id} ----\n{body}{tail}")
         stage_names.append(t.name)
         parent_hash = stage_hash

@@ -59,11 +59,21 @@ class Resolver:
     def top_level(self) -> None:
         """schema, image, labels, python and cuda lists."""
         if self.spec.schema_ != SCHEMA_VERSION:
-            self.bad(("schema",), f"schema {self.spec.schema_} is not supported (this imagematrix reads schema {SCHEMA_VERSION})")
+            self.bad(
+                ("schema",),
+                f"schema {self.spec.schema_} is not supported (this imagematrix reads schema {SCHEMA_VERSION})",
+            )
         if len(self.spec.image) > MAX_NAME:
-            self.bad(("image",), f"the image name is {len(self.spec.image)} characters; Docker allows at most {MAX_NAME}")
+            self.bad(
+                ("image",), f"the image name is {len(self.spec.image)} characters; Docker allows at most {MAX_NAME}"
+            )
         elif not NAME_RE.fullmatch(self.spec.image):
-            self.bad(("image",), f"{self.spec.image!r} is not a valid image name: lowercase components of [a-z0-9._-] joined by '/', optionally after a registry host (e.g. plumiiume/cslr-exp-platform, ghcr.io/org/name); no tag here, the tag comes from 'tag'")
+            self.bad(
+                ("image",),
+                f"{self.spec.image!r} is not a valid image name: lowercase components of [a-z0-9._-] joined by '/', "
+                "optionally after a registry host (e.g. plumiiume/cslr-exp-platform, ghcr.io/org/name); no tag here, "
+                "the tag comes from 'tag'",
+            )
         for key, value in self.spec.labels.items():
             why = label_problem(key, value)
             if why:  # the key path alone: the bad key itself may hold a newline
@@ -80,9 +90,16 @@ class Resolver:
         """The wheelhouse, the fragments directory and the fragments in it."""
         wheelhouse = (self.path.parent / self.spec.build.wheelhouse).resolve() if self.spec.build.wheelhouse else None
         if wheelhouse is not None and not wheelhouse.is_dir():
-            self.bad(("build", "wheelhouse"), f"directory {wheelhouse} does not exist (a folder of wheels and sdists for offline builds)")
+            self.bad(
+                ("build", "wheelhouse"),
+                f"directory {wheelhouse} does not exist (a folder of wheels and sdists for offline builds)",
+            )
         fragments_dir = (self.path.parent / self.spec.build.fragments_dir).resolve()
-        available = sorted(p.name[: -len(FRAGMENT_SUFFIX)] for p in fragments_dir.glob(f"*{FRAGMENT_SUFFIX}")) if fragments_dir.is_dir() else []
+        available = (
+            sorted(p.name[: -len(FRAGMENT_SUFFIX)] for p in fragments_dir.glob(f"*{FRAGMENT_SUFFIX}"))
+            if fragments_dir.is_dir()
+            else []
+        )
         if not fragments_dir.is_dir():
             self.bad(("build", "fragments_dir"), f"directory {fragments_dir} does not exist")
         return wheelhouse, fragments_dir, available
@@ -92,16 +109,31 @@ class Resolver:
         for ver, c in self.spec.cuda.items():
             for role, ref in c.bases.items():
                 if not valid_reference(ref):
-                    self.bad(("cuda", ver, "bases", role), f"{ref!r} is not a valid image reference: name[:tag][@digest] in lowercase, e.g. nvidia/cuda:12.8.1-cudnn-devel-ubuntu24.04")
+                    self.bad(
+                        ("cuda", ver, "bases", role),
+                        f"{ref!r} is not a valid image reference: name[:tag][@digest] in lowercase, e.g. "
+                        "nvidia/cuda:12.8.1-cudnn-devel-ubuntu24.04",
+                    )
             if (ver == CPU) != (c.torch_cuda is None):
-                self.bad(("cuda", ver, "torch_cuda"), "the cpu family has torch_cuda: null, and only it (a CUDA family names torch's CUDA)"
-                         if ver == CPU else f"torch_cuda is null, which only the cpu family may be: name torch's CUDA, or rename the family {CPU!r}")
+                self.bad(
+                    ("cuda", ver, "torch_cuda"),
+                    "the cpu family has torch_cuda: null, and only it (a CUDA family names torch's CUDA)"
+                    if ver == CPU
+                    else f"torch_cuda is null, which only the cpu family may be: name torch's CUDA, or rename the "
+                    f"family {CPU!r}",
+                )
             elif c.torch_cuda is not None and ver.split(".")[0] != c.torch_cuda.split(".")[0]:
-                self.bad(("cuda", ver, "torch_cuda"), f"torch_cuda {c.torch_cuda} has another major version than CUDA {ver}; torch's CUDA major must match the toolkit's")
+                self.bad(
+                    ("cuda", ver, "torch_cuda"),
+                    f"torch_cuda {c.torch_cuda} has another major version than CUDA {ver}; torch's CUDA major must "
+                    "match the toolkit's",
+                )
             if ver == CPU and c.extensions == "cuda" and "extensions" in c.model_fields_set:
                 self.bad(("cuda", ver, "extensions"), "the cpu family has no CUDA compiler: extensions: cpu")
             extensions = "cpu" if ver == CPU else c.extensions
-            cudas[ver] = Cuda(ver, c.torch_cuda, c.torch_index, c.arch_list, dict(c.bases), dict(c.packages), extensions)
+            cudas[ver] = Cuda(
+                ver, c.torch_cuda, c.torch_index, c.arch_list, dict(c.bases), dict(c.packages), extensions
+            )
         return cudas
 
     def check_family(self, where: tuple, cuda: str | None, python: str | None) -> None:
@@ -120,9 +152,16 @@ class Resolver:
                 self.bad(where, "an override sets 'bases', 'packages' or both for the families it matches")
             for role, ref in o.bases.items():
                 if not valid_reference(ref):
-                    self.bad((*where, "bases", role), f"{ref!r} is not a valid image reference: name[:tag][@digest] in lowercase")
+                    self.bad(
+                        (*where, "bases", role),
+                        f"{ref!r} is not a valid image reference: name[:tag][@digest] in lowercase",
+                    )
             if o.platform is not None and o.platform not in self.spec.platforms:
-                self.bad((*where, "platform"), f"unknown platform {o.platform} (the matrix's platforms: {', '.join(self.spec.platforms) or 'none'})")
+                self.bad(
+                    (*where, "platform"),
+                    f"unknown platform {o.platform} (the matrix's platforms: "
+                    f"{', '.join(self.spec.platforms) or 'none'})",
+                )
             overrides.append(Override(o.cuda, o.python, dict(o.bases), dict(o.packages), o.platform))
         return overrides
 
@@ -133,7 +172,9 @@ class Resolver:
                 bases.update(o.bases)
         return bases
 
-    def graph(self, fragments_dir: Path, available: list[str], overrides: list[Override]) -> tuple[list[str], dict[str, tuple[str, ...]]]:
+    def graph(
+        self, fragments_dir: Path, available: list[str], overrides: list[Override]
+    ) -> tuple[list[str], dict[str, tuple[str, ...]]]:
         """References, one parent relation, no cycles: the target names and each one's lineage."""
         names = list(self.spec.targets)
         for name, t in self.spec.targets.items():
@@ -141,29 +182,52 @@ class Resolver:
             if not TARGET_RE.fullmatch(name):
                 self.bad(where, f"target name {name!r} must match [a-z][a-z0-9-]* (it names a Dockerfile stage)")
             if t.extends and t.slim:
-                self.bad(where, "set either 'extends' (add to the parent image) or 'slim' (copy the parent's environment onto a plain base), not both")
+                self.bad(
+                    where,
+                    "set either 'extends' (add to the parent image) or 'slim' (copy the parent's environment onto a "
+                    "plain base), not both",
+                )
             for rel in ("extends", "slim"):
                 parent = getattr(t, rel)
                 if parent is not None and parent not in self.spec.targets:
-                    self.bad((*where, rel), f"unknown target {parent!r} (allowed: {', '.join(n for n in names if n != name)})")
+                    self.bad(
+                        (*where, rel),
+                        f"unknown target {parent!r} (allowed: {', '.join(n for n in names if n != name)})",
+                    )
             if t.extends and t.base:
-                self.bad((*where, "base"), "a target that extends another starts from its parent, not from a base image: remove 'base'")
+                self.bad(
+                    (*where, "base"),
+                    "a target that extends another starts from its parent, not from a base image: remove 'base'",
+                )
             if not t.extends and not t.base:
-                self.bad(where, f"a root or slim target needs 'base' (a role of cuda.*.bases, e.g. {', '.join(_roles(self.spec)) or 'devel'})")
+                self.bad(
+                    where,
+                    f"a root or slim target needs 'base' (a role of cuda.*.bases, e.g. "
+                    f"{', '.join(_roles(self.spec)) or 'devel'})",
+                )
             if t.base:
                 for ver in self.spec.cuda:
                     for pv in self.spec.python:
                         have = self.family_bases(overrides, ver, pv)
                         if t.base not in have:
-                            self.bad((*where, "base"), f"CUDA {ver} + Python {pv} has no base image for role {t.base!r} "
-                                f"(it has: {', '.join(have) or 'none'}; set cuda.{ver}.bases or an override)")
+                            self.bad(
+                                (*where, "base"),
+                                f"CUDA {ver} + Python {pv} has no base image for role {t.base!r} "
+                                f"(it has: {', '.join(have) or 'none'}; set cuda.{ver}.bases or an override)",
+                            )
                             break
             if t.prune and not t.slim:
-                self.bad((*where, "prune"), "'prune' only applies to slim targets (it trims the parent before the copy)")
+                self.bad(
+                    (*where, "prune"), "'prune' only applies to slim targets (it trims the parent before the copy)"
+                )
             for key in ("fragments", "prune"):
                 for i, frag in enumerate(getattr(t, key)):
                     if fragments_dir.is_dir() and frag not in available:
-                        self.bad((*where, key, i), f"no fragment {frag}{FRAGMENT_SUFFIX} in {fragments_dir} (available: {', '.join(available)})")
+                        self.bad(
+                            (*where, key, i),
+                            f"no fragment {frag}{FRAGMENT_SUFFIX} in {fragments_dir} (available: "
+                            f"{', '.join(available)})",
+                        )
             if t.budget_gb is not None and t.budget_gb <= 0:
                 self.bad((*where, "budget_gb"), "must be a positive number of GB")
 
@@ -177,13 +241,15 @@ class Resolver:
                 if parent is None or parent not in self.spec.targets:
                     break
                 if parent in chain:
-                    ring = chain[chain.index(parent):]
+                    ring = chain[chain.index(parent) :]
                     if frozenset(ring) not in cycles:  # report each cycle once, at its first target
                         cycles.add(frozenset(ring))
                         cycle = " -> ".join([*ring, parent][::-1])
-                        self.bad(("targets", name, "extends" if t.extends else "slim"),
+                        self.bad(
+                            ("targets", name, "extends" if t.extends else "slim"),
                             f"the target graph has a cycle: {cycle} (a target cannot build on itself; "
-                            "one of them must start from a 'base' instead)")
+                            "one of them must start from a 'base' instead)",
+                        )
                     break
                 chain.append(parent)
                 cur = parent
@@ -200,8 +266,11 @@ class Resolver:
             feats = set(inherited.features if inherited else ()) | set(t.features)
             feats -= set(t.drop_features)
             for f in sorted(set(t.features) - set(FEATURES)):
-                self.warnings.append(f"{self.path}:{self.loc.line(('targets', name, 'features'))}: targets.{name}.features: {f!r} is not a feature the GPU suite checks "
-                                     f"({', '.join(FEATURES)}); it is kept in the labels and gets no checks")
+                self.warnings.append(
+                    f"{self.path}:{self.loc.line(('targets', name, 'features'))}: targets.{name}.features: {f!r} is "
+                    "not a feature the GPU suite checks "
+                    f"({', '.join(FEATURES)}); it is kept in the labels and gets no checks"
+                )
             targets[name] = Target(
                 name=name,
                 description=t.description,
@@ -211,7 +280,9 @@ class Resolver:
                 prune=tuple(t.prune),
                 fragments=tuple(t.fragments),
                 features=(*(f for f in FEATURES if f in feats), *sorted(feats - set(FEATURES))),
-                pyg_extensions=tuple(dict.fromkeys([*(inherited.pyg_extensions if inherited else ()), *t.pyg_extensions])),
+                pyg_extensions=tuple(
+                    dict.fromkeys([*(inherited.pyg_extensions if inherited else ()), *t.pyg_extensions])
+                ),
                 options=dict(t.options),
                 budget_gb=float(t.budget_gb) if t.budget_gb is not None else None,
                 lineage=lineages[name],
@@ -221,8 +292,11 @@ class Resolver:
             )
             locked = [n for n in lineages[name] if targets.get(n) and targets[n].uv_lock]
             if len(locked) > 1:
-                self.bad(("targets", name, "uv_project"), f"targets {' and '.join(locked)} of one lineage both take the "
-                         "environment from a uv lock; the descendant inherits its parent's, so give it to one of them")
+                self.bad(
+                    ("targets", name, "uv_project"),
+                    f"targets {' and '.join(locked)} of one lineage both take the "
+                    "environment from a uv lock; the descendant inherits its parent's, so give it to one of them",
+                )
         targets = {n: targets[n] for n in names}
         return targets
 
@@ -266,14 +340,20 @@ class Resolver:
                     self.bad((*where, "cuda"), f"unknown CUDA version {pc.cuda} (allowed: {', '.join(self.spec.cuda)})")
                     continue
                 if pc.python not in self.spec.python:
-                    self.bad((*where, "python"), f"unknown Python version {pc.python} (allowed: {', '.join(self.spec.python)})")
+                    self.bad(
+                        (*where, "python"),
+                        f"unknown Python version {pc.python} (allowed: {', '.join(self.spec.python)})",
+                    )
                     continue
                 for j, tn in enumerate(pc.targets):
                     cid = cell_id(pc.cuda, pc.python, tn)
                     if tn not in self.spec.targets:
                         self.bad((*where, "targets", j), f"unknown target {tn!r} (allowed: {', '.join(names)})")
                     elif cid in excluded:
-                        self.bad((*where, "targets", j), f"cell {cid} is excluded ({excluded[cid]}); remove it from the phase or from 'exclude'")
+                        self.bad(
+                            (*where, "targets", j),
+                            f"cell {cid} is excluded ({excluded[cid]}); remove it from the phase or from 'exclude'",
+                        )
                     elif cid in ids:
                         self.bad((*where, "targets", j), f"cell {cid} is listed twice in phase {num}")
                     else:
@@ -281,7 +361,10 @@ class Resolver:
                         phase_of.setdefault(cid, []).append(num)
             phases[num] = Phase(num, ph.name, tuple(ids))
             if not ph.cells:
-                self.warnings.append(f"{self.path}:{self.loc.line(('phases', num))}: phases.{num}: phase {num} has no cells: `invoke build --phase {num}` builds nothing")
+                self.warnings.append(
+                    f"{self.path}:{self.loc.line(('phases', num))}: phases.{num}: phase {num} has no cells: `invoke "
+                    f"build --phase {num}` builds nothing"
+                )
         return phases, phase_of
 
     def tag_and_schedule(self, cudas: dict[str, Cuda], names: list[str], phases: dict[int, Phase]) -> list[ScheduleRun]:
@@ -289,9 +372,17 @@ class Resolver:
         why = tag_template_problem(self.spec.tag)
         if why:
             self.bad(("tag",), why)
-        sample = render_tag(self.spec.tag, next(iter(cudas.values())), self.spec.python[0], names[0]) if cudas and self.spec.python and not why else ""
+        sample = (
+            render_tag(self.spec.tag, next(iter(cudas.values())), self.spec.python[0], names[0])
+            if cudas and self.spec.python and not why
+            else ""
+        )
         if sample and not TAG_RE.fullmatch(sample):
-            self.bad(("tag",), f"renders tags like {sample!r}, which Docker rejects (allowed: [A-Za-z0-9_.-], at most 128, not starting with . or -)")
+            self.bad(
+                ("tag",),
+                f"renders tags like {sample!r}, which Docker rejects (allowed: [A-Za-z0-9_.-], at most 128, not "
+                "starting with . or -)",
+            )
         why = grammar.timezone_problem(self.spec.schedule.timezone)
         if why:
             self.bad(("schedule", "timezone"), why)
@@ -306,7 +397,10 @@ class Resolver:
                 nums = tuple(run.phases)
                 for j, n in enumerate(nums):
                     if n not in phases:
-                        self.bad(("schedule", "runs", i, "phases", j), f"unknown phase {n} (allowed: {', '.join(map(str, phases))}, or 'all')")
+                        self.bad(
+                            ("schedule", "runs", i, "phases", j),
+                            f"unknown phase {n} (allowed: {', '.join(map(str, phases))}, or 'all')",
+                        )
             schedule.append(ScheduleRun(run.cron, nums, run.retest))
         if schedule and not any(p.path[:1] == ("schedule",) for p in self.problems):
             try:
@@ -331,7 +425,11 @@ class Resolver:
                     if not TAG_RE.fullmatch(cell.tag):
                         self.bad(("tag",), f"cell {cid} renders tag {cell.tag!r}, which Docker rejects")
                     elif cell.tag in tags:
-                        self.bad(("tag",), f"cells {tags[cell.tag]} and {cid} both render tag {cell.tag!r}: add the missing placeholder")
+                        self.bad(
+                            ("tag",),
+                            f"cells {tags[cell.tag]} and {cid} both render tag {cell.tag!r}: add the missing "
+                            "placeholder",
+                        )
                     tags[cell.tag] = cid
                     cells.append(cell)
                     if m.phases and not cell.phases:
@@ -341,7 +439,6 @@ class Resolver:
                         )
         return cells
 
-
     def check_lock(self, m: Matrix, cell: Cell) -> None:
         """A locked environment agrees with its family: torch's CUDA, and no second torch pin that drifts."""
         lock = cell.uv_lock
@@ -350,13 +447,18 @@ class Resolver:
         where = ("targets", cell.target.name, "uv_project")
         if lock.torch and lock.torch_cuda != cell.cuda.torch_cuda:
             has = f"CUDA {lock.torch_cuda}" if lock.torch_cuda else "a CPU build"
-            self.bad(where, f"cell {cell.id}: {lock.project.name}/uv.lock pins torch {lock.torch} ({has}) but family "
-                     f"{cell.cuda.version} says torch_cuda {cell.cuda.torch_cuda}: lock the torch of that family, "
-                     "or give the target to the family its lock is for")
+            self.bad(
+                where,
+                f"cell {cell.id}: {lock.project.name}/uv.lock pins torch {lock.torch} ({has}) but family "
+                f"{cell.cuda.version} says torch_cuda {cell.cuda.torch_cuda}: lock the torch of that family, "
+                "or give the target to the family its lock is for",
+            )
         pinned = {**m.packages, **cell.cuda.packages}.get("torch")
         if pinned and pinned != lock.torch:
-            self.warnings.append(f"{self.path}: cell {cell.id}: packages.torch {pinned} is not used: the environment "
-                                 f"comes from {lock.project.name}/uv.lock, which pins torch {lock.torch or '(none)'}")
+            self.warnings.append(
+                f"{self.path}: cell {cell.id}: packages.torch {pinned} is not used: the environment "
+                f"comes from {lock.project.name}/uv.lock, which pins torch {lock.torch or '(none)'}"
+            )
 
 
 def resolve(spec: MatrixSpec, path: Path, loc: Index) -> Matrix:
@@ -392,9 +494,17 @@ def resolve(spec: MatrixSpec, path: Path, loc: Index) -> Matrix:
         fragments_dir=fragments_dir,
         ca_cert=(path.parent / spec.build.ca_cert) if spec.build.ca_cert else None,
         wheelhouse=wheelhouse,
-        ci=CI(path.parent / spec.ci.workflow, tuple(spec.ci.runs_on), spec.ci.gate_runs_on, spec.ci.timeout_minutes,
-              spec.ci.artifact_retention_days, spec.ci.state_dir, spec.ci.keep_images, spec.ci.cache_hours,
-              spec.ci.install),
+        ci=CI(
+            path.parent / spec.ci.workflow,
+            tuple(spec.ci.runs_on),
+            spec.ci.gate_runs_on,
+            spec.ci.timeout_minutes,
+            spec.ci.artifact_retention_days,
+            spec.ci.state_dir,
+            spec.ci.keep_images,
+            spec.ci.cache_hours,
+            spec.ci.install,
+        ),
         publish_require=tuple(dict.fromkeys(spec.publish.require)),
         publish_verify_key=(path.parent / spec.publish.verify_key) if spec.publish.verify_key else None,
         publish_max_age_days=spec.publish.max_age_days,
@@ -408,8 +518,13 @@ def resolve(spec: MatrixSpec, path: Path, loc: Index) -> Matrix:
         per_base: dict[str, list[str]] = {}
         for c in cells:
             per_base.setdefault(cell_id(c.cuda.version, c.python, c.target.name), []).append(c.id)
-        m = replace(m, phases={n: replace(ph, cells=tuple(i for b in ph.cells for i in per_base.get(b, [])))
-                               for n, ph in m.phases.items()})
+        m = replace(
+            m,
+            phases={
+                n: replace(ph, cells=tuple(i for b in ph.cells for i in per_base.get(b, [])))
+                for n, ph in m.phases.items()
+            },
+        )
     return replace(m, cells=tuple(cells), warnings=tuple(r.warnings))
 
 

@@ -33,14 +33,21 @@ RESERVED_LABEL_PREFIX = f"{LABEL_PREFIX}."
 def label_problem(key: str, value: str) -> str | None:
     """Why a user label cannot be written as given, or None."""
     if not LABEL_KEY_RE.fullmatch(key):
-        return (f"label key {key!r} is not valid: letters, digits, '.', '-', '_', '/' only, starting and ending "
-                "with a letter or digit, at most 255 characters (e.g. org.opencontainers.image.source)")
+        return (
+            f"label key {key!r} is not valid: letters, digits, '.', '-', '_', '/' only, starting and ending "
+            "with a letter or digit, at most 255 characters (e.g. org.opencontainers.image.source)"
+        )
     if key.startswith(RESERVED_LABEL_PREFIX):
-        return f"label keys starting with {RESERVED_LABEL_PREFIX!r} are imagematrix's own (the image contract); choose another prefix"
+        return (
+            f"label keys starting with {RESERVED_LABEL_PREFIX!r} are imagematrix's own (the image contract); "
+            "choose another prefix"
+        )
     bad = sorted({f"U+{ord(c):04X}" for c in value if ord(c) < 0x20 or ord(c) == 0x7F})
     if bad:
-        return (f"label value of {key!r} holds control characters ({', '.join(bad)}); "
-                "a Dockerfile LABEL cannot carry them as written: use one line of text")
+        return (
+            f"label value of {key!r} holds control characters ({', '.join(bad)}); "
+            "a Dockerfile LABEL cannot carry them as written: use one line of text"
+        )
     return None
 
 
@@ -56,7 +63,7 @@ def _version(value: Any) -> Any:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         raise UnquotedVersion(value)
     if isinstance(value, str) and not VERSION_RE.fullmatch(value):
-        raise ValueError(f"{value!r} is not a version like \"3.13\" or \"12.8.1\"")
+        raise ValueError(f'{value!r} is not a version like "3.13" or "12.8.1"')
     return value
 
 
@@ -88,13 +95,16 @@ class _Model(BaseModel):
 
 class CudaSpec(_Model):
     torch_cuda: Version | None = Field(
-        description="CUDA major.minor the torch wheels are built with; null only for the cpu family (CPU torch or none)")
+        description="CUDA major.minor the torch wheels are built with; null only for the cpu family (CPU torch or none)"
+    )
     torch_index: Url | None = Field(None, description="pip index of the torch wheels; null: PyPI")
     arch_list: ArchList = Field("", description="TORCH_CUDA_ARCH_LIST for source builds")
     bases: dict[Role, str] = Field(description="base image per role, e.g. devel, runtime")
     packages: Pins = Field({}, description="pins for this CUDA family; they win over the top-level packages")
     extensions: Literal["cuda", "cpu"] = Field(
-        "cuda", description="how compiled extensions (PyG) are built: with CUDA kernels, or CPU-only where no nvcc exists")
+        "cuda",
+        description="how compiled extensions (PyG) are built: with CUDA kernels, or CPU-only where no nvcc exists",
+    )
 
 
 PLATFORM_RE = re.compile(r"linux/[a-z0-9]{1,20}(?:/v[0-9])?")
@@ -102,7 +112,7 @@ PLATFORM_RE = re.compile(r"linux/[a-z0-9]{1,20}(?:/v[0-9])?")
 
 def _platform(value: Any) -> Any:
     if isinstance(value, str) and not PLATFORM_RE.fullmatch(value):
-        raise ValueError(f"{value!r} is not a platform like \"linux/amd64\" or \"linux/arm64\"")
+        raise ValueError(f'{value!r} is not a platform like "linux/amd64" or "linux/arm64"')
     return value
 
 
@@ -149,16 +159,42 @@ Pins = Annotated[dict[str, str], AfterValidator(_pins)]
 Url = Annotated[str, _checked(grammar.url_problem)]
 ArchList = Annotated[str, _checked(grammar.arch_list_problem)]
 Fragment = Annotated[str, _checked(grammar.fragment_problem)]
-Role = Annotated[str, _checked(lambda v: None if grammar.TARGET.fullmatch(v) else f"{v!r} is not a role name (lowercase letters, digits, -)")]
-PackageName = Annotated[str, _checked(lambda v: None if grammar.PACKAGE_NAME.fullmatch(v) else f"{v!r} is not a package name")]
-Glob = Annotated[str, _checked(lambda v: None if re.fullmatch(r"[A-Za-z0-9._*?/\[\]+-]{1,200}", v) else f"{v!r} is not a path glob (letters, digits, . _ - / + * ? [ ])")]
+Role = Annotated[
+    str,
+    _checked(
+        lambda v: None if grammar.TARGET.fullmatch(v) else f"{v!r} is not a role name (lowercase letters, digits, -)"
+    ),
+]
+PackageName = Annotated[
+    str, _checked(lambda v: None if grammar.PACKAGE_NAME.fullmatch(v) else f"{v!r} is not a package name")
+]
+Glob = Annotated[
+    str,
+    _checked(
+        lambda v: (
+            None
+            if re.fullmatch(r"[A-Za-z0-9._*?/\[\]+-]{1,200}", v)
+            else f"{v!r} is not a path glob (letters, digits, . _ - / + * ? [ ])"
+        )
+    ),
+]
 Options = Annotated[dict[str, bool | int | str], AfterValidator(_options)]
 FiniteNumber = Annotated[float | int, AfterValidator(_finite)]
 RelPath = Annotated[str, _checked(grammar.rel_path_problem)]
 # A path on this host; its last part names the project in the Dockerfile it renders.
-UvProject = Annotated[str, _checked(lambda v: grammar.text_problem(v, 1000) or (
-    None if grammar.PATH_PART.fullmatch(v.rstrip("/").rsplit("/", 1)[-1]) else f"the project's directory name in {v!r} is "
-    "not plain (letters, digits, '.', '_', '-', '@', '+')"))]
+UvProject = Annotated[
+    str,
+    _checked(
+        lambda v: (
+            grammar.text_problem(v, 1000)
+            or (
+                None
+                if grammar.PATH_PART.fullmatch(v.rstrip("/").rsplit("/", 1)[-1])
+                else f"the project's directory name in {v!r} is not plain (letters, digits, '.', '_', '-', '@', '+')"
+            )
+        )
+    ),
+]
 AbsPath = Annotated[str, _checked(grammar.abs_path_problem)]
 HostPath = Annotated[str, _checked(lambda v: grammar.text_problem(v, 1000))]  # a path on this host: any, but one line
 RunnerLabel = Annotated[str, _checked(grammar.runner_label_problem)]
@@ -196,8 +232,10 @@ class TargetSpec(_Model):
     prune: list[Fragment] = []
     fragments: list[Fragment]
     torch: bool | None = Field(
-        None, description="whether this target's image holds torch: false for a target without it (its torch checks "
-        "skip, saying so); unset: as its parent (extends or slim), true for a target with no parent")
+        None,
+        description="whether this target's image holds torch: false for a target without it (its torch checks "
+        "skip, saying so); unset: as its parent (extends or slim), true for a target with no parent",
+    )
     features: list[Feature] = []
     drop_features: list[Feature] = []
     pyg_extensions: list[PackageName] = []
@@ -206,8 +244,10 @@ class TargetSpec(_Model):
     # Needs a slim image may leave unresolved: plugins the environment loads only on request.
     optional_libraries: list[OptionalLibrarySpec] = []
     uv_project: UvProject | None = Field(
-        None, description="a uv project (pyproject.toml + uv.lock), relative to the matrix file: this target's "
-        "environment is synced from its lock (the uv-sync fragment), and torch's version and CUDA are read from it")
+        None,
+        description="a uv project (pyproject.toml + uv.lock), relative to the matrix file: this target's "
+        "environment is synced from its lock (the uv-sync fragment), and torch's version and CUDA are read from it",
+    )
 
 
 class PhaseCellsSpec(_Model):
@@ -224,8 +264,11 @@ class PhaseSpec(_Model):
 class ScheduleRunSpec(_Model):
     cron: str
     phases: list[int] | Literal["all"]
-    retest: bool = Field(False, description="test every cell of this run again, even one whose very image, suite "
-                         "and host passed before (the monthly full run); other runs reuse such results")
+    retest: bool = Field(
+        False,
+        description="test every cell of this run again, even one whose very image, suite "
+        "and host passed before (the monthly full run); other runs reuse such results",
+    )
 
 
 class ScheduleSpec(_Model):
@@ -243,7 +286,8 @@ class BuildSpec(_Model):
     fragments_dir: HostPath = "dockerfiles"
     ca_cert: HostPath | None = None
     wheelhouse: HostPath | None = Field(
-        None, description="a directory of wheels and sdists; pip installs only from it (offline, air-gapped builds)")
+        None, description="a directory of wheels and sdists; pip installs only from it (offline, air-gapped builds)"
+    )
 
 
 class CISpec(_Model):
@@ -254,12 +298,17 @@ class CISpec(_Model):
     gate_runs_on: RunnerLabel = "ubuntu-latest"  # the small job that decides what is due (stdlib Python only)
     timeout_minutes: int = Field(720, ge=1, le=4320)
     artifact_retention_days: int = Field(30, ge=1, le=400)
-    state_dir: AbsPath = "/var/lib/imagematrix/state"  # IMAGEMATRIX_STATE_DIR on the runners: the history survives checkouts
+    state_dir: AbsPath = (
+        "/var/lib/imagematrix/state"  # IMAGEMATRIX_STATE_DIR on the runners: the history survives checkouts
+    )
     keep_images: int = Field(2, ge=1)  # after each run: `invoke prune --keep N`
     cache_hours: int = Field(336, ge=1)  # ... and BuildKit cache unused for this long goes
     install: InstallSpec = Field(
-        f"imagematrix=={__version__}", description="what the workflow hands pip to install imagematrix: a requirement "
-        "(imagematrix==X.Y.Z, imagematrix @ https://...) or a path in the repository (. where this is imagematrix's own)")
+        f"imagematrix=={__version__}",
+        description="what the workflow hands pip to install imagematrix: a requirement "
+        "(imagematrix==X.Y.Z, imagematrix @ https://...) or a path in the repository (. where this is imagematrix's "
+        "own)",
+    )
 
 
 class PublishSpec(_Model):
@@ -267,8 +316,10 @@ class PublishSpec(_Model):
 
     require: list[Literal["smoke", "full"]] = Field(["smoke"], min_length=1)
     verify_key: HostPath | None = Field(
-        None, description="a public key (imagematrix keygen's imagematrix.pub), relative to this file: publish refuses a "
-        "cell unless each required result is backed by an attestation this key verifies, for that image and key")
+        None,
+        description="a public key (imagematrix keygen's imagematrix.pub), relative to this file: publish refuses a "
+        "cell unless each required result is backed by an attestation this key verifies, for that image and key",
+    )
     max_age_days: int | None = Field(None, ge=1, description="with verify_key: refuse results measured longer ago")
 
 
@@ -280,8 +331,10 @@ class MatrixSpec(_Model):
     python: list[Version]
     cuda: dict[Family, CudaSpec]
     platforms: list[Platform] = Field(
-        [], description="build every cell for each platform (BuildKit --platform); none: the builder's own. With "
-        "several, ids and tags end in the architecture (cu13.0-py3.13-devel-arm64)")
+        [],
+        description="build every cell for each platform (BuildKit --platform); none: the builder's own. With "
+        "several, ids and tags end in the architecture (cu13.0-py3.13-devel-arm64)",
+    )
     exclude: list[ExcludeSpec] = []
     packages: Pins = {}
     overrides: list[OverrideSpec] = []
@@ -302,5 +355,3 @@ def matrix_json_schema() -> dict:
     """
     schema = MatrixSpec.model_json_schema(by_alias=True, mode="validation")
     return {**schema, "$schema": "https://json-schema.org/draft/2020-12/schema", "title": "imagematrix matrix.yaml"}
-
-

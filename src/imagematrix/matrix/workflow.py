@@ -54,8 +54,10 @@ _Dumper.add_representer(str, _str)
 def families(m: Matrix) -> dict[str, list[list[str]]]:
     """Each phase's (CUDA, Python) families, and "*": every family; in matrix order."""
     by_id = {c.id: c for c in m.cells}
-    out = {str(n): list(dict.fromkeys((by_id[c].cuda.version, by_id[c].python) for c in ph.cells if c in by_id))
-           for n, ph in sorted(m.phases.items())}
+    out = {
+        str(n): list(dict.fromkeys((by_id[c].cuda.version, by_id[c].python) for c in ph.cells if c in by_id))
+        for n, ph in sorted(m.phases.items())
+    }
     out["*"] = list(dict.fromkeys((c.cuda.version, c.python) for c in m.cells))
     return {k: [list(f) for f in v] for k, v in out.items()}
 
@@ -63,7 +65,9 @@ def families(m: Matrix) -> dict[str, list[list[str]]]:
 def gate_config(m: Matrix) -> dict:
     return {
         "timezone": m.timezone,
-        "runs": [{"cron": r.cron, "phases": list(r.phases), **({"retest": True} if r.retest else {})} for r in m.schedule],
+        "runs": [
+            {"cron": r.cron, "phases": list(r.phases), **({"retest": True} if r.retest else {})} for r in m.schedule
+        ],
         "families": families(m),
         "choices": {
             "phase": [str(n) for n in sorted(m.phases)],
@@ -98,12 +102,21 @@ def workflow(m: Matrix) -> dict:
     assert ci is not None
     jobs_per_run = len(families(m)["*"])
     if jobs_per_run > MAX_JOBS:
-        raise CIError(f"{m.path}: {jobs_per_run} (CUDA, Python) families would be {jobs_per_run} jobs in one run; "
-                      f"GitHub runs at most {MAX_JOBS} from one job matrix: split the matrix file")
+        raise CIError(
+            f"{m.path}: {jobs_per_run} (CUDA, Python) families would be {jobs_per_run} jobs in one run; "
+            f"GitHub runs at most {MAX_JOBS} from one job matrix: split the matrix file"
+        )
     crons = list(utc_schedule(tuple(r.cron for r in m.schedule), m.timezone)) if m.schedule else []
     gate = gate_config(m)
-    choice = {k: {"description": f"{k} (all: every {k} of the matrix)", "type": "choice", "default": ANY,
-                  "options": [ANY, *v]} for k, v in gate["choices"].items()}
+    choice = {
+        k: {
+            "description": f"{k} (all: every {k} of the matrix)",
+            "type": "choice",
+            "default": ANY,
+            "options": [ANY, *v],
+        }
+        for k, v in gate["choices"].items()
+    }
     checkout = {"name": "Check out", "uses": CHECKOUT, "with": {"persist-credentials": False}}
     dispatch_env = {k.upper(): f"${{{{ inputs.{k} }}}}" for k in choice}
     plan = {
@@ -114,16 +127,32 @@ def workflow(m: Matrix) -> dict:
         "outputs": {"jobs": "${{ steps.plan.outputs.jobs }}"},
         "steps": [
             checkout,
-            {"name": "Phases due now (scheduled) or the chosen selection (dispatched)", "id": "plan",
-             "env": {"IMAGEMATRIX_SCHEDULE": json.dumps(gate, separators=(",", ":")), "IMAGEMATRIX_INSTALL": ci.install,
-                     "FIRED": "${{ github.event.schedule }}", **dispatch_env},
-             # The gate needs only the standard library: the package without its dependencies.
-             "run": 'python3 -m pip install --quiet --no-deps --target "$RUNNER_TEMP/imagematrix" "$IMAGEMATRIX_INSTALL"\n'
-                    'PYTHONPATH="$RUNNER_TEMP/imagematrix" python3 -m imagematrix.core.cron plan >> "$GITHUB_OUTPUT"'},
+            {
+                "name": "Phases due now (scheduled) or the chosen selection (dispatched)",
+                "id": "plan",
+                "env": {
+                    "IMAGEMATRIX_SCHEDULE": json.dumps(gate, separators=(",", ":")),
+                    "IMAGEMATRIX_INSTALL": ci.install,
+                    "FIRED": "${{ github.event.schedule }}",
+                    **dispatch_env,
+                },
+                # The gate needs only the standard library: the package without its dependencies.
+                "run": 'python3 -m pip install --quiet --no-deps --target "$RUNNER_TEMP/imagematrix" '
+                '"$IMAGEMATRIX_INSTALL"\n'
+                'PYTHONPATH="$RUNNER_TEMP/imagematrix" python3 -m imagematrix.core.cron plan >> "$GITHUB_OUTPUT"',
+            },
         ],
     }
-    paths = "\n".join(["build/reports/", "build/logs/", "build/test-results/*.xml", "build/test-results/*.log",
-                       "build/status.json", f"{ci.state_dir}/history.jsonl"])
+    paths = "\n".join(
+        [
+            "build/reports/",
+            "build/logs/",
+            "build/test-results/*.xml",
+            "build/test-results/*.log",
+            "build/status.json",
+            f"{ci.state_dir}/history.jsonl",
+        ]
+    )
     build = {
         "name": "${{ matrix.name }}",
         "needs": "plan",
@@ -134,25 +163,53 @@ def workflow(m: Matrix) -> dict:
         "strategy": {"fail-fast": False, "matrix": {"include": "${{ fromJSON(needs.plan.outputs.jobs) }}"}},
         "defaults": {"run": {"shell": "bash"}},  # bash -eo pipefail: the selection is a bash array
         # Every value reaches the shell only through the environment, never as script text.
-        "env": {"IMAGEMATRIX_STATE_DIR": ci.state_dir, "IMAGEMATRIX_MATRIX": matrix_name(m),
-                "IMAGEMATRIX_INSTALL": ci.install, "KEEP_IMAGES": str(ci.keep_images), "CACHE_HOURS": str(ci.cache_hours),
-                "CUDA": "${{ matrix.cuda }}", "PYTHON": "${{ matrix.python }}", "PHASES": "${{ matrix.phases }}",
-                "TARGET": "${{ matrix.target }}", "RETEST": "${{ matrix.retest }}"},
+        "env": {
+            "IMAGEMATRIX_STATE_DIR": ci.state_dir,
+            "IMAGEMATRIX_MATRIX": matrix_name(m),
+            "IMAGEMATRIX_INSTALL": ci.install,
+            "KEEP_IMAGES": str(ci.keep_images),
+            "CACHE_HOURS": str(ci.cache_hours),
+            "CUDA": "${{ matrix.cuda }}",
+            "PYTHON": "${{ matrix.python }}",
+            "PHASES": "${{ matrix.phases }}",
+            "TARGET": "${{ matrix.target }}",
+            "RETEST": "${{ matrix.retest }}",
+        },
         "steps": [
             checkout,
-            {"name": "Install imagematrix",
-             "run": 'python3 -m venv .venv\n.venv/bin/pip install "$IMAGEMATRIX_INSTALL"\necho "$PWD/.venv/bin" >> "$GITHUB_PATH"'},
+            {
+                "name": "Install imagematrix",
+                "run": 'python3 -m venv .venv\n.venv/bin/pip install "$IMAGEMATRIX_INSTALL"\necho "$PWD/.venv/bin" >> '
+                '"$GITHUB_PATH"',
+            },
             _step("Doctor", 'imagematrix doctor "${args[@]}"'),
             _step("Build", 'imagematrix build "${args[@]}"'),
-            _step("GPU suite (smoke)", 'again=()\n[ "$RETEST" = 1 ] && again=(--no-reuse)\n'
-                  'imagematrix test --suite smoke --require-gpu "${again[@]}" "${args[@]}"'),
-            _step("Report", 'imagematrix report "${args[@]}"\ncat build/reports/BUILD_MATRIX.md >> "$GITHUB_STEP_SUMMARY"',
-                  **{"if": "always()"}),
-            {"name": "Runner hygiene", "if": "always()",
-             "run": 'imagematrix prune --keep "$KEEP_IMAGES" --cache-hours "$CACHE_HOURS"'},
-            {"name": "Keep the record", "if": "always()", "uses": UPLOAD_ARTIFACT,
-             "with": {"name": "imagematrix-${{ matrix.id }}-${{ github.run_id }}", "path": paths,
-                      "retention-days": ci.artifact_retention_days, "if-no-files-found": "warn"}},
+            _step(
+                "GPU suite (smoke)",
+                'again=()\n[ "$RETEST" = 1 ] && again=(--no-reuse)\n'
+                'imagematrix test --suite smoke --require-gpu "${again[@]}" "${args[@]}"',
+            ),
+            _step(
+                "Report",
+                'imagematrix report "${args[@]}"\ncat build/reports/BUILD_MATRIX.md >> "$GITHUB_STEP_SUMMARY"',
+                **{"if": "always()"},
+            ),
+            {
+                "name": "Runner hygiene",
+                "if": "always()",
+                "run": 'imagematrix prune --keep "$KEEP_IMAGES" --cache-hours "$CACHE_HOURS"',
+            },
+            {
+                "name": "Keep the record",
+                "if": "always()",
+                "uses": UPLOAD_ARTIFACT,
+                "with": {
+                    "name": "imagematrix-${{ matrix.id }}-${{ github.run_id }}",
+                    "path": paths,
+                    "retention-days": ci.artifact_retention_days,
+                    "if-no-files-found": "warn",
+                },
+            },
         ],
     }
     on: dict = {"workflow_dispatch": {"inputs": choice}}
@@ -172,8 +229,10 @@ def matrix_name(m: Matrix) -> str:
     """The matrix file's name as the workflow passes it (beside .github/): a plain name, or refused."""
     name = Path(m.path).name
     if not MATRIX_NAME.fullmatch(name):
-        raise CIError(f"{m.path}: the workflow names the matrix file, so its name must be plain (letters, digits, "
-                      "'.', '_', '-', ending in .yaml or .yml); rename it, e.g. matrix.yaml")
+        raise CIError(
+            f"{m.path}: the workflow names the matrix file, so its name must be plain (letters, digits, "
+            "'.', '_', '-', ending in .yaml or .yml); rename it, e.g. matrix.yaml"
+        )
     return name
 
 
@@ -181,7 +240,9 @@ def render_workflow(m: Matrix) -> str:
     exprs = tuple(r.cron for r in m.schedule)
     utc = " | ".join(utc_schedule(exprs, m.timezone)) if exprs else ""
     entries = "\n".join(f"#   {r.cron:<14} phases {', '.join(map(str, r.phases))}" for r in m.schedule)
-    entries = (entries + f"\n# UTC crons, one per time of day: {utc}") if entries else "#   (none: only workflow_dispatch)"
+    entries = (
+        (entries + f"\n# UTC crons, one per time of day: {utc}") if entries else "#   (none: only workflow_dispatch)"
+    )
     head = HEADER.format(matrix=matrix_name(m), tz=m.timezone, entries=entries)
     body = yaml.dump(workflow(m), Dumper=_Dumper, sort_keys=False, width=1000, allow_unicode=False)
     return head + "\n" + body

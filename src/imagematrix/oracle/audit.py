@@ -40,9 +40,12 @@ WORK_IN = "/opt/imagematrix/work"
 MEMORY = "8g"
 TIMEOUT_S = 1800
 NO_PYTHON = 127
-SHELL = ('for p in python3 python; do if command -v "$p" >/dev/null 2>&1; then exec "$p" -m imagematrix.oracle.scan '
-         f'--root / --cuobjdump {TOOL_IN} --cache {CACHE_IN} --new {WORK_IN}/new --out {WORK_IN}/audit.json --scratch {WORK_IN}; fi; done; '
-         f'echo "no python in this image" >&2; exit {NO_PYTHON}')
+SHELL = (
+    'for p in python3 python; do if command -v "$p" >/dev/null 2>&1; then exec "$p" -m imagematrix.oracle.scan '
+    f"--root / --cuobjdump {TOOL_IN} --cache {CACHE_IN} --new {WORK_IN}/new --out {WORK_IN}/audit.json --scratch "
+    f"{WORK_IN}; fi; done; "
+    f'echo "no python in this image" >&2; exit {NO_PYTHON}'
+)
 AUDITS_DIR = "audits"  # under the build directory: each image's full audit
 CACHE_ENV = "IMAGEMATRIX_AUDIT_CACHE"
 
@@ -92,13 +95,23 @@ class Audit:
         """What the record keeps of it (the section "audit"): the facts the sheet, the runner and doctor use."""
         fl = floor(self.doc)
         torch = self.doc.get("torch") or {}
-        libs = {name: sorted({str(v.get("version")) for v in entries}) for name, entries in (self.doc.get("libraries") or {}).items()}
+        libs = {
+            name: sorted({str(v.get("version")) for v in entries})
+            for name, entries in (self.doc.get("libraries") or {}).items()
+        }
         return {
-            "image_id": self.image_id, "how": self.how, "seconds": round(self.seconds, 1), **coverage(self.doc),
-            "floor": list(fl.cuda) if fl.cuda else [], "floor_source": fl.source, "floor_native": fl.native,
-            "objects": len(self.doc.get("objects") or []), "libraries": libs,
+            "image_id": self.image_id,
+            "how": self.how,
+            "seconds": round(self.seconds, 1),
+            **coverage(self.doc),
+            "floor": list(fl.cuda) if fl.cuda else [],
+            "floor_source": fl.source,
+            "floor_native": fl.native,
+            "objects": len(self.doc.get("objects") or []),
+            "libraries": libs,
             "torch": {k: torch[k] for k in ("version", "cuda", "arch_list") if k in torch} or None,
-            "counts": self.doc.get("counts") or {}, "prediction": table(self.doc),
+            "counts": self.doc.get("counts") or {},
+            "prediction": table(self.doc),
         }
 
 
@@ -124,8 +137,10 @@ def audit_image(client, ref: str, build_dir: Path, *, memory: str = MEMORY, time
         Path(build_dir).mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=".audit-", dir=build_dir))
     except OSError as exc:
-        raise AuditError(f"cannot write the audit's files ({exc.filename}: {exc.strerror}); free disk space, or point "
-                         f"{CACHE_ENV} at a writable directory") from None
+        raise AuditError(
+            f"cannot write the audit's files ({exc.filename}: {exc.strerror}); free disk space, or point "
+            f"{CACHE_ENV} at a writable directory"
+        ) from None
     try:
         (work / "new").mkdir()
         work.chmod(0o777)
@@ -170,11 +185,23 @@ def _in_container(client, image, cache: Path, work: Path, memory: str, timeout: 
     container = None
     try:
         container = client.containers.create(
-            image.id, entrypoint=["sh", "-c", SHELL], command=[], user="0:0", network_disabled=True,
-            read_only=True, mem_limit=memory, volumes=volumes, working_dir="/",
-            environment={"PYTHONPATH": f"{SITE_IN}:{PKG_IN}", "PYTHONDONTWRITEBYTECODE": "1", "HOME": WORK_IN,
-                         scan.JOBS_ENV: str(jobs_for(memory))},
-            tmpfs={"/tmp": "size=64m"}, labels={"imagematrix.audit": image.id},
+            image.id,
+            entrypoint=["sh", "-c", SHELL],
+            command=[],
+            user="0:0",
+            network_disabled=True,
+            read_only=True,
+            mem_limit=memory,
+            volumes=volumes,
+            working_dir="/",
+            environment={
+                "PYTHONPATH": f"{SITE_IN}:{PKG_IN}",
+                "PYTHONDONTWRITEBYTECODE": "1",
+                "HOME": WORK_IN,
+                scan.JOBS_ENV: str(jobs_for(memory)),
+            },
+            tmpfs={"/tmp": "size=64m"},
+            labels={"imagematrix.audit": image.id},
         )
         try:
             container.start()
@@ -185,8 +212,10 @@ def _in_container(client, image, cache: Path, work: Path, memory: str, timeout: 
         except Exception:  # requests' ReadTimeout: the limit
             with contextlib.suppress(DockerException):
                 container.kill()
-            raise AuditError(f"{image.tags[0] if image.tags else image.id[:19]}: the audit took more than {timeout:.0f}s "
-                             "(raise the limit, or audit fewer images at once)") from None
+            raise AuditError(
+                f"{image.tags[0] if image.tags else image.id[:19]}: the audit took more than {timeout:.0f}s "
+                "(raise the limit, or audit fewer images at once)"
+            ) from None
         logs = container.logs().decode(errors="replace").strip()
     finally:
         if container is not None:
@@ -196,7 +225,9 @@ def _in_container(client, image, cache: Path, work: Path, memory: str, timeout: 
     if code != 0 or not out.is_file():
         if code == NO_PYTHON or "No such file" in logs or "not found" in logs:
             return None
-        raise AuditError(f"the scan failed in {image.tags[0] if image.tags else image.id[:19]} (exit {code}): {logs[-600:]}")
+        raise AuditError(
+            f"the scan failed in {image.tags[0] if image.tags else image.id[:19]} (exit {code}): {logs[-600:]}"
+        )
     return json.loads(out.read_text())
 
 
@@ -206,14 +237,17 @@ def _from_export(client, image, cache: Path, work: Path) -> dict:
 
     root = work / "root"
     root.mkdir()
-    container = client.containers.create(image.id, command=["true"], entrypoint=[], labels={"imagematrix.audit": image.id})
+    container = client.containers.create(
+        image.id, command=["true"], entrypoint=[], labels={"imagematrix.audit": image.id}
+    )
     try:
         stream = _Chunks(container.export(chunk_size=1 << 20))
         with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]  # a stream reader
             for member in tar:
                 name = member.name.lstrip("./")
-                keep = member.isfile() and (scan.SO.search(Path(name).name) or name.endswith(
-                    (".dist-info/RECORD", ".dist-info/METADATA")))
+                keep = member.isfile() and (
+                    scan.SO.search(Path(name).name) or name.endswith((".dist-info/RECORD", ".dist-info/METADATA"))
+                )
                 if keep and ".." not in Path(name).parts:
                     dest = root / name
                     dest.parent.mkdir(parents=True, exist_ok=True)

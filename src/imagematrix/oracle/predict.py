@@ -55,8 +55,11 @@ class Floor:
 
 def runtime(audit: Mapping[str, Any]) -> tuple[tuple[int, int], str] | None:
     """The newest CUDA runtime the environment loads (libcudart), and its version text."""
-    found = [(mm, f"libcudart {lib.get('version')}") for lib in (audit.get("libraries") or {}).get("cudart") or []
-             if (mm := _mm(lib.get("version")))]
+    found = [
+        (mm, f"libcudart {lib.get('version')}")
+        for lib in (audit.get("libraries") or {}).get("cudart") or []
+        if (mm := _mm(lib.get("version")))
+    ]
     return max(found) if found else None
 
 
@@ -102,63 +105,108 @@ def predict(audit: Mapping[str, Any], gpu: Gpu, driver: str) -> Verdict:
     """The verdict for one GPU and one driver (a version such as 580.159.04, or a branch such as 580)."""
     branch = int(driver.split(".")[0])
     if branch < gpu.min_branch:
-        return Verdict(FAILS, (f"driver branch R{branch} does not know {gpu.name} ({gpu.sm}); it needs R{gpu.min_branch} "
-                               "or newer",), f"a driver of R{gpu.min_branch} or newer", INSUFFICIENT_DRIVER)
+        return Verdict(
+            FAILS,
+            (f"driver branch R{branch} does not know {gpu.name} ({gpu.sm}); it needs R{gpu.min_branch} or newer",),
+            f"a driver of R{gpu.min_branch} or newer",
+            INSUFFICIENT_DRIVER,
+        )
     if gpu.max_branch is not None and branch > gpu.max_branch:
-        return Verdict(FAILS, (f"driver branch R{branch} no longer supports {gpu.name}; R{gpu.max_branch} is its last",),
-                       f"stay on R{gpu.max_branch} for {gpu.name}", INSUFFICIENT_DRIVER)
+        return Verdict(
+            FAILS,
+            (f"driver branch R{branch} no longer supports {gpu.name}; R{gpu.max_branch} is its last",),
+            f"stay on R{gpu.max_branch} for {gpu.name}",
+            INSUFFICIENT_DRIVER,
+        )
     driver_cuda = branch_cuda(driver)
     rt = runtime(audit)
-    fl = Floor(rt[0], rt[1], native_driver(rt[0]), MINOR_COMPAT_DRIVER.get(rt[0][0])) if rt else Floor(None, "", None, None)
+    fl = (
+        Floor(rt[0], rt[1], native_driver(rt[0]), MINOR_COMPAT_DRIVER.get(rt[0][0]))
+        if rt
+        else Floor(None, "", None, None)
+    )
     warn: list[str] = []
     if fl.cuda is not None and driver_cuda is not None and driver_cuda < fl.cuda:
         compat_min = MINOR_COMPAT_DRIVER.get(fl.cuda[0])
         if driver_cuda[0] == fl.cuda[0] and compat_min and branch >= int(compat_min):
-            warn.append(f"driver R{branch} (CUDA {fmt_mm(driver_cuda)}) runs the image's CUDA {fmt_mm(fl.cuda)} "
-                        "under minor-version compatibility: no JIT of newer PTX, some new APIs unavailable")
+            warn.append(
+                f"driver R{branch} (CUDA {fmt_mm(driver_cuda)}) runs the image's CUDA {fmt_mm(fl.cuda)} "
+                "under minor-version compatibility: no JIT of newer PTX, some new APIs unavailable"
+            )
         else:
             fix = f"a driver of {fl.native} or newer" if fl.native else f"a driver that supports CUDA {fmt_mm(fl.cuda)}"
             if compat_min and driver_cuda[0] == fl.cuda[0]:
                 fix += f" (any {fl.cuda[0]}.x driver from {compat_min} runs it without PTX JIT)"
-            return Verdict(FAILS, (f"the image needs CUDA {fmt_mm(fl.cuda)} ({fl.source}); driver R{branch} supports "
-                                   f"CUDA {fmt_mm(driver_cuda)}: 'CUDA driver version is insufficient'",),
-                           f"{fix}, or an image built for CUDA {fmt_mm(driver_cuda)}", INSUFFICIENT_DRIVER)
+            return Verdict(
+                FAILS,
+                (
+                    f"the image needs CUDA {fmt_mm(fl.cuda)} ({fl.source}); driver R{branch} supports "
+                    f"CUDA {fmt_mm(driver_cuda)}: 'CUDA driver version is insufficient'",
+                ),
+                f"{fix}, or an image built for CUDA {fmt_mm(driver_cuda)}",
+                INSUFFICIENT_DRIVER,
+            )
     no_kernel, too_new, jit = [], [], []
     for obj in kernel_objects(audit):
         sass = [a for a in (parse_arch(s) for s in obj.get("sass") or []) if a]
         if any(sass_runs_on(a, gpu.cc) for a in sass):
             continue
-        candidates = [(a, isa) for a, isa in ((parse_arch(p), i) for p, i in obj.get("ptx") or []) if a and ptx_jits_on(a, gpu.cc)]
+        candidates = [
+            (a, isa) for a, isa in ((parse_arch(p), i) for p, i in obj.get("ptx") or []) if a and ptx_jits_on(a, gpu.cc)
+        ]
         if not candidates:
             no_kernel.append(obj["path"])
             continue
-        jitable = [(a, isa) for a, isa in candidates
-                   if (c := ptx_isa_cuda(_mm(isa) or (0, 0))) is not None and driver_cuda is not None and c <= driver_cuda]
+        jitable = [
+            (a, isa)
+            for a, isa in candidates
+            if (c := ptx_isa_cuda(_mm(isa) or (0, 0))) is not None and driver_cuda is not None and c <= driver_cuda
+        ]
         if jitable:
             jit.append(f"{obj['path']} ({jitable[-1][0].name}, PTX {jitable[-1][1]})")
         else:
             too_new.append(f"{obj['path']} (PTX {', '.join(i for _, i in candidates)})")
     if no_kernel:
-        return Verdict(FAILS, (f"no kernel image for {gpu.name} ({gpu.sm}) in {_objects_line(no_kernel)}: neither SASS "
-                               f"for {gpu.sm} nor PTX it can JIT",),
-                       f"build those for {gpu.sm} (TORCH_CUDA_ARCH_LIST with '{gpu.cc[0]}.{gpu.cc[1]}' for source "
-                       "builds, or wheels built for it), or another image", NO_KERNEL)
+        return Verdict(
+            FAILS,
+            (
+                f"no kernel image for {gpu.name} ({gpu.sm}) in {_objects_line(no_kernel)}: neither SASS "
+                f"for {gpu.sm} nor PTX it can JIT",
+            ),
+            f"build those for {gpu.sm} (TORCH_CUDA_ARCH_LIST with '{gpu.cc[0]}.{gpu.cc[1]}' for source "
+            "builds, or wheels built for it), or another image",
+            NO_KERNEL,
+        )
     if too_new:
-        need = max(((ptx_isa_cuda(_mm(i.split()[-1].rstrip(")")) or (0, 0)) or (0, 0)) for i in too_new), default=(0, 0))
-        return Verdict(FAILS, (f"{gpu.name} has no SASS in {_objects_line(too_new)} and their PTX is newer than driver "
-                               f"R{branch} can JIT-compile",),
-                       f"a driver of {native_driver(need) or 'a newer branch'} or newer, or SASS for {gpu.sm}",
-                       UNSUPPORTED_PTX)
+        need = max(
+            ((ptx_isa_cuda(_mm(i.split()[-1].rstrip(")")) or (0, 0)) or (0, 0)) for i in too_new), default=(0, 0)
+        )
+        return Verdict(
+            FAILS,
+            (
+                f"{gpu.name} has no SASS in {_objects_line(too_new)} and their PTX is newer than driver "
+                f"R{branch} can JIT-compile",
+            ),
+            f"a driver of {native_driver(need) or 'a newer branch'} or newer, or SASS for {gpu.sm}",
+            UNSUPPORTED_PTX,
+        )
     if jit:
-        warn.append(f"{gpu.name} has no SASS in {_objects_line(jit)}: their PTX is JIT-compiled at first use "
-                    "(a slow first start)")
+        warn.append(
+            f"{gpu.name} has no SASS in {_objects_line(jit)}: their PTX is JIT-compiled at first use "
+            "(a slow first start)"
+        )
     if warn:
-        return Verdict(WARN, tuple(warn), "SASS for this GPU and a driver that runs the image's CUDA natively "
-                       f"({fl.native or 'unknown'}) make it ✅")
+        return Verdict(
+            WARN,
+            tuple(warn),
+            f"SASS for this GPU and a driver that runs the image's CUDA natively ({fl.native or 'unknown'}) make it ✅",
+        )
     return Verdict(RUNS, (f"SASS for {gpu.name} in every object; driver R{branch} runs its CUDA natively",))
 
 
-def table(audit: Mapping[str, Any], gpus: Sequence[Gpu] = GPUS, branches: Sequence[int] = BRANCHES) -> dict[str, dict[str, dict]]:
+def table(
+    audit: Mapping[str, Any], gpus: Sequence[Gpu] = GPUS, branches: Sequence[int] = BRANCHES
+) -> dict[str, dict[str, dict]]:
     """GPU name -> branch -> verdict, for the whole catalogue."""
     return {g.name: {f"R{b}": predict(audit, g, str(b)).to_json() for b in branches} for g in gpus}
 
@@ -184,8 +232,13 @@ def reach(row: Mapping[str, Mapping[str, Any]]) -> str:
         telling = [v for _, v in ordered if v.get("code") != INSUFFICIENT_DRIVER] or [v for _, v in ordered]
         code = telling[-1].get("code") if telling else None
         reason = telling[-1]["reasons"][0] if telling else ""
-        return f"{FAILS} " + ("no kernel image" if code == NO_KERNEL else "PTX too new" if code == UNSUPPORTED_PTX
-                              else f"unsupported ({reason[:100]})")
+        return f"{FAILS} " + (
+            "no kernel image"
+            if code == NO_KERNEL
+            else "PTX too new"
+            if code == UNSUPPORTED_PTX
+            else f"unsupported ({reason[:100]})"
+        )
     parts = []
     if first_any != first_ok:
         parts.append(f"{WARN} from {first_any}")
@@ -201,5 +254,7 @@ def coverage_line(summary: Mapping[str, Any]) -> str:
     floor_mm = summary.get("floor")
     fl = f"CUDA {floor_mm[0]}.{floor_mm[1]} ({summary.get('floor_source')})" if floor_mm else "no CUDA runtime"
     native = summary.get("floor_native") or "unknown"
-    return (f"SASS {' '.join(sass) or 'none'} · PTX ISA {', '.join(ptx) or 'none'} · floor {fl}, native driver {native} · "
-            f"{summary.get('objects', 0)} objects with device code")
+    return (
+        f"SASS {' '.join(sass) or 'none'} · PTX ISA {', '.join(ptx) or 'none'} · floor {fl}, native driver {native} · "
+        f"{summary.get('objects', 0)} objects with device code"
+    )

@@ -35,14 +35,21 @@ from pathlib import Path
 SKIP = ("proc", "sys", "dev", "run", "opt/imagematrix")  # the kernel's, and what the audit mounts
 SO = re.compile(r"\.so(\.\d+)*$")
 LIBRARIES = {  # what the environment loads: soname stem -> the name the record uses
-    "libcudart": "cudart", "libcublas": "cublas", "libcudnn": "cudnn", "libnccl": "nccl",
-    "libnvrtc": "nvrtc", "libnvJitLink": "nvjitlink", "libcuda": "libcuda",
+    "libcudart": "cudart",
+    "libcublas": "cublas",
+    "libcudnn": "cudnn",
+    "libnccl": "nccl",
+    "libnvrtc": "nvrtc",
+    "libnvJitLink": "nvjitlink",
+    "libcuda": "libcuda",
 }
 CUOBJDUMP_TIMEOUT = 1200
 JOBS_ENV = "IMAGEMATRIX_SCAN_JOBS"  # how many objects are scanned at once (the audit sets it from its memory limit)
 STUB_ENTRIES = 4  # objects listing this few cubins and PTX are checked for kernels (a stub has none)
-TORCH_INFO = ("import json, torch; print(json.dumps({'version': torch.__version__, 'cuda': torch.version.cuda, "
-              "'arch_list': torch._C._cuda_getArchFlags().split() if hasattr(torch._C, '_cuda_getArchFlags') else []}))")
+TORCH_INFO = (
+    "import json, torch; print(json.dumps({'version': torch.__version__, 'cuda': torch.version.cuda, "
+    "'arch_list': torch._C._cuda_getArchFlags().split() if hasattr(torch._C, '_cuda_getArchFlags') else []}))"
+)
 
 
 def records(root: Path) -> tuple[dict[str, tuple[str, int, str, str]], dict[str, str]]:
@@ -148,14 +155,20 @@ def dump(cuobjdump: str, path: Path, section: tuple[int, int], scratch: Path) ->
                 src.seek(off)
                 out.write(src.read(size))
     try:
-        listing = subprocess.run([cuobjdump, "-lelf", "-lptx", str(target)], capture_output=True, text=True,
-                                 timeout=CUOBJDUMP_TIMEOUT, check=False)
+        listing = subprocess.run(
+            [cuobjdump, "-lelf", "-lptx", str(target)],
+            capture_output=True,
+            text=True,
+            timeout=CUOBJDUMP_TIMEOUT,
+            check=False,
+        )
         text = listing.stdout
         sass = sorted({a for a in re.findall(r"\.(sm_\d+[af]?)\.cubin", text)})
         ptx: set[tuple[str, str]] = set()
         if "PTX file" in text:
-            full = subprocess.run([cuobjdump, "-ptx", str(target)], capture_output=True, text=True,
-                                  timeout=CUOBJDUMP_TIMEOUT, check=False)
+            full = subprocess.run(
+                [cuobjdump, "-ptx", str(target)], capture_output=True, text=True, timeout=CUOBJDUMP_TIMEOUT, check=False
+            )
             block = arch = None
             for line in full.stdout.splitlines():
                 if m := re.match(r"Fatbin (\w+) code:", line):
@@ -168,8 +181,13 @@ def dump(cuobjdump: str, path: Path, section: tuple[int, int], scratch: Path) ->
         kernels = None
         if listing.returncode == 0 and not ptx and text.count(" file ") <= STUB_ENTRIES:
             # A few entries may be a stub with no kernel at all (cuFFTW's, which launches cuFFT's): nothing to run.
-            usage = subprocess.run([cuobjdump, "-res-usage", str(target)], capture_output=True, text=True,
-                                   timeout=CUOBJDUMP_TIMEOUT, check=False)
+            usage = subprocess.run(
+                [cuobjdump, "-res-usage", str(target)],
+                capture_output=True,
+                text=True,
+                timeout=CUOBJDUMP_TIMEOUT,
+                check=False,
+            )
             kernels = len(re.findall(r"^ Function ", usage.stdout, re.M)) if usage.returncode == 0 else None
     finally:
         if target != path:
@@ -180,12 +198,16 @@ def dump(cuobjdump: str, path: Path, section: tuple[int, int], scratch: Path) ->
 
 def _library(path: Path, owner: tuple[str, int, str, str] | None) -> dict:
     m = re.search(r"\.so\.(\d+(?:\.\d+)*)$", path.name)
-    return {"path": str(path), "version": (owner[3] if owner else None) or (m.group(1) if m else None),
-            "from": owner[2] if owner else "file"}
+    return {
+        "path": str(path),
+        "version": (owner[3] if owner else None) or (m.group(1) if m else None),
+        "from": owner[2] if owner else "file",
+    }
 
 
-def scan(root: Path, cuobjdump: str, cache: Path | None, new: Path | None, python: str | None,
-         scratch: Path | None = None) -> dict:
+def scan(
+    root: Path, cuobjdump: str, cache: Path | None, new: Path | None, python: str | None, scratch: Path | None = None
+) -> dict:
     t0 = time.monotonic()
     scratch = scratch or Path(tempfile.gettempdir())
     stated, dists = records(root)
@@ -249,8 +271,11 @@ def scan(root: Path, cuobjdump: str, cache: Path | None, new: Path | None, pytho
         lines = done.stdout.strip().splitlines()
         torch = json.loads(lines[-1]) if done.returncode == 0 and lines else {"error": done.stderr.strip()[-300:]}
     return {
-        "schema": 1, "objects": sorted(objects, key=lambda o: o["path"]), "libraries": libraries,
-        "distributions": dict(sorted(dists.items(), key=lambda kv: kv[0].lower())), "torch": torch,
+        "schema": 1,
+        "objects": sorted(objects, key=lambda o: o["path"]),
+        "libraries": libraries,
+        "distributions": dict(sorted(dists.items(), key=lambda kv: kv[0].lower())),
+        "torch": torch,
         "counts": {"objects": len(objects), "hashed": hashed, "cached": cached, "dumped": dumped},
         "seconds": round(time.monotonic() - t0, 1),
     }
@@ -266,11 +291,19 @@ def main(argv: list[str]) -> int:
     p.add_argument("--scratch", default=None, help="a writable directory for device code cuobjdump reads from a file")
     p.add_argument("--python", default=sys.executable, help="the interpreter to ask torch's own facts ('' for none)")
     a = p.parse_args(argv)
-    result = scan(Path(a.root), a.cuobjdump, Path(a.cache) if a.cache else None, Path(a.new) if a.new else None,
-                  a.python or None, Path(a.scratch) if a.scratch else None)
+    result = scan(
+        Path(a.root),
+        a.cuobjdump,
+        Path(a.cache) if a.cache else None,
+        Path(a.new) if a.new else None,
+        a.python or None,
+        Path(a.scratch) if a.scratch else None,
+    )
     Path(a.out).write_text(json.dumps(result))
-    print(f"scanned {result['counts']['objects']} objects with device code in {result['seconds']}s "
-          f"({result['counts']['cached']} from the cache, {result['counts']['hashed']} hashed)")
+    print(
+        f"scanned {result['counts']['objects']} objects with device code in {result['seconds']}s "
+        f"({result['counts']['cached']} from the cache, {result['counts']['hashed']} hashed)"
+    )
     return 0
 
 

@@ -75,12 +75,21 @@ def push_candidates(plan: Plan, client, console: Console, repository: str) -> in
             image = None
         if image is None or image.labels.get(INPUT_HASH_LABEL) != step.rendered.input_hash:
             missing += 1
-            console.print(f"no candidate for {cid}: no current image {step.cell.ref} (invoke build)", markup=False, highlight=False)
+            console.print(
+                f"no candidate for {cid}: no current image {step.cell.ref} (invoke build)",
+                markup=False,
+                highlight=False,
+            )
             continue
         tag = immutable_tag(step.cell.tag, step.rendered.input_hash)
         digest = push(client, image, repository, [tag])
-        status.update_cell(plan.build_dir, cid, CANDIDATE, {
-            "repository": repository, "tag": tag, "digest": digest, "image_id": image.id, "pushed": utcnow()}, replace=True)
+        status.update_cell(
+            plan.build_dir,
+            cid,
+            CANDIDATE,
+            {"repository": repository, "tag": tag, "digest": digest, "image_id": image.id, "pushed": utcnow()},
+            replace=True,
+        )
         console.print(f"candidate {cid}: {repository}@{digest} ({tag})", markup=False, highlight=False)
     return 1 if missing else 0
 
@@ -91,10 +100,14 @@ def pull_candidate(client, repository: str, cell: Cell, input_hash: str):
     try:
         image = client.images.pull(repository, tag=tag)
     except Exception as exc:  # not pushed yet, registry down, no credentials: the SDK's own errors
-        raise PublishError(f"cannot pull candidate {repository}:{tag} for {cell.id}: "
-                           f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}. Fix: push it from the build "
-                           "host (invoke build --push-candidates REPO), and check `docker login` for that registry") from None
-    digest = next((d.split("@", 1)[1] for d in image.attrs.get("RepoDigests") or [] if d.startswith(f"{repository}@")), None)
+        raise PublishError(
+            f"cannot pull candidate {repository}:{tag} for {cell.id}: "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}. Fix: push it from the build "
+            "host (invoke build --push-candidates REPO), and check `docker login` for that registry"
+        ) from None
+    digest = next(
+        (d.split("@", 1)[1] for d in image.attrs.get("RepoDigests") or [] if d.startswith(f"{repository}@")), None
+    )
     image.tag(cell.image, cell.tag)
     return image, digest
 
@@ -106,15 +119,26 @@ def decide(step: BuildStep, image, record: CellRecord, required: tuple[str, ...]
     if image is None:
         return Decision(cid, False, f"never built here: no image {step.cell.ref} (invoke build)")
     if image.labels.get(INPUT_HASH_LABEL) != step.rendered.input_hash:
-        return Decision(cid, False, "stale: matrix.yaml or a fragment changed since this image was built (invoke build, then test it)")
+        return Decision(
+            cid,
+            False,
+            "stale: matrix.yaml or a fragment changed since this image was built (invoke build, then test it)",
+        )
     for name in required:
         run = record.suites.get(name)
         if run is None:
-            return Decision(cid, False, f"untested: no {name} run recorded (imagematrix test --suite {name} "
-                            f"--python {step.cell.python} --require-gpu)")
+            return Decision(
+                cid,
+                False,
+                f"untested: no {name} run recorded (imagematrix test --suite {name} "
+                f"--python {step.cell.python} --require-gpu)",
+            )
         if run.image_id != image.id:
-            return Decision(cid, False, f"its {name} run tested another image ({str(run.image_id)[:19]}), not "
-                            f"{image.id[:19]}: test this one")
+            return Decision(
+                cid,
+                False,
+                f"its {name} run tested another image ({str(run.image_id)[:19]}), not {image.id[:19]}: test this one",
+            )
         if run.state != "passed":
             return Decision(cid, False, f"its {name} run {run.state} ({run.finished or '?'})")
         if not run.on_gpu:
@@ -123,8 +147,11 @@ def decide(step: BuildStep, image, record: CellRecord, required: tuple[str, ...]
 
 
 def big_layers(image) -> list[str]:
-    return [f"{fmt_bytes(h.get('Size'))} {str(h.get('CreatedBy', ''))[:80]}" for h in image.history()
-            if (h.get("Size") or 0) > LAYER_LIMIT]
+    return [
+        f"{fmt_bytes(h.get('Size'))} {str(h.get('CreatedBy', ''))[:80]}"
+        for h in image.history()
+        if (h.get("Size") or 0) > LAYER_LIMIT
+    ]
 
 
 def push(client, image, repository: str, tags: list[str]) -> str:
@@ -136,13 +163,18 @@ def push(client, image, repository: str, tags: list[str]) -> str:
             for line in client.images.push(repository, tag, stream=True, decode=True):
                 if line.get("error"):
                     raise PublishError(
-                        f"pushing {repository}:{tag} failed: {line['error']}. Fix: check that the registry answers and that "
-                        "`docker login` (or a credential helper) has its credentials; nothing more was recorded as published")
+                        f"pushing {repository}:{tag} failed: {line['error']}. Fix: check that the registry answers "
+                        "and that "
+                        "`docker login` (or a credential helper) has its credentials; nothing more was recorded as "
+                        "published"
+                    )
                 digest = (line.get("aux") or {}).get("Digest") or digest
         except PublishError:
             raise
         except Exception as exc:  # connection refused, TLS, auth: the SDK's own errors
-            raise PublishError(f"cannot push {repository}:{tag}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+            raise PublishError(
+                f"cannot push {repository}:{tag}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            ) from None
     if digest is None:
         raise PublishError(f"the registry gave no digest for {repository}: nothing is recorded as published")
     return digest
@@ -158,8 +190,10 @@ def push_record(client, repository: str, tag: str, document: dict) -> str:
     import io
     import tarfile
 
-    files = {"Dockerfile": b"FROM scratch\nCOPY imagematrix.json /imagematrix.json\n",
-             "imagematrix.json": (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()}
+    files = {
+        "Dockerfile": b"FROM scratch\nCOPY imagematrix.json /imagematrix.json\n",
+        "imagematrix.json": (json.dumps(document, indent=2, sort_keys=True) + "\n").encode(),
+    }
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for name, data in files.items():
@@ -168,8 +202,13 @@ def push_record(client, repository: str, tag: str, document: dict) -> str:
             tar.addfile(info, io.BytesIO(data))
     buf.seek(0)
     try:
-        record_image, _ = client.images.build(fileobj=buf, custom_context=True, tag=f"{repository}:{tag}", rm=True,
-                                              labels={"imagematrix.record-of": document["image"]})
+        record_image, _ = client.images.build(
+            fileobj=buf,
+            custom_context=True,
+            tag=f"{repository}:{tag}",
+            rm=True,
+            labels={"imagematrix.record-of": document["image"]},
+        )
     except Exception as exc:  # the engine's build errors
         raise PublishError(f"cannot make the record image {repository}:{tag}: {exc}") from None
     try:
@@ -179,8 +218,14 @@ def push_record(client, repository: str, tag: str, document: dict) -> str:
             client.images.remove(record_image.id, force=True)
 
 
-def unbacked(record: CellRecord, required: tuple[str, ...], digest: str, key: Path, max_age_days: int | None,
-             envelopes: list | None = None) -> str | None:
+def unbacked(
+    record: CellRecord,
+    required: tuple[str, ...],
+    digest: str,
+    key: Path,
+    max_age_days: int | None,
+    envelopes: list | None = None,
+) -> str | None:
     """Why the required results of ``record`` are not each backed by an attestation ``key`` verifies for
     ``digest`` and the recorded run key; None when they are. ``envelopes``: the registry's (a candidate);
     otherwise the signed files the GPU runs left beside the record."""
@@ -197,8 +242,10 @@ def unbacked(record: CellRecord, required: tuple[str, ...], digest: str, key: Pa
                 items = []
         answer = check.verify_envelopes(items, key, digest, suite=n, max_age_days=max_age_days, run_key=run.key)
         if not answer.ok:
-            return (f"no attestation by {key.name} backs its {n} result ({'; '.join(answer.lines)}). Fix: run the "
-                    f"suite with --signing-key on the GPU runner (or drop publish.verify_key)")
+            return (
+                f"no attestation by {key.name} backs its {n} result ({'; '.join(answer.lines)}). Fix: run the "
+                f"suite with --signing-key on the GPU runner (or drop publish.verify_key)"
+            )
     return None
 
 
@@ -208,8 +255,13 @@ def attest_release(build_dir: Path, repo: str, digest: str, cell: str, runs: dic
 
     doc = sbom.bom(repo, digest, listed)
     path = store.write_sbom(build_dir, cell, doc)
-    envelopes = [(attest.PREDICATE_TYPE, attest.sign(attest.statement(repo, digest, cell, {**run.to_json(), "suite": n}),
-                                                     signer)) for n, run in runs.items()]
+    envelopes = [
+        (
+            attest.PREDICATE_TYPE,
+            attest.sign(attest.statement(repo, digest, cell, {**run.to_json(), "suite": n}), signer),
+        )
+        for n, run in runs.items()
+    ]
     envelopes.append((sbom.PREDICATE_TYPE, attest.sign(attest.sbom_statement(repo, digest, doc), signer)))
     try:
         where = registry.attach(repo, digest, envelopes)
@@ -218,8 +270,17 @@ def attest_release(build_dir: Path, repo: str, digest: str, cell: str, runs: dic
     return {"attestations": where, "sbom": str(path), "sbom_packages": sbom.count(doc)}
 
 
-def run_publish(plan: Plan, required: tuple[str, ...], client, console: Console, *, repository: str | None = None,
-                dry_run: bool = False, candidates: str | None = None, signer=None) -> int:
+def run_publish(
+    plan: Plan,
+    required: tuple[str, ...],
+    client,
+    console: Console,
+    *,
+    repository: str | None = None,
+    dry_run: bool = False,
+    candidates: str | None = None,
+    signer=None,
+) -> int:
     """Promote every cell that passes the gate; 1 if any was refused. With ``candidates``, what is
     promoted is the candidate's digest, and only if the required runs tested that digest."""
     from docker.errors import ImageNotFound
@@ -235,8 +296,11 @@ def run_publish(plan: Plan, required: tuple[str, ...], client, console: Console,
         candidate = record.candidate if candidates else None
         if candidates and not candidate:
             refused += 1
-            console.print(f"refused {step.cell.id}: no candidate was pushed (invoke build --push-candidates {candidates})",
-                          markup=False, highlight=False)
+            console.print(
+                f"refused {step.cell.id}: no candidate was pushed (invoke build --push-candidates {candidates})",
+                markup=False,
+                highlight=False,
+            )
             continue
         if candidate:  # the digest a GPU runner tested, from the registry: no rebuild, no local copy needed
             image, _ = pull_candidate(client, candidate.repository, step.cell, step.rendered.input_hash)
@@ -249,9 +313,14 @@ def run_publish(plan: Plan, required: tuple[str, ...], client, console: Console,
         if d.ok and candidate:
             tested = {record.suites[n].digest for n in required}
             if tested != {candidate.digest}:
-                d = Decision(d.cell, False, f"its GPU runs did not test candidate {candidate.digest[:19]} by digest "
-                             f"(they tested {', '.join(sorted(str(t)[:19] if t else 'a local image' for t in tested))}): test the candidate "
-                             f"(--candidates {candidate.repository})")
+                d = Decision(
+                    d.cell,
+                    False,
+                    f"its GPU runs did not test candidate {candidate.digest[:19]} by digest "
+                    f"(they tested {', '.join(sorted(str(t)[:19] if t else 'a local image' for t in tested))}): test "
+                    "the candidate "
+                    f"(--candidates {candidate.repository})",
+                )
         if d.ok and plan.matrix.publish_verify_key:
             envelopes = None
             if candidate:
@@ -260,8 +329,14 @@ def run_publish(plan: Plan, required: tuple[str, ...], client, console: Console,
                 except RegistryError as exc:
                     d = Decision(d.cell, False, f"its attestations cannot be read: {exc}")
             if d.ok:
-                why = unbacked(record, required, candidate.digest if candidate else image.id,
-                               plan.matrix.publish_verify_key, plan.matrix.publish_max_age_days, envelopes)
+                why = unbacked(
+                    record,
+                    required,
+                    candidate.digest if candidate else image.id,
+                    plan.matrix.publish_verify_key,
+                    plan.matrix.publish_max_age_days,
+                    envelopes,
+                )
                 d = Decision(d.cell, False, why) if why else d
         if not d.ok:
             refused += 1
@@ -270,37 +345,71 @@ def run_publish(plan: Plan, required: tuple[str, ...], client, console: Console,
         repo = repository or step.cell.image
         tags = [step.cell.tag, immutable_tag(step.cell.tag, step.rendered.input_hash)]
         for layer in big_layers(image):
-            console.print(f"warning {d.cell}: a layer over 10 GB ({layer}); GHCR refuses those. Split the environment "
-                          "copy (several COPY steps) or slim the environment", markup=False, highlight=False)
+            console.print(
+                f"warning {d.cell}: a layer over 10 GB ({layer}); GHCR refuses those. Split the environment "
+                "copy (several COPY steps) or slim the environment",
+                markup=False,
+                highlight=False,
+            )
         if dry_run:
-            console.print(f"would publish {d.cell}: {image.id[:19]} as {', '.join(f'{repo}:{t}' for t in tags)} ({d.reason})",
-                          markup=False, highlight=False)
+            console.print(
+                f"would publish {d.cell}: {image.id[:19]} as {', '.join(f'{repo}:{t}' for t in tags)} ({d.reason})",
+                markup=False,
+                highlight=False,
+            )
             continue
         listed = packages.manifest(client, image.id)  # before any push: a failure here leaves the registry untouched
         digest = push(client, image, repo, tags[::-1])  # the immutable tag first: a moving tag never runs ahead of it
         if candidate and digest != candidate.digest:
-            raise PublishError(f"{repo} answered digest {digest} for {d.cell}, not the tested candidate's "
-                               f"{candidate.digest}: the registry rewrote the manifest; nothing more was recorded")
-        document = {"image": f"{repo}@{digest}", "cell": d.cell, "tags": tags, "image_id": image.id,
-                    "suites": {n: record.suites[n].to_json() for n in required}, "packages": listed}
+            raise PublishError(
+                f"{repo} answered digest {digest} for {d.cell}, not the tested candidate's "
+                f"{candidate.digest}: the registry rewrote the manifest; nothing more was recorded"
+            )
+        document = {
+            "image": f"{repo}@{digest}",
+            "cell": d.cell,
+            "tags": tags,
+            "image_id": image.id,
+            "suites": {n: record.suites[n].to_json() for n in required},
+            "packages": listed,
+        }
         record_tag = tags[1] + RECORD_SUFFIX
         push_record(client, repo, record_tag, document)
-        published = {"repository": repo, "tags": tags, "digest": digest, "image_id": image.id, "published": utcnow(),
-                     "record_tag": record_tag, **({"candidate": candidate.digest} if candidate else {})}
+        published = {
+            "repository": repo,
+            "tags": tags,
+            "digest": digest,
+            "image_id": image.id,
+            "published": utcnow(),
+            "record_tag": record_tag,
+            **({"candidate": candidate.digest} if candidate else {}),
+        }
         status.update_cell(plan.build_dir, d.cell, SECTION, published, replace=True)
-        console.print(f"published {d.cell}: {repo}@{digest} as {', '.join(tags)}; its test record and packages: "
-                      f"{repo}:{record_tag}", markup=False, highlight=False)
+        console.print(
+            f"published {d.cell}: {repo}@{digest} as {', '.join(tags)}; its test record and packages: "
+            f"{repo}:{record_tag}",
+            markup=False,
+            highlight=False,
+        )
         if signer is not None:
-            evidence = attest_release(plan.build_dir, repo, digest, d.cell, {n: record.suites[n] for n in required},
-                                      listed, signer)
+            evidence = attest_release(
+                plan.build_dir, repo, digest, d.cell, {n: record.suites[n] for n in required}, listed, signer
+            )
             status.update_cell(plan.build_dir, d.cell, SECTION, {**published, **evidence}, replace=True)
-            console.print(f"signed {d.cell}: {len(required)} test result(s) and an SBOM of {evidence['sbom_packages']} "
-                          f"packages, in {evidence['attestations'][0].rsplit(',', 1)[0]}", markup=False, highlight=False)
+            console.print(
+                f"signed {d.cell}: {len(required)} test result(s) and an SBOM of {evidence['sbom_packages']} "
+                f"packages, in {evidence['attestations'][0].rsplit(',', 1)[0]}",
+                markup=False,
+                highlight=False,
+            )
     if len(plan.matrix.platforms) > 1 and not dry_run:
         for line in publish_indexes(plan, repository):
             console.print(line, markup=False, highlight=False)
-    console.print(f"publish: {len(plan.steps) - refused} promoted{' (dry run)' if dry_run else ''}, {refused} refused",
-                  markup=False, highlight=False)
+    console.print(
+        f"publish: {len(plan.steps) - refused} promoted{' (dry run)' if dry_run else ''}, {refused} refused",
+        markup=False,
+        highlight=False,
+    )
     return 1 if refused else 0
 
 
@@ -323,20 +432,27 @@ def publish_indexes(plan: Plan, repository: str | None) -> list[str]:
     lines = []
     for tag, steps in index_groups(plan).items():
         published = [records.get(s.cell.id).publish for s in steps]
-        current = [p for p, s in zip(published, steps, strict=True)
-                   if p and p.image_id and immutable_tag(s.cell.tag, s.rendered.input_hash) in p.tags]
+        current = [
+            p
+            for p, s in zip(published, steps, strict=True)
+            if p and p.image_id and immutable_tag(s.cell.tag, s.rendered.input_hash) in p.tags
+        ]
         missing = [s.cell.id for s, p in zip(steps, published, strict=True) if p not in current]
         if missing or len(steps) < len(plan.matrix.platforms):
-            lines.append(f"no index {tag}: not every platform is published from this render "
-                         f"({', '.join(missing) or 'platforms not selected'})")
+            lines.append(
+                f"no index {tag}: not every platform is published from this render "
+                f"({', '.join(missing) or 'platforms not selected'})"
+            )
             continue
         repo = repository or steps[0].cell.image
         sources = [f"{p.repository}@{p.digest}" for p in current]
         argv = ["docker", "buildx", "imagetools", "create", "--tag", f"{repo}:{tag}", *sources]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
         if done.returncode != 0:
-            raise PublishError(f"the index {repo}:{tag} could not be made (`{' '.join(argv)}`): "
-                               f"{(done.stderr or done.stdout).strip()[-400:]}")
+            raise PublishError(
+                f"the index {repo}:{tag} could not be made (`{' '.join(argv)}`): "
+                f"{(done.stderr or done.stdout).strip()[-400:]}"
+            )
         lines.append(f"index {repo}:{tag}: {', '.join(s.cell.platform or '?' for s in steps)}")
         for s in steps:
             status.update_cell(plan.build_dir, s.cell.id, SECTION, {"index": f"{repo}:{tag}"})

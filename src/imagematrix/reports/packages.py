@@ -13,7 +13,8 @@ from imagematrix.core.errors import ImagematrixError
 LIST_SHELL = r"""
 py=$(command -v python3 || command -v python || true)
 if [ -n "$py" ]; then
-  "$py" -c 'import json, importlib.metadata as m; print(json.dumps({d.metadata["Name"]: d.version for d in m.distributions() if d.metadata["Name"]}))'
+  "$py" -c 'import json, importlib.metadata as m
+print(json.dumps({d.metadata["Name"]: d.version for d in m.distributions() if d.metadata["Name"]}))'
 else
   echo '{}'
 fi
@@ -43,12 +44,17 @@ def parse_listing(text: str) -> dict[str, dict[str, str]]:
     if not isinstance(python, dict):
         raise PackagesError("unreadable Python distribution list: not an object")
     debian = dict(line.split(" ", 1) for line in tail.strip().splitlines() if " " in line)
-    system = dict(line.split("=", 1) for line in (parts[2] if len(parts) > 2 else "").strip().splitlines() if "=" in line)
+    system = dict(
+        line.split("=", 1) for line in (parts[2] if len(parts) > 2 else "").strip().splitlines() if "=" in line
+    )
     system = {k: v for k, v in system.items() if v and v != "-"}
     if system.get("distro", "").endswith("-"):
         system["distro"] = system["distro"].rstrip("-")
-    return {"python": dict(sorted(python.items(), key=lambda kv: kv[0].lower())), "debian": dict(sorted(debian.items())),
-            "system": system}
+    return {
+        "python": dict(sorted(python.items(), key=lambda kv: kv[0].lower())),
+        "debian": dict(sorted(debian.items())),
+        "system": system,
+    }
 
 
 def manifest(client, ref: str) -> dict[str, dict[str, str]]:
@@ -56,10 +62,19 @@ def manifest(client, ref: str) -> dict[str, dict[str, str]]:
     from docker.errors import DockerException
 
     try:
-        out = client.containers.run(ref, ["sh", "-c", LIST_SHELL], entrypoint=[], remove=True, network_disabled=True,
-                                    labels={"imagematrix.reports.packages": "list"})
+        out = client.containers.run(
+            ref,
+            ["sh", "-c", LIST_SHELL],
+            entrypoint=[],
+            remove=True,
+            network_disabled=True,
+            labels={"imagematrix.reports.packages": "list"},
+        )
     except DockerException as exc:
-        raise PackagesError(f"cannot list the packages of {ref}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
+        raise PackagesError(
+            f"cannot list the packages of {ref}: "
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+        ) from None
     return parse_listing(out.decode(errors="replace"))
 
 

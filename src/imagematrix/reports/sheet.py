@@ -125,15 +125,39 @@ def summary_section(rs: list[Row]) -> list[str]:
         b, t = r.build, r.test
         budget = f" (≤ {r.cell.target.budget_gb:g} GB)" if r.cell.target.budget_gb is not None else ""
         tested = "-" if t is None else f"{t.suite} {t.state} {t.counts} · {_when(t.finished)}"
-        body.append([md(x) for x in (r.cell.cuda.version, r.cell.python, r.cell.target.name)] + [
-            r.mark, md(_when(b.made if b else None)), md(f"{fmt_bytes(b.size_bytes if b else None)}{budget}"),
-            md(_build_time(b) or "-"), md(tested), md(_gpu(t)), md(r.note)])
+        body.append(
+            [md(x) for x in (r.cell.cuda.version, r.cell.python, r.cell.target.name)]
+            + [
+                r.mark,
+                md(_when(b.made if b else None)),
+                md(f"{fmt_bytes(b.size_bytes if b else None)}{budget}"),
+                md(_build_time(b) or "-"),
+                md(tested),
+                md(_gpu(t)),
+                md(r.note),
+            ]
+        )
     counts = {m: sum(r.mark == m for r in rs) for m in (DONE, WAITING, FAILED, WARN)}
     return [
-        "## Summary", "",
-        " · ".join(f"{m} {n}" for m, n in counts.items()) + f" of {len(rs)} cells", "",
-        *table(["CUDA", "Python", "target", "state", "last build (UTC)", "size (budget)", "build time",
-                "test: passed/failed/skipped", "GPU", "note"], body),
+        "## Summary",
+        "",
+        " · ".join(f"{m} {n}" for m, n in counts.items()) + f" of {len(rs)} cells",
+        "",
+        *table(
+            [
+                "CUDA",
+                "Python",
+                "target",
+                "state",
+                "last build (UTC)",
+                "size (budget)",
+                "build time",
+                "test: passed/failed/skipped",
+                "GPU",
+                "note",
+            ],
+            body,
+        ),
         "",
         f"{DONE} built and its suite passed on this very image, on a GPU · {WAITING} not built, or not tested "
         f"since it was built · {FAILED} build or suite failed · {WARN} passed, but: tested without a GPU, "
@@ -156,8 +180,10 @@ def phases_section(m: Matrix, rs: list[Row], expected: Mapping[str, Mapping[str,
             took = f"; {took}" if took else ""
             exp = expected.get(r.cell.id, {})
             hist = ", ".join(f"{k} {v[0]:.1f} min (median of {v[1]})" for k, v in sorted(exp.items()))
-            out.append(f"- [{'x' if r.mark == DONE else ' '}] {md(r.cell.id)} {r.mark}{md(took)}"
-                       f"{md('; expected ' + hist) if hist else ''}{' — ' + md(r.note) if r.note else ''}")
+            out.append(
+                f"- [{'x' if r.mark == DONE else ' '}] {md(r.cell.id)} {r.mark}{md(took)}"
+                f"{md('; expected ' + hist) if hist else ''}{' — ' + md(r.note) if r.note else ''}"
+            )
         out.append("")
     return out
 
@@ -180,16 +206,52 @@ def compatibility_section(events: list[HistoryEvent]) -> list[str]:
     for (cell, image, _, _, drv), (ev, name, cc) in ordered[:COMPAT_ROWS]:
         t = ev.test
         assert t is not None
-        body.append([md(cell), md(image.removeprefix("sha256:")[:12]), md(name), md(cc), md(drv or "?"),
-                     md((t.gpu_info.driver_cuda if t.gpu_info else None) or "?"), md(t.suite or ""),
-                     md(f"{t.state} ({t.counts})"), md(_when(ev.at)), md(ev.runner)])
-    more = [f"… and {len(ordered) - COMPAT_ROWS} older combination(s) not shown", ""] if len(ordered) > COMPAT_ROWS else []
-    return [*out, *table(["cell", "image", "GPU", "compute capability", "driver", "driver CUDA", "suite", "result",
-                          "when (UTC)", "runner"], body), "", *more]
+        body.append(
+            [
+                md(cell),
+                md(image.removeprefix("sha256:")[:12]),
+                md(name),
+                md(cc),
+                md(drv or "?"),
+                md((t.gpu_info.driver_cuda if t.gpu_info else None) or "?"),
+                md(t.suite or ""),
+                md(f"{t.state} ({t.counts})"),
+                md(_when(ev.at)),
+                md(ev.runner),
+            ]
+        )
+    more = (
+        [f"… and {len(ordered) - COMPAT_ROWS} older combination(s) not shown", ""] if len(ordered) > COMPAT_ROWS else []
+    )
+    return [
+        *out,
+        *table(
+            [
+                "cell",
+                "image",
+                "GPU",
+                "compute capability",
+                "driver",
+                "driver CUDA",
+                "suite",
+                "result",
+                "when (UTC)",
+                "runner",
+            ],
+            body,
+        ),
+        "",
+        *more,
+    ]
 
 
-MEASURED_FAILURES = ("no kernel image", "unsupported toolchain", "driver version is insufficient",
-                     "CUDA driver version is insufficient", "forward compatibility")
+MEASURED_FAILURES = (
+    "no kernel image",
+    "unsupported toolchain",
+    "driver version is insufficient",
+    "CUDA driver version is insufficient",
+    "forward compatibility",
+)
 
 
 def measured(events: list[HistoryEvent]) -> dict[tuple[str, str, str, str], tuple[HistoryEvent, SuiteRun]]:
@@ -200,7 +262,10 @@ def measured(events: list[HistoryEvent]) -> dict[tuple[str, str, str, str], tupl
         if t is None or t.gpu_info is None or not t.image_id:
             continue
         for d in t.gpu_info.devices:
-            out[(ev.cell, t.image_id, d.compute_capability or "?", str(t.gpu_info.driver or "?").split(".")[0])] = (ev, t)
+            out[(ev.cell, t.image_id, d.compute_capability or "?", str(t.gpu_info.driver or "?").split(".")[0])] = (
+                ev,
+                t,
+            )
     return out
 
 
@@ -221,8 +286,14 @@ def disagreements(records: Mapping[str, CellRecord], events: list[HistoryEvent])
         if mark == "❌" and t.state == "passed":
             out.append((cell, ev.at, f"predicted ❌ on {g.name if g else cc} with R{branch}, measured passed"))
         elif mark in ("✅", "⚠️") and t.state != "passed" and any(s in text for s in MEASURED_FAILURES):
-            out.append((cell, ev.at, f"predicted {mark} on {g.name if g else cc} with R{branch}, measured {t.state} "
-                        "with a CUDA compatibility error"))
+            out.append(
+                (
+                    cell,
+                    ev.at,
+                    f"predicted {mark} on {g.name if g else cc} with R{branch}, measured {t.state} "
+                    "with a CUDA compatibility error",
+                )
+            )
     return out
 
 
@@ -243,16 +314,26 @@ def predicted_section(records: Mapping[str, CellRecord], rs: list[Row], events: 
         row = [md(r.cell.id)]
         for g in GPUS:
             cell = md(reach(a.prediction[g.name])) if a.prediction.get(g.name) else "?"
-            runs = [(k, v) for k, v in seen.items() if k[0] == r.cell.id and k[1] == a.image_id
-                    and k[2] == f"{g.cc[0]}.{g.cc[1]}"]
+            runs = [
+                (k, v)
+                for k, v in seen.items()
+                if k[0] == r.cell.id and k[1] == a.image_id and k[2] == f"{g.cc[0]}.{g.cc[1]}"
+            ]
             if runs:
                 (_, _, _, branch), (_, t) = runs[-1]
                 cell += f" · measured R{md(branch)} {md(t.state)}"
             row.append(cell)
         body.append(row)
-    return [*out, *lines, "", *table(["cell", *(md(f"{g.name} ({g.cc[0]}.{g.cc[1]})") for g in GPUS)], body),
-            "", "✅ runs from that driver branch · ⚠️ runs by PTX JIT or minor-version compatibility · ❌ does not run; "
-            "`imagematrix audit --gpu NAME --driver VERSION` says why and what fixes it.", ""]
+    return [
+        *out,
+        *lines,
+        "",
+        *table(["cell", *(md(f"{g.name} ({g.cc[0]}.{g.cc[1]})") for g in GPUS)], body),
+        "",
+        "✅ runs from that driver branch · ⚠️ runs by PTX JIT or minor-version compatibility · ❌ does not run; "
+        "`imagematrix audit --gpu NAME --driver VERSION` says why and what fixes it.",
+        "",
+    ]
 
 
 def trouble_section(events: list[HistoryEvent], records: Mapping[str, CellRecord] | None = None) -> list[str]:
@@ -270,19 +351,28 @@ def trouble_section(events: list[HistoryEvent], records: Mapping[str, CellRecord
             assert t is not None
             fail = t.failures[0] if t.failures else None
             where = fail.test if fail else "-"
-            first = (fail.message.strip().splitlines()[:1] if fail and fail.message else [t.note or ""])
+            first = fail.message.strip().splitlines()[:1] if fail and fail.message else [t.note or ""]
             log = t.log
-        body.append([md(_when(ev.at)), md(ev.cell), md(ev.kind), md(where, 120), md(first[0] if first else ""),
-                     md(log or "-")])
+        body.append(
+            [md(_when(ev.at)), md(ev.cell), md(ev.kind), md(where, 120), md(first[0] if first else ""), md(log or "-")]
+        )
     return [*out, *table(["when (UTC)", "cell", "what", "step / test", "first error line", "log"], body), ""]
 
 
 def published_section(records: Mapping[str, CellRecord], rs: list[Row]) -> list[str]:
     out = ["## Published", ""]
-    body = [[md(r.cell.id), md(f"{p.repository}@{p.digest}"), md(", ".join(p.tags)), md(_when(p.published)),
-             link(f"{p.sbom_packages} packages", f"../sbom/{r.cell.id}.cdx.json") if p.sbom else "-",
-             md(f"{len(p.attestations)} signed") if p.attestations else "unsigned"]
-            for r in rs if (p := (records.get(r.cell.id) or CellRecord()).publish)]
+    body = [
+        [
+            md(r.cell.id),
+            md(f"{p.repository}@{p.digest}"),
+            md(", ".join(p.tags)),
+            md(_when(p.published)),
+            link(f"{p.sbom_packages} packages", f"../sbom/{r.cell.id}.cdx.json") if p.sbom else "-",
+            md(f"{len(p.attestations)} signed") if p.attestations else "unsigned",
+        ]
+        for r in rs
+        if (p := (records.get(r.cell.id) or CellRecord()).publish)
+    ]
     if not body:
         return [*out, "Nothing published yet (`invoke publish` promotes what passed on a GPU).", ""]
     return [*out, *table(["cell", "pushed", "tags", "when (UTC)", "SBOM", "attestations"], body), ""]
@@ -308,8 +398,14 @@ def bases_section(rs: list[Row], now: Mapping[str, str | None] | None) -> list[s
             drift = f"{WARN} the tag now names another image: rebuild to pick it up"
         else:
             drift = "none"
-        body.append([md(ref), md(", ".join(i.removeprefix("sha256:")[:12] for i in ids)),
-                     md("-" if current is None else current.removeprefix("sha256:")[:12]), drift])
+        body.append(
+            [
+                md(ref),
+                md(", ".join(i.removeprefix("sha256:")[:12] for i in ids)),
+                md("-" if current is None else current.removeprefix("sha256:")[:12]),
+                drift,
+            ]
+        )
     return [*out, *table(["base", "built from", "now", "drift"], body), ""]
 
 
@@ -327,8 +423,14 @@ def latest_records(records: Mapping[str, CellRecord], events: Iterable[HistoryEv
     return out
 
 
-def render_report(plan: Plan, records: Records | Mapping[str, CellRecord], events: list[HistoryEvent],
-                  notes: list[str], bases_now: Mapping[str, str | None] | None, plot: Path | None) -> str:
+def render_report(
+    plan: Plan,
+    records: Records | Mapping[str, CellRecord],
+    events: list[HistoryEvent],
+    notes: list[str],
+    bases_now: Mapping[str, str | None] | None,
+    plot: Path | None,
+) -> str:
     m = plan.matrix
     cells = records.cells if isinstance(records, Records) else dict(records)
     notes = [*notes, *(records.notes if isinstance(records, Records) else ())]
@@ -337,9 +439,11 @@ def render_report(plan: Plan, records: Records | Mapping[str, CellRecord], event
     latest = max((e.at for e in events), default="")
     shown_runners = ", ".join(runners[:10]) + (f" and {len(runners) - 10} more" if len(runners) > 10 else "")
     lines = [
-        f"# Build matrix: {md(m.image)}", "",
+        f"# Build matrix: {md(m.image)}",
+        "",
         f"Written by `invoke report` from {md(m.path.name)}, status.json and {len(events)} history event(s)"
-        f"{' from ' + md(shown_runners, 600) if runners else ''}{'; latest ' + md(_when(latest)) + ' UTC' if latest else ''}.",
+        f"{' from ' + md(shown_runners, 600) if runners else ''}"
+        f"{'; latest ' + md(_when(latest)) + ' UTC' if latest else ''}.",
         "",
         *summary_section(rs),
         *phases_section(m, rs, expected_times(events)),
@@ -348,7 +452,8 @@ def render_report(plan: Plan, records: Records | Mapping[str, CellRecord], event
         *trouble_section(events, cells),
         *published_section(cells, rs),
         *bases_section(rs, bases_now),
-        "## Sizes", "",
+        "## Sizes",
+        "",
         f"![image sizes by part]({plot.as_posix()})" if plot else "No size plot yet: `invoke sizes` draws one.",
         "",
     ]

@@ -13,8 +13,20 @@ from imagematrix.reports.sizes import FIXED, GB, OTHER, bucket_order
 
 PLOT_PATH = Path("reports") / "sizes.png"  # under the build directory
 FIXED_COLORS = {"base": "#9e9e9e", "Python": "#4e79a7", OTHER: "#d4c9be"}
-PACKAGE_COLORS = ("#e15759", "#76b041", "#f28e2b", "#b07aa1", "#59a9d8", "#edc948", "#ff9da7", "#9c755f",
-                  "#86bcb6", "#8cd17d", "#b6992d", "#d37295")
+PACKAGE_COLORS = (
+    "#e15759",
+    "#76b041",
+    "#f28e2b",
+    "#b07aa1",
+    "#59a9d8",
+    "#edc948",
+    "#ff9da7",
+    "#9c755f",
+    "#86bcb6",
+    "#8cd17d",
+    "#b6992d",
+    "#d37295",
+)
 
 
 def colors(order: list[str]) -> dict[str, str]:
@@ -56,7 +68,9 @@ def plot_records(build_dir: Path, cell_ids: list[str], out: Path) -> int:
     palette = colors(order)
     for bucket in order:
         widths = [r[1][bucket] for r in rows]
-        ax.barh(y, widths, left=left, height=0.62, color=palette[bucket], label=bucket, edgecolor="white", linewidth=0.5)
+        ax.barh(
+            y, widths, left=left, height=0.62, color=palette[bucket], label=bucket, edgecolor="white", linewidth=0.5
+        )
         left = [a + w for a, w in zip(left, widths, strict=True)]
     xmax = max(left + [r[2] or 0 for r in rows]) * 1.3
     for yi, total, (_, _, budget, state) in zip(y, left, rows, strict=True):
@@ -64,7 +78,14 @@ def plot_records(build_dir: Path, cell_ids: list[str], out: Path) -> int:
             ax.plot([budget, budget], [yi - 0.42, yi + 0.42], color="black", linewidth=2)
         over = state == "over"
         text = f"{total:.2f} GB" + (f" (budget {budget:g})" if budget else "") + (" OVER" if over else "")
-        ax.text(max(total, budget or 0) + xmax * 0.01, yi, text, va="center", fontsize=8, color="#c00000" if over else "black")
+        ax.text(
+            max(total, budget or 0) + xmax * 0.01,
+            yi,
+            text,
+            va="center",
+            fontsize=8,
+            color="#c00000" if over else "black",
+        )
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_ylim(-0.6, len(rows) - 0.4)
     ax.set_xlim(0, xmax)
@@ -72,8 +93,17 @@ def plot_records(build_dir: Path, cell_ids: list[str], out: Path) -> int:
     ax.grid(axis="x", alpha=0.3)
     ax.set_axisbelow(True)
     handles, names = ax.get_legend_handles_labels()
-    ax.legend(handles, names, ncol=len(names), fontsize=8, loc="lower left", bbox_to_anchor=(0, 1.0),
-              frameon=False, handlelength=1.2, columnspacing=1.0)
+    ax.legend(
+        handles,
+        names,
+        ncol=len(names),
+        fontsize=8,
+        loc="lower left",
+        bbox_to_anchor=(0, 1.0),
+        frameon=False,
+        handlelength=1.2,
+        columnspacing=1.0,
+    )
     fig.suptitle("imagematrix: image size by content", x=0.01, ha="left", fontsize=10)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp.png")

@@ -39,11 +39,21 @@ FIXED = ("base", "Python")
 OTHER = "other"
 MAX_PACKAGES = 8
 PACKAGE_GROUPS = (  # distribution or top-level name -> group; first match wins
-    ("torch", "torch"), ("torchgen", "torch"), ("functorch", "torch"),
-    ("torchvision", "torch"), ("torchaudio", "torch"),
-    ("nvidia", "nvidia"), ("nvidia_*", "nvidia"), ("cuda", "nvidia"), ("cuda_*", "nvidia"),
-    ("torch_geometric", "PyG"), ("pyg_lib", "PyG"), ("torch_scatter", "PyG"), ("torch_sparse", "PyG"),
-    ("torch_cluster", "PyG"), ("torch_spline_conv", "PyG"),
+    ("torch", "torch"),
+    ("torchgen", "torch"),
+    ("functorch", "torch"),
+    ("torchvision", "torch"),
+    ("torchaudio", "torch"),
+    ("nvidia", "nvidia"),
+    ("nvidia_*", "nvidia"),
+    ("cuda", "nvidia"),
+    ("cuda_*", "nvidia"),
+    ("torch_geometric", "PyG"),
+    ("pyg_lib", "PyG"),
+    ("torch_scatter", "PyG"),
+    ("torch_sparse", "PyG"),
+    ("torch_cluster", "PyG"),
+    ("torch_spline_conv", "PyG"),
 )
 SYSTEM_PREFIXES = ("/usr", "/usr/local")  # an interpreter installed here belongs to the OS
 BASE_LABEL = "org.opencontainers.image.base.name"
@@ -135,10 +145,14 @@ class Layout:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Layout:
         return cls(
-            prefix=data.get("prefix", ""), base_prefix=data.get("base_prefix", ""),
-            site=tuple(data.get("site", ())), stdlib=tuple(data.get("stdlib", ())),
-            include=data.get("include", ""), executable=data.get("executable", ""),
-            libpython=data.get("libpython"), version=data.get("version", ""),
+            prefix=data.get("prefix", ""),
+            base_prefix=data.get("base_prefix", ""),
+            site=tuple(data.get("site", ())),
+            stdlib=tuple(data.get("stdlib", ())),
+            include=data.get("include", ""),
+            executable=data.get("executable", ""),
+            libpython=data.get("libpython"),
+            version=data.get("version", ""),
         )
 
     def python_roots(self) -> tuple[str, ...]:
@@ -193,7 +207,9 @@ def classify(path: str, layout: Layout, base_paths: frozenset[str] | set[str] = 
     return "other"
 
 
-def bucket_bytes(entries: Iterable[Entry], layout: Layout, base_paths=frozenset(), keep: int = MAX_PACKAGES) -> dict[str, int]:
+def bucket_bytes(
+    entries: Iterable[Entry], layout: Layout, base_paths=frozenset(), keep: int = MAX_PACKAGES
+) -> dict[str, int]:
     """Bytes per bucket: base, Python, the ``keep`` biggest packages (biggest first), then other."""
     raw: dict[str, int] = {}
     for e in counted(entries):
@@ -326,8 +342,13 @@ def run_probe(client, image_ref: str, label: str, with_python: bool = True) -> t
     container = None
     try:
         container = client.containers.run(
-            image_ref, entrypoint=["sleep"], command=["infinity"], name=name, detach=True,
-            network_disabled=True, labels={"imagematrix.reports.sizes": label},
+            image_ref,
+            entrypoint=["sleep"],
+            command=["infinity"],
+            name=name,
+            detach=True,
+            network_disabled=True,
+            labels={"imagematrix.reports.sizes": label},
         )
         layout = None
         if with_python:
@@ -407,12 +428,24 @@ class Prober:
         static = sum(e.size for e in in_env if e.path.endswith(".a"))
         depth = max([len(PurePosixPath(s).parts) + 1 for s in layout.site] + [4])
         m = Measurement(
-            cell=cell_id, ref=ref, image_id=image.id, size_bytes=size, fs_bytes=fs,
-            layer_overhead_bytes=overhead, env_bytes=env, static_lib_bytes=static, env_roots=list(roots), site_dirs=list(layout.site), base=base,
-            base_bytes=int(base_img.attrs.get("Size") or 0) if base_img else None, buckets=buckets,
+            cell=cell_id,
+            ref=ref,
+            image_id=image.id,
+            size_bytes=size,
+            fs_bytes=fs,
+            layer_overhead_bytes=overhead,
+            env_bytes=env,
+            static_lib_bytes=static,
+            env_roots=list(roots),
+            site_dirs=list(layout.site),
+            base=base,
+            base_bytes=int(base_img.attrs.get("Size") or 0) if base_img else None,
+            buckets=buckets,
             layers=biggest_layers(image.history(), self.top, base),
             dirs=[list(x) for x in biggest_dirs(dir_bytes(entries, depth), self.top, skip=_ancestors(layout.site))],
-            python=layout.version, input_hash=(image.labels or {}).get(INPUT_HASH_LABEL), notes=notes,
+            python=layout.version,
+            input_hash=(image.labels or {}).get(INPUT_HASH_LABEL),
+            notes=notes,
         )
         self._done[image.id] = m
         return m
@@ -447,8 +480,13 @@ def implemented_knobs(m: Matrix, cell: Cell) -> tuple[str, ...]:
     return tuple(k for k, _ in KNOBS if any(f"options.{k}" in x or f'options.get("{k}"' in x for x in texts))
 
 
-def advice(meas: Measurement, options: Mapping[str, Any], budget_gb: float | None, target: str,
-           knobs: Iterable[str] | None = None) -> list[str]:
+def advice(
+    meas: Measurement,
+    options: Mapping[str, Any],
+    budget_gb: float | None,
+    target: str,
+    knobs: Iterable[str] | None = None,
+) -> list[str]:
     """What to look at when an image is over budget, biggest first. ``knobs``: the ones its fragments implement."""
     tips = []
     if meas.layers:
@@ -483,16 +521,20 @@ def parent_diff(meas: Measurement, parent_id: str, pm: Measurement | None, rebui
     if pm is None:
         return {"cell": parent_id, "missing": True, "build": rebuild}
     return {
-        "cell": parent_id, "size_bytes": pm.size_bytes, "saved_bytes": pm.size_bytes - meas.size_bytes,
+        "cell": parent_id,
+        "size_bytes": pm.size_bytes,
+        "saved_bytes": pm.size_bytes - meas.size_bytes,
         "env_saved_bytes": pm.env_bytes - meas.env_bytes,
-        "buckets_saved": {b: pm.buckets.get(b, 0) - meas.buckets.get(b, 0) for b in bucket_order([pm.buckets, meas.buckets])},
+        "buckets_saved": {
+            b: pm.buckets.get(b, 0) - meas.buckets.get(b, 0) for b in bucket_order([pm.buckets, meas.buckets])
+        },
     }
 
 
 def short_path(path: str, site_dirs: Iterable[str]) -> str:
     for s in site_dirs:
         if under(path, s):
-            return "site-packages" + path[len(s.rstrip("/")):]
+            return "site-packages" + path[len(s.rstrip("/")) :]
     return path
 
 

@@ -68,9 +68,14 @@ def status_table(build_dir: Path, cells: list[Cell] | None = None) -> tuple[Tabl
         cached = "-" if b is None or b.cached is None else ("yes" if b.cached else "no")
         image = ((b.image_id if b else None) or "-").removeprefix("sha256:")[:12]
         table.add_row(
-            printable(cid, 120), Text(printable(state, 80), style=style),
-            human_duration(None if b is None or b.state == "skipped" else b.duration_s), fmt_bytes(b.size_bytes if b else None),
-            cached, printable(image), _short_time(printable(b.ended if b else None, 40)), *(section_text(rec, n) for n in names),
+            printable(cid, 120),
+            Text(printable(state, 80), style=style),
+            human_duration(None if b is None or b.state == "skipped" else b.duration_s),
+            fmt_bytes(b.size_bytes if b else None),
+            cached,
+            printable(image),
+            _short_time(printable(b.ended if b else None, 40)),
+            *(section_text(rec, n) for n in names),
         )
     return table, len(ids), records.warning()
 

@@ -79,7 +79,6 @@ OWNER_PID_LABEL = "imagematrix.testrun.pid"
 OWNER_HOST_LABEL = "imagematrix.testrun.host"
 
 
-
 @dataclass(frozen=True)
 class GpuAccess:
     device_requests: tuple[dict, ...]
@@ -97,8 +96,13 @@ class GpuAccess:
             request: dict[str, Any] = {"driver": "cdi", "device_ids": [f"{CDI_KIND}={device}"]}
         else:
             request = {"driver": "nvidia", "device_ids": [device], "capabilities": [["gpu"]]}
-        return replace(self, device_requests=(request,), how=f"GPU {device} ({self.label})",
-                       label=f"{self.label} gpu {device}", devices=(device,))
+        return replace(
+            self,
+            device_requests=(request,),
+            how=f"GPU {device} ({self.label})",
+            label=f"{self.label} gpu {device}",
+            devices=(device,),
+        )
 
 
 _CDI_DEVICE = re.compile(r"""name["']?\s*:\s*["']?(\d+)["']?\s*[,}\n]""")
@@ -109,14 +113,19 @@ def gpu_access(info: dict, cdi_specs: dict[str, str], gpu_count: int = 0) -> Gpu
     number of GPUs the host reports (nvidia-smi -L; 0 when unknown)."""
     runtimes = sorted(info.get("Runtimes") or {})
     if NVIDIA_RUNTIME in runtimes or info.get("DefaultRuntime") == NVIDIA_RUNTIME:
-        return GpuAccess(({"count": -1, "capabilities": [["gpu"]]},), "all GPUs (NVIDIA runtime)", "nvidia runtime",
-                         tuple(str(i) for i in range(gpu_count)))
+        return GpuAccess(
+            ({"count": -1, "capabilities": [["gpu"]]},),
+            "all GPUs (NVIDIA runtime)",
+            "nvidia runtime",
+            tuple(str(i) for i in range(gpu_count)),
+        )
     specs = sorted(p for p, text in cdi_specs.items() if CDI_KIND in text)
     if specs and info.get("CDISpecDirs"):
         # One CDI device per GPU, named by index as nvidia-ctk names them ("nvidia.com/gpu=0").
         names = sorted({n for p in specs for n in _CDI_DEVICE.findall(cdi_specs[p])}, key=int)
-        return GpuAccess(({"driver": "cdi", "device_ids": [f"{CDI_KIND}=all"]},), f"all GPUs (CDI: {specs[0]})", "cdi",
-                         tuple(names))
+        return GpuAccess(
+            ({"driver": "cdi", "device_ids": [f"{CDI_KIND}=all"]},), f"all GPUs (CDI: {specs[0]})", "cdi", tuple(names)
+        )
     if specs:
         why = (
             f"none: {specs[0]} describes NVIDIA GPUs but this engine has CDI off (docker info shows no "
@@ -135,8 +144,15 @@ def container_user(euid: int, egid: int) -> str:
 
 
 def container_spec(
-    image_ref: str, image_env: list[str], opts: Options, cell_id: str, paths: CellPaths,
-    tools: Path, gpu: GpuAccess, user: str, name: str,
+    image_ref: str,
+    image_env: list[str],
+    opts: Options,
+    cell_id: str,
+    paths: CellPaths,
+    tools: Path,
+    gpu: GpuAccess,
+    user: str,
+    name: str,
 ) -> dict:
     """Keyword arguments of docker's ``containers.create`` for one cell's run."""
     inherited = dict(e.split("=", 1) for e in image_env if "=" in e)
@@ -200,7 +216,9 @@ def _client():
     try:
         import docker  # noqa: F401
     except ImportError as exc:
-        raise UsageError(f"the docker backend needs the docker SDK ({exc}): pip install -e '.[dev]', or use --backend host") from None
+        raise UsageError(
+            f"the docker backend needs the docker SDK ({exc}): pip install -e '.[dev]', or use --backend host"
+        ) from None
     from imagematrix.build.engine import docker_client
 
     for noisy in ("docker", "urllib3"):  # nox logs at DEBUG; every API call would be printed
@@ -245,8 +263,16 @@ def _stream_logs(container, log: Path, echo: bool) -> threading.Thread:
     return t
 
 
-def run_in_image(client, m, cell, opts: Options, gpu: GpuAccess, tools: Callable[[], Path], echo: bool = True,
-                 host: HostFacts | None = None) -> CellResult:
+def run_in_image(
+    client,
+    m,
+    cell,
+    opts: Options,
+    gpu: GpuAccess,
+    tools: Callable[[], Path],
+    echo: bool = True,
+    host: HostFacts | None = None,
+) -> CellResult:
     import docker
     import requests
 
@@ -276,7 +302,11 @@ def run_in_image(client, m, cell, opts: Options, gpu: GpuAccess, tools: Callable
     labels = image.labels or {}
     if labels.get(CELL_LABEL) != cell.id:
         found = labels.get(CELL_LABEL)
-        return done(ERROR, f"{cell.ref} is labelled imagematrix.cell={found!r}, not {cell.id}; rebuild: {rebuild}", image_id=image.id)
+        return done(
+            ERROR,
+            f"{cell.ref} is labelled imagematrix.cell={found!r}, not {cell.id}; rebuild: {rebuild}",
+            image_id=image.id,
+        )
     notes = []
     if not is_current(m, cell, labels):
         notes.append(f"stale: built from other inputs than the matrix renders now ({rebuild})")
@@ -285,14 +315,31 @@ def run_in_image(client, m, cell, opts: Options, gpu: GpuAccess, tools: Callable
     site = tools()
     handed = host.handed(gpu) if host else []
     prediction = _prediction(opts.build_dir, image.id, handed, host)
-    key = reuse.Key(digest or image.id, _suite_part(opts, site), reuse.host_part(
-        handed, host.driver if host else None, host.driver_cuda if host else None, _libcuda(opts.build_dir, image.id)))
+    key = reuse.Key(
+        digest or image.id,
+        _suite_part(opts, site),
+        reuse.host_part(
+            handed,
+            host.driver if host else None,
+            host.driver_cuda if host else None,
+            _libcuda(opts.build_dir, image.id),
+        ),
+    )
     fixed.update(key=key.to_json(), prediction=prediction or {}, image_id=image.id)
     if prediction and prediction["mark"] == "❌" and not opts.run_anyway:
-        check = testgrid.Failure("imagematrix::gpu_compatibility", "failure", f"predicted to fail here: "
-                                 f"{'; '.join(prediction['reasons'])}. Fix: {prediction['fix']} (--run-anyway tests it all the same)")
-        return done(INCOMPATIBLE, f"{check.message}", decision="incompatible",
-                    summary=testgrid.Summary(failed=1, failures=(check,)), require_gpu=opts.require_gpu)
+        check = testgrid.Failure(
+            "imagematrix::gpu_compatibility",
+            "failure",
+            f"predicted to fail here: "
+            f"{'; '.join(prediction['reasons'])}. Fix: {prediction['fix']} (--run-anyway tests it all the same)",
+        )
+        return done(
+            INCOMPATIBLE,
+            f"{check.message}",
+            decision="incompatible",
+            summary=testgrid.Summary(failed=1, failures=(check,)),
+            require_gpu=opts.require_gpu,
+        )
     if prediction and prediction["mark"] == "⚠️":
         notes.append(f"predicted ⚠️: {prediction['reasons'][0]}")
     if opts.reuse:
@@ -300,15 +347,28 @@ def run_in_image(client, m, cell, opts: Options, gpu: GpuAccess, tools: Callable
         if found is not None:
             run = found.run
             reused = testgrid.Summary(passed=run.passed or 0, failed=0, skipped=run.skipped or 0)
-            return done(PASSED, "; ".join([found.describe(), *notes]), decision="reused", summary=reused,
-                        require_gpu=bool(run.require_gpu), gpu_info=run.gpu_info.to_json() if run.gpu_info else {},
-                        reused_from={"runner": found.event.runner, "finished": run.finished or found.event.at})
+            return done(
+                PASSED,
+                "; ".join([found.describe(), *notes]),
+                decision="reused",
+                summary=reused,
+                require_gpu=bool(run.require_gpu),
+                gpu_info=run.gpu_info.to_json() if run.gpu_info else {},
+                reused_from={"runner": found.event.runner, "finished": run.finished or found.event.at},
+            )
     euid = os.geteuid()
     prepare_dirs(paths, owner=CONTAINER_UID if euid == 0 else None)
     name = f"imagematrix-test-{cell.id}-{os.getpid()}-{int(time.time())}"
     spec = container_spec(
-        image.id, image.attrs.get("Config", {}).get("Env") or [], opts, cell.id, paths, site, gpu,
-        container_user(euid, os.getegid()), name,
+        image.id,
+        image.attrs.get("Config", {}).get("Env") or [],
+        opts,
+        cell.id,
+        paths,
+        site,
+        gpu,
+        container_user(euid, os.getegid()),
+        name,
     )
     print(f"\n==> {cell.id}: {cell.ref} (GPUs: {fixed['gpu']}; limit {opts.limit:.0f}s)", flush=True)
     print(f"    {docker_run_line(spec)}", flush=True)
@@ -338,8 +398,17 @@ def run_in_image(client, m, cell, opts: Options, gpu: GpuAccess, tools: Callable
         junit_in.replace(paths.junit)
         os.chown(paths.junit, euid, os.getegid())  # the container's uid wrote it; the result is ours
     result = judge_files(cell.id, opts, paths, code, timed_out, time.monotonic() - start, note="; ".join(notes))
-    result = record_result(replace(result, image_id=image.id, gpu=fixed["gpu"], digest=digest or "", key=key.to_json(),
-                                   prediction=prediction or {}), opts.build_dir)
+    result = record_result(
+        replace(
+            result,
+            image_id=image.id,
+            gpu=fixed["gpu"],
+            digest=digest or "",
+            key=key.to_json(),
+            prediction=prediction or {},
+        ),
+        opts.build_dir,
+    )
     if opts.require_gpu:
         _attest(opts, cell, f"{opts.candidates}" if digest else cell.ref, digest or image.id, result)
     return result
@@ -354,8 +423,9 @@ def _attest(opts: Options, cell, subject: str, digest: str, result: CellResult) 
     if key is None:
         return
     run = result.record()
-    envelope = attest.sign(attest.statement(subject, digest, cell.id, {**run, "image_id": result.image_id,
-                                                                                   "suite": result.suite}), key)
+    envelope = attest.sign(
+        attest.statement(subject, digest, cell.id, {**run, "image_id": result.image_id, "suite": result.suite}), key
+    )
     path = write_attestation(opts.build_dir, cell.id, result.suite, envelope)
     where = str(path)
     if subject != cell.ref:  # a candidate tested by digest: the attestation goes beside it, for publish and verify
@@ -367,7 +437,9 @@ def _attest(opts: Options, cell, subject: str, digest: str, result: CellResult) 
             print(f"    warning: the signed result stays in {path} only: {exc}", flush=True)
     recorded = status.read_status(opts.build_dir).get(cell.id).suites.get(result.suite)
     if recorded is not None:
-        status.update_cell(opts.build_dir, cell.id, "suites", {result.suite: {**recorded.to_json(), "attestation": str(path)}})
+        status.update_cell(
+            opts.build_dir, cell.id, "suites", {result.suite: {**recorded.to_json(), "attestation": str(path)}}
+        )
     print(f"    signed: {where} (key {key.public_key.keyid[:12]}, subject {subject}@{digest[:19]})", flush=True)
 
 
@@ -394,8 +466,14 @@ def probe_host(gpu: GpuAccess) -> HostFacts:
     this host's Python when the engine is local; nothing when containers get no GPU."""
     if not gpu.requested:
         return HostFacts()
-    done = subprocess.run([sys.executable, "-m", "imagematrix.core.driver_probe"], capture_output=True, text=True,
-                          timeout=60, check=False, env={**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)})
+    done = subprocess.run(
+        [sys.executable, "-m", "imagematrix.core.driver_probe"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)},
+    )
     try:
         seen = json.loads(done.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -404,13 +482,20 @@ def probe_host(gpu: GpuAccess) -> HostFacts:
 
     raw = seen.get("driver_cuda")
     devices = tuple(d for d in seen.get("devices") or [] if isinstance(d, dict))
-    return HostFacts(devices, seen.get("driver"), fmt_mm(cuda_int(raw)) if isinstance(raw, int) and raw > 0 else None,
-                     "host")
+    return HostFacts(
+        devices, seen.get("driver"), fmt_mm(cuda_int(raw)) if isinstance(raw, int) and raw > 0 else None, "host"
+    )
 
 
 def _suite_part(opts: Options, site: Path) -> dict:
-    return reuse.suite_part([opts.tests_dir, PACKAGE_ROOT / "imagematrix"], tools_versions(site), opts.suite.name,
-                            opts.suite.markers, opts.require_gpu, opts.pytest_extra)
+    return reuse.suite_part(
+        [opts.tests_dir, PACKAGE_ROOT / "imagematrix"],
+        tools_versions(site),
+        opts.suite.name,
+        opts.suite.markers,
+        opts.require_gpu,
+        opts.pytest_extra,
+    )
 
 
 def _audit(build_dir: Path, image_id: str) -> dict | None:
@@ -446,7 +531,9 @@ def _libcuda(build_dir: Path, image_id: str) -> str:
     """Which libcuda a container of the image loads, predicted from its audit: a forward-compatibility copy
     the image carries, else the host's driver (the run's gpu.json confirms it)."""
     audit = _audit(build_dir, image_id) or {}
-    compat = [e.get("path") for e in (audit.get("libraries") or {}).get("libcuda") or [] if "compat" in str(e.get("path"))]
+    compat = [
+        e.get("path") for e in (audit.get("libraries") or {}).get("libcuda") or [] if "compat" in str(e.get("path"))
+    ]
     return f"compat:{compat[0]}" if compat else "host-driver"
 
 
@@ -484,8 +571,12 @@ def run_docker(opts: Options) -> list[CellResult]:
     from imagematrix.matrix.plan import Selection, select_cells
 
     m = load_matrix(opts.matrix)
-    cells = select_cells(m, Selection.from_options(phase=opts.phases, cuda=opts.cudas, python=opts.pythons, target=opts.targets,
-                                                 platform=opts.platforms))
+    cells = select_cells(
+        m,
+        Selection.from_options(
+            phase=opts.phases, cuda=opts.cudas, python=opts.pythons, target=opts.targets, platform=opts.platforms
+        ),
+    )
     client = _client()
     for name in remove_stale_containers(client, opts.build_dir):
         print(f"removed stale test container {name}: the run that started it is gone (killed?)", flush=True)
@@ -493,8 +584,11 @@ def run_docker(opts: Options) -> list[CellResult]:
     print(f"GPUs for the containers: {gpu.how}", flush=True)
     host = probe_host(gpu)
     if host.devices:
-        print(f"host: driver {host.driver} (CUDA {host.driver_cuda}); "
-              + ", ".join(f"GPU {d.get('index')} {d.get('name')} ({d.get('compute_capability')})" for d in host.devices), flush=True)
+        print(
+            f"host: driver {host.driver} (CUDA {host.driver_cuda}); "
+            + ", ".join(f"GPU {d.get('index')} {d.get('name')} ({d.get('compute_capability')})" for d in host.devices),
+            flush=True,
+        )
 
     lock = threading.Lock()
 
@@ -532,7 +626,9 @@ def gpu_slots(gpu: GpuAccess, jobs: int) -> list[GpuAccess]:
     return [gpu.only(gpu.devices[k % len(gpu.devices)]) for k in range(jobs)]
 
 
-def _run_parallel(client, m, cells, opts: Options, gpu: GpuAccess, tools, jobs: int, host: HostFacts | None = None) -> list[CellResult]:
+def _run_parallel(
+    client, m, cells, opts: Options, gpu: GpuAccess, tools, jobs: int, host: HostFacts | None = None
+) -> list[CellResult]:
     """Up to ``jobs`` cells' containers at once, each holding a GPU slot; results in plan order."""
     import concurrent.futures as cf
     import queue
@@ -540,7 +636,9 @@ def _run_parallel(client, m, cells, opts: Options, gpu: GpuAccess, tools, jobs: 
     slots: queue.Queue[GpuAccess] = queue.Queue()
     for slot in gpu_slots(gpu, jobs):
         slots.put(slot)
-    print(f"running {len(cells)} cells, {jobs} at a time ({', '.join(s.how for s in gpu_slots(gpu, jobs))})", flush=True)
+    print(
+        f"running {len(cells)} cells, {jobs} at a time ({', '.join(s.how for s in gpu_slots(gpu, jobs))})", flush=True
+    )
 
     def one(cell) -> CellResult:
         slot = slots.get()
@@ -549,8 +647,11 @@ def _run_parallel(client, m, cells, opts: Options, gpu: GpuAccess, tools, jobs: 
         finally:
             slots.put(slot)
         s = r.summary
-        print(f"<== {cell.id}: {r.state} ({s.passed} passed, {s.failed} failed, {s.skipped} skipped) "
-              f"in {r.seconds:.0f}s on {slot.label}; log {r.log}", flush=True)
+        print(
+            f"<== {cell.id}: {r.state} ({s.passed} passed, {s.failed} failed, {s.skipped} skipped) "
+            f"in {r.seconds:.0f}s on {slot.label}; log {r.log}",
+            flush=True,
+        )
         return r
 
     pool = cf.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="cell")
@@ -566,5 +667,3 @@ def _run_parallel(client, m, cells, opts: Options, gpu: GpuAccess, tools, jobs: 
         raise
     finally:
         pool.shutdown(wait=True)
-
-

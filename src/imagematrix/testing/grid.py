@@ -13,7 +13,14 @@ from pathlib import Path
 from imagematrix.core.text import printable
 
 # A cell's state after a run. Only "passed" is good; every other state makes the run exit 1.
-PASSED, FAILED, ERROR, TIMEOUT, MISSING, INCOMPATIBLE = "passed", "failed", "error", "timeout", "missing", "incompatible"
+PASSED, FAILED, ERROR, TIMEOUT, MISSING, INCOMPATIBLE = (
+    "passed",
+    "failed",
+    "error",
+    "timeout",
+    "missing",
+    "incompatible",
+)
 GOOD = (PASSED,)
 STYLE = {PASSED: "green", FAILED: "red", ERROR: "red", TIMEOUT: "red", MISSING: "yellow", INCOMPATIBLE: "magenta"}
 # pytest's exit codes (pytest.ExitCode) that are not a plain pass/fail verdict.
@@ -170,8 +177,15 @@ def rows(results: list[CellResult]) -> list[tuple[str, ...]]:
         if r.state == MISSING:
             out.append((r.cell, r.state, *("-",) * 5, printable(r.note, 500)))
         else:
-            out.append((r.cell, r.state, *map(str, (s.passed, s.failed, s.skipped, s.errors)), f"{r.seconds:.0f}s",
-                        printable(r.note, 500)))
+            out.append(
+                (
+                    r.cell,
+                    r.state,
+                    *map(str, (s.passed, s.failed, s.skipped, s.errors)),
+                    f"{r.seconds:.0f}s",
+                    printable(r.note, 500),
+                )
+            )
     return out
 
 

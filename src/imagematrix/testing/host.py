@@ -54,7 +54,9 @@ def host_interpreter(opts: Options) -> str:
 
 def _interpreter_problem(exe: str, want: str) -> str | None:
     """Why ``exe`` is not a working Python ``want`` (a pyenv shim is on PATH even when it cannot run)."""
-    done = subprocess.run([exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True, check=False
+    )
     if done.returncode != 0:
         first = (done.stderr or done.stdout).strip().splitlines()
         return f"({exe}) does not run: {first[0] if first else f'exit {done.returncode}'}"
@@ -65,14 +67,25 @@ def _interpreter_problem(exe: str, want: str) -> str | None:
 
 def run_host(opts: Options) -> list[CellResult]:
     if opts.cudas or opts.targets or opts.phases or opts.platforms:
-        raise UsageError("--phase, --cuda, --target and --platform select images; --backend host tests this host's interpreter")
+        raise UsageError(
+            "--phase, --cuda, --target and --platform select images; --backend host tests this host's interpreter"
+        )
     interp = host_interpreter(opts)
     describe = opts.tests_dir / "describe_host.py"
     suite_path = ":".join(p for p in (str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")) if p)
-    proc = subprocess.run([interp, str(describe)], capture_output=True, text=True, timeout=300, check=False,
-                          env={**os.environ, "PYTHONPATH": suite_path})
+    proc = subprocess.run(
+        [interp, str(describe)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "PYTHONPATH": suite_path},
+    )
     if proc.returncode != 0:
-        raise ImagematrixError(f"{interp} {describe} failed (exit {proc.returncode}):\n{proc.stderr.strip()[-2000:]}\nFix: torch must import in {interp}")
+        raise ImagematrixError(
+            f"{interp} {describe} failed (exit {proc.returncode}):\n{proc.stderr.strip()[-2000:]}\nFix: torch must "
+            f"import in {interp}"
+        )
     manifest = json.loads(proc.stdout)
     cid = manifest["id"]
     has_xdist = subprocess.run([interp, "-c", "import xdist"], capture_output=True, check=False).returncode == 0
@@ -87,16 +100,28 @@ def run_host(opts: Options) -> list[CellResult]:
     ini = paths.results / "pytest.ini"
     ini.write_text("[pytest]\n")
     argv = [
-        interp, "-m", "pytest",
+        interp,
+        "-m",
+        "pytest",
         *pytest_args(opts, str(opts.tests_dir), str(paths.junit), cid, str(cell_file)),
-        "-c", str(ini), "--rootdir", str(opts.tests_dir),
+        "-c",
+        str(ini),
+        "--rootdir",
+        str(opts.tests_dir),
     ]
-    env = {**os.environ, **cache_env(str(paths.cache.resolve()), HOST_KEEPS), **SUITE_ENV, "PYTHONDONTWRITEBYTECODE": "1",
-           "PYTHONPATH": suite_path,
-           "IMAGEMATRIX_ARTIFACTS": str((paths.results / "artifacts").resolve())}
+    env = {
+        **os.environ,
+        **cache_env(str(paths.cache.resolve()), HOST_KEEPS),
+        **SUITE_ENV,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONPATH": suite_path,
+        "IMAGEMATRIX_ARTIFACTS": str((paths.results / "artifacts").resolve()),
+    }
     print(f"\n==> {cid}: {interp} (limit {opts.limit:.0f}s)\n    {shlex.join(argv)}", flush=True)
     start = time.monotonic()
     code, timed_out = run_logged(argv, env, paths.log, echo=True, limit=opts.limit, header=False)
-    return [record_result(judge_files(cid, opts, paths, code, timed_out, time.monotonic() - start, gpu="host"), opts.build_dir)]
-
-
+    return [
+        record_result(
+            judge_files(cid, opts, paths, code, timed_out, time.monotonic() - start, gpu="host"), opts.build_dir
+        )
+    ]

@@ -49,16 +49,28 @@ def tree_digest(roots: Iterable[Path]) -> str:
     return h.hexdigest()
 
 
-def suite_part(mounted: Iterable[Path], tools: str, suite: str, markers: str, require_gpu: bool,
-               pytest_extra: Iterable[str]) -> dict[str, Any]:
-    return {"files": tree_digest(mounted), "tools": tools, "suite": suite, "markers": markers,
-            "require_gpu": bool(require_gpu), "pytest": list(pytest_extra)}
+def suite_part(
+    mounted: Iterable[Path], tools: str, suite: str, markers: str, require_gpu: bool, pytest_extra: Iterable[str]
+) -> dict[str, Any]:
+    return {
+        "files": tree_digest(mounted),
+        "tools": tools,
+        "suite": suite,
+        "markers": markers,
+        "require_gpu": bool(require_gpu),
+        "pytest": list(pytest_extra),
+    }
 
 
-def host_part(devices: Iterable[Mapping[str, Any]], driver: str | None, driver_cuda: str | None,
-              libcuda: str | None) -> dict[str, Any]:
-    return {"devices": [{"name": d.get("name"), "compute_capability": d.get("compute_capability")} for d in devices],
-            "driver": driver, "driver_cuda": driver_cuda, "libcuda": libcuda}
+def host_part(
+    devices: Iterable[Mapping[str, Any]], driver: str | None, driver_cuda: str | None, libcuda: str | None
+) -> dict[str, Any]:
+    return {
+        "devices": [{"name": d.get("name"), "compute_capability": d.get("compute_capability")} for d in devices],
+        "driver": driver,
+        "driver_cuda": driver_cuda,
+        "libcuda": libcuda,
+    }
 
 
 @dataclass(frozen=True)
@@ -92,8 +104,9 @@ class Reusable:
         return f"reused from {self.event.runner}, {self.run.finished or self.event.at}"
 
 
-def find(build_dir: Path, cell: str, key: Key, max_age_days: float = DEFAULT_MAX_AGE_DAYS,
-         now: datetime | None = None) -> Reusable | None:
+def find(
+    build_dir: Path, cell: str, key: Key, max_age_days: float = DEFAULT_MAX_AGE_DAYS, now: datetime | None = None
+) -> Reusable | None:
     """The newest passed run of ``cell`` with exactly ``key``, in this runner's history, younger than the limit."""
     events, _ = history.read([history.history_path(build_dir)])
     now = now or datetime.now(timezone.utc)

@@ -48,7 +48,9 @@ def parser() -> argparse.ArgumentParser:
     for option in table.TEST_OPTIONS:
         option.add_to(p)
     p.add_argument("--build-dir", dest="out", default=None, help=argparse.SUPPRESS)  # the flag's name before --out
-    p.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARG", help="after `--`: more pytest arguments, e.g. -- -k abi")
+    p.add_argument(
+        "pytest_args", nargs="*", metavar="-- PYTEST_ARG", help="after `--`: more pytest arguments, e.g. -- -k abi"
+    )
     return p
 
 

@@ -48,7 +48,9 @@ SUITES = {
 
 # Where things live inside the test container.
 CACHE_IN = "/var/cache/imagematrix"
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the directory that holds imagematrix/ (the suite imports its contract)
+PACKAGE_ROOT = (
+    Path(__file__).resolve().parents[2]
+)  # the directory that holds imagematrix/ (the suite imports its contract)
 # Cache variables -> subdirectory of the cell's cache dir. HOME is kept on the
 # host: overriding it there would hide `pip install --user` packages.
 CACHE_DIRS = {
@@ -109,11 +111,25 @@ class Options:
     def from_values(cls, v: Mapping[str, Any]) -> Options:
         """From the options table's parsed values (``core.options.parse_all``): the one way both CLIs make it."""
         return cls(
-            suite=SUITES[v["suite"]], phases=v["phase"], pythons=v["python"], cudas=v["cuda"], targets=v["target"],
-            platforms=v["platform"], matrix=v["matrix"], backend=v["backend"], require_gpu=v["require_gpu"],
-            timeout=v["timeout"], workers=v["workers"], jobs=v["jobs"], build_dir=Path(v["out"]),
-            interpreter=v["interpreter"], candidates=v["candidates"], pytest_extra=tuple(v["pytest"]),
-            reuse=not v["no_reuse"], reuse_max_age_days=v["reuse_max_age"], run_anyway=v["run_anyway"],
+            suite=SUITES[v["suite"]],
+            phases=v["phase"],
+            pythons=v["python"],
+            cudas=v["cuda"],
+            targets=v["target"],
+            platforms=v["platform"],
+            matrix=v["matrix"],
+            backend=v["backend"],
+            require_gpu=v["require_gpu"],
+            timeout=v["timeout"],
+            workers=v["workers"],
+            jobs=v["jobs"],
+            build_dir=Path(v["out"]),
+            interpreter=v["interpreter"],
+            candidates=v["candidates"],
+            pytest_extra=tuple(v["pytest"]),
+            reuse=not v["no_reuse"],
+            reuse_max_age_days=v["reuse_max_age"],
+            run_anyway=v["run_anyway"],
             signing_key=v["signing_key"],
         )
 
@@ -147,22 +163,36 @@ def session_pythons(matrix: str | None = None) -> tuple[tuple[str, ...], str | N
         return (), f"cannot read {path}: {exc} (pip install -e '.[dev]')"
 
 
-def pytest_args(
-    opts: Options, tests: str, junit: str, cell_id: str, cell_file: str | None = None
-) -> list[str]:
+def pytest_args(opts: Options, tests: str, junit: str, cell_id: str, cell_file: str | None = None) -> list[str]:
     """pytest's arguments (after `python -m pytest`), the same for both backends."""
     args = [
-        tests, "-m", opts.suite.markers, "-v", "-ra", "--color=no",
-        "-p", "no:cacheprovider",  # the suite's folder is read-only
-        f"--junitxml={junit}", "-o", f"junit_suite_name={cell_id}",
-        "--durations=12", "--durations-min=0.5",  # the cell's log says where its time went
+        tests,
+        "-m",
+        opts.suite.markers,
+        "-v",
+        "-ra",
+        "--color=no",
+        "-p",
+        "no:cacheprovider",  # the suite's folder is read-only
+        f"--junitxml={junit}",
+        "-o",
+        f"junit_suite_name={cell_id}",
+        "--durations=12",
+        "--durations-min=0.5",  # the cell's log says where its time went
     ]
     if cell_file:
         args += ["--cell", cell_file]
     if opts.require_gpu:
         args.append("--require-gpu")
     if opts.workers not in ("", "0"):
-        args += ["-p", "xdist.plugin", "-n", resolve_workers(opts.workers), "--dist", "loadgroup"]  # groups share one probe
+        args += [
+            "-p",
+            "xdist.plugin",
+            "-n",
+            resolve_workers(opts.workers),
+            "--dist",
+            "loadgroup",
+        ]  # groups share one probe
     return [*args, *opts.pytest_extra]
 
 
@@ -204,8 +234,17 @@ def ensure_tools(build_dir: Path) -> Path:
     site.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".site-", dir=site.parent))
     argv = [
-        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-        "--no-compile", "--only-binary=:all:", "--target", str(tmp), *TOOLS,
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-compile",
+        "--only-binary=:all:",
+        "--target",
+        str(tmp),
+        *TOOLS,
     ]
     print(f"installing the test tools once: {shlex.join(argv)}", flush=True)
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
@@ -246,8 +285,11 @@ def tools_missing(site: Path) -> list[str]:
     """The TOOLS requirements ``site`` does not meet (from its dist-info versions)."""
     from packaging.requirements import Requirement
 
-    return [f"{text} (found {version or 'none'})" for text, (_, version) in _site_tools(site).items()
-            if not version or not Requirement(text).specifier.contains(version, prereleases=True)]
+    return [
+        f"{text} (found {version or 'none'})"
+        for text, (_, version) in _site_tools(site).items()
+        if not version or not Requirement(text).specifier.contains(version, prereleases=True)
+    ]
 
 
 def tools_versions(site: Path) -> str:
@@ -257,8 +299,12 @@ def tools_versions(site: Path) -> str:
 def prepare_dirs(paths: CellPaths, keep: tuple[str, ...] = (), owner: int | None = None) -> None:
     for stale in (paths.junit, paths.log):
         stale.unlink(missing_ok=True)  # a result file is always from this run
-    dirs = [paths.results, paths.results / "artifacts", paths.cache,
-            *(paths.cache / sub for var, sub in CACHE_DIRS.items() if var not in keep)]
+    dirs = [
+        paths.results,
+        paths.results / "artifacts",
+        paths.cache,
+        *(paths.cache / sub for var, sub in CACHE_DIRS.items() if var not in keep),
+    ]
     for d in dirs:
         d.mkdir(parents=True, exist_ok=True)
         if owner is not None:
@@ -270,7 +316,9 @@ def record_result(result: CellResult, build_dir: Path) -> CellResult:
     record = result.record()
     status.update_cell(build_dir, result.cell, "test", record, replace=True)
     # Each suite's last result side by side (a smoke run never erases a full one): the publish gate reads it.
-    status.update_cell(build_dir, result.cell, SUITES_SECTION, {result.suite: {k: record[k] for k in SUITE_KEYS if k in record}})
+    status.update_cell(
+        build_dir, result.cell, SUITES_SECTION, {result.suite: {k: record[k] for k in SUITE_KEYS if k in record}}
+    )
     history.append(build_dir, "test", result.cell, record)
     return result
 
@@ -290,14 +338,39 @@ def judge_files(
     extra.setdefault("gpu_info", _gpu_seen(paths.results / "artifacts" / GPU_SEEN))
     extra.setdefault("require_gpu", opts.require_gpu)
     return CellResult(
-        cell_id, state, opts.suite.name, opts.backend, summary or testgrid.Summary(), seconds,
-        str(paths.junit) if summary else "", str(paths.log), note, tail=tail, finished=utcnow(), **extra,
+        cell_id,
+        state,
+        opts.suite.name,
+        opts.backend,
+        summary or testgrid.Summary(),
+        seconds,
+        str(paths.junit) if summary else "",
+        str(paths.log),
+        note,
+        tail=tail,
+        finished=utcnow(),
+        **extra,
     )
 
 
 SUITES_SECTION = "suites"
-SUITE_KEYS = ("state", "image_id", "digest", "require_gpu", "gpu", "gpu_info", "finished", "passed", "failed", "skipped",
-              "key", "decision", "reused_from", "prediction", "attestation")
+SUITE_KEYS = (
+    "state",
+    "image_id",
+    "digest",
+    "require_gpu",
+    "gpu",
+    "gpu_info",
+    "finished",
+    "passed",
+    "failed",
+    "skipped",
+    "key",
+    "decision",
+    "reused_from",
+    "prediction",
+    "attestation",
+)
 GPU_SEEN = "gpu.json"  # written by the suite (tests/gpu/conftest.py, imagematrix.core.driver_probe)
 
 
@@ -324,5 +397,3 @@ def _tail(log: Path, lines: int = 12) -> str:
         return "\n".join(log.read_text(errors="replace").rstrip().splitlines()[-lines:])
     except OSError:
         return ""
-
-
