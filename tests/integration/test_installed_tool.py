@@ -119,4 +119,4 @@ def test_another_teams_notebook_stack_is_green_where_it_holds_no_torch_and_red_w
         assert done.returncode == code, f"imagematrix {' '.join(step)}:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}"
     test = json.loads((project / "build" / "status.json").read_text())["cells"]["cpu-py3.11-base"]["test"]
     assert test["state"] == "failed" and test["failed"] >= 3, test
-    assert all("torch" in f["test"] or "fresh_process" in f["test"] for f in test["failures"]), test["failures"]
+    assert all("torch" in f["test"] + f["message"] for f in test["failures"]), test["failures"]  # torch's checks only
