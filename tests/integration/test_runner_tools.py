@@ -32,8 +32,9 @@ def test_report_after_a_real_build_and_test_run_merges_another_runners_history(e
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     events, _ = history.read([other / history.HISTORY_FILE])
-    assert [(e["kind"], e["cell"], e["state"]) for e in events] == [("test", "cu13.2-py3.13-devel", "passed")]
-    assert "gpu_info" not in events[0] or not events[0]["gpu_info"].get("devices")  # this host has no GPU
+    assert [(e.kind, e.cell, e.state) for e in events] == [("test", "cu13.2-py3.13-devel", "passed")]
+    info = events[0].test.gpu_info if events[0].test else None
+    assert info is None or not info.devices  # this host has no GPU
 
     build_dir = example_images["build_dir"]
     done = invoke("report", "--matrix", EXAMPLE, "--out", str(build_dir), "--merge", str(other / history.HISTORY_FILE))
