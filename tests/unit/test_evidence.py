@@ -209,3 +209,16 @@ def test_the_result_signed_on_the_gpu_machine_verifies_here_for_its_gpu_and_driv
     assert got.ok and "on NVIDIA H200 (9.0), driver 580.159.04" in got.lines[0], got.lines
     assert verify_envelopes([envelope], key, image, cc="10.0").lines[0].startswith("refused by gpu")
     assert verify_envelopes([envelope], key, image, driver="595").lines[0].startswith("refused by driver")
+
+
+def test_an_envelope_path_from_a_record_is_read_only_as_a_bounded_regular_file(tmp_path):
+    import os
+
+    from imagematrix.evidence.verify import read_envelope
+
+    fifo = tmp_path / "x.intoto.json"
+    os.mkfifo(fifo)
+    with pytest.raises(UsageError, match="not an envelope file"):
+        read_envelope(fifo)  # a FIFO would block forever
+    with pytest.raises(UsageError, match="not an envelope file"):
+        read_envelope(Path("/dev/zero"))

@@ -10,6 +10,7 @@ found; "covers" means measured on the same compute capability and driver branch,
 from __future__ import annotations
 
 import json
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,9 +87,20 @@ def gpu_cc(gpu: str | None, cc: str | None) -> str | None:
     return cc
 
 
+MAX_ENVELOPE_FILE = 64 << 20
+
+
 def read_envelope(path: Path) -> list[dict]:
+    """The envelopes in a file (one JSON document, or JSON lines); a path a record names is read with
+    the same limits: a regular file of bounded size (never a FIFO or a device)."""
+    path = Path(path)
     try:
-        text = Path(path).read_text()
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_ENVELOPE_FILE:
+            raise UsageError(
+                f"{path} is not an envelope file (not a regular file, or over {MAX_ENVELOPE_FILE >> 20} MiB)"
+            )
+        text = path.read_text(errors="replace")
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
     try:
