@@ -139,3 +139,17 @@ def test_the_audit_of_an_image_without_device_code_is_recorded(tmp_path):
         and audit.floor == ()
         and audit.prediction["H100"]["R580"]["mark"] == "✅"
     )
+
+
+def test_paths_from_an_image_reach_the_terminal_without_control_characters():
+    """Object paths are the image's own file names: an escape sequence in one must not reach the terminal."""
+    from imagematrix.cli.commands import audit_lines
+    from imagematrix.oracle.audit import Audit
+    from imagematrix.oracle.gpus import gpu
+
+    hostile = "/opt/venv/lib/\x1b]0;pwned\x07libx\x1b[2J.so"
+    doc = {"objects": [{"path": hostile, "sass": ["sm_80"], "ptx": [], "kernels": 1}], "libraries": {}}
+    result = Audit("img", "sha256:" + "1" * 64, doc, "container", 1.0)
+    lines, fails = audit_lines("img\x1b[31m", result, gpu("H100"), "580")
+    assert fails and any("libx" in line for line in lines)
+    assert not any(c in line for line in lines for c in "\x1b\x07"), lines

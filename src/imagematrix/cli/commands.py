@@ -126,11 +126,15 @@ def audit_built(p: Plan) -> None:
             status.update_cell(p.build_dir, step.cell.id, "audit", summary, replace=True)
         except ImagematrixError as exc:
             out.print(
-                f"audit {step.cell.id}: not audited ({exc}); `imagematrix audit` retries", markup=False, highlight=False
+                f"audit {step.cell.id}: not audited ({printable(exc, 600)}); `imagematrix audit` retries",
+                markup=False,
+                highlight=False,
             )
             continue
         out.print(
-            f"audit {step.cell.id}: {coverage_line(summary)} ({result.seconds:.1f}s)", markup=False, highlight=False
+            f"audit {step.cell.id}: {printable(coverage_line(summary), 600)} ({result.seconds:.1f}s)",
+            markup=False,
+            highlight=False,
         )
 
 
@@ -427,7 +431,6 @@ def audit(
     from imagematrix.core import status
     from imagematrix.oracle import gpus
     from imagematrix.oracle.audit import audit_image, save
-    from imagematrix.oracle.predict import FAILS, coverage_line, predict, reach
 
     if bool(gpu) != bool(driver):
         raise UsageError("--gpu and --driver go together (e.g. --gpu H100 --driver 580.159.04)")
@@ -461,27 +464,33 @@ def audit(
         summary = result.summary()
         if cell is not None:
             status.update_cell(build_dir, cell.id, "audit", summary, replace=True)
-        counts = summary.get("counts") or {}
-        out.print(
-            f"{label}: {coverage_line(summary)} ({result.how}, {result.seconds:.1f}s; "
-            f"{counts.get('cached', 0)} of {counts.get('objects', 0)} from the cache)",
-            markup=False,
-            highlight=False,
-        )
-        if target is not None and driver:
-            v = predict(result.doc, target, driver)
-            worst = max(worst, int(v.mark == FAILS))
-            out.print(
-                f"  {target.name} ({target.sm}), driver {driver}: {v.mark} {'; '.join(v.reasons)}",
-                markup=False,
-                highlight=False,
-            )
-            if v.fix and v.mark != "✅":
-                out.print(f"  fix: {v.fix}", markup=False, highlight=False)
-            continue
-        for name, row in summary["prediction"].items():
-            out.print(f"  {name:<9} {reach(row)}", markup=False, highlight=False)
+        lines, fails = audit_lines(label, result, target, driver)
+        worst = max(worst, int(fails))
+        for line in lines:
+            out.print(line, markup=False, highlight=False)
     return worst
+
+
+def audit_lines(label: str, result, target=None, driver: str | None = None) -> tuple[list[str], bool]:
+    """What `imagematrix audit` prints for one image, and whether the verdict asked for is ❌. Paths and
+    reasons come from the image's own files: each goes through ``printable``."""
+    from imagematrix.oracle.predict import FAILS, coverage_line, predict, reach
+
+    summary = result.summary()
+    counts = summary.get("counts") or {}
+    lines = [
+        f"{printable(label, 300)}: {printable(coverage_line(summary), 600)} ({result.how}, {result.seconds:.1f}s; "
+        f"{counts.get('cached', 0)} of {counts.get('objects', 0)} from the cache)"
+    ]
+    if target is not None and driver:
+        v = predict(result.doc, target, driver)
+        lines.append(
+            f"  {target.name} ({target.sm}), driver {driver}: {v.mark} {printable('; '.join(v.reasons), 1000)}"
+        )
+        if v.fix and v.mark != "✅":
+            lines.append(f"  fix: {printable(v.fix, 600)}")
+        return lines, v.mark == FAILS
+    return lines + [f"  {name:<9} {reach(row)}" for name, row in summary["prediction"].items()], False
 
 
 # --- evidence: keygen, verify ------------------------------------------------------------------
