@@ -14,6 +14,8 @@
 #   bash scripts/gpu-machine-proof.sh finish   # smoke with the cells at once, full, liars
 #   bash scripts/gpu-machine-proof.sh collect  # the record, each run's gpu.json and the report, in $OUT
 #   bash scripts/gpu-machine-proof.sh parallel # alone: three cells of one image, one after another vs at once
+#   bash scripts/gpu-machine-proof.sh apps     # the Ray and marimo checks in host mode, then over-claimed (.carry/apps)
+#   bash scripts/gpu-machine-proof.sh carriers # device code outside shared objects and JIT toolchains, launched
 #
 # A device call runs at most 10 minutes: when `speed` does not fit after `start`, send it again
 # at once, while the machine is warm (30 s), and it picks up the build where it is. Wrap each step
@@ -183,6 +185,58 @@ parallel)
   done
   for f in "$OUT"/par-*jobs*.log; do stamp "$f"; grep -E "^<== |running 3|│ cu13" "$f" | cut -c1-150; done
   ;;
+apps)
+  # Ray and marimo on the machine's own interpreter (host mode: no engine to carry), from
+  # .carry/apps/site.tar.xz (scripts/gpu-machine-apps.sh). Then the same checks against a manifest that
+  # claims ray and marimo on an interpreter without them: every claimed check must fail.
+  nvidia-smi --query-gpu=name,driver_version,compute_cap --format=csv,noheader | tee "$OUT/gpu.txt"
+  mkdir -p /tmp/apps-site && tar xJf .carry/apps/site.tar.xz -C /tmp/apps-site
+  export PYTHONPATH="$PWD/src"
+  PYTHONPATH="/tmp/apps-site:$PYTHONPATH" python3 -c 'import ray, marimo; print("ray", ray.__version__, "marimo", marimo.__version__)'
+  PYTHONPATH="/tmp/apps-site:$PYTHONPATH" timed apps-host python3 -m imagematrix.testing --backend host --require-gpu \
+    --workers 0 --out build/apps -- -m "ray or marimo" -rA
+  python3 tests/gpu/describe_host.py --out /tmp/claims.json 2>/dev/null
+  python3 - <<'PY'
+import json
+cell = json.load(open("/tmp/claims.json"))
+cell["features"] = sorted(set(cell["features"]) | {"ray", "marimo"})
+cell["id"] = "host-overclaims-ray-marimo"
+json.dump(cell, open("/tmp/claims.json", "w"))
+PY
+  timed apps-overclaimed python3 -m pytest tests/gpu -p no:cacheprovider --cell /tmp/claims.json --require-gpu \
+    -m "ray or marimo" -rA -c /dev/null --rootdir tests/gpu
+  for f in apps-host apps-overclaimed; do stamp "$f"; grep -E "^(PASSED|FAILED|SKIPPED|ERROR)|passed|failed" "$OUT/$f.log" | tail -n 12; done
+  cp -r build/apps/test-results "$OUT/apps-results" 2>/dev/null
+  ;;
+carriers)
+  # The oracle's new carriers, launched: cubins, fat binaries and PTX files loaded as programs load them
+  # (cuModuleLoadData), executables run, NVRTC output, and torch.compile with a Triton ptxas that predates
+  # the GPU. The predictions are made from the same bytes elsewhere (tests/unit/test_carriers.py).
+  nvidia-smi --query-gpu=name,driver_version,compute_cap --format=csv,noheader | tee "$OUT/gpu.txt"
+  F=tests/gpu-machine/mutants/files
+  python3 src/imagematrix/core/launch_probe.py $F/libimx_*.so $F/*.cubin $F/*.fatbin $F/*.ptx $F/imx_exe_* \
+    | tee "$OUT/launch.jsonl"
+  cudart=$(python3 -c 'import nvidia, os; print(os.path.join(nvidia.__path__[0], "cu13", "lib"))')
+  for e in $F/imx_exe_*; do
+    printf '{"file": "%s", "run": %s}\n' "$e" "$(LD_LIBRARY_PATH=$cudart:${LD_LIBRARY_PATH:-} $e 2>&1 | tail -n 1)"
+  done | tee "$OUT/executables.jsonl"
+  ptxas=$(python3 -c 'import triton, os; print(os.path.join(os.path.dirname(triton.__file__), "backends/nvidia/bin/ptxas"))')
+  { python3 -c 'import triton; print("triton", triton.__version__)'; "$ptxas" --version | tail -n 2; } | tee "$OUT/triton.txt"
+  for ptx in $F/*.ptx; do  # the machine's own CUDA 13.0 ptxas, the driver's JIT's twin, on each PTX file
+    said=$(/usr/local/cuda/bin/ptxas -arch=sm_90 "$ptx" -o /dev/null 2>&1); echo "$ptx: rc=$? ${said%%$'\n'*}"
+  done | tee "$OUT/ptxas-here.txt"
+  # NVRTC of the machine's torch (13.0): PTX it makes is loaded by this driver
+  python3 tests/gpu-machine/mutants/nvrtc.py tests/gpu-machine/mutants/kernel.cu /tmp/imx_nvrtc130.ptx \
+    --gpu-architecture=compute_90 && python3 src/imagematrix/core/launch_probe.py /tmp/imx_nvrtc130.ptx | tee -a "$OUT/launch.jsonl"
+  xz -dc .carry/apps/ptxas-11.7.xz > /tmp/ptxas-11.7 && chmod +x /tmp/ptxas-11.7
+  compile='import torch
+f = torch.compile(lambda x: torch.sin(x) * 2 + 1)
+x = torch.arange(64.0, device="cuda")
+print("torch.compile ran:", bool(torch.allclose(f(x), torch.sin(x) * 2 + 1)))'
+  timed compile-bundled-ptxas env TRITON_CACHE_DIR=/tmp/tc1 TORCHINDUCTOR_CACHE_DIR=/tmp/ti1 python3 -c "$compile"
+  timed compile-ptxas-11.7 env TRITON_PTXAS_PATH=/tmp/ptxas-11.7 TRITON_CACHE_DIR=/tmp/tc2 TORCHINDUCTOR_CACHE_DIR=/tmp/ti2 python3 -c "$compile"
+  for f in compile-bundled-ptxas compile-ptxas-11.7; do stamp "$f"; grep -E "ran:|Error|error|ptxas" "$OUT/$f.log" | head -n 6; done
+  ;;
 *)
-  echo "usage: $0 start|profile|doctor|host|speed|finish|collect|parallel" >&2; exit 2 ;;
+  echo "usage: $0 start|profile|doctor|host|speed|finish|collect|parallel|apps|carriers" >&2; exit 2 ;;
 esac

@@ -16,6 +16,11 @@ import time
 import traceback
 import warnings
 
+# Run with -c, the working directory comes first on sys.path: a folder there named like a package (Ray
+# leaves /tmp/ray behind) would be imported in its place. Nothing is imported from it.
+if sys.path and sys.path[0] == "":
+    del sys.path[0]
+
 RESULT_MARK = "IMAGEMATRIX-PROBE-RESULT "
 
 

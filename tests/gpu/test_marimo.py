@@ -77,7 +77,11 @@ def test_marimo_notebook_runs_headless_and_exports(tmp_path, gpu):
         html.exists() and html.stat().st_size > 1000,
         f"`marimo export html` wrote no page:\n{out[-2000:]}",
     )
-    print(f"exported {html.stat().st_size} bytes of HTML")
+    page = html.read_text(errors="replace")
+    ensure("imagematrix-marimo total=12.0" in page, "the exported page holds no output of the notebook's cells")
+    if gpu.ok:  # the export ran the cells in marimo's own runtime: torch saw the GPU there too
+        ensure("cuda=True" in page, f"the notebook, run by `marimo export html`, did not see the GPU:\n{page[-2000:]}")
+    print(f"exported {html.stat().st_size} bytes of HTML, the cells' output in it")
 
 
 def _free_port() -> int:

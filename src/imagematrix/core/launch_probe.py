@@ -1,13 +1,15 @@
-"""Load a shared object's device code on the GPU and launch one kernel of it, through libcuda alone.
+"""Load a file's device code on the GPU and launch one kernel of it, through libcuda alone.
 
 Stdlib only (ctypes): it runs inside any image with a Python, the way `invoke doctor` runs
-``driver_probe``. For each file: the ELF section ``.nv_fatbin`` (the fat binary nvcc embeds) is handed
-to ``cuModuleLoadData``, which picks the SASS for this GPU or JIT-compiles its PTX; then the kernel
+``driver_probe``. For each file, its device code is handed to ``cuModuleLoadData``, which picks the
+SASS for this GPU or JIT-compiles its PTX: a host ELF object's section ``.nv_fatbin`` (the fat binary
+nvcc embeds), or the whole file when it is a cubin (an ELF for the CUDA machine), a fat binary (by its
+magic) or PTX text (loaded NUL-terminated, as ``cuModuleLoad`` does); then the kernel
 ``imx_fill`` (the mutants' one kernel) runs once and its output is checked. The driver's answer is the
 measured outcome: 0 (it ran), 209 (CUDA_ERROR_NO_BINARY_FOR_GPU: no kernel image for this GPU), 222
 (CUDA_ERROR_UNSUPPORTED_PTX_VERSION: PTX newer than this driver can JIT) or another CUresult.
 
-    python3 launch_probe.py LIB.so [LIB.so ...]     -> one JSON object per line
+    python3 launch_probe.py FILE [FILE ...]     -> one JSON object per line
 """
 
 from __future__ import annotations
@@ -39,6 +41,25 @@ def section(path: str, name: str = ".nv_fatbin") -> bytes | None:
     return None
 
 
+EM_CUDA = 190
+FATBIN_MAGIC = struct.pack("<I", 0xBA55ED50)
+
+
+def device_code(path: str) -> bytes | None:
+    """What ``cuModuleLoadData`` is given for this file, or None when it holds no device code."""
+    with open(path, "rb") as f:
+        head = f.read(20)
+    if head[:4] == b"\x7fELF" and len(head) >= 20 and struct.unpack_from("<H", head, 18)[0] != EM_CUDA:
+        return section(path)
+    with open(path, "rb") as f:
+        data = f.read()
+    if head[:4] == b"\x7fELF" or head[:4] == FATBIN_MAGIC:
+        return data
+    if b".version" in data[:4096] and b".target" in data[:4096]:
+        return data + b"\0"
+    return None
+
+
 def _error(lib, rc: int) -> str:
     name = ctypes.c_char_p()
     lib.cuGetErrorName(rc, ctypes.byref(name))
@@ -48,9 +69,9 @@ def _error(lib, rc: int) -> str:
 def launch(lib, path: str) -> dict:
     """One file's outcome: {"file", "code", "error", "ok"} (code 0 and the right output: it ran)."""
     out: dict = {"file": path, "code": None, "error": None, "ok": False}
-    blob = section(path)
+    blob = device_code(path)
     if blob is None:
-        out["error"] = "no .nv_fatbin section (no device code)"
+        out["error"] = "no device code (no .nv_fatbin section, cubin, fat binary or PTX)"
         return out
     module = ctypes.c_void_p()
     buf = ctypes.create_string_buffer(blob, len(blob))
