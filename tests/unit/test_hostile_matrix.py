@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from imagematrix.core.errors import MatrixError
-from imagematrix.matrix.load import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES, load_matrix
+from imagematrix.matrix.index import MAX_DEPTH, MAX_NODES
+from imagematrix.matrix.load import MAX_FILE_BYTES, load_matrix
 from imagematrix.matrix.model import tag_template_problem
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,9 +4,11 @@
 - ``imagematrix/__init__.py``, ``core`` and ``testing`` import only the standard library (and the
   package itself) at module level: test containers mount the package into images that have nothing
   else, and a test imports each of them with site-packages hidden;
-- ``matrix`` never imports ``build``, ``testing``, ``reports`` or ``release``;
+- the pipeline's order, read from docs/architecture.md: a module imports only its own tier and the tiers
+  before it, wherever the import is (module level, inside a function, under ``TYPE_CHECKING``);
 - nothing imports ``cli`` (the command layer) but ``cli``;
-- no import cycles between modules; each concept of the image contract is defined once.
+- no import cycles between modules, ``TYPE_CHECKING`` imports included; each concept of the image
+  contract is defined once.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "imagematrix"
+ARCHITECTURE = PACKAGE.parents[1] / "docs" / "architecture.md"
 STDLIB = set(sys.stdlib_module_names) | {"__future__"}
 PACKAGES = ("core", "matrix", "build", "testing", "reports", "release", "oracle", "evidence", "cli")
 # The docker backend of the test runner talks to the engine through the docker SDK, which it imports lazily.
@@ -36,16 +39,25 @@ def _modules() -> dict[str, Path]:
     return {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py")) if "__pycache__" not in p.parts}
 
 
-def _imports(path: Path, top_level_only: bool = False) -> set[str]:
-    """Absolute names a module imports (relative imports resolved)."""
+def _imports(path: Path, top_level_only: bool = False, type_checking: bool = False) -> set[str]:
+    """Absolute names a module imports (relative imports resolved): everywhere, or at module level only
+    (``type_checking``: with the ``if TYPE_CHECKING:`` blocks there). ``from pkg import module`` names
+    the module, not the package."""
     tree = ast.parse(path.read_text())
     here = _module_name(path).split(".")
     package = here if path.name == "__init__.py" else here[:-1]
-    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    if top_level_only:
+        nodes = []
+        for node in tree.body:
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                nodes += node.body if type_checking else []
+            else:
+                nodes.append(node)
+    else:
+        nodes = list(ast.walk(tree))
+    modules = _modules()
     found: set[str] = set()
     for node in nodes:
-        if top_level_only and isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            continue
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -54,14 +66,30 @@ def _imports(path: Path, top_level_only: bool = False) -> set[str]:
                 mod = ".".join([*base, node.module] if node.module else base)
             else:
                 mod = node.module or ""
-            found.add(mod)
-            found |= {f"{mod}.{a.name}" for a in node.names if f"{mod}.{a.name}" in _modules()}
+            submodules = {f"{mod}.{a.name}" for a in node.names if f"{mod}.{a.name}" in modules}
+            found |= submodules
+            if len(submodules) < len(node.names):
+                found.add(mod)
     return found
+
+
+def pipeline_order() -> list[str]:
+    """The tiers in order, as docs/architecture.md states them on its one line that starts with "Order:"."""
+    lines = [line for line in ARCHITECTURE.read_text().splitlines() if line.startswith("Order:")]
+    assert len(lines) == 1, "docs/architecture.md states the order on one line starting with 'Order:'"
+    return re.findall(r"`([\w.]+)`", lines[0])
 
 
 def _tier(name: str) -> str:
     parts = name.split(".")
     return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _rank_tier(name: str) -> str:
+    """The tier a module counts in for the order: its package, ``terminal``, or the package root (its
+    ``__init__`` is the public API, ``__main__`` the command's entry point): ``imagematrix``."""
+    tier = _tier(name)
+    return "imagematrix" if tier in ("__init__", "__main__") else tier
 
 
 def test_the_packages_are_the_ones_the_architecture_names():
@@ -122,13 +150,24 @@ def test_core_and_testing_import_with_site_packages_hidden():
     assert done.stdout.strip() == f"ok {len(names)}"
 
 
-def test_matrix_never_imports_the_stages_after_it():
-    bad = {
-        n: sorted(m for m in _imports(p) if _tier(m) in ("build", "testing", "reports", "release", "cli"))
-        for n, p in _modules().items()
-        if _tier(n) == "matrix"
-    }
-    assert {n: v for n, v in bad.items() if v} == {}
+def test_the_order_covers_every_tier():
+    order = pipeline_order()
+    tiers = {_rank_tier(n) for n in _modules()}
+    assert sorted(order) == sorted(tiers), f"docs/architecture.md's order {order} against the tiers {sorted(tiers)}"
+
+
+def test_every_import_follows_the_pipeline_order():
+    """Lazy imports and TYPE_CHECKING ones too: an import inside a function is still a dependency."""
+    rank = {tier: i for i, tier in enumerate(pipeline_order())}
+    bad = {}
+    for name, path in _modules().items():
+        mine = rank[_rank_tier(name)]
+        later = sorted(
+            m for m in _imports(path) if m.split(".")[0] == "imagematrix" and rank[_rank_tier(m)] > mine
+        )
+        if later:
+            bad[name] = later
+    assert bad == {}
 
 
 def test_nothing_imports_the_command_layer():
@@ -144,7 +183,10 @@ def test_nothing_imports_the_command_layer():
 
 def test_no_import_cycle_between_modules():
     modules = _modules()
-    edges = {n: {m for m in _imports(p, top_level_only=True) if m in modules and m != n} for n, p in modules.items()}
+    edges = {
+        n: {m for m in _imports(p, top_level_only=True, type_checking=True) if m in modules and m != n}
+        for n, p in modules.items()
+    }
     state: dict[str, int] = {}
 
     def visit(node: str, path: list[str]) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from invoke import Collection, Program
 
-from imagematrix import __version__
 from imagematrix.cli import tasks
+from imagematrix.core.version import __version__
 
 program = Program(
     namespace=Collection.from_module(tasks), name="imagematrix", binary="imagematrix", version=__version__

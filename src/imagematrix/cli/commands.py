@@ -92,7 +92,7 @@ def build(p: Plan, v: dict[str, Any]) -> int:
         audit_built(p)
     if v["push_candidates"]:
         from imagematrix.build.engine import docker_client
-        from imagematrix.release.publish import push_candidates
+        from imagematrix.build.candidates import push_candidates
 
         return push_candidates(p, docker_client(), console(), v["push_candidates"])
     return 0

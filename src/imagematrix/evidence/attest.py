@@ -20,8 +20,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from imagematrix import __version__
 from imagematrix.core.errors import ImagematrixError, UsageError
+from imagematrix.core.version import __version__
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://imagematrix.dev/attestation/gpu-test/v1"

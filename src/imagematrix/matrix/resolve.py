@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from imagematrix.core import cron
 from imagematrix.core.contract import FEATURES
 from imagematrix.core.errors import MatrixError, Problem
 from imagematrix.core.reference import MAX_NAME, NAME_RE, TAG_RE, valid_reference
 from imagematrix.matrix import grammar
+from imagematrix.matrix.index import Index
 from imagematrix.matrix.lockfile import LockError, UvLock, read_uv_lock
 from imagematrix.matrix.model import (
     CI,
@@ -38,9 +38,6 @@ from imagematrix.matrix.schema import (
     cron_problem,
     label_problem,
 )
-
-if TYPE_CHECKING:
-    from imagematrix.matrix.load import Index
 
 
 class Resolver:

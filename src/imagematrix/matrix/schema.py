@@ -10,9 +10,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-from imagematrix import __version__
 from imagematrix.core import cron
 from imagematrix.core.contract import FEATURES, LABEL_PREFIX
+from imagematrix.core.version import __version__
 from imagematrix.matrix import grammar
 
 SCHEMA_VERSION = 1

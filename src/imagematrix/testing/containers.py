@@ -288,11 +288,11 @@ def run_in_image(
     digest = None
     if opts.candidates:  # a GPU runner: test what the build host pushed, and keep its digest in the record
         from imagematrix.matrix.render import render_cell
-        from imagematrix.release.publish import PublishError, pull_candidate
+        from imagematrix.build.candidates import RegistryError, pull_candidate
 
         try:
             _, digest = pull_candidate(client, opts.candidates, cell, render_cell(m, cell).input_hash)
-        except PublishError as exc:
+        except RegistryError as exc:
             return done(MISSING, str(exc))
         fixed["digest"] = digest
     try:
