@@ -222,3 +222,36 @@ def test_an_envelope_path_from_a_record_is_read_only_as_a_bounded_regular_file(t
         read_envelope(fifo)  # a FIFO would block forever
     with pytest.raises(UsageError, match="not an envelope file"):
         read_envelope(Path("/dev/zero"))
+
+
+# --- a result reused where a key is configured: its own attestation must verify ------------------------
+
+
+def _reusable(attestation: str | None):
+    from imagematrix.core.records import HistoryEvent
+    from imagematrix.testing.reuse import Reusable
+
+    body = {**RUN, **({"attestation": attestation} if attestation else {})}
+    return Reusable(
+        HistoryEvent.from_json({"kind": "test", "cell": "c", "at": RUN["finished"], "runner": "r", **body}, "")
+    )
+
+
+def test_a_reused_result_needs_an_attestation_the_runs_key_verifies(keys, tmp_path):
+    from imagematrix.testing.containers import Evidence
+
+    evidence = Evidence.load(str(keys["private"]), None)
+    assert evidence.unbacked(None, DIGEST) is None
+    assert "no signed attestation" in (evidence.unbacked(_reusable(None), DIGEST) or "")  # an unsigned "passed" line
+    good, other = tmp_path / "good.intoto.json", tmp_path / "other.intoto.json"
+    good.write_text(json.dumps(signed(keys)))
+    other.write_text(json.dumps(signed(keys, private="other_private")))
+    assert evidence.unbacked(_reusable(str(good)), DIGEST) is None
+    assert "does not verify" in (evidence.unbacked(_reusable(str(other)), DIGEST) or "")
+    assert "does not verify" in (evidence.unbacked(_reusable(str(good)), "sha256:" + "cd" * 32) or "")
+    fifo = tmp_path / "fifo.intoto.json"
+    os.mkfifo(fifo)
+    assert "cannot be read" in (evidence.unbacked(_reusable(str(fifo)), DIGEST) or "")
+    # publish.verify_key alone (no signing key on this runner) asks the same
+    assert "does not verify" in (Evidence.load(None, keys["other"]).unbacked(_reusable(str(good)), DIGEST) or "")
+    assert Evidence.load(None, None).unbacked(_reusable(None), DIGEST) is None  # no key anywhere: nothing asked

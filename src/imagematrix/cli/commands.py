@@ -91,8 +91,8 @@ def build(p: Plan, v: dict[str, Any]) -> int:
     if not v["no_audit"]:
         audit_built(p)
     if v["push_candidates"]:
-        from imagematrix.build.engine import docker_client
         from imagematrix.build.candidates import push_candidates
+        from imagematrix.build.engine import docker_client
 
         return push_candidates(p, docker_client(), console(), v["push_candidates"])
     return 0

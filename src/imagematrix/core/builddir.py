@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from imagematrix.core import platform_os
-from imagematrix.core.errors import DiskWriteError, UsageError
+from imagematrix.core import files, platform_os
+from imagematrix.core.errors import DiskWriteError, ImagematrixError, UsageError
 
 LOCK_FILE = ".build.lock"
 LOGS_DIR = "logs"
@@ -41,8 +41,12 @@ def flocked(path: Path, blocking: bool = True) -> Iterator[typing.BinaryIO]:
     Non-blocking: raises BlockingIOError when another process holds it.
     """
     Path(path).parent.mkdir(parents=True, exist_ok=True)
+    try:  # never a FIFO or a device put where the lock belongs: open() would wait for a writer forever
+        fd = files.open_regular(path, f"the lock {path}", os.O_RDWR | os.O_CREAT)
+    except files.Unreadable as exc:
+        raise ImagematrixError(f"{exc}. Fix: remove it; imagematrix makes its locks itself") from None
     # Unbuffered: a write that fails (a full disk) leaves nothing for close() to fail on again.
-    with open(path, "a+b", buffering=0) as f:
+    with os.fdopen(fd, "a+b", buffering=0) as f:
         platform_os.lock(f, blocking)
         try:
             yield f

@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import os
 import socket
-import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from imagematrix.core import files
 from imagematrix.core.builddir import flocked
 from imagematrix.core.errors import ImagematrixError
 from imagematrix.core.records import HistoryEvent, RecordError
@@ -57,12 +57,14 @@ def append(build_dir: Path, kind: str, cell: str, record: dict[str, Any]) -> Non
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with flocked(path.with_name(HISTORY_LOCK)):
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = files.open_regular(path, f"the history {path}", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
             try:
                 os.write(fd, line.encode())
                 os.fsync(fd)
             finally:
                 os.close(fd)
+    except files.Unreadable as exc:
+        raise HistoryError(f"could not append to it: {exc}. Fix: move it away; status.json has the result") from None
     except OSError as exc:
         raise HistoryError(
             f"could not append to {path}: {exc.strerror}. status.json has the result; free disk space "
@@ -83,17 +85,21 @@ def read(paths: Iterable[Path]) -> tuple[list[HistoryEvent], list[str]]:
     for path in paths:
         path = Path(path)
         try:
-            st = path.stat()
-            if not stat.S_ISREG(st.st_mode):
-                notes.append(f"{path}: not a regular file (a FIFO, a device or a directory): not read")
-                continue
-            with open(path, "rb") as f:
-                if st.st_size > MAX_HISTORY_BYTES:
-                    f.seek(st.st_size - MAX_HISTORY_BYTES)
-                    notes.append(f"{path}: {st.st_size:,} bytes; only its last {MAX_HISTORY_BYTES:,} were read")
-                data = f.read(MAX_HISTORY_BYTES)
+            fd = files.open_regular(path, f"{path}")
         except FileNotFoundError:
             continue
+        except files.Unreadable as exc:
+            notes.append(f"{exc}: not read")
+            continue
+        except OSError as exc:
+            raise HistoryError(f"cannot read {path}: {exc.strerror}") from None
+        try:
+            with os.fdopen(fd, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size > MAX_HISTORY_BYTES:
+                    f.seek(size - MAX_HISTORY_BYTES)
+                    notes.append(f"{path}: {size:,} bytes; only its last {MAX_HISTORY_BYTES:,} were read")
+                data = f.read(MAX_HISTORY_BYTES)
         except OSError as exc:
             raise HistoryError(f"cannot read {path}: {exc.strerror}") from None
         damaged: list[tuple[int, str]] = []

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imagematrix.core import files
 from imagematrix.core.builddir import flocked, mark
 from imagematrix.core.errors import ImagematrixError
 from imagematrix.core.records import SUITES, CellRecord, RecordError, parse_section
@@ -87,18 +88,9 @@ def _damaged(path: Path, why: str) -> StatusError:
 
 
 def read_json_file(path: Path, limit: int, what: str) -> Any:
-    """A JSON file imagematrix wrote earlier, read without trusting it: a regular file within ``limit``
-    bytes, decoded and parsed with every failure (NUL bytes, absurd numbers, deep nesting) a ValueError."""
-    st = path.stat()  # FileNotFoundError is the caller's to handle
-    if not stat.S_ISREG(st.st_mode):
-        raise ValueError(f"{what} is not a regular file (a FIFO, a device or a directory)")
-    if st.st_size > limit:
-        raise ValueError(f"{what} is {st.st_size:,} bytes, more than imagematrix writes ({limit:,})")
-    try:
-        with open(path, "rb") as f:
-            return json.loads(f.read(limit + 1).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: bad JSON, an int over 4,300 digits
-        raise ValueError(f"not valid JSON ({type(exc).__name__}: {str(exc)[:200]})") from None
+    """A JSON file imagematrix wrote earlier, read without trusting it (``files.read_json``): a regular file
+    within ``limit`` bytes, decoded and parsed with every failure a ValueError (``files.Unreadable``)."""
+    return files.read_json(path, "record", what, limit)
 
 
 def _read_doc(build_dir: Path) -> dict[str, Any]:

@@ -1,5 +1,7 @@
-"""Where evidence lives beside the record: ``build/attestations/<cell>.<suite>.intoto.json`` (signed
-results) and ``build/sbom/<cell>.cdx.json`` (the SBOM of what was published)."""
+"""Where evidence lives beside the record: ``build/attestations/<cell>.<suite>.<key>.intoto.json`` (the
+signed result of each run, by the first 16 digits of its reuse key: a later run of the cell never
+overwrites the attestation a reused result points at) and ``build/sbom/<cell>.cdx.json`` (the SBOM of
+what was published)."""
 
 from __future__ import annotations
 
@@ -24,5 +26,6 @@ def write_sbom(build_dir: Path, cell: str, bom: dict[str, Any]) -> Path:
     return _write(Path(build_dir) / SBOM_DIR / f"{cell}.cdx.json", bom)
 
 
-def write_attestation(build_dir: Path, cell: str, suite: str, envelope: dict[str, Any]) -> Path:
-    return _write(Path(build_dir) / ATTESTATIONS_DIR / f"{cell}.{suite}.intoto.json", envelope)
+def write_attestation(build_dir: Path, cell: str, suite: str, key: str, envelope: dict[str, Any]) -> Path:
+    name = f"{cell}.{suite}.{key[:16]}.intoto.json" if key else f"{cell}.{suite}.intoto.json"
+    return _write(Path(build_dir) / ATTESTATIONS_DIR / name, envelope)

@@ -30,7 +30,7 @@ class Answer:
 
 def verify_envelopes(
     envelopes: Iterable[Mapping[str, Any] | Found],
-    key_path: Path,
+    key_path: Path | Any,
     digest: str,
     *,
     cc: str | None = None,
@@ -39,8 +39,9 @@ def verify_envelopes(
     max_age_days: float | None = None,
     run_key: Mapping[str, Any] | None = None,
 ) -> Answer:
-    """The first envelope that holds for everything asked, or why each did not (with where it was found)."""
-    key = attest.public_key(key_path)
+    """The first envelope that holds for everything asked, or why each did not (with where it was found).
+    ``key_path``: a public key file, or a key already read (``attest.public_key``, a signer's public key)."""
+    key = attest.public_key(Path(key_path)) if isinstance(key_path, (str, Path)) else key_path
     refusals: list[str] = []
     found = 0
     for item in envelopes:

@@ -273,7 +273,9 @@ def run_publish(
             )
             continue
         listed = packages.manifest(client, image.id)  # before any push: a failure here leaves the registry untouched
-        digest = push_image(client, image, repo, tags[::-1])  # the immutable tag first: a moving tag never runs ahead of it
+        digest = push_image(
+            client, image, repo, tags[::-1]
+        )  # the immutable tag first: a moving tag never runs ahead of it
         if candidate and digest != candidate.digest:
             raise PublishError(
                 f"{repo} answered digest {digest} for {d.cell}, not the tested candidate's "

@@ -26,13 +26,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from imagematrix.core import status
 from imagematrix.core.builddir import utcnow
 from imagematrix.core.contract import CELL_LABEL, UNPRIVILEGED_UID, UNPRIVILEGED_USER
 from imagematrix.core.errors import ImagematrixError, UsageError
 from imagematrix.core.options import build_command
 from imagematrix.testing import grid as testgrid
 from imagematrix.testing import reuse
+from imagematrix.testing.decide import Action, Decision, decide
 from imagematrix.testing.grid import ERROR, INCOMPATIBLE, MISSING, PASSED, CellResult
 from imagematrix.testing.suite import (
     CACHE_IN,
@@ -263,6 +263,50 @@ def _stream_logs(container, log: Path, echo: bool) -> threading.Thread:
     return t
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What one container did: its exit code (None: it never ran to an end), whether the limit stopped it."""
+
+    code: int | None
+    timed_out: bool
+    seconds: float
+    note: str = ""
+
+
+class TrackedContainer:
+    """One test container from creation to removal (docker-stacks' ``tracked_container`` is the model):
+    created from the spec, started, its log streamed to a file, waited for within the limit, killed
+    past it, and removed by name whatever happens (an interrupt between create and start included)."""
+
+    def __init__(self, client, spec: dict):
+        self.client, self.spec = client, spec
+
+    def run(self, limit: float, log: Path, echo: bool) -> Outcome:
+        import docker
+        import requests
+
+        start, code, timed_out, note = time.monotonic(), None, False, ""
+        try:
+            container = self.client.containers.create(**self.spec)
+            try:
+                container.start()
+            except docker.errors.APIError as exc:
+                note = f"the container did not start: {exc.explanation or exc}"
+            else:
+                pump = _stream_logs(container, log, echo)
+                try:
+                    code = container.wait(timeout=limit)["StatusCode"]
+                except requests.exceptions.RequestException:  # the time limit (or a lost engine)
+                    timed_out = True
+                    with contextlib.suppress(docker.errors.APIError):
+                        container.kill()
+                pump.join(timeout=30)
+        finally:
+            with contextlib.suppress(docker.errors.NotFound):
+                self.client.containers.get(self.spec["name"]).remove(force=True)
+        return Outcome(code, timed_out, time.monotonic() - start, note)
+
+
 def run_in_image(
     client,
     m,
@@ -272,175 +316,180 @@ def run_in_image(
     tools: Callable[[], Path],
     echo: bool = True,
     host: HostFacts | None = None,
+    evidence: Evidence | None = None,
 ) -> CellResult:
+    """One cell: its image found, one decision (``decide``), then the container if it must run, the
+    result signed where a key is configured, and recorded once."""
+    evidence = evidence or Evidence()
+    base = CellResult(cell.id, "", opts.suite.name, "docker", gpu=gpu.label, require_gpu=opts.require_gpu)
+    image, digest, problem = _the_image(client, m, cell, opts)
+    if image is None:
+        return record_result(replace(base, finished=utcnow(), **problem), opts.build_dir)
+    site = tools()
+    host = host or HostFacts()
+    handed = host.handed(gpu)
+    prediction = _prediction(opts.build_dir, image.id, handed, host)
+    key = reuse.Key(
+        digest or image.id,
+        _suite_part(opts, site),
+        reuse.host_part(handed, host.driver, host.driver_cuda, _libcuda(opts.build_dir, image.id)),
+    )
+    lookup = reuse.lookup(opts.build_dir, cell.id, key, opts.reuse_max_age_days) if opts.reuse else None
+    unbacked = evidence.unbacked(lookup.found if lookup else None, digest or image.id)
+    d = decide(prediction, lookup, unbacked, run_anyway=opts.run_anyway, stale=problem.get("note", ""))
+    base = replace(base, image_id=image.id, digest=digest or "", key=key.to_json(), prediction=prediction or {})
+    if d.action is Action.REFUSE:
+        result = _refused(base, d)
+    elif d.action is Action.REUSE:
+        result = _reused(base, d)
+    else:
+        result = _ran(client, image, cell, opts, site, gpu, base, d.notes, echo)
+        if opts.require_gpu:
+            subject = opts.candidates if digest and opts.candidates else cell.ref
+            result = evidence.sign(opts.build_dir, cell.id, result, subject, digest)
+    return record_result(result, opts.build_dir)
+
+
+def _the_image(client, m, cell, opts: Options) -> tuple[Any, str | None, dict]:
+    """The cell's image (pulled by digest from the candidates when asked), its registry digest, and what
+    to record instead when there is none, or a note when it is stale."""
     import docker
-    import requests
 
-    from imagematrix.matrix.render import is_current
+    from imagematrix.matrix.render import is_current, render_cell
 
-    paths = CellPaths.of(opts.build_dir, cell.id)
     rebuild = build_command(opts.matrix, cell.cuda.version, cell.python, cell.target.name)
-    fixed: dict[str, Any] = {"suite": opts.suite.name, "backend": "docker", "gpu": gpu.label}
-
-    def done(state: str, note: str, **extra) -> CellResult:
-        return record_result(CellResult(cell.id, state, note=note, finished=utcnow(), **fixed, **extra), opts.build_dir)
-
     digest = None
     if opts.candidates:  # a GPU runner: test what the build host pushed, and keep its digest in the record
-        from imagematrix.matrix.render import render_cell
         from imagematrix.build.candidates import RegistryError, pull_candidate
 
         try:
             _, digest = pull_candidate(client, opts.candidates, cell, render_cell(m, cell).input_hash)
         except RegistryError as exc:
-            return done(MISSING, str(exc))
-        fixed["digest"] = digest
+            return None, None, {"state": MISSING, "note": str(exc)}
     try:
         image = client.images.get(cell.ref)
     except docker.errors.ImageNotFound:
-        return done(MISSING, f"image {cell.ref} was never built; build it: {rebuild}")
-    labels = image.labels or {}
-    if labels.get(CELL_LABEL) != cell.id:
-        found = labels.get(CELL_LABEL)
-        return done(
-            ERROR,
-            f"{cell.ref} is labelled imagematrix.cell={found!r}, not {cell.id}; rebuild: {rebuild}",
-            image_id=image.id,
-        )
-    notes = []
-    if not is_current(m, cell, labels):
-        notes.append(f"stale: built from other inputs than the matrix renders now ({rebuild})")
-    # One decision per cell before any container: refuse what the oracle predicts to fail on this host,
-    # reuse a passed result of the very same image, suite and host, or run.
-    site = tools()
-    handed = host.handed(gpu) if host else []
-    prediction = _prediction(opts.build_dir, image.id, handed, host)
-    key = reuse.Key(
-        digest or image.id,
-        _suite_part(opts, site),
-        reuse.host_part(
-            handed,
-            host.driver if host else None,
-            host.driver_cuda if host else None,
-            _libcuda(opts.build_dir, image.id),
-        ),
+        return None, None, {"state": MISSING, "note": f"image {cell.ref} was never built; build it: {rebuild}"}
+    found = (image.labels or {}).get(CELL_LABEL)
+    if found != cell.id:
+        note = f"{cell.ref} is labelled imagematrix.cell={found!r}, not {cell.id}; rebuild: {rebuild}"
+        return None, None, {"state": ERROR, "note": note, "image_id": image.id}
+    if not is_current(m, cell, image.labels or {}):
+        return image, digest, {"note": f"stale: built from other inputs than the matrix renders now ({rebuild})"}
+    return image, digest, {}
+
+
+def _refused(base: CellResult, d: Decision) -> CellResult:
+    check = testgrid.Failure("imagematrix::gpu_compatibility", "failure", d.refusal)
+    return replace(
+        base,
+        state=INCOMPATIBLE,
+        note="; ".join((d.refusal, *d.notes)),
+        decision=d.action.value,
+        summary=testgrid.Summary(failed=1, failures=(check,)),
+        finished=utcnow(),
     )
-    fixed.update(key=key.to_json(), prediction=prediction or {}, image_id=image.id)
-    if prediction and prediction["mark"] == "❌" and not opts.run_anyway:
-        check = testgrid.Failure(
-            "imagematrix::gpu_compatibility",
-            "failure",
-            f"predicted to fail here: "
-            f"{'; '.join(prediction['reasons'])}. Fix: {prediction['fix']} (--run-anyway tests it all the same)",
-        )
-        return done(
-            INCOMPATIBLE,
-            f"{check.message}",
-            decision="incompatible",
-            summary=testgrid.Summary(failed=1, failures=(check,)),
-            require_gpu=opts.require_gpu,
-        )
-    if prediction and prediction["mark"] == "⚠️":
-        notes.append(f"predicted ⚠️: {prediction['reasons'][0]}")
-    if opts.reuse:
-        found = reuse.find(opts.build_dir, cell.id, key, opts.reuse_max_age_days)
-        if found is not None:
-            run = found.run
-            reused = testgrid.Summary(passed=run.passed or 0, failed=0, skipped=run.skipped or 0)
-            return done(
-                PASSED,
-                "; ".join([found.describe(), *notes]),
-                decision="reused",
-                summary=reused,
-                require_gpu=bool(run.require_gpu),
-                gpu_info=run.gpu_info.to_json() if run.gpu_info else {},
-                reused_from={"runner": found.event.runner, "finished": run.finished or found.event.at},
-            )
+
+
+def _reused(base: CellResult, d: Decision) -> CellResult:
+    assert d.reused is not None
+    run, event = d.reused.run, d.reused.event
+    return replace(
+        base,
+        state=PASSED,
+        note="; ".join(d.notes),
+        decision=d.action.value,
+        summary=testgrid.Summary(passed=run.passed or 0, failed=0, skipped=run.skipped or 0),
+        require_gpu=bool(run.require_gpu),
+        gpu_info=run.gpu_info.to_json() if run.gpu_info else {},
+        reused_from={"runner": event.runner, "finished": run.finished or event.at},
+        attestation=run.attestation or "",  # the original run's signed result stands for this one too
+        finished=utcnow(),
+    )
+
+
+def _ran(client, image, cell, opts: Options, site: Path, gpu: GpuAccess, base: CellResult, notes, echo) -> CellResult:
+    """The suite in a container of ``image``: the result as the JUnit file and the log judge it."""
+    paths = CellPaths.of(opts.build_dir, cell.id)
     euid = os.geteuid()
     prepare_dirs(paths, owner=CONTAINER_UID if euid == 0 else None)
     name = f"imagematrix-test-{cell.id}-{os.getpid()}-{int(time.time())}"
-    spec = container_spec(
-        image.id,
-        image.attrs.get("Config", {}).get("Env") or [],
-        opts,
-        cell.id,
-        paths,
-        site,
-        gpu,
-        container_user(euid, os.getegid()),
-        name,
-    )
-    print(f"\n==> {cell.id}: {cell.ref} (GPUs: {fixed['gpu']}; limit {opts.limit:.0f}s)", flush=True)
+    env = image.attrs.get("Config", {}).get("Env") or []
+    spec = container_spec(image.id, env, opts, cell.id, paths, site, gpu, container_user(euid, os.getegid()), name)
+    print(f"\n==> {cell.id}: {cell.ref} (GPUs: {gpu.label}; limit {opts.limit:.0f}s)", flush=True)
     print(f"    {docker_run_line(spec)}", flush=True)
-    start = time.monotonic()
-    code, timed_out = None, False
-    try:
-        container = client.containers.create(**spec)
-        try:
-            container.start()
-        except docker.errors.APIError as exc:
-            notes.append(f"the container did not start: {exc.explanation or exc}")
-        else:
-            pump = _stream_logs(container, paths.log, echo)
-            try:
-                code = container.wait(timeout=opts.limit)["StatusCode"]
-            except requests.exceptions.RequestException:  # the time limit (or a lost engine)
-                timed_out = True
-                with contextlib.suppress(docker.errors.APIError):
-                    container.kill()
-            pump.join(timeout=30)
-    finally:
-        # By name: this also covers an interrupt that lands between create() and the assignment.
-        with contextlib.suppress(docker.errors.NotFound):
-            client.containers.get(name).remove(force=True)
+    out = TrackedContainer(client, spec).run(opts.limit, paths.log, echo)
     junit_in = paths.results / JUNIT_NAME
     if junit_in.is_file():
         junit_in.replace(paths.junit)
         os.chown(paths.junit, euid, os.getegid())  # the container's uid wrote it; the result is ours
-    result = judge_files(cell.id, opts, paths, code, timed_out, time.monotonic() - start, note="; ".join(notes))
-    result = record_result(
-        replace(
-            result,
-            image_id=image.id,
-            gpu=fixed["gpu"],
-            digest=digest or "",
-            key=key.to_json(),
-            prediction=prediction or {},
-        ),
-        opts.build_dir,
+    note = "; ".join(n for n in (*notes, out.note) if n)
+    judged = judge_files(cell.id, opts, paths, out.code, out.timed_out, out.seconds, note=note)
+    return replace(
+        judged, image_id=base.image_id, gpu=base.gpu, digest=base.digest, key=base.key, prediction=base.prediction
     )
-    if opts.require_gpu:
-        _attest(opts, cell, f"{opts.candidates}" if digest else cell.ref, digest or image.id, result)
-    return result
 
 
-def _attest(opts: Options, cell, subject: str, digest: str, result: CellResult) -> None:
-    """With a signing key: the signed statement of a GPU run, beside the record (and its path in the record)."""
-    from imagematrix.evidence import attest
-    from imagematrix.evidence.store import write_attestation
+@dataclass(frozen=True)
+class Evidence:
+    """The run's evidence keys, read once before any cell: ``signer`` signs each GPU result (a key
+    configured); ``verify_key`` (the signer's public key, else the matrix's publish.verify_key) must
+    verify the attestation of any result reused."""
 
-    key = attest.signer(opts.signing_key)
-    if key is None:
-        return
-    run = result.record()
-    envelope = attest.sign(
-        attest.statement(subject, digest, cell.id, {**run, "image_id": result.image_id, "suite": result.suite}), key
-    )
-    path = write_attestation(opts.build_dir, cell.id, result.suite, envelope)
-    where = str(path)
-    if subject != cell.ref:  # a candidate tested by digest: the attestation goes beside it, for publish and verify
-        from imagematrix.evidence.registry import RegistryError, attach
+    signer: Any = None
+    verify_key: Any = None
 
+    @classmethod
+    def load(cls, signing_key: str | None, publish_key: Path | None) -> Evidence:
+        from imagematrix.evidence import attest
+
+        signer = attest.signer(signing_key)
+        if signer is not None:
+            return cls(signer, signer.public_key)
+        return cls(None, attest.public_key(publish_key) if publish_key else None)
+
+    def unbacked(self, found: reuse.Reusable | None, digest: str) -> str | None:
+        """Why ``found``'s result is not backed by an attestation this run's key verifies (None: it is,
+        or no key asks for one)."""
+        if self.verify_key is None or found is None:
+            return None
+        from imagematrix.core.errors import UsageError
+        from imagematrix.evidence import verify as check
+
+        run = found.run
+        if not run.attestation:
+            return "its run carries no signed attestation (a key is configured: results must be signed)"
         try:
-            where = attach(subject, digest, [(attest.PREDICATE_TYPE, envelope)])[0]
-        except RegistryError as exc:
-            print(f"    warning: the signed result stays in {path} only: {exc}", flush=True)
-    recorded = status.read_status(opts.build_dir).get(cell.id).suites.get(result.suite)
-    if recorded is not None:
-        status.update_cell(
-            opts.build_dir, cell.id, "suites", {result.suite: {**recorded.to_json(), "attestation": str(path)}}
-        )
-    print(f"    signed: {where} (key {key.public_key.keyid[:12]}, subject {subject}@{digest[:19]})", flush=True)
+            envelopes = check.read_envelope(Path(run.attestation))
+        except UsageError as exc:
+            return f"its attestation cannot be read ({exc})"
+        answer = check.verify_envelopes(envelopes, self.verify_key, digest, suite=run.suite, run_key=run.key)
+        return None if answer.ok else "its attestation does not verify: " + "; ".join(answer.lines)
+
+    def sign(self, build_dir: Path, cell: str, result: CellResult, subject: str, digest: str | None) -> CellResult:
+        """With a signer: the signed statement of a GPU run of ``subject`` (the cell's reference, or the
+        candidates' repository), written beside the record (and attached beside a candidate's digest in its
+        registry); the result then names it."""
+        if self.signer is None:
+            return result
+        from imagematrix.evidence import attest
+        from imagematrix.evidence.store import write_attestation
+
+        subject_digest = digest or result.image_id
+        run = {**result.record(), "image_id": result.image_id, "suite": result.suite}
+        envelope = attest.sign(attest.statement(subject, subject_digest, cell, run), self.signer)
+        path = write_attestation(build_dir, cell, result.suite, str(result.key.get("value", "")), envelope)
+        where = str(path)
+        if digest:  # a candidate tested by digest: the attestation goes beside it, for publish and verify
+            from imagematrix.evidence.registry import RegistryError, attach
+
+            try:
+                where = attach(subject, digest, [(attest.PREDICATE_TYPE, envelope)])[0]
+            except RegistryError as exc:
+                print(f"    warning: the signed result stays in {path} only: {exc}", flush=True)
+        keyid = self.signer.public_key.keyid[:12]
+        print(f"    signed: {where} (key {keyid}, subject {subject}@{subject_digest[:19]})", flush=True)
+        return replace(result, attestation=str(path))
 
 
 @dataclass(frozen=True)
@@ -571,6 +620,7 @@ def run_docker(opts: Options) -> list[CellResult]:
     from imagematrix.matrix.plan import Selection, select_cells
 
     m = load_matrix(opts.matrix)
+    evidence = Evidence.load(opts.signing_key, m.publish_verify_key)  # every key read before any work
     cells = select_cells(
         m,
         Selection.from_options(
@@ -607,7 +657,7 @@ def run_docker(opts: Options) -> list[CellResult]:
         results: list[CellResult] = []
         try:
             for cell in cells:
-                results.append(run_in_image(client, m, cell, opts, gpu, tools, host=host))
+                results.append(run_in_image(client, m, cell, opts, gpu, tools, host=host, evidence=evidence))
         except KeyboardInterrupt:
             if results:
                 testgrid.print_grid(results, opts.suite.name)
@@ -615,7 +665,7 @@ def run_docker(opts: Options) -> list[CellResult]:
         return results
     # N containers at once share the CPUs (measured: 56 s -> 46 s for 3 cells on 32 cores)
     opts = replace(opts, workers=resolve_workers(opts.workers, jobs))
-    return _run_parallel(client, m, cells, opts, gpu, tools, jobs, host)
+    return _run_parallel(client, m, cells, opts, gpu, tools, jobs, host, evidence)
 
 
 def gpu_slots(gpu: GpuAccess, jobs: int) -> list[GpuAccess]:
@@ -627,7 +677,15 @@ def gpu_slots(gpu: GpuAccess, jobs: int) -> list[GpuAccess]:
 
 
 def _run_parallel(
-    client, m, cells, opts: Options, gpu: GpuAccess, tools, jobs: int, host: HostFacts | None = None
+    client,
+    m,
+    cells,
+    opts: Options,
+    gpu: GpuAccess,
+    tools,
+    jobs: int,
+    host: HostFacts | None = None,
+    evidence: Evidence | None = None,
 ) -> list[CellResult]:
     """Up to ``jobs`` cells' containers at once, each holding a GPU slot; results in plan order."""
     import concurrent.futures as cf
@@ -643,7 +701,7 @@ def _run_parallel(
     def one(cell) -> CellResult:
         slot = slots.get()
         try:
-            r = run_in_image(client, m, cell, opts, slot, tools, echo=False, host=host)
+            r = run_in_image(client, m, cell, opts, slot, tools, echo=False, host=host, evidence=evidence)
         finally:
             slots.put(slot)
         s = r.summary

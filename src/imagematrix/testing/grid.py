@@ -111,6 +111,7 @@ class CellResult:
     decision: str = "ran"  # ran, reused (no container), incompatible (predicted to fail here; no container)
     reused_from: dict = field(default_factory=dict)
     prediction: dict = field(default_factory=dict)  # the oracle's verdict for this host
+    attestation: str = ""  # the signed statement of this result (a reused one: its original run's)
 
     @property
     def counts(self) -> str:
@@ -147,6 +148,7 @@ class CellResult:
             "decision": self.decision,
             "reused_from": self.reused_from or None,
             "prediction": self.prediction or None,
+            "attestation": self.attestation or None,
         }
         return {k: v for k, v in out.items() if v not in ("", None)}
 

@@ -11,8 +11,12 @@ The key has three parts, each hashed and each kept in the record so a change say
   it reports, and the libcuda the container loads (the host's driver, or a forward-compatibility copy
   in the image).
 
-Only passed results are reused, never failures or errors, and only from this runner's own history (a
-line merged from another runner is evidence only with a signed attestation: ``evidence``). Stdlib only.
+The newest run with the exact key decides, and only a result that holds up is reused: passed, with
+at least one check passed and none failed or in error, finished at a zone-aware time in the past (a
+few minutes of clock skew allowed) and within the age limit, never itself a reuse; anything else is
+tested again and the grid says why. Where the runner signs or publish verifies, the run's signed
+attestation must verify too (``testing.decide``). Only this runner's own history is read (a line merged
+from another runner is evidence only with a signed attestation: ``evidence``). Stdlib only.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ from imagematrix.core.records import HistoryEvent, SuiteRun
 
 KEY_VERSION = 1
 DEFAULT_MAX_AGE_DAYS = 30
+CLOCK_SKEW = timedelta(
+    minutes=5
+)  # a run finished "in the future" by more than this was not recorded by a clock we trust
 
 
 def _digest(value: Any) -> str:
@@ -104,23 +111,54 @@ class Reusable:
         return f"reused from {self.event.runner}, {self.run.finished or self.event.at}"
 
 
+@dataclass(frozen=True)
+class Lookup:
+    """What the history holds for a cell's exact key: a result to reuse, or why there is none."""
+
+    found: Reusable | None = None
+    why_not: str = ""  # empty when nothing was recorded for the key
+
+
+def why_not_reusable(run: SuiteRun, at: str, max_age_days: float, now: datetime | None = None) -> str | None:
+    """Why a recorded run of the exact key cannot stand for a new one (None: it can)."""
+    now = now or datetime.now(timezone.utc)
+    if run.state != "passed":
+        return f"its last run {run.state}"
+    if run.reused_from:
+        return "its last result was itself reused"
+    passed, failed, errors, skipped = run.passed, run.failed or 0, run.errors or 0, run.skipped or 0
+    if passed is None or passed <= 0 or failed != 0 or errors != 0 or skipped < 0:
+        return f"its record says passed with {passed} passed, {failed} failed, {errors} errors: inconsistent"
+    stamp = run.finished or at
+    finished = parse_time(stamp)
+    if finished is None:
+        return f"its time {stamp[:40]!r} is not an ISO time with a zone"
+    if finished > now + CLOCK_SKEW:
+        return f"it finished {stamp} (in the future by this host's clock)"
+    if now - finished > timedelta(days=max_age_days):
+        return f"it finished {stamp}, more than {max_age_days:g} days ago"
+    return None
+
+
+def lookup(
+    build_dir: Path, cell: str, key: Key, max_age_days: float = DEFAULT_MAX_AGE_DAYS, now: datetime | None = None
+) -> Lookup:
+    """The newest run of ``cell`` with exactly ``key`` in this runner's history, if it can be reused."""
+    events, _ = history.read([history.history_path(build_dir)])
+    for ev in reversed(events):
+        t = ev.test
+        if t is None or ev.cell != cell or (t.key or {}).get("value") != key.value:
+            continue
+        why = why_not_reusable(t, ev.at, max_age_days, now)
+        return Lookup(None, f"not reused: {why}") if why else Lookup(Reusable(ev))
+    return Lookup()
+
+
 def find(
     build_dir: Path, cell: str, key: Key, max_age_days: float = DEFAULT_MAX_AGE_DAYS, now: datetime | None = None
 ) -> Reusable | None:
-    """The newest passed run of ``cell`` with exactly ``key``, in this runner's history, younger than the limit."""
-    events, _ = history.read([history.history_path(build_dir)])
-    now = now or datetime.now(timezone.utc)
-    for ev in reversed(events):
-        t = ev.test
-        if t is None or ev.cell != cell or t.state != "passed" or t.reused_from:
-            continue
-        if (t.key or {}).get("value") != key.value:
-            continue
-        finished = _parse(t.finished or ev.at)
-        if finished is None or now - finished > timedelta(days=max_age_days):
-            continue
-        return Reusable(ev)
-    return None
+    """The newest run of ``cell`` with exactly ``key``, when it is a result that holds up."""
+    return lookup(build_dir, cell, key, max_age_days, now).found
 
 
 def changed_parts(old: Mapping[str, str] | None, key: Key) -> list[str]:
@@ -130,8 +168,10 @@ def changed_parts(old: Mapping[str, str] | None, key: Key) -> list[str]:
     return [p for p, v in key.parts.items() if old.get(p) != v]
 
 
-def _parse(stamp: str) -> datetime | None:
+def parse_time(stamp: str) -> datetime | None:
+    """A zone-aware ISO time, or None (no zone, not a time, or an absurd one)."""
     try:
-        return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
+        when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except (ValueError, OverflowError):
         return None
+    return when if when.tzinfo is not None else None
