@@ -31,7 +31,7 @@ from imagematrix.core import status
 from imagematrix.core.builddir import utcnow
 from imagematrix.core.contract import INPUT_HASH_LABEL
 from imagematrix.core.errors import ImagematrixError
-from imagematrix.core.records import CellRecord
+from imagematrix.core.records import Candidate, CellRecord, SuiteRun
 from imagematrix.core.text import fmt_bytes
 from imagematrix.matrix.plan import BuildStep, Plan
 from imagematrix.reports import packages
@@ -52,10 +52,23 @@ class Decision:
     image_id: str | None = None
 
 
-def decide(step: BuildStep, image, record: CellRecord, required: tuple[str, ...]) -> Decision:
-    """Whether ``step``'s cell may be promoted, from its local image and its record (a damaged record
-    section reads as absent: untested)."""
+def decide(
+    step: BuildStep,
+    image,
+    record: CellRecord,
+    required: tuple[str, ...],
+    *,
+    candidates: str | None = None,
+    unbacked: str | None = None,
+) -> Decision:
+    """Whether ``step``'s cell may be promoted: every gate, in order, from facts gathered before (a damaged
+    record section reads as absent: untested). ``candidates``: promote the candidate pushed there, only if
+    the required runs tested its digest. ``unbacked``: why no attestation by ``publish.verify_key`` backs
+    the required results (None: they are backed, or no key is set)."""
     cid = step.cell.id
+    candidate = record.candidate if candidates else None
+    if candidates and candidate is None:
+        return Decision(cid, False, f"no candidate was pushed (invoke build --push-candidates {candidates})")
     if image is None:
         return Decision(cid, False, f"never built here: no image {step.cell.ref} (invoke build)")
     if image.labels.get(INPUT_HASH_LABEL) != step.rendered.input_hash:
@@ -65,25 +78,34 @@ def decide(step: BuildStep, image, record: CellRecord, required: tuple[str, ...]
             "stale: matrix.yaml or a fragment changed since this image was built (invoke build, then test it)",
         )
     for name in required:
-        run = record.suites.get(name)
-        if run is None:
+        why = _untested(record.suites.get(name), name, image.id, step.cell.python)
+        if why:
+            return Decision(cid, False, why)
+    if candidate is not None:
+        tested = {record.suites[n].digest for n in required}
+        if tested != {candidate.digest}:
+            shown = ", ".join(sorted(str(t)[:19] if t else "a local image" for t in tested))
             return Decision(
                 cid,
                 False,
-                f"untested: no {name} run recorded (imagematrix test --suite {name} "
-                f"--python {step.cell.python} --require-gpu)",
+                f"its GPU runs did not test candidate {candidate.digest[:19]} by digest (they tested {shown}): "
+                f"test the candidate (--candidates {candidate.repository})",
             )
-        if run.image_id != image.id:
-            return Decision(
-                cid,
-                False,
-                f"its {name} run tested another image ({str(run.image_id)[:19]}), not {image.id[:19]}: test this one",
-            )
-        if run.state != "passed":
-            return Decision(cid, False, f"its {name} run {run.state} ({run.finished or '?'})")
-        if not run.on_gpu:
-            return Decision(cid, False, f"its {name} run was not on a GPU (--require-gpu): GPU checks may have skipped")
+    if unbacked:
+        return Decision(cid, False, unbacked)
     return Decision(cid, True, f"{' and '.join(required)} passed on this image with a GPU", image.id)
+
+
+def _untested(run: SuiteRun | None, name: str, image_id: str, python: str) -> str | None:
+    if run is None:
+        return f"untested: no {name} run recorded (imagematrix test --suite {name} --python {python} --require-gpu)"
+    if run.image_id != image_id:
+        return f"its {name} run tested another image ({str(run.image_id)[:19]}), not {image_id[:19]}: test this one"
+    if run.state != "passed":
+        return f"its {name} run {run.state} ({run.finished or '?'})"
+    if not run.on_gpu:
+        return f"its {name} run was not on a GPU (--require-gpu): GPU checks may have skipped"
+    return None
 
 
 def big_layers(image) -> list[str]:
@@ -195,138 +217,122 @@ def run_publish(
     candidates: str | None = None,
     signer=None,
 ) -> int:
-    """Promote every cell that passes the gate; 1 if any was refused. With ``candidates``, what is
-    promoted is the candidate's digest, and only if the required runs tested that digest."""
-    from docker.errors import ImageNotFound
-
-    from imagematrix.evidence.registry import RegistryError, attestations_of
-
+    """Promote every cell that passes the gate (``decide``); 1 if any was refused. With ``candidates``,
+    what is promoted is the candidate's digest, and only if the required runs tested that digest."""
     records = status.read_status(plan.build_dir)
     if records.warning():
         console.print(f"warning: {records.warning()}", markup=False, highlight=False)
     refused = 0
     for step in plan.steps:
         record = records.get(step.cell.id)
-        candidate = record.candidate if candidates else None
-        if candidates and not candidate:
-            refused += 1
-            console.print(
-                f"refused {step.cell.id}: no candidate was pushed (invoke build --push-candidates {candidates})",
-                markup=False,
-                highlight=False,
-            )
-            continue
-        if candidate:  # the digest a GPU runner tested, from the registry: no rebuild, no local copy needed
-            image, _ = pull_candidate(client, candidate.repository, step.cell, step.rendered.input_hash)
-        else:
-            try:
-                image = client.images.get(step.cell.ref)
-            except ImageNotFound:
-                image = None
-        d = decide(step, image, record, required)
-        if d.ok and candidate:
-            tested = {record.suites[n].digest for n in required}
-            if tested != {candidate.digest}:
-                d = Decision(
-                    d.cell,
-                    False,
-                    f"its GPU runs did not test candidate {candidate.digest[:19]} by digest "
-                    f"(they tested {', '.join(sorted(str(t)[:19] if t else 'a local image' for t in tested))}): test "
-                    "the candidate "
-                    f"(--candidates {candidate.repository})",
-                )
-        if d.ok and plan.matrix.publish_verify_key:
-            envelopes = None
-            if candidate:
-                try:
-                    envelopes = attestations_of(f"{candidate.repository}@{candidate.digest}")[1]
-                except RegistryError as exc:
-                    d = Decision(d.cell, False, f"its attestations cannot be read: {exc}")
-            if d.ok:
-                why = unbacked(
-                    record,
-                    required,
-                    candidate.digest if candidate else image.id,
-                    plan.matrix.publish_verify_key,
-                    plan.matrix.publish_max_age_days,
-                    envelopes,
-                )
-                d = Decision(d.cell, False, why) if why else d
+        image = _image(client, step, record, candidates)
+        unbacked = _unbacked(plan, record, required, image, candidates) if plan.matrix.publish_verify_key else None
+        d = decide(step, image, record, required, candidates=candidates, unbacked=unbacked)
         if not d.ok:
             refused += 1
             console.print(f"refused {d.cell}: {d.reason}", markup=False, highlight=False)
             continue
-        repo = repository or step.cell.image
-        tags = [step.cell.tag, immutable_tag(step.cell.tag, step.rendered.input_hash)]
-        for layer in big_layers(image):
-            console.print(
-                f"warning {d.cell}: a layer over 10 GB ({layer}); GHCR refuses those. Split the environment "
-                "copy (several COPY steps) or slim the environment",
-                markup=False,
-                highlight=False,
-            )
-        if dry_run:
-            console.print(
-                f"would publish {d.cell}: {image.id[:19]} as {', '.join(f'{repo}:{t}' for t in tags)} ({d.reason})",
-                markup=False,
-                highlight=False,
-            )
-            continue
-        listed = packages.manifest(client, image.id)  # before any push: a failure here leaves the registry untouched
-        digest = push_image(
-            client, image, repo, tags[::-1]
-        )  # the immutable tag first: a moving tag never runs ahead of it
-        if candidate and digest != candidate.digest:
-            raise PublishError(
-                f"{repo} answered digest {digest} for {d.cell}, not the tested candidate's "
-                f"{candidate.digest}: the registry rewrote the manifest; nothing more was recorded"
-            )
-        document = {
-            "image": f"{repo}@{digest}",
-            "cell": d.cell,
-            "tags": tags,
-            "image_id": image.id,
-            "suites": {n: record.suites[n].to_json() for n in required},
-            "packages": listed,
-        }
-        record_tag = tags[1] + RECORD_SUFFIX
-        push_record(client, repo, record_tag, document)
-        published = {
-            "repository": repo,
-            "tags": tags,
-            "digest": digest,
-            "image_id": image.id,
-            "published": utcnow(),
-            "record_tag": record_tag,
-            **({"candidate": candidate.digest} if candidate else {}),
-        }
-        status.update_cell(plan.build_dir, d.cell, SECTION, published, replace=True)
-        console.print(
-            f"published {d.cell}: {repo}@{digest} as {', '.join(tags)}; its test record and packages: "
-            f"{repo}:{record_tag}",
-            markup=False,
-            highlight=False,
-        )
-        if signer is not None:
-            evidence = attest_release(
-                plan.build_dir, repo, digest, d.cell, {n: record.suites[n] for n in required}, listed, signer
-            )
-            status.update_cell(plan.build_dir, d.cell, SECTION, {**published, **evidence}, replace=True)
-            console.print(
-                f"signed {d.cell}: {len(required)} test result(s) and an SBOM of {evidence['sbom_packages']} "
-                f"packages, in {evidence['attestations'][0].rsplit(',', 1)[0]}",
-                markup=False,
-                highlight=False,
-            )
+        candidate = record.candidate if candidates else None
+        promote(plan, step, d, image, record, candidate, required, client, console, repository, dry_run, signer)
     if len(plan.matrix.platforms) > 1 and not dry_run:
         for line in publish_indexes(plan, repository):
             console.print(line, markup=False, highlight=False)
+    dry = " (dry run)" if dry_run else ""
     console.print(
-        f"publish: {len(plan.steps) - refused} promoted{' (dry run)' if dry_run else ''}, {refused} refused",
-        markup=False,
-        highlight=False,
+        f"publish: {len(plan.steps) - refused} promoted{dry}, {refused} refused", markup=False, highlight=False
     )
     return 1 if refused else 0
+
+
+def _image(client, step: BuildStep, record: CellRecord, candidates: str | None):
+    """The image to promote: the candidate's (pulled by digest: no rebuild, no local copy needed), or the
+    local one; None when there is none."""
+    from docker.errors import ImageNotFound
+
+    candidate = record.candidate if candidates else None
+    if candidates and candidate is None:
+        return None
+    if candidate is not None:
+        return pull_candidate(client, candidate.repository, step.cell, step.rendered.input_hash)[0]
+    try:
+        return client.images.get(step.cell.ref)
+    except ImageNotFound:
+        return None
+
+
+def _unbacked(plan: Plan, record: CellRecord, required: tuple[str, ...], image, candidates: str | None) -> str | None:
+    """Why publish.verify_key backs no required result (None: each is backed, or an earlier gate refuses)."""
+    from imagematrix.evidence.registry import RegistryError, attestations_of
+
+    candidate = record.candidate if candidates else None
+    if image is None or any(n not in record.suites for n in required):
+        return None  # decide refuses it earlier, with its own reason
+    envelopes = None
+    if candidate is not None:
+        try:
+            envelopes = attestations_of(f"{candidate.repository}@{candidate.digest}")[1]
+        except RegistryError as exc:
+            return f"its attestations cannot be read: {exc}"
+    digest = candidate.digest if candidate else image.id
+    assert plan.matrix.publish_verify_key is not None
+    return unbacked(
+        record, required, digest, plan.matrix.publish_verify_key, plan.matrix.publish_max_age_days, envelopes
+    )
+
+
+def promote(
+    plan: Plan,
+    step: BuildStep,
+    d: Decision,
+    image,
+    record: CellRecord,
+    candidate: Candidate | None,
+    required: tuple[str, ...],
+    client,
+    console: Console,
+    repository: str | None,
+    dry_run: bool,
+    signer,
+) -> None:
+    """Push one cell that passed the gate under its tags, its record image beside it and, with a signer,
+    its evidence; the publish record written once."""
+
+    def say(line: str) -> None:
+        console.print(line, markup=False, highlight=False)
+
+    repo = repository or step.cell.image
+    tags = [step.cell.tag, immutable_tag(step.cell.tag, step.rendered.input_hash)]
+    for layer in big_layers(image):
+        say(
+            f"warning {d.cell}: a layer over 10 GB ({layer}); GHCR refuses those. Split the environment copy "
+            "(several COPY steps) or slim the environment"
+        )
+    if dry_run:
+        return say(f"would publish {d.cell}: {image.id[:19]} as {', '.join(f'{repo}:{t}' for t in tags)} ({d.reason})")
+    listed = packages.manifest(client, image.id)  # before any push: a failure here leaves the registry untouched
+    digest = push_image(client, image, repo, tags[::-1])  # the immutable tag first: never behind a moving one
+    if candidate and digest != candidate.digest:
+        raise PublishError(
+            f"{repo} answered digest {digest} for {d.cell}, not the tested candidate's "
+            f"{candidate.digest}: the registry rewrote the manifest; nothing more was recorded"
+        )
+    runs = {n: record.suites[n] for n in required}
+    document = {"image": f"{repo}@{digest}", "cell": d.cell, "tags": tags, "image_id": image.id}
+    document |= {"suites": {n: r.to_json() for n, r in runs.items()}, "packages": listed}
+    record_tag = tags[1] + RECORD_SUFFIX
+    push_record(client, repo, record_tag, document)
+    published = {"repository": repo, "tags": tags, "digest": digest, "image_id": image.id, "published": utcnow()}
+    published |= {"record_tag": record_tag, **({"candidate": candidate.digest} if candidate else {})}
+    say(f"published {d.cell}: {repo}@{digest} as {', '.join(tags)}; its test record and packages: {repo}:{record_tag}")
+    try:
+        if signer is not None:
+            published |= attest_release(plan.build_dir, repo, digest, d.cell, runs, listed, signer)
+            say(
+                f"signed {d.cell}: {len(required)} test result(s) and an SBOM of {published['sbom_packages']} "
+                f"packages, in {published['attestations'][0].rsplit(',', 1)[0]}"
+            )
+    finally:  # published, signed or not: the record says so before any error travels on
+        status.update_cell(plan.build_dir, d.cell, SECTION, published, replace=True)
 
 
 def index_groups(plan: Plan) -> dict[str, list[BuildStep]]:
