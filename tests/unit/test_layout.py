@@ -162,9 +162,7 @@ def test_every_import_follows_the_pipeline_order():
     bad = {}
     for name, path in _modules().items():
         mine = rank[_rank_tier(name)]
-        later = sorted(
-            m for m in _imports(path) if m.split(".")[0] == "imagematrix" and rank[_rank_tier(m)] > mine
-        )
+        later = sorted(m for m in _imports(path) if m.split(".")[0] == "imagematrix" and rank[_rank_tier(m)] > mine)
         if later:
             bad[name] = later
     assert bad == {}

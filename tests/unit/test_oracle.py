@@ -143,9 +143,9 @@ def test_the_audit_of_an_image_without_device_code_is_recorded(tmp_path):
 
 def test_paths_from_an_image_reach_the_terminal_without_control_characters():
     """Object paths are the image's own file names: an escape sequence in one must not reach the terminal."""
-    from imagematrix.cli.commands import audit_lines
     from imagematrix.oracle.audit import Audit
     from imagematrix.oracle.gpus import gpu
+    from imagematrix.reports.audit_view import audit_lines
 
     hostile = "/opt/venv/lib/\x1b]0;pwned\x07libx\x1b[2J.so"
     doc = {"objects": [{"path": hostile, "sass": ["sm_80"], "ptx": [], "kernels": 1}], "libraries": {}}

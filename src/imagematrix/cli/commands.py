@@ -4,7 +4,6 @@ options and calls these."""
 from __future__ import annotations
 
 import json
-import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from imagematrix import terminal as output
 from imagematrix.build.buildkit import BuildOptions
 from imagematrix.core import status
 from imagematrix.core.builddir import build_lock
-from imagematrix.core.errors import UsageError
+from imagematrix.core.errors import ImagematrixError, UsageError
 from imagematrix.core.text import printable
 from imagematrix.matrix.load import load_matrix
 from imagematrix.matrix.model import Matrix
@@ -23,6 +22,7 @@ from imagematrix.matrix.plan import Plan, Selection, excluded_lines, make_plan, 
 from imagematrix.matrix.render import render_cell, write_context
 from imagematrix.matrix.schema import matrix_json_schema
 from imagematrix.reports import sizes, status_view
+from imagematrix.reports.sizes_view import print_sizes
 from imagematrix.terminal import styled
 
 console = output.console
@@ -101,41 +101,23 @@ def build(p: Plan, v: dict[str, Any]) -> int:
 def audit_built(p: Plan) -> None:
     """After a build: audit each selected cell whose image the record has no audit of yet (an image that
     did not change keeps its audit). A failed audit is a warning; the build stands."""
-    from docker.errors import ImageNotFound
-
     from imagematrix.build.engine import docker_client
-    from imagematrix.core import status
-    from imagematrix.core.errors import ImagematrixError
-    from imagematrix.oracle.audit import audit_image, save
+    from imagematrix.oracle.audit import audit_and_record, unaudited
     from imagematrix.oracle.predict import coverage_line
 
     client, out = docker_client(), console()
-    records = status.read_status(p.build_dir)
-    for step in p.steps:
+    for cell, image in unaudited(client, p.build_dir, [s.cell for s in p.steps]):
         try:
-            image = client.images.get(step.cell.ref)
-        except ImageNotFound:
-            continue  # failed or blocked: the build's own lines said so
-        audited = records.get(step.cell.id).audit
-        if audited is not None and audited.image_id == image.id:
-            continue
-        try:
-            result = audit_image(client, image.id, p.build_dir)
-            save(result, p.build_dir)
-            summary = result.summary()
-            status.update_cell(p.build_dir, step.cell.id, "audit", summary, replace=True)
+            result = audit_and_record(client, image.id, p.build_dir, cell.id)
         except ImagematrixError as exc:
-            out.print(
-                f"audit {step.cell.id}: not audited ({printable(exc, 600)}); `imagematrix audit` retries",
-                markup=False,
-                highlight=False,
-            )
+            say(out, f"audit {cell.id}: not audited ({printable(exc, 600)}); `imagematrix audit` retries")
             continue
-        out.print(
-            f"audit {step.cell.id}: {printable(coverage_line(summary), 600)} ({result.seconds:.1f}s)",
-            markup=False,
-            highlight=False,
-        )
+        say(out, f"audit {cell.id}: {printable(coverage_line(result.summary()), 600)} ({result.seconds:.1f}s)")
+
+
+def say(out, line: str) -> None:
+    """One line of plain text: no markup, no highlighting (values come from files and images)."""
+    out.print(line, markup=False, highlight=False)
 
 
 def bake(p: Plan, ca_cert: str | None) -> int:
@@ -239,80 +221,13 @@ def print_dry_run(p: Plan, options: BuildOptions, force: bool = False) -> int:
 # --- invoke sizes ------------------------------------------------------------------------
 
 
-def _print_sizes(reports: list[sizes.CellReport], console) -> None:
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(title="image sizes (decimal GB, as `docker images`)", title_justify="left")
-    for col in ("cell", "size", "budget", "state", "vs devel", "env", "layer overhead", "biggest directory"):
-        table.add_column(col, no_wrap=True)
-    style = {"ok": "green", "over": "bold red", "missing": "yellow", "no budget": "dim"}
-    for r in reports:
-        meas, b = r.meas, r.cell.target.budget_gb
-        saved = "-"
-        if r.parent and not r.parent.get("missing"):
-            saved = (
-                f"-{sizes.fmt_bytes(r.parent['saved_bytes'])}"
-                if r.parent["saved_bytes"] >= 0
-                else f"+{sizes.fmt_bytes(-r.parent['saved_bytes'])}"
-            )
-        elif r.parent:
-            saved = "devel not built"
-        top = "-"
-        if meas and meas.dirs:
-            d, n = meas.dirs[0]
-            top = f"{sizes.short_path(d, meas.site_dirs)} {sizes.fmt_bytes(n)}"
-        table.add_row(
-            r.cell.id,
-            sizes.fmt_bytes(meas.size_bytes) if meas else "-",
-            f"{b:g} GB" if b is not None else "-",
-            Text(r.verdict.state, style=style.get(r.verdict.state, "")),
-            saved,
-            sizes.fmt_bytes(meas.env_bytes) if meas else "-",
-            sizes.fmt_bytes(meas.layer_overhead_bytes) if meas else "-",
-            top,
-        )
-    console.print(table)
-    for r in reports:
-        meas = r.meas
-        if meas is None:
-            console.print(
-                styled(("missing", "yellow"), f" {r.cell.id}: {r.cell.ref} was never built; build it: {r.rebuild}"),
-                soft_wrap=True,
-            )
-            continue
-        console.print(styled("\n", (r.cell.id, "bold"), f" {r.cell.ref}: {r.verdict.summary}"))
-        console.print("  buckets: " + " · ".join(f"{k} {sizes.fmt_bytes(v)}" for k, v in meas.buckets.items() if v))
-        for i, layer in enumerate(meas.layers):
-            console.print(
-                f"  {'layers:' if i == 0 else '':8} {sizes.fmt_bytes(layer['bytes']):>8}  {layer['command']}",
-                soft_wrap=True,
-            )
-        for i, (d, n) in enumerate(meas.dirs):
-            console.print(
-                f"  {'dirs:' if i == 0 else '':8} {sizes.fmt_bytes(n):>8}  {sizes.short_path(d, meas.site_dirs)}"
-            )
-        p = r.parent
-        if p and p.get("missing"):
-            console.print(f"  vs devel: {p['cell']} was never built ({p['build']})")
-        elif p:
-            moved = ", ".join(f"{k} {sizes.fmt_bytes(v)}" for k, v in p["buckets_saved"].items() if abs(v) >= 1e6)
-            console.print(
-                f"  vs devel: {p['cell']} {sizes.fmt_bytes(p['size_bytes'])} -> {sizes.fmt_bytes(meas.size_bytes)}: "
-                f"saves {sizes.fmt_bytes(p['saved_bytes'])} (env {sizes.fmt_bytes(p['env_saved_bytes'])}; by bucket: "
-                f"{moved or 'none'})"
-            )
-        for note in meas.notes:
-            console.print(f"  note: {note}")
-
-
 def sizes_report(matrix: str, sel: Selection, build_dir: Path, top: int = 5, plot: bool = True) -> int:
     """`invoke sizes`: measure, record, print, plot; 1 when an image is over its budget."""
     out = console()
     m = load(matrix)
     cells = select_cells(m, sel)
     reports = sizes.measure_cells(m, cells, Path(build_dir), sizes.Prober(sizes._client(), top), matrix)
-    _print_sizes(reports, out)
+    print_sizes(reports, out)
     if plot:
         from imagematrix.reports.sizeplot import PLOT_PATH, plot_records
 
@@ -370,34 +285,16 @@ def report(matrix: str | Path, sel: Selection, build_dir: Path, merge: list[Path
 
 def diff_packages(refs: list[str]) -> int:
     """What two builds' images (or SBOM files) differ in, package by package (Python distributions, Debian packages)."""
-    from imagematrix.build.engine import docker_client
     from imagematrix.reports import packages
 
     if len(refs) != 2:
         raise UsageError(f"--diff-packages takes two images, OLD then NEW (got {len(refs)})")
-    client = None
-
-    def listing(ref: str) -> dict:
-        nonlocal client
-        if ref.endswith(".json") and Path(ref).is_file():  # an SBOM that publish wrote (build/sbom/<cell>.cdx.json)
-            from imagematrix.core.status import read_json_file
-            from imagematrix.evidence.sbom import packages_of
-
-            try:
-                doc = read_json_file(Path(ref), 64 << 20, ref)
-            except ValueError as exc:
-                raise UsageError(f"{ref} is not an SBOM: {exc}") from None
-            if not isinstance(doc, dict) or doc.get("bomFormat") != "CycloneDX":
-                raise UsageError(f"{ref} is not a CycloneDX SBOM (no bomFormat: CycloneDX)")
-            return packages_of(doc)
-        client = client or docker_client()
-        return packages.manifest(client, ref)
-
-    lines = packages.diff(listing(refs[0]), listing(refs[1]))
+    listings = packages.listings(refs)
+    lines = packages.diff(*listings)
     out = console()
-    out.print(f"packages {refs[0]} -> {refs[1]}: {len(lines)} difference(s)", markup=False, highlight=False)
+    say(out, f"packages {refs[0]} -> {refs[1]}: {len(lines)} difference(s)")
     for line in lines:
-        out.print(line, markup=False, highlight=False)
+        say(out, line)
     return 0
 
 
@@ -426,71 +323,25 @@ def audit(
     matrix: str, sel: Selection, build_dir: Path, images: tuple[str, ...], gpu: str | None, driver: str | None
 ) -> int:
     """Audit the selected cells' images (recorded), or any image references (printed); with --gpu and
-    --driver, the verdict for that GPU and driver; else the catalogue in a line per GPU."""
+    --driver, the verdict for that GPU and driver; else the catalogue in a line per GPU. 1 when the
+    verdict asked for is ❌."""
     from imagematrix.build.engine import docker_client
-    from imagematrix.core import status
     from imagematrix.oracle import gpus
-    from imagematrix.oracle.audit import audit_image, save
+    from imagematrix.oracle.audit import audit_and_record, built
+    from imagematrix.reports.audit_view import audit_lines
 
-    if bool(gpu) != bool(driver):
-        raise UsageError("--gpu and --driver go together (e.g. --gpu H100 --driver 580.159.04)")
-    try:
-        target = gpus.gpu(gpu) if gpu else None
-    except KeyError:
-        raise UsageError(
-            f"--gpu {gpu!r}: not in the catalogue ({', '.join(g.name for g in gpus.GPUS)}) and not a "
-            "compute capability such as 9.0"
-        ) from None
-    if driver and not re.fullmatch(r"\d{3}(\.\d{1,3}){0,2}", driver):
-        raise UsageError(f"--driver {driver!r}: a driver version such as 580.159.04, or a branch such as 580")
-    client = docker_client()
-    todo: list[tuple[str, str, Any]] = []
-    if images:
-        todo = [(ref, ref, None) for ref in images]
-    else:
-        from docker.errors import ImageNotFound
-
-        for cell in select_cells(load(matrix), sel):
-            try:
-                client.images.get(cell.ref)
-            except ImageNotFound:
-                console().print(f"{cell.id}: not built ({cell.ref}); nothing to audit", markup=False, highlight=False)
-                continue
-            todo.append((cell.id, cell.ref, cell))
-    out, worst = console(), 0
+    target, driver = gpus.asked(gpu, driver)
+    client, out, worst = docker_client(), console(), 0
+    todo = [(ref, ref, None) for ref in images]
+    if not images:
+        cells = select_cells(load(matrix), sel)
+        todo = [(c.id, c.ref, c.id) for c in built(client, cells, lambda line: say(out, line))]
     for label, ref, cell in todo:
-        result = audit_image(client, ref, build_dir)
-        save(result, build_dir)
-        summary = result.summary()
-        if cell is not None:
-            status.update_cell(build_dir, cell.id, "audit", summary, replace=True)
-        lines, fails = audit_lines(label, result, target, driver)
+        lines, fails = audit_lines(label, audit_and_record(client, ref, build_dir, cell), target, driver)
         worst = max(worst, int(fails))
         for line in lines:
-            out.print(line, markup=False, highlight=False)
+            say(out, line)
     return worst
-
-
-def audit_lines(label: str, result, target=None, driver: str | None = None) -> tuple[list[str], bool]:
-    """What `imagematrix audit` prints for one image, and whether the verdict asked for is ❌. Paths and
-    reasons come from the image's own files: each goes through ``printable``."""
-    from imagematrix.oracle.predict import FAILS, coverage_line, predict, reach
-
-    summary = result.summary()
-    counts = summary.get("counts") or {}
-    lines = [
-        f"{printable(label, 300)}: {printable(coverage_line(summary), 600)} ({result.how}, {result.seconds:.1f}s; "
-        f"{counts.get('cached', 0)} of {counts.get('objects', 0)} from the cache)"
-    ]
-    if target is not None and driver:
-        v = predict(result.doc, target, driver)
-        lines.append(
-            f"  {target.name} ({target.sm}), driver {driver}: {v.mark} {printable('; '.join(v.reasons), 1000)}"
-        )
-        if v.fix and v.mark != "✅":
-            lines.append(f"  fix: {printable(v.fix, 600)}")
-        return lines, v.mark == FAILS
-    return lines + [f"  {name:<9} {reach(row)}" for name, row in summary["prediction"].items()], False
 
 
 # --- evidence: keygen, verify ------------------------------------------------------------------
@@ -512,36 +363,15 @@ def keygen(directory: Path) -> int:
 def verify(v: dict[str, Any]) -> int:
     from imagematrix.evidence import verify as check
 
-    if not v["key"]:
-        raise UsageError("--key FILE: the public key the results must be signed with")
-    cc = check.gpu_cc(v["gpu"], v["cc"])
-    ref = v["image"] or ""
-    if ref.endswith((".json", ".jsonl")) and Path(ref).is_file():  # a signed envelope file, e.g. from a GPU runner
-        if not v["digest"]:
-            raise UsageError(
-                f"{ref} is an envelope file: give --digest, the image digest (or local image id) its "
-                "statement must be about"
-            )
-        answer = check.verify_envelopes(
-            check.read_envelope(Path(ref)),
-            Path(v["key"]),
-            v["digest"],
-            cc=cc,
-            driver=v["driver"],
-            suite=v["suite"],
-            max_age_days=v["max_age"],
-        )
-    else:
-        if not ref:
-            raise UsageError(
-                "give the image to verify: imagematrix verify REF --key FILE (or an envelope FILE --digest SHA256)"
-            )
-        from imagematrix.evidence.registry import attestations_of
-
-        digest, envelopes = attestations_of(ref)
-        answer = check.verify_envelopes(
-            envelopes, Path(v["key"]), digest, cc=cc, driver=v["driver"], suite=v["suite"], max_age_days=v["max_age"]
-        )
+    answer = check.verify_asked(
+        v["image"] or "",
+        v["key"],
+        digest=v["digest"],
+        cc=check.gpu_cc(v["gpu"], v["cc"]),
+        driver=v["driver"],
+        suite=v["suite"],
+        max_age_days=v["max_age"],
+    )
     for line in answer.lines:
-        console().print(printable(line, 2000), markup=False, highlight=False, soft_wrap=True)
+        say(console(), printable(line, 2000))
     return 0 if answer.ok else 1

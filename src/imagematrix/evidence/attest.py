@@ -20,6 +20,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from imagematrix.core import files
 from imagematrix.core.errors import ImagematrixError, UsageError
 from imagematrix.core.version import __version__
 
@@ -82,10 +83,7 @@ def signer(path: str | None = None):
     pem: bytes | None = None
     source = path or os.environ.get(KEY_FILE_ENV)
     if source:
-        try:
-            pem = Path(source).read_bytes()
-        except OSError as exc:
-            raise UsageError(f"cannot read the signing key {source}: {exc.strerror}") from None
+        pem = _key_bytes(source, "the signing key")
     elif os.environ.get(KEY_ENV):
         pem = os.environ[KEY_ENV].encode()
     if pem is None:
@@ -100,12 +98,22 @@ def signer(path: str | None = None):
     return CryptoSigner(private, SSlibKey.from_crypto(private.public_key()))  # type: ignore[arg-type]
 
 
+def _key_bytes(path: str | os.PathLike[str], what: str) -> bytes:
+    """A key file, read as a file we did not write: a regular file of at most 64 KiB (never a FIFO or a
+    device: ``/dev/zero`` would grow without end), else UsageError naming it."""
+    try:
+        return files.read_bytes(path, "key", f"{what} {os.fspath(path)[:200]}")
+    except FileNotFoundError:
+        raise UsageError(f"cannot read {what} {os.fspath(path)[:200]}: no such file") from None
+    except files.Unreadable as exc:
+        raise UsageError(str(exc)) from None
+
+
 def public_key(path: Path):
     _, load_pem_public_key, _, SSlibKey = _crypto()
+    pem = _key_bytes(path, "the public key")
     try:
-        return SSlibKey.from_crypto(load_pem_public_key(Path(path).read_bytes()))  # type: ignore[arg-type]
-    except OSError as exc:
-        raise UsageError(f"cannot read the public key {path}: {exc.strerror}") from None
+        return SSlibKey.from_crypto(load_pem_public_key(pem))  # type: ignore[arg-type]
     except (ValueError, TypeError) as exc:
         raise UsageError(f"{path} is not a PEM public key: {exc}") from None
 

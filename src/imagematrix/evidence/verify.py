@@ -9,13 +9,12 @@ found; "covers" means measured on the same compute capability and driver branch,
 
 from __future__ import annotations
 
-import json
-import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from imagematrix.core import files
 from imagematrix.core.errors import UsageError
 from imagematrix.evidence import attest
 from imagematrix.evidence.registry import Found
@@ -74,6 +73,39 @@ def verify_envelopes(
     return Answer(False, digest, tuple(refusals) or (f"none of the {found} attestation(s) is a GPU test result",))
 
 
+def verify_asked(
+    ref: str,
+    key: str | None,
+    *,
+    digest: str | None = None,
+    cc: str | None = None,
+    driver: str | None = None,
+    suite: str | None = None,
+    max_age_days: float | None = None,
+) -> Answer:
+    """`imagematrix verify`: ``ref`` is an image in a registry (its attestations are fetched) or a signed
+    envelope file (then ``digest`` names the image its statement must be about)."""
+    if not key:
+        raise UsageError("--key FILE: the public key the results must be signed with")
+    public = attest.public_key(Path(key))  # read and checked before anything is fetched
+    asked: dict[str, Any] = {"cc": cc, "driver": driver, "suite": suite, "max_age_days": max_age_days}
+    if ref.endswith((".json", ".jsonl")) and Path(ref).is_file():  # a signed envelope file, e.g. from a GPU runner
+        if not digest:
+            raise UsageError(
+                f"{ref} is an envelope file: give --digest, the image digest (or local image id) its "
+                "statement must be about"
+            )
+        return verify_envelopes(read_envelope(Path(ref)), public, digest, **asked)
+    if not ref:
+        raise UsageError(
+            "give the image to verify: imagematrix verify REF --key FILE (or an envelope FILE --digest SHA256)"
+        )
+    from imagematrix.evidence.registry import attestations_of
+
+    found, envelopes = attestations_of(ref)
+    return verify_envelopes(envelopes, public, found, **asked)
+
+
 def gpu_cc(gpu: str | None, cc: str | None) -> str | None:
     if gpu and cc:
         raise UsageError("--gpu and --cc name the same thing; give one")
@@ -88,27 +120,15 @@ def gpu_cc(gpu: str | None, cc: str | None) -> str | None:
     return cc
 
 
-MAX_ENVELOPE_FILE = 64 << 20
-
-
 def read_envelope(path: Path) -> list[dict]:
-    """The envelopes in a file (one JSON document, or JSON lines); a path a record names is read with
-    the same limits: a regular file of bounded size (never a FIFO or a device)."""
-    path = Path(path)
+    """The envelopes in a file (one JSON document, or JSON lines), read as a file we did not write
+    (``core.files``): a regular file of bounded size, never a FIFO or a device, JSON within its depth."""
     try:
-        st = path.stat()
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_ENVELOPE_FILE:
-            raise UsageError(
-                f"{path} is not an envelope file (not a regular file, or over {MAX_ENVELOPE_FILE >> 20} MiB)"
-            )
-        text = path.read_text(errors="replace")
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        return (
-            [json.loads(line) for line in text.splitlines() if line.strip()]
-            if path.suffix == ".jsonl"
-            else [json.loads(text)]
-        )
-    except ValueError as exc:
-        raise UsageError(f"{path} is not a JSON envelope: {exc}") from None
+        data = files.read_bytes(path, "envelope", "it")
+        if Path(path).suffix == ".jsonl":
+            return [files.parse_json(line, "a line") for line in data.splitlines() if line.strip()]
+        return [files.parse_json(data, "it")]
+    except FileNotFoundError:
+        raise UsageError(f"cannot read {path}: no such file") from None
+    except files.Unreadable as exc:
+        raise UsageError(f"{path} is not an envelope file ({exc})") from None

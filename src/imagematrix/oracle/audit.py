@@ -277,6 +277,64 @@ class _Chunks:
         return data
 
 
+def audit_and_record(client, ref: str, build_dir: Path, cell: str | None = None, **limits: Any) -> Audit:
+    """Audit ``ref``, keep the full audit beside the record, and, for a cell, its summary in the record
+    (section "audit"): the one path `imagematrix build` and `imagematrix audit` both take."""
+    from imagematrix.core import status
+
+    result = audit_image(client, ref, build_dir, **limits)
+    save(result, build_dir)
+    if cell is not None:
+        status.update_cell(build_dir, cell, "audit", result.summary(), replace=True)
+    return result
+
+
+def built(client, cells, say) -> list:
+    """The cells whose image is here; ``say`` is told of each that is not."""
+    from docker.errors import ImageNotFound
+
+    out = []
+    for cell in cells:
+        try:
+            client.images.get(cell.ref)
+        except ImageNotFound:
+            say(f"{cell.id}: not built ({cell.ref}); nothing to audit")
+            continue
+        out.append(cell)
+    return out
+
+
+def unaudited(client, build_dir: Path, cells) -> list[tuple[Any, Any]]:
+    """(cell, image) of each cell whose image is here and has no audit in the record yet."""
+    from docker.errors import ImageNotFound
+
+    from imagematrix.core import status
+
+    records, out = status.read_status(build_dir), []
+    for cell in cells:
+        try:
+            image = client.images.get(cell.ref)
+        except ImageNotFound:
+            continue  # failed or blocked: the build's own lines said so
+        audited = records.get(cell.id).audit
+        if audited is None or audited.image_id != image.id:
+            out.append((cell, image))
+    return out
+
+
+def load(build_dir: Path, image_id: str) -> dict[str, Any] | None:
+    """The full audit of an image kept beside the record, or None (none kept, or not one: a FIFO, a file
+    too big or too deep, not an object)."""
+    from imagematrix.core import files
+
+    path = Path(build_dir) / AUDITS_DIR / f"{image_id.removeprefix('sha256:')}.json"
+    try:
+        doc = files.read_json(path, "audit")
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
 def save(audit: Audit, build_dir: Path) -> Path:
     """The full audit document beside the record (the record keeps its summary)."""
     out = Path(build_dir) / AUDITS_DIR / f"{audit.image_id.removeprefix('sha256:')}.json"

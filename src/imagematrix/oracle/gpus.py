@@ -10,7 +10,10 @@ their major version; the CUDA each supports natively comes from ``cuda_compat.NA
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+from imagematrix.core.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -58,3 +61,21 @@ def gpu(name_or_cc: str) -> Gpu:
 def nearest_branch(driver: str) -> int:
     """The catalogue's branch for a driver version (``580.159.04`` -> 580)."""
     return int(driver.split(".")[0])
+
+
+def asked(name: str | None, driver: str | None) -> tuple[Gpu | None, str | None]:
+    """``--gpu`` and ``--driver`` as a command was given them: both or neither, a GPU of the catalogue or a
+    compute capability, a driver version or branch (UsageError otherwise)."""
+    if bool(name) != bool(driver):
+        raise UsageError("--gpu and --driver go together (e.g. --gpu H100 --driver 580.159.04)")
+    if driver and not re.fullmatch(r"\d{3}(\.\d{1,3}){0,2}", driver):
+        raise UsageError(f"--driver {driver!r}: a driver version such as 580.159.04, or a branch such as 580")
+    if not name:
+        return None, None
+    try:
+        return gpu(name), driver
+    except KeyError:
+        raise UsageError(
+            f"--gpu {name!r}: not in the catalogue ({', '.join(g.name for g in GPUS)}) and not a "
+            "compute capability such as 9.0"
+        ) from None

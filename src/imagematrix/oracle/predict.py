@@ -22,9 +22,10 @@ from typing import Any
 
 from imagematrix.core.arch import parse_arch, ptx_isa_cuda, ptx_jits_on, sass_runs_on
 from imagematrix.core.cuda_compat import MINOR_COMPAT_DRIVER, branch_cuda, fmt_mm, native_driver
+from imagematrix.core.verdict import Mark
 from imagematrix.oracle.gpus import BRANCHES, GPUS, Gpu
 
-RUNS, WARN, FAILS = "✅", "⚠️", "❌"
+RUNS, WARN, FAILS = Mark.RUNS, Mark.WARNS, Mark.FAILS
 NO_KERNEL, UNSUPPORTED_PTX, INSUFFICIENT_DRIVER = 209, 222, 35  # CUresult / cudaError values the failures raise
 SHOWN_OBJECTS = 4
 
@@ -87,13 +88,13 @@ def floor(audit: Mapping[str, Any]) -> Floor:
 
 @dataclass(frozen=True)
 class Verdict:
-    mark: str
+    mark: Mark
     reasons: tuple[str, ...]
     fix: str = ""
     code: int | None = None  # the CUDA error the failure shows up as, when one does
 
     def to_json(self) -> dict:
-        return {"mark": self.mark, "reasons": list(self.reasons), "fix": self.fix, "code": self.code}
+        return {"mark": self.mark.value, "reasons": list(self.reasons), "fix": self.fix, "code": self.code}
 
 
 def _objects_line(names: Sequence[str]) -> str:
@@ -226,8 +227,8 @@ def _arch_key(name: str) -> tuple:
 def reach(row: Mapping[str, Mapping[str, Any]]) -> str:
     """One GPU's row of the table in a few words: from which driver branch it runs, and how."""
     ordered = sorted(row.items(), key=lambda kv: int(kv[0].lstrip("R")))
-    first_ok = next((b for b, v in ordered if v["mark"] == RUNS), None)
-    first_any = next((b for b, v in ordered if v["mark"] in (RUNS, WARN)), None)
+    first_ok = next((b for b, v in ordered if Mark.parse(v.get("mark")) is RUNS), None)
+    first_any = next((b for b, v in ordered if Mark.parse(v.get("mark")) in (RUNS, WARN)), None)
     if first_any is None:  # the most telling reason: the newest branch that got past the driver checks
         telling = [v for _, v in ordered if v.get("code") != INSUFFICIENT_DRIVER] or [v for _, v in ordered]
         code = telling[-1].get("code") if telling else None

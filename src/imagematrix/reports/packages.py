@@ -91,3 +91,32 @@ def diff(old: Mapping[str, Mapping[str, str]], new: Mapping[str, Mapping[str, st
             elif a[name] != b[name]:
                 lines.append(f"~ {kind} {name} {a[name]} -> {b[name]}")
     return lines
+
+
+def listings(refs: list[str]) -> list[dict]:
+    """Each reference's packages: an image (ref or id, asked of the engine) or an SBOM file that publish
+    wrote (build/sbom/<cell>.cdx.json, read as a file we did not write)."""
+    from pathlib import Path
+
+    from imagematrix.core import files
+    from imagematrix.core.errors import UsageError
+    from imagematrix.evidence.sbom import packages_of
+
+    client = None
+    out = []
+    for ref in refs:
+        if ref.endswith(".json") and Path(ref).is_file():
+            try:
+                doc = files.read_json(ref, "sbom")
+            except files.Unreadable as exc:
+                raise UsageError(f"{ref} is not an SBOM: {exc}") from None
+            if not isinstance(doc, dict) or doc.get("bomFormat") != "CycloneDX":
+                raise UsageError(f"{ref} is not a CycloneDX SBOM (no bomFormat: CycloneDX)")
+            out.append(packages_of(doc))
+            continue
+        if client is None:
+            from imagematrix.build.engine import docker_client
+
+            client = docker_client()
+        out.append(manifest(client, ref))
+    return out

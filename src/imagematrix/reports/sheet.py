@@ -23,6 +23,7 @@ from imagematrix.core.errors import DiskWriteError
 from imagematrix.core.records import BuildRecord, CellRecord, HistoryEvent, SuiteRun
 from imagematrix.core.status import Records, read_status
 from imagematrix.core.text import fmt_bytes
+from imagematrix.core.verdict import Mark
 from imagematrix.matrix.model import Cell, Matrix
 from imagematrix.matrix.plan import Plan
 from imagematrix.reports.markdown import link, md, table
@@ -281,11 +282,11 @@ def disagreements(records: Mapping[str, CellRecord], events: list[HistoryEvent])
             continue
         g = next((g for g in GPUS if f"{g.cc[0]}.{g.cc[1]}" == cc), None)
         verdict = ((audit.prediction.get(g.name) or {}).get(f"R{branch}") if g else None) or {}
-        mark = verdict.get("mark")
+        mark = Mark.parse(verdict.get("mark"))
         text = " ".join([t.note or "", *(f.message or "" for f in t.failures)])
-        if mark == "❌" and t.state == "passed":
+        if mark is Mark.FAILS and t.state == "passed":
             out.append((cell, ev.at, f"predicted ❌ on {g.name if g else cc} with R{branch}, measured passed"))
-        elif mark in ("✅", "⚠️") and t.state != "passed" and any(s in text for s in MEASURED_FAILURES):
+        elif mark in (Mark.RUNS, Mark.WARNS) and t.state != "passed" and any(s in text for s in MEASURED_FAILURES):
             out.append(
                 (
                     cell,

@@ -548,13 +548,9 @@ def _suite_part(opts: Options, site: Path) -> dict:
 
 
 def _audit(build_dir: Path, image_id: str) -> dict | None:
-    from imagematrix.oracle.audit import AUDITS_DIR
+    from imagematrix.oracle.audit import load
 
-    path = Path(build_dir) / AUDITS_DIR / f"{image_id.removeprefix('sha256:')}.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+    return load(build_dir, image_id)
 
 
 def _prediction(build_dir: Path, image_id: str, handed: list[dict], host: HostFacts | None) -> dict | None:

@@ -14,9 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from imagematrix.core.verdict import Mark
 from imagematrix.testing.reuse import Lookup, Reusable
-
-FAILS, WARNS = "❌", "⚠️"  # the oracle's marks as a prediction's JSON carries them (oracle.verdict.Mark)
 
 
 class Action(enum.Enum):
@@ -51,8 +50,8 @@ def decide(
     does, or none is required). ``stale``: why the image is not what the matrix renders now.
     """
     notes = [stale] if stale else []
-    mark = (prediction or {}).get("mark")
-    if mark == FAILS and not run_anyway:
+    mark = Mark.parse((prediction or {}).get("mark"))
+    if mark is Mark.FAILS and not run_anyway:
         reasons = "; ".join(str(r) for r in (prediction or {}).get("reasons") or ())
         fix = (prediction or {}).get("fix") or "another GPU, driver or image"
         return Decision(
@@ -60,7 +59,7 @@ def decide(
             tuple(notes),
             refusal=f"predicted to fail here: {reasons}. Fix: {fix} (--run-anyway tests it all the same)",
         )
-    if mark == WARNS:
+    if mark is Mark.WARNS:
         notes.append(f"predicted ⚠️: {((prediction or {}).get('reasons') or ['?'])[0]}")
     if lookup is not None and lookup.found is not None:
         if unbacked is None:

@@ -11,7 +11,8 @@ import nvidia
 lib = ctypes.CDLL(glob.glob(os.path.join(nvidia.__path__[0], "cu13", "lib", "libnvrtc.so.13*"))[0])
 src, out, *opts = sys.argv[1:]
 prog = ctypes.c_void_p()
-code = open(src, "rb").read()
+with open(src, "rb") as f:
+    code = f.read()
 assert lib.nvrtcCreateProgram(ctypes.byref(prog), code, b"kernel.cu", 0, None, None) == 0
 args = (ctypes.c_char_p * len(opts))(*[o.encode() for o in opts])
 rc = lib.nvrtcCompileProgram(prog, len(opts), args)
@@ -27,5 +28,6 @@ get_size(prog, ctypes.byref(size))
 buf = ctypes.create_string_buffer(size.value)
 get(prog, buf)
 data = buf.raw if cubin else buf.value
-open(out, "wb").write(data)
+with open(out, "wb") as f:
+    f.write(data)
 print(f"{out}: NVRTC {' '.join(opts)} ({len(data)} bytes)")
