@@ -18,7 +18,7 @@ import os
 import shlex
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ from imagematrix.core.builddir import (
 from imagematrix.core.contract import BUILD_HASH_LABEL, CELL_LABEL
 from imagematrix.core.errors import EngineLost, HostFault, ImagematrixError
 from imagematrix.core.interrupts import sigterm_as_interrupt
+from imagematrix.core.records import BuildRecord
 from imagematrix.core.status import StatusError, read_status, update_cell
 from imagematrix.core.text import fmt_bytes, human_duration
 from imagematrix.matrix.plan import BuildStep, Plan
@@ -131,14 +132,14 @@ def run_docker_build(
 # --- the executor ----------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class Outcome:
     cell: str
     state: str  # built, skipped, failed, blocked
     duration_s: float | None = None
     size_bytes: int | None = None
     note: str = ""
-    record: dict[str, Any] = field(default_factory=dict)
+    record: BuildRecord | None = None  # the cell's "build" section as written
 
 
 def mark_stale(build_dir: Path) -> list[str]:
@@ -189,48 +190,34 @@ class Executor:
     def log_path(self, cid: str) -> Path:
         return self.build_dir / LOGS_DIR / f"{cid}.log"
 
-    def record(self, cid: str, data: dict[str, Any], replace_section: bool = False) -> dict[str, Any]:
-        """Write this cell's "build" section (and, once it is final, a history event); returns the section."""
-        rec = update_cell(self.build_dir, cid, SECTION, data, replace=replace_section)[SECTION]
-        if rec.get("state") in HISTORY_STATES:
-            history.append(self.build_dir, SECTION, cid, rec)
-        return rec
+    def record(self, cid: str, rec: BuildRecord, merge: bool = False) -> BuildRecord:
+        """Write this cell's "build" section (the whole section; with ``merge``, over what is there) and,
+        once it is final, a history event; returns the section as written."""
+        written = update_cell(self.build_dir, cid, SECTION, rec.to_json(), replace=not merge)[SECTION]
+        out = BuildRecord.from_json(written, f"{cid}.build")
+        if out.state in HISTORY_STATES:
+            history.append(self.build_dir, SECTION, cid, written)
+        return out
 
-    def run(self) -> list[Outcome]:
-        """Every planned cell in order, one at a time (``run_parallel`` for several)."""
-        for step in self.plan.steps:
-            write_context(step.rendered, self.build_dir)
-        try:
-            for i, step in enumerate(self.plan.steps):
-                try:
-                    self._one(step)
-                except HostFault as fault:
-                    self._not_attempted(list(self.plan.steps[i + 1 :]), fault, step.cell.id)
-                    raise
-        except KeyboardInterrupt as exc:
-            why = str(exc) or "SIGINT"
-            stopped = list(self.running.items())
-            for cid, (t0, parsed) in stopped:
-                self._interrupted(cid, t0, parsed, why)
-            raise BuildInterrupted(self._interrupt_message(stopped[0][0] if stopped else None, why)) from None
-        return self.outcomes
+    def finish(self, o: Outcome, detail: str | None = None) -> None:
+        """The cell's end, on the progress view and among the outcomes."""
+        self.progress.finished(o.cell, o.state, o.note if detail is None else detail, o.duration_s)
+        self.outcomes.append(o)
 
-    def run_parallel(self, jobs: int) -> list[Outcome]:
-        """Up to ``jobs`` cells at once, each only after the planned ancestors it builds on are done;
-        a failed cell blocks its dependants as in ``run``, and a host fault stops new builds."""
-        if jobs <= 1:
-            return self.run()
+    def run(self, jobs: int = 1) -> list[Outcome]:
+        """Every planned cell, up to ``jobs`` at once, each only after the planned ancestors it builds on are
+        done; a failed cell blocks its dependants, a host fault stops new builds and records the rest as not
+        attempted, and Ctrl-C (or SIGTERM) stops what runs and records it: one path for one job or many."""
         for step in self.plan.steps:
             write_context(step.rendered, self.build_dir)
         planned = {s.cell.id for s in self.plan.steps}
         waiting, finished = list(self.plan.steps), set()
-        running: dict = {}
+        running: dict[cf.Future, BuildStep] = {}
         fault: BaseException | None = None
-        fault_cell = ""
-        pool = cf.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="build")
+        pool = cf.ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="build")
         try:
             while waiting or running:
-                while fault is None and len(running) < jobs:
+                while fault is None and len(running) < max(1, jobs):
                     ready = next((s for s in waiting if all(n in finished or n not in planned for n in s.needs)), None)
                     if ready is None:
                         break
@@ -238,38 +225,38 @@ class Executor:
                     running[pool.submit(self._one, ready)] = ready
                 if not running:
                     break
-                done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
-                for fut in done:
-                    cid = running.pop(fut).cell.id
-                    finished.add(cid)
+                for fut in cf.wait(running, return_when=cf.FIRST_COMPLETED)[0]:
+                    step = running.pop(fut)
+                    finished.add(step.cell.id)
+                    if isinstance(fut.exception(), KeyboardInterrupt):  # a signal seen inside the build
+                        raise KeyboardInterrupt(str(fut.exception()))
                     if fut.exception() is not None and fault is None:
-                        fault, fault_cell = fut.exception(), cid
+                        fault = fut.exception()
+                        if isinstance(fault, HostFault):
+                            self._not_attempted(waiting, fault, step.cell.id)
         except KeyboardInterrupt as exc:
-            why = str(exc) or "SIGINT"
-            self.stopping = True
-            procs.stop_all()
-            cf.wait(running)
-            stopped = list(self.running.items())
-            for cid, (t0, parsed) in stopped:
-                self._interrupted(cid, t0, parsed, why)
-            pool.shutdown(wait=True)
-            if len(stopped) == 1:
-                raise BuildInterrupted(self._interrupt_message(stopped[0][0], why)) from None
-            where = (
-                f"{', '.join(c for c, _ in stopped)} were stopped and recorded as failed (interrupted)"
-                if stopped
-                else "no build was running"
-            )
-            raise BuildInterrupted(
-                f"interrupted ({why}): {where}. The record {self.build_dir}/status.json is intact; "
-                "rerun `invoke build` to resume (finished cells are skipped)."
-            ) from None
+            self._stop(pool, running, str(exc) or "SIGINT")
         pool.shutdown(wait=True)
         if fault is not None:
-            if isinstance(fault, HostFault):
-                self._not_attempted(waiting, fault, fault_cell)
             raise fault
         return self.outcomes
+
+    def _stop(self, pool: cf.ThreadPoolExecutor, running: dict, why: str) -> None:
+        """Ctrl-C: every running build stopped and recorded as failed (interrupted); BuildInterrupted."""
+        self.stopping = True
+        procs.stop_all()
+        cf.wait(running)
+        pool.shutdown(wait=True)
+        stopped = list(self.running.items())
+        for cid, (t0, parsed) in stopped:
+            self._interrupted(cid, t0, parsed, why)
+        if len(stopped) <= 1:
+            raise BuildInterrupted(self._interrupt_message(stopped[0][0] if stopped else None, why)) from None
+        raise BuildInterrupted(
+            f"interrupted ({why}): {', '.join(c for c, _ in stopped)} were stopped and recorded as failed "
+            f"(interrupted). The record {self.build_dir}/status.json is intact; rerun `invoke build` to resume "
+            "(finished cells are skipped)."
+        ) from None
 
     def _one(self, step: BuildStep) -> None:
         """One cell: blocked, skipped or built (in a worker thread when parallel). A cell interrupted
@@ -302,65 +289,54 @@ class Executor:
         """After a host fault while building ``cause``: every cell not started yet, recorded as such."""
         try:
             for s in rest:
-                r = self.record(
-                    s.cell.id,
-                    {
-                        "state": "blocked",
-                        "blocked_by": cause,
-                        "ended": utcnow(),
-                        "ref": s.cell.ref,
-                        "input_hash": s.rendered.input_hash,
-                        "host_fault": fault.reason,
-                        "error": f"not attempted: {fault.reason} while building {cause}",
-                    },
-                    replace_section=True,
-                )
-                self.progress.finished(s.cell.id, "blocked", f"not attempted ({fault.reason})")
-                self.outcomes.append(Outcome(s.cell.id, "blocked", note=f"not attempted ({fault.reason})", record=r))
+                why = f"not attempted: {fault.reason} while building {cause}"
+                rec = self.record(s.cell.id, self._blocked_record(s, cause, why, host_fault=fault.reason))
+                self.finish(Outcome(s.cell.id, "blocked", note=f"not attempted ({fault.reason})", record=rec))
         except StatusError as exc:
             fault.args = (f"{fault}\nThe record could not be updated either: {exc}",)
 
+    def _blocked_record(self, step: BuildStep, cause: str, error: str, **more: Any) -> BuildRecord:
+        return BuildRecord(
+            "blocked",
+            blocked_by=cause,
+            ended=utcnow(),
+            ref=step.cell.ref,
+            input_hash=step.rendered.input_hash,
+            error=error,
+            **more,
+        )
+
     def _blocked(self, step: BuildStep) -> None:
         cid, cause = step.cell.id, self.cause[step.cell.id]
-        rec = self.record(
-            cid,
-            {
-                "state": "blocked",
-                "blocked_by": cause,
-                "ended": utcnow(),
-                "ref": step.cell.ref,
-                "input_hash": step.rendered.input_hash,
-                "error": f"not attempted: {cause} failed (see {self.log_path(cause)})",
-            },
-            replace_section=True,
-        )
-        self.progress.finished(cid, "blocked", f"{cause} failed")
-        self.outcomes.append(Outcome(cid, "blocked", note=f"by {cause}", record=rec))
+        why = f"not attempted: {cause} failed (see {self.log_path(cause)})"
+        rec = self.record(cid, self._blocked_record(step, cause, why))
+        self.finish(Outcome(cid, "blocked", note=f"by {cause}", record=rec), f"{cause} failed")
 
     def _skipped(self, step: BuildStep, image, digest: str) -> None:
         cid, now = step.cell.id, utcnow()
         previous = read_status(self.build_dir).get(cid).build
         rec = self.record(
             cid,
-            {
-                "state": "skipped",
-                "cached": True,
-                "started": now,
-                "ended": now,
-                "duration_s": 0.0,
-                "ref": step.cell.ref,
-                "image_id": image.id,
-                "size_bytes": image.attrs.get("Size"),
-                "image_created": image.attrs.get("Created"),
-                "input_hash": step.rendered.input_hash,
-                "build_hash": digest,
-                "log": previous.log if previous and previous.build_hash == digest else None,
-                "bases": self.bases(step),  # the build hash covers their ids: an unchanged image was built from these
-            },
-            replace_section=True,
+            BuildRecord(
+                "skipped",
+                cached=True,
+                started=now,
+                ended=now,
+                duration_s=0.0,
+                ref=step.cell.ref,
+                image_id=image.id,
+                size_bytes=image.attrs.get("Size"),
+                image_created=image.attrs.get("Created"),
+                input_hash=step.rendered.input_hash,
+                build_hash=digest,
+                log=previous.log if previous and previous.build_hash == digest else None,
+                bases=self.bases(step),  # the build hash covers their ids: an unchanged image was built from these
+            ),
         )
-        self.progress.finished(cid, "skipped", f"unchanged, image {image.short_id.removeprefix('sha256:')}")
-        self.outcomes.append(Outcome(cid, "skipped", None, image.attrs.get("Size"), "unchanged", rec))
+        short = image.short_id.removeprefix("sha256:")
+        self.finish(
+            Outcome(cid, "skipped", None, image.attrs.get("Size"), "unchanged", rec), f"unchanged, image {short}"
+        )
 
     def bases(self, step: BuildStep) -> dict[str, str | None]:
         """Which image each of the cell's base tags names now: `invoke report` shows later drift."""
@@ -385,23 +361,19 @@ class Executor:
     def _build(self, step: BuildStep, digest: str, parsed: BuildkitLog) -> None:
         cid, log = step.cell.id, self.log_path(step.cell.id)
         options, argv = self.command(step, digest)
-        self.record(
-            cid,
-            {
-                "state": "building",
-                "started": utcnow(),
-                "cached": False,
-                "ref": step.cell.ref,
-                "input_hash": step.rendered.input_hash,
-                "build_hash": digest,
-                "log": str(log),
-                "builder": self.builder.describe(),
-                "command": shlex.join(argv),
-                # Which image each base tag named when this was built: `invoke report` shows drift.
-                "bases": self.bases(step),
-            },
-            replace_section=True,
+        building = BuildRecord(
+            "building",
+            started=utcnow(),
+            cached=False,
+            ref=step.cell.ref,
+            input_hash=step.rendered.input_hash,
+            build_hash=digest,
+            log=str(log),
+            builder=self.builder.describe(),
+            command=shlex.join(argv),
+            bases=self.bases(step),  # which image each base tag named when this was built: `report` shows drift
         )
+        self.record(cid, building)
         previous = local_image(self.client, step.cell.ref)
         self.progress.started(cid, str(log))
         t0 = time.monotonic()
@@ -410,55 +382,63 @@ class Executor:
         )
         took = round(time.monotonic() - t0, 1)
         if self.stopping:
-            return  # stopped by Ctrl-C in a parallel run: the main thread records it as interrupted
+            return  # stopped by Ctrl-C: the scheduler records it as interrupted
         image = local_image(self.client, step.cell.ref) if rc == 0 else None
         if image is not None and image.labels.get(BUILD_HASH_LABEL) == digest:
-            rec = self.record(
-                cid,
-                {
-                    "state": "built",
-                    "ended": utcnow(),
-                    "duration_s": took,
-                    "image_id": image.id,
-                    "size_bytes": image.attrs.get("Size"),
-                    "image_created": image.attrs.get("Created"),
-                    "replaced_image_id": self._drop_superseded(previous, image, cid),
-                    **parsed.counts(),
-                },
-            )
-            if options.no_cache or options.no_cache_filter:
-                self.fresh.add(cid)
-            counts = parsed.counts()
-            note = f"{counts['steps_run']} steps run, {counts['steps_cached']} cached"
-            self.progress.finished(cid, "built", note, took)
-            self.outcomes.append(Outcome(cid, "built", took, image.attrs.get("Size"), note, rec))
-            return
+            return self._built(step, building, image, previous, parsed, took, options)
         if rc and not self.engine_alive():
             raise self._engine_lost()
+        self._failed(step, building, rc, parsed, took)
+
+    def _built(self, step: BuildStep, building: BuildRecord, image, previous, parsed, took, options) -> None:
+        cid, counts = step.cell.id, parsed.counts()
+        rec = self.record(
+            cid,
+            replace(
+                building,
+                state="built",
+                ended=utcnow(),
+                duration_s=took,
+                image_id=image.id,
+                size_bytes=image.attrs.get("Size"),
+                image_created=image.attrs.get("Created"),
+                replaced_image_id=self._drop_superseded(previous, image, cid),
+                steps_run=counts["steps_run"],
+                steps_cached=counts["steps_cached"],
+            ),
+        )
+        if options.no_cache or options.no_cache_filter:
+            self.fresh.add(cid)
+        note = f"{counts['steps_run']} steps run, {counts['steps_cached']} cached"
+        self.finish(Outcome(cid, "built", took, image.attrs.get("Size"), note, rec))
+
+    def _failed(self, step: BuildStep, building: BuildRecord, rc: int, parsed: BuildkitLog, took: float) -> None:
+        cid, counts = step.cell.id, parsed.counts()
         failing = parsed.failing_step() or (
             "(no failing step in the output)" if rc else "(build succeeded but no image was loaded)"
         )
         error = parsed.error() or (
-            f"docker exited with {rc}" if rc else f"{step.cell.ref} is not in the image store with build hash {digest}"
+            f"docker exited with {rc}"
+            if rc
+            else f"{step.cell.ref} is not in the image store with build hash {building.build_hash}"
         )
-        rec = self.record(
-            cid,
-            {
-                "state": "failed",
-                "ended": utcnow(),
-                "duration_s": took,
-                "exit_code": rc,
-                "step": failing,
-                "error": error,
-                "tail": parsed.failure_tail(TAIL_LINES),
-                "error_lines": parsed.error_lines,
-                **parsed.counts(),
-            },
+        failed = replace(
+            building,
+            state="failed",
+            ended=utcnow(),
+            duration_s=took,
+            exit_code=rc,
+            step=failing,
+            error=error,
+            tail=tuple(parsed.failure_tail(TAIL_LINES)),
+            error_lines=tuple(parsed.error_lines),
+            steps_run=counts["steps_run"],
+            steps_cached=counts["steps_cached"],
         )
+        rec = self.record(cid, failed)
         for d in self.plan.dependants(cid):
             self.cause.setdefault(d, cid)
-        self.progress.finished(cid, "failed", failing, took)
-        self.outcomes.append(Outcome(cid, "failed", took, note=failing, record=rec))
+        self.finish(Outcome(cid, "failed", took, note=failing, record=rec))
 
     def _drop_superseded(self, old, new, cid: str) -> str | None:
         """Remove the image this build replaced once nothing names it any more.
@@ -511,21 +491,20 @@ class Executor:
         cid = step.cell.id
         took = round(time.monotonic() - current[1], 1) if current and current[0] == cid else None
         parsed = current[2] if current and current[0] == cid else None
+        step_text = f"#{v.number} {v.name}" if parsed and (v := parsed.running) else ""
+        tail = tuple(parsed.failure_tail(TAIL_LINES)) if parsed else ()
+        failed = BuildRecord(
+            "failed",
+            ended=utcnow(),
+            duration_s=took,
+            host_fault=fault.reason,
+            step=step_text,
+            error=str(fault),
+            tail=tail,
+        )
         try:
-            rec = self.record(
-                cid,
-                {
-                    "state": "failed",
-                    "ended": utcnow(),
-                    "duration_s": took,
-                    "host_fault": fault.reason,
-                    "step": f"#{v.number} {v.name}" if parsed and (v := parsed.running) else "",
-                    "error": str(fault),
-                    "tail": parsed.failure_tail(TAIL_LINES) if parsed else [],
-                },
-            )
-            self.progress.finished(cid, "failed", fault.reason, took)
-            self.outcomes.append(Outcome(cid, "failed", took, note=fault.reason, record=rec))
+            rec = self.record(cid, failed, merge=True)
+            self.finish(Outcome(cid, "failed", took, note=fault.reason, record=rec))
         except StatusError as exc:
             fault.args = (f"{fault}\nThe record could not be updated either: {exc}",)
 
@@ -534,18 +513,18 @@ class Executor:
         step = f"#{v.number} {v.name}" if (v := parsed.running) is not None else ""
         rec = self.record(
             cid,
-            {
-                "state": "failed",
-                "interrupted": True,
-                "ended": utcnow(),
-                "duration_s": took,
-                "step": step,
-                "error": f"interrupted ({why}) during the build",
-                "tail": parsed.failure_tail(TAIL_LINES),
-            },
+            BuildRecord(
+                "failed",
+                interrupted=True,
+                ended=utcnow(),
+                duration_s=took,
+                step=step,
+                error=f"interrupted ({why}) during the build",
+                tail=tuple(parsed.failure_tail(TAIL_LINES)),
+            ),
+            merge=True,
         )
-        self.progress.finished(cid, "failed", f"interrupted ({why})", took)
-        self.outcomes.append(Outcome(cid, "failed", took, note="interrupted", record=rec))
+        self.finish(Outcome(cid, "failed", took, note="interrupted", record=rec), f"interrupted ({why})")
 
     def _interrupt_message(self, cid: str | None, why: str) -> str:
         where = (
@@ -582,14 +561,14 @@ def failure_message(outcomes: list[Outcome]) -> str:
     done = sum(o.state in ("built", "skipped") for o in outcomes)
     lines = [f"{len(failed)} cell(s) failed, {len(blocked)} blocked, {done} built or unchanged"]
     for o in failed:
-        rec = o.record
-        lines.append(f"cell {o.cell} failed at step {rec.get('step') or '?'}: {rec.get('error') or '?'}")
-        if rec.get("error_lines"):
+        rec = o.record or BuildRecord("failed")
+        lines.append(f"cell {o.cell} failed at step {rec.step or '?'}: {rec.error or '?'}")
+        if rec.error_lines:
             lines.append("  first error lines in the step's output:")
-            lines += [f"  ! {t}" for t in rec["error_lines"]]
-        lines.append(f"  log: {rec.get('log')} (last lines below)")
-        lines += [f"  | {t}" for t in rec.get("tail", [])]
-        deps = [b.cell for b in blocked if b.record.get("blocked_by") == o.cell]
+            lines += [f"  ! {t}" for t in rec.error_lines]
+        lines.append(f"  log: {rec.log} (last lines below)")
+        lines += [f"  | {t}" for t in rec.tail]
+        deps = [b.cell for b in blocked if b.record is not None and b.record.blocked_by == o.cell]
         if deps:
             lines.append(f"  blocked, not attempted: {', '.join(deps)}")
     lines.append("Fix the cause and rerun the same `invoke build`: only failed, blocked and missing cells are built.")
@@ -665,7 +644,7 @@ def run_build(
         executor = Executor(plan, options, builder, client, progress, force=force)
         try:
             with sigterm_as_interrupt(), progress:
-                outcomes = executor.run_parallel(jobs) if jobs > 1 else executor.run()
+                outcomes = executor.run(jobs)
         except HostFault:
             console.print(summary_table(executor.outcomes))
             raise
