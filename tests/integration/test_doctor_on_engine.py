@@ -22,11 +22,11 @@ def test_doctor_names_what_gpu_tests_lack_and_no_gpu_checks_the_build_side(invok
     out = done.stdout + done.stderr
     assert done.returncode == 1, out
     assert "doctor ok   engine: Docker" in out and "doctor ok   BuildKit" in out
-    assert "GPU tests cannot run on this host" in out and "--no-gpu" in out
+    assert "GPU tests cannot run on this host" in out and "--build-only" in out
     assert "doctor: 1 problem(s) for 2 cell(s)" in out and ": GPU" in out
-    done = invoke("doctor", "--matrix", EXAMPLE, "--no-gpu")
+    done = invoke("doctor", "--matrix", EXAMPLE, "--build-only")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "doctor warn GPU" in done.stdout and "can build (GPU tests not checked: --no-gpu)" in done.stdout
+    assert "doctor warn GPU" in done.stdout and "can build (GPU tests not checked: --build-only)" in done.stdout
 
 
 def test_the_probe_runs_in_an_image_with_python_and_skips_one_without(docker_client, example_images):

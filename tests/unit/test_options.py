@@ -138,3 +138,24 @@ def test_what_invoke_passes_when_a_flag_is_not_given_parses_to_the_tables_defaul
     """invoke hands a task its parameter's default when a flag is absent; that must parse to the same
     value the runner's argparse gets (an unset --pytest once reached pytest as the argument "()")."""
     assert option.parse(option.invoke_default) == option.parse(None)
+
+
+def test_each_task_takes_one_dataclass_whose_fields_are_its_options():
+    """A task reads v.no_cache, never v["no_cache"]: mypy sees a misspelled option, and a field declared with
+    another option's name is refused when the class is read."""
+    import dataclasses
+
+    from imagematrix.cli import args
+    from imagematrix.core.options import MATRIX
+
+    for kind in [c for c in vars(args).values() if isinstance(c, type) and issubclass(c, args.Args)]:
+        assert [o.name for o in kind.options()] == [f.name for f in dataclasses.fields(kind)], kind
+    build = args.BuildArgs.parse({"no_cache": True, "jobs": "2"})
+    assert build.no_cache is True and build.jobs == 2 and build.cuda == ()
+
+    @dataclasses.dataclass(frozen=True)
+    class Wrong(args.Args):
+        mtrx: str = args.opt(MATRIX)
+
+    with pytest.raises(TypeError, match="declared with the option 'matrix'"):
+        Wrong.options()

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from imagematrix import terminal as output
 from imagematrix.build.buildkit import BuildOptions
+from imagematrix.cli.args import BuildArgs, VerifyArgs
 from imagematrix.core import status
 from imagematrix.core.builddir import build_lock
 from imagematrix.core.errors import ImagematrixError, UsageError
@@ -72,29 +73,29 @@ def _build_options(p: Plan, ca_cert: str | None, **kw: Any) -> BuildOptions:
     return BuildOptions(ca_cert=Path(ca_cert) if ca_cert else p.matrix.ca_cert, **kw)
 
 
-def build(p: Plan, v: dict[str, Any]) -> int:
+def build(p: Plan, v: BuildArgs) -> int:
     """`invoke build`: the plan run (or shown, with --dry-run), then candidates pushed if asked."""
     from imagematrix.build.executor import run_build
 
     options = _build_options(
         p,
-        v["ca_cert"],
-        no_cache=v["no_cache"],
-        pull=v["pull"],
-        cache_from=v["cache_from"],
-        cache_to=v["cache_to"],
-        builder=v["builder"] or "",
+        v.ca_cert,
+        no_cache=v.no_cache,
+        pull=v.pull,
+        cache_from=v.cache_from,
+        cache_to=v.cache_to,
+        builder=v.builder or "",
     )
-    if v["dry_run"]:
-        return print_dry_run(p, options, force=v["force"])
-    run_build(p, options, force=v["force"], skip_preflight=v["skip_preflight"], console=console(), jobs=v["jobs"])
-    if not v["no_audit"]:
+    if v.dry_run:
+        return print_dry_run(p, options, force=v.force)
+    run_build(p, options, force=v.force, skip_preflight=v.skip_preflight, console=console(), jobs=v.jobs)
+    if not v.no_audit:
         audit_built(p)
-    if v["push_candidates"]:
+    if v.push_candidates:
         from imagematrix.build.candidates import push_candidates
         from imagematrix.build.engine import docker_client
 
-        return push_candidates(p, docker_client(), console(), v["push_candidates"])
+        return push_candidates(p, docker_client(), console(), v.push_candidates)
     return 0
 
 
@@ -360,17 +361,17 @@ def keygen(directory: Path) -> int:
     return 0
 
 
-def verify(v: dict[str, Any]) -> int:
+def verify(v: VerifyArgs) -> int:
     from imagematrix.evidence import verify as check
 
     answer = check.verify_asked(
-        v["image"] or "",
-        v["key"],
-        digest=v["digest"],
-        cc=check.gpu_cc(v["gpu"], v["cc"]),
-        driver=v["driver"],
-        suite=v["suite"],
-        max_age_days=v["max_age"],
+        v.image or "",
+        v.key,
+        digest=v.digest,
+        cc=check.gpu_cc(v.gpu, v.cc),
+        driver=v.driver,
+        suite=v.suite,
+        max_age_days=v.max_age,
     )
     for line in answer.lines:
         say(console(), printable(line, 2000))

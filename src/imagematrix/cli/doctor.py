@@ -33,7 +33,7 @@ PROBE_SHELL = (
     'for p in python3 python; do if command -v "$p" >/dev/null 2>&1; then exec "$p" -c "$IMAGEMATRIX_PROBE"; fi; '
     'done; echo "no python in this image" >&2; exit 127'
 )
-NO_GPU_HINT = "`invoke doctor --no-gpu` checks only what building needs"
+NO_GPU_HINT = "`invoke doctor --build-only` checks only what building needs"
 
 
 def probe_images(plan: Plan, client) -> list[str]:
@@ -144,7 +144,7 @@ def gpu_checks(plan: Plan, client, *, need_gpu: bool) -> list[Check]:
         detail = f"{seen} ({access.how.split('. GPU checks')[0]}): GPU tests cannot run on this host"
         detail += f". {GPU_FIX}" if host else "; run them on a GPU runner"
         if not need_gpu:
-            return [Check("GPU", True, f"{detail} (--no-gpu: not required)", warning=True)]
+            return [Check("GPU", True, f"{detail} (--build-only: not required)", warning=True)]
         return [Check("GPU", False, f"{detail}. {NO_GPU_HINT}")]
     found = [*found_wsl, Check("GPU access", True, access.how)]
     images = probe_images(plan, client)
@@ -221,6 +221,6 @@ def run_doctor(plan: Plan, options: BuildOptions, *, need_gpu: bool = True, cons
             f"doctor: {len(failed)} problem(s) for {cells}: {', '.join(failed)}", markup=False, highlight=False
         )
         return 1
-    can = "build and test" if need_gpu else "build (GPU tests not checked: --no-gpu)"
+    can = "build and test" if need_gpu else "build (GPU tests not checked: --build-only)"
     console.print(f"doctor: this host can {can} {cells}", markup=False, highlight=False)
     return 0

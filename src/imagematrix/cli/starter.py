@@ -100,7 +100,7 @@ def init_project(directory: Path, example: str, console) -> int:
             highlight=False,
         )
     out.print(
-        "next: imagematrix doctor --no-gpu; imagematrix build; imagematrix test; imagematrix status",
+        "next: imagematrix doctor --build-only; imagematrix build; imagematrix test; imagematrix status",
         markup=False,
         highlight=False,
     )
