@@ -249,3 +249,26 @@ def test_a_matrix_file_name_that_is_not_plain_is_refused(example_matrix, tmp_pat
     odd = replace(example_matrix, path=tmp_path / "m\nx: 1.yaml")
     with pytest.raises(ci.CIError, match="rename it"):
         ci.render_workflow(odd)
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"timezone": "Mars/Olympus_Mons"}, "time zone 'Mars/Olympus_Mons' is not one this host knows"),
+        ({"timezone": 9}, "time zone '9' is not one this host knows"),
+        ({"runs": [{"cron": "61 * * * *", "phases": [1]}]}, "run "),
+        ({"runs": "0 17 * * *"}, "'runs' is not a list of objects"),
+        ({"choices": {"phase": ["1"]}}, "'choices' lacks a list"),
+    ],
+)
+def test_the_gate_refuses_a_hand_edited_schedule_with_the_reason(sheet_matrix, change, why):
+    wf = yaml.safe_load(sheet_matrix.ci.workflow.read_text())
+    schedule = {**json.loads(wf["jobs"]["plan"]["steps"][1]["env"]["IMAGEMATRIX_SCHEDULE"]), **change}
+    for fired in ("0 17 * * *", ""):
+        done = _gate({"IMAGEMATRIX_SCHEDULE": json.dumps(schedule), "FIRED": fired})
+        assert done.returncode == 2 and why in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_the_gate_has_help():
+    done = subprocess.run([sys.executable, "-m", "imagematrix.core.cron", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "usage:" in done.stdout

@@ -238,3 +238,51 @@ def test_schema_prints_a_json_schema_of_the_matrix_file():
     assert schema["$schema"].startswith("https://json-schema.org/")
     assert {"image", "python", "cuda", "targets"} <= set(schema["required"])
     assert schema["additionalProperties"] is False
+
+
+# --- the exit-code convention: 0 with --help, 2 for bad input, 1 for a failed build or test --------------
+
+
+def _app(*argvs: list[str]) -> list[dict]:
+    """Command lines of the `imagematrix` command (its own argv handling), in one interpreter."""
+    driver = _DRIVER.replace(
+        "from invoke.main import program", "from imagematrix.cli.app import program, argv_for_invoke"
+    )
+    driver = driver.replace('program.run(["invoke", *argv])', 'program.run(argv_for_invoke(["imagematrix", *argv]))')
+    proc = subprocess.run(
+        [sys.executable, "-c", driver, json.dumps(argvs)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_every_task_has_help_and_exits_0():
+    from imagematrix.cli.app import program
+
+    names = sorted(program.namespace.task_names)
+    assert "verify" in names and len(names) > 15
+    for name, r in zip(names, _app(*([n, "--help"] for n in names)), strict=True):
+        assert r["code"] == 0 and name in r["stdout"], (name, r["stderr"][-300:])
+
+
+def test_every_refusal_of_a_value_exits_2(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    cases = [
+        ["audit", "--image", "a b;c"],
+        ["audit", "--image", "../../containers"],
+        ["audit", "--gpu", "H100"],
+        ["audit", "--gpu", "Z9", "--driver", "580"],
+        ["keygen", "--out", "/proc/self"],
+        ["keygen", "--out", "x" * 5000],
+        ["render", "--out", "/dev/null"],
+        ["verify", "r/x:t", "--key", str(fifo)],
+        ["verify", "r/x:t", "--key", "/dev/zero"],
+        ["verify", str(fifo), "--key", "/dev/null"],
+        ["test", "--workers", "lots"],
+        ["test", "--suite", "huge"],
+        ["publish", "--signing-key", "/dev/zero"],
+    ]
+    for argv, r in zip(cases, _app(*cases), strict=True):
+        assert r["code"] == 2, (argv[:3], r)
+        assert r["stderr"].startswith("error: ") and "Traceback" not in r["stderr"], (argv[:3], r["stderr"][-300:])

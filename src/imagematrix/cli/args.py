@@ -218,7 +218,7 @@ class AuditArgs(InBuildDir):
 @dataclasses.dataclass(frozen=True)
 class KeygenArgs(Args):
     out: str = opt(
-        "directory for imagematrix.key (mode 0600) and imagematrix.pub (default: here)", default=".", metavar="DIR"
+        "directory for imagematrix.key (mode 0600) and imagematrix.pub (default: here)", "dir", ".", metavar="DIR"
     )
 
 
@@ -247,7 +247,7 @@ class StatusArgs(Filtered):
     matrix: str | None = opt(
         "also list this matrix's selected cells that have no record yet (default: only recorded cells)", metavar="FILE"
     )
-    out: str = opt("build directory holding status.json (default: build)", default="build", metavar="DIR")
+    out: str = opt("build directory holding status.json (default: build)", "dir", "build", metavar="DIR")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,7 +255,7 @@ class CleanArgs(Selected):
     images: bool = opt(
         "also remove the images of the selected cells (only images labelled as those cells)", "bool", False
     )
-    out: str = opt("build directory to remove (default: build)", default="build", metavar="DIR")
+    out: str = opt("build directory to remove (default: build)", "dir", "build", metavar="DIR")
     history: bool = opt("also remove history.jsonl (the build and test history `invoke report` reads)", "bool", False)
 
 
@@ -263,7 +263,8 @@ class CleanArgs(Selected):
 class SizesArgs(Selected):
     out: str = opt(
         "build directory: status.json (section 'sizes') and reports/sizes.png (default: build)",
-        default="build",
+        "dir",
+        "build",
         metavar="DIR",
     )
     top: int = opt("how many layers and directories to list per image (default: 5)", "int", 5, minimum=1)
@@ -283,7 +284,8 @@ TestArgs = _test_args()
 class InitArgs(Args):
     directory: str = opt(
         "where to write matrix.yaml and dockerfiles/ (default: here); it must not hold them already",
-        default=".",
+        "dir",
+        ".",
         metavar="DIR",
     )
     example: str = opt("which bundled example to start from (default: matrix)", default="matrix")

@@ -16,6 +16,7 @@ from imagematrix.cli.args import BuildArgs, VerifyArgs
 from imagematrix.core import status
 from imagematrix.core.builddir import build_lock
 from imagematrix.core.errors import ImagematrixError, UsageError
+from imagematrix.core.reference import check_image
 from imagematrix.core.text import printable
 from imagematrix.matrix.load import load_matrix
 from imagematrix.matrix.model import Matrix
@@ -332,8 +333,8 @@ def audit(
     from imagematrix.reports.audit_view import audit_lines
 
     target, driver = gpus.asked(gpu, driver)
+    todo = [(ref, check_image("--image", ref), None) for ref in images]
     client, out, worst = docker_client(), console(), 0
-    todo = [(ref, ref, None) for ref in images]
     if not images:
         cells = select_cells(load(matrix), sel)
         todo = [(c.id, c.ref, c.id) for c in built(client, cells, lambda line: say(out, line))]

@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shlex
 import shutil
 import tempfile
 from pathlib import Path
 
 from imagematrix.core.errors import UsageError
 from imagematrix.core.resources import shipped
+from imagematrix.core.text import printable
 from imagematrix.matrix.grammar import DEBIAN_PINS
 
 FRAGMENTS_LINE = re.compile(r"^(\s*fragments_dir:\s*).*$", re.M)
@@ -90,12 +92,12 @@ def init_project(directory: Path, example: str, console) -> int:
     )
     if m.wheelhouse is not None and not any(m.wheelhouse.glob("*.whl")):
         pins = [f"{name}=={version}" for name, version in m.packages.items() if name not in DEBIAN_PINS]
-        want = " ".join(pins) or "<the packages it pins>"
+        argv = ["python3", "-m", "pip", "download", "--only-binary", ":all:", "--python-version", m.pythons[0]]
+        argv += ["--implementation", "cp", "--platform", "manylinux_2_28_x86_64", "--platform"]
+        argv += ["manylinux_2_17_x86_64", "--platform", "manylinux2014_x86_64", "-d", str(m.wheelhouse), *pins]
         out.print(
-            f"first: fill {m.wheelhouse.name}/ (builds install from it alone, and wheels are not copied): "
-            f"python3 -m pip download --only-binary :all: --python-version {m.pythons[0]} --implementation cp "
-            "--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 "
-            f"-d {m.wheelhouse} {want}",
+            f"first: fill {printable(m.wheelhouse.name, 200)}/ (builds install from it alone, and wheels are not "
+            f"copied): {printable(shlex.join(argv), 2000)}",
             markup=False,
             highlight=False,
         )

@@ -330,24 +330,52 @@ def plan_jobs(
     return jobs
 
 
+def schedule(text: str) -> tuple[list, str, dict, dict]:
+    """The gate's schedule from its JSON (runs, a zone this host knows, families per phase, choices), every
+    part checked before use: a hand-edited workflow is refused with the reason, never a traceback."""
+    try:
+        sched = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"not JSON: {type(exc).__name__}") from None
+    if not isinstance(sched, dict):
+        raise ValueError("not a JSON object")
+    entries, tz, families, choices = (sched.get(k) for k in ("runs", "timezone", "families", "choices"))
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ValueError("'runs' is not a list of objects")
+    if not isinstance(families, dict) or not isinstance(choices, dict):
+        raise ValueError("'families' and 'choices' are not objects")
+    if not all(isinstance(choices.get(k), list) for k in ("phase", "cuda", "python", "target")):
+        raise ValueError("'choices' lacks a list for phase, cuda, python or target")
+    try:
+        ZoneInfo(tz)  # type: ignore[arg-type]
+    except (TypeError, ValueError, KeyError) as exc:  # ZoneInfoNotFoundError is a KeyError
+        raise ValueError(f"time zone {str(tz)[:60]!r} is not one this host knows ({type(exc).__name__})") from None
+    for e in entries:
+        problem = cron_problem(str(e.get("cron", ""))) if isinstance(e.get("cron"), str) else "no cron string"
+        if problem or not isinstance(e.get("phases"), list):
+            raise ValueError(f"run {str(e)[:80]!r}: {problem or 'no list of phases'}")
+    return entries, str(tz), families, choices
+
+
 def main(argv: Sequence[str]) -> int:
     """`python -m imagematrix.core.cron plan`: the workflow's gate. Reads IMAGEMATRIX_SCHEDULE (JSON: timezone,
     runs, families per phase, choices), FIRED (the cron that started a scheduled run, empty otherwise) and
     the dispatch inputs PHASE, CUDA, PYTHON, TARGET; prints `jobs=[...]` for $GITHUB_OUTPUT."""
+    usage = (
+        "usage: python -m imagematrix.core.cron plan  (env: IMAGEMATRIX_SCHEDULE, FIRED, PHASE, CUDA, PYTHON, TARGET)"
+    )
+    if list(argv) in (["--help"], ["-h"]):
+        print(usage)
+        return 0
     if list(argv) != ["plan"]:
-        print(
-            "usage: python -m imagematrix.core.cron plan  (env: IMAGEMATRIX_SCHEDULE, FIRED, PHASE, CUDA, PYTHON, "
-            "TARGET)",
-            file=sys.stderr,
-        )
+        print(usage, file=sys.stderr)
         return 2
     try:
-        sched = json.loads(os.environ["IMAGEMATRIX_SCHEDULE"])
-        entries, tz, families, choices = sched["runs"], sched["timezone"], sched["families"], sched["choices"]
-    except (KeyError, TypeError, ValueError) as exc:
+        entries, tz, families, choices = schedule(os.environ.get("IMAGEMATRIX_SCHEDULE", ""))
+    except ValueError as exc:
         print(
-            f"IMAGEMATRIX_SCHEDULE is not the schedule `invoke ci` writes ({type(exc).__name__}: {exc}); "
-            "regenerate the workflow with `invoke ci`",
+            f"IMAGEMATRIX_SCHEDULE is not the schedule `invoke ci` writes ({exc}); regenerate the workflow with "
+            "`invoke ci`",
             file=sys.stderr,
         )
         return 2

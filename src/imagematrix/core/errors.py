@@ -105,3 +105,9 @@ def outcome(command: Callable[[], int | None], stopped: str = "") -> tuple[int, 
         return 143, f"terminated{tail}"
     except KeyboardInterrupt:
         return 130, f"interrupted{tail}"
+    except OSError as exc:  # a path the command was given that cannot be used, or the host's own fault
+        import errno
+
+        given = exc.errno in (errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENOENT, errno.ELOOP)
+        where = f" {exc.filename}" if exc.filename else ""
+        return (2 if given else 1), printable(f"error: cannot use{where}: {exc.strerror or exc}", 2000)

@@ -9,6 +9,7 @@ audit a few MB, a history years of runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -24,6 +25,7 @@ LIMITS = {
     "sbom": 64 * MIB,
     "history": 256 * MIB,
     "lock": 64 * KIB,
+    "config": 1 * MIB,  # a tool's configuration (Docker's config.json)
 }
 MAX_DEPTH = 64  # JSON nesting: imagematrix writes under ten levels
 MAX_PATH = 4096  # characters: the kernel's PATH_MAX
@@ -34,6 +36,8 @@ class Unreadable(ValueError):
 
 
 def _kind_of(mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return "a file"
     if stat.S_ISDIR(mode):
         return "a directory"
     if stat.S_ISFIFO(mode):
@@ -92,7 +96,14 @@ def open_regular(path: str | os.PathLike[str], what: str, flags: int = os.O_RDON
     """A descriptor of ``path`` opened without blocking (a FIFO, a device), refused unless it is a regular
     file: for the readers and appenders that need more than ``read_bytes`` (a tail, an append, a lock)."""
     p = check_path(path, what)
-    fd = os.open(p, flags | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0), mode)  # OSError is the caller's
+    try:
+        fd = os.open(p, flags | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0), mode)
+    except OSError:  # a FIFO with no reader refuses a writer (ENXIO): say what it is, not the errno
+        with contextlib.suppress(OSError):
+            st = os.stat(p)
+            if not stat.S_ISREG(st.st_mode):
+                raise Unreadable(f"{what} is {_kind_of(st.st_mode)}, not a regular file") from None
+        raise
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -138,3 +149,24 @@ def read_json(path: str | os.PathLike[str], kind: str, what: str | None = None, 
     """A JSON file of ``kind``: bounded, regular, within the depth (Unreadable otherwise)."""
     what = what or f"{kind} file {os.fspath(path)}"
     return parse_json(read_bytes(path, kind, what, limit), what)
+
+
+PSEUDO = ("/proc", "/sys", "/dev")  # the kernel's: never a place to write a project's files
+
+
+def out_dir_problem(path: str) -> str | None:
+    """Why ``path`` cannot be a directory imagematrix writes into (None: it can, or can be made)."""
+    if not path or "\0" in path or len(path) > MAX_PATH:
+        return f"is not a path (empty, a NUL byte, or over {MAX_PATH} characters)"
+    if any(len(part) > 255 for part in path.split("/")):
+        return "has a component over 255 characters (the file system's limit)"
+    real = os.path.realpath(path)
+    if any(real == d or real.startswith(d + "/") for d in PSEUDO):
+        return f"is under {real.split('/')[1] and '/' + real.split('/')[1]}, the kernel's, not a place for files"
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot be used: {exc.strerror}"
+    return None if stat.S_ISDIR(st.st_mode) else f"is {_kind_of(st.st_mode)}, not a directory"

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from imagematrix.core import files
 from imagematrix.core.errors import UsageError
 from imagematrix.core.reference import check_repository
 
@@ -34,7 +35,9 @@ class Option:
 
     ``kind``: ``str``, ``bool`` (a switch), ``int``/``number`` (checked against ``minimum``),
     ``choice`` (one of ``choices``), ``list`` (repeatable), ``words`` (a shell-quoted string),
-    ``repository`` (an image repository, by Docker's reference grammar).
+    ``repository`` (an image repository, by Docker's reference grammar), ``workers`` (``auto`` or a whole
+    number of at least 0), ``dir`` (a directory to write into:
+    a path that is one, or can be made; never a file, a device or the kernel's /proc).
     ``default`` is the parsed default; invoke sees string defaults for numbers so that a bad value
     reaches our parser (and its message) instead of invoke's own int().
     """
@@ -83,6 +86,15 @@ class Option:
             return tuple(words(self.flag, str(value)))
         if self.kind == "repository":
             return check_repository(self.flag, str(value))
+        if self.kind == "workers":
+            text = str(value).strip()
+            if text == "auto":
+                return text
+            return str(number(self.flag, text, minimum=0, integer=True))
+        if self.kind == "dir":
+            why = files.out_dir_problem(str(value))
+            if why:
+                raise UsageError(f"{self.flag} {str(value)[:80]!r} {why}")
         return str(value)
 
     def add_to(self, parser: argparse.ArgumentParser) -> None:
@@ -134,7 +146,11 @@ MATRIX = Option(
     "matrix", f"matrix file (default: ${MATRIX_ENV}, else matrix.yaml)", metavar="FILE", default_from=default_matrix
 )
 OUT = Option(
-    "out", "build directory: contexts, logs, results, status.json (default: build)", default="build", metavar="DIR"
+    "out",
+    "build directory: contexts, logs, results, status.json (default: build)",
+    "dir",
+    default="build",
+    metavar="DIR",
 )
 
 TEST = (
@@ -152,7 +168,7 @@ TEST = (
         "workers",
         "pytest-xdist workers per image: a number, auto (one per CPU, at most 16; with --jobs N, half of "
         "each container's share) or 0 (no xdist) (default: auto)",
-        "str",
+        "workers",
         "auto",
         metavar="N|auto",
     ),

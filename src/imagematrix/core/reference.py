@@ -52,3 +52,22 @@ def check_repository(flag: str, repo: str) -> str:
     if why:
         raise UsageError(f"{flag} {repo[:80]!r} {why}")
     return repo
+
+
+IMAGE_ID_RE = re.compile(r"(?:sha256:)?[0-9a-f]{12,64}")  # a local image id, whole or short
+
+
+def check_image(flag: str, ref: str) -> str:
+    """An image the engine is asked about: a reference (name[:tag][@digest]) or a local image id, else
+    UsageError before Docker sees it (a space, ';', a leading '-', a newline or '../' is neither)."""
+    if len(ref) <= MAX_NAME + 200 and (IMAGE_ID_RE.fullmatch(ref) or valid_reference(ref)):
+        return ref
+    return _refuse(flag, ref)
+
+
+def _refuse(flag: str, ref: str) -> str:
+    shown = ref[:80] + ("…" if len(ref) > 80 else "")
+    raise UsageError(
+        f"{flag} {shown!r} is not an image reference (name[:tag][@sha256:…], e.g. ghcr.io/org/pytorch:cu13.2-devel) "
+        "nor a local image id"
+    )

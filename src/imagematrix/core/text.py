@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import re
 
-# C0 and C1 control characters and DEL: newlines, escape sequences, NUL, BEL.
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# C0 and C1 control characters and DEL (newlines, escape sequences, NUL, BEL), and the invisible ones that
+# change what a line seems to say: bidirectional overrides and isolates (a signed GPU name that reads
+# backwards), zero-width spaces and joiners, line and paragraph separators, the byte-order mark.
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 
 
 def printable(value: object, limit: int = 2000, lines: bool = False) -> str:

@@ -206,7 +206,36 @@ def open_envelope(envelope: Mapping[str, Any], key) -> Verified:
         raise VerifyError("statement", f"the signed payload is not JSON ({exc})") from None
     if not isinstance(doc, dict) or doc.get("_type") != STATEMENT_TYPE:
         raise VerifyError("statement", "the signed payload is not an in-toto Statement v1")
+    shape = _statement_shape(doc)
+    if shape:
+        raise VerifyError("statement", f"signed by this key, but not a statement of the shape verify reads: {shape}")
     return Verified(doc, key.keyid)
+
+
+def _statement_shape(doc: dict[str, Any]) -> str | None:
+    """Why a signed statement is not of the shape the checks read (None: it is). A signature proves who
+    signed, not that the signer wrote what we expect: each field is typed before it is used."""
+    subjects = doc.get("subject")
+    if not isinstance(subjects, list) or not all(
+        isinstance(s, dict) and isinstance(s.get("digest"), dict) and isinstance(s["digest"].get("sha256", ""), str)
+        for s in subjects
+    ):
+        return "'subject' is not a list of objects with a sha256 digest"
+    if not isinstance(doc.get("predicateType"), str) or not isinstance(doc.get("predicate"), dict):
+        return "'predicateType' is not a string or 'predicate' not an object"
+    p = doc["predicate"]
+    gpus = p.get("gpus", [])
+    if not isinstance(gpus, list) or not all(
+        isinstance(g, dict) and all(isinstance(g.get(k), (str, type(None))) for k in ("name", "computeCapability"))
+        for g in gpus
+    ):
+        return "'gpus' is not a list of objects with a name and a compute capability"
+    if not isinstance(p.get("key", {}), dict):
+        return "'key' is not an object"
+    for name in ("result", "suite", "driver", "driverCuda", "finished"):
+        if not isinstance(p.get(name), (str, type(None))):
+            return f"{name!r} is not a string"
+    return None
 
 
 def check(
@@ -234,11 +263,11 @@ def check(
             "subject",
             f"the statement is for {', '.join(f'sha256:{s[:12]}' for s in subjects if s)}, not sha256:{want[:12]}",
         )
-    if p.get("result") != "passed" or not p.get("requireGpu"):
+    if p.get("result") != "passed" or p.get("requireGpu") is not True:
         raise VerifyError(
             "result",
             f"the {p.get('suite')} suite {p.get('result')}"
-            + ("" if p.get("requireGpu") else " without --require-gpu (GPU checks may have skipped)"),
+            + ("" if p.get("requireGpu") is True else " without --require-gpu (GPU checks may have skipped)"),
         )
     if suite and p.get("suite") != suite:
         raise VerifyError("suite", f"the attestation is for the {p.get('suite')} suite, not {suite}")
@@ -258,8 +287,10 @@ def check(
         finished = str(p.get("finished") or "")
         try:
             when = datetime.fromisoformat(finished.replace("Z", "+00:00"))
-        except ValueError:
-            raise VerifyError("expired", f"no time of the run ({finished!r})") from None
+        except (ValueError, OverflowError):
+            raise VerifyError("expired", f"no time of the run ({finished[:40]!r})") from None
+        if when.tzinfo is None:
+            raise VerifyError("expired", f"the run's time {finished[:40]!r} has no zone: its age is unknown")
         if (now or datetime.now(timezone.utc)) - when > timedelta(days=max_age_days):
             raise VerifyError("expired", f"measured {finished}, more than {max_age_days:g} days ago")
 

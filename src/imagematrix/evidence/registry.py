@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from imagematrix.core import files
 from imagematrix.core.errors import ImagematrixError
 from imagematrix.core.reference import DIGEST_RE, NAME_RE, TAG_RE
 
@@ -101,8 +102,8 @@ def sha256(data: bytes) -> str:
 def _docker_config() -> dict:
     path = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker") / "config.json"
     try:
-        doc = json.loads(path.read_text()) if path.is_file() and path.stat().st_size < (1 << 20) else {}
-    except (OSError, ValueError):
+        doc = files.read_json(path, "config")
+    except (OSError, ValueError):  # absent, a FIFO, too big, not JSON: no stored credentials
         return {}
     return doc if isinstance(doc, dict) else {}
 
@@ -125,7 +126,7 @@ def credentials(host: str) -> tuple[str, str] | None:
                 timeout=30,
                 check=False,
             )
-            got = json.loads(done.stdout) if done.returncode == 0 else None
+            got = files.parse_json(done.stdout[: 1 << 20], "the helper's answer") if done.returncode == 0 else None
             if isinstance(got, dict) and isinstance(got.get("Secret"), str):
                 return str(got.get("Username") or ""), got["Secret"]
         except (OSError, ValueError, subprocess.TimeoutExpired):
@@ -214,7 +215,7 @@ class Registry:
             req.add_header("Authorization", "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode())
         try:
             with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
-                doc = json.loads(resp.read(1 << 20))
+                doc = files.parse_json(resp.read(1 << 20), "the token answer")
         except (urllib.error.URLError, OSError, ValueError):
             return False
         token = doc.get("token") or doc.get("access_token") if isinstance(doc, dict) else None
@@ -240,7 +241,7 @@ class Registry:
         if reference.startswith("sha256:") and digest != reference:
             raise RegistryError(f"{self.host} answered a manifest for {reference[:19]} whose content is {digest[:19]}")
         try:
-            doc = json.loads(body)
+            doc = files.parse_json(body, "the manifest")
         except ValueError:
             raise RegistryError(f"the manifest {repository}:{reference[:80]} is not JSON") from None
         if not isinstance(doc, dict):
@@ -318,7 +319,7 @@ class Registry:
         if status != 200 or not (headers.get("Content-Type") or "").startswith(OCI_INDEX):
             return None
         try:
-            doc = json.loads(body)
+            doc = files.parse_json(body, "the referrers answer")
         except ValueError:
             return None
         found = doc.get("manifests") if isinstance(doc, dict) else None
@@ -348,7 +349,7 @@ def _envelopes_of(reg: Registry, repository: str, manifest: Mapping[str, Any], w
         if not DIGEST_RE.fullmatch(layer["digest"]):
             continue
         try:
-            envelope = json.loads(reg.blob(repository, layer["digest"]))
+            envelope = files.parse_json(reg.blob(repository, layer["digest"]), "an envelope")
         except ValueError:
             continue
         if isinstance(envelope, dict):

@@ -332,7 +332,38 @@ def load(build_dir: Path, image_id: str) -> dict[str, Any] | None:
         doc = files.read_json(path, "audit")
     except (OSError, ValueError):
         return None
-    return doc if isinstance(doc, dict) else None
+    return doc if isinstance(doc, dict) and document_problem(doc) is None else None
+
+
+def document_problem(doc: dict[str, Any]) -> str | None:
+    """Why ``doc`` is not a scan document of the shape the prediction reads (None: it is). An audit kept
+    on disk may have been edited or damaged: a field of another type is no audit, never a verdict."""
+
+    def strings(v: Any) -> bool:
+        return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+    objects = doc.get("objects", [])
+    if not isinstance(objects, list):
+        return "'objects' is not a list"
+    for o in objects:
+        if not isinstance(o, dict) or not isinstance(o.get("path"), str):
+            return "an object is not an object with a path"
+        if not strings(o.get("sass", [])) or not isinstance(o.get("error", ""), (str, type(None))):
+            return f"{o['path'][:80]}: 'sass' or 'error' of another type"
+        ptx = o.get("ptx", [])
+        if not isinstance(ptx, list) or not all(isinstance(p, list) and len(p) == 2 and strings(p) for p in ptx):
+            return f"{o['path'][:80]}: 'ptx' is not a list of [arch, ISA] pairs"
+        if not isinstance(o.get("kernels"), (int, type(None))) or isinstance(o.get("kernels"), bool):
+            return f"{o['path'][:80]}: 'kernels' is not a count"
+    libraries = doc.get("libraries", {})
+    if not isinstance(libraries, dict) or not all(
+        isinstance(v, list) and all(isinstance(e, dict) and isinstance(e.get("path"), str) for e in v)
+        for v in libraries.values()
+    ):
+        return "'libraries' is not an object of lists of files"
+    if not isinstance(doc.get("torch") or {}, dict):
+        return "'torch' is not an object"
+    return None
 
 
 def save(audit: Audit, build_dir: Path) -> Path:
