@@ -18,50 +18,75 @@ ROOT = Path(__file__).resolve().parents[2]
 MUTANTS = ROOT / "tests" / "gpu-machine" / "mutants"
 TORCH = json.loads((ROOT / "tests" / "unit" / "data" / "audits" / "example-torch-2.15-cu132.json").read_text())
 H100, V100, THOR = gpus.gpu("H100"), gpus.gpu("V100"), gpus.gpu("Thor")
-# What each mutant embeds, and what it does on an H100 with a 580 driver (CUDA 13.0): the measured outcome
-# of tests/gpu-machine's proof is compared with the same table.
+# What each mutant embeds, and what it does on an H100 with a 580 driver (CUDA 13.0): the measured outcomes
+# (tests/gpu-machine/results/oracle-h200-580.json for the shared objects, carriers-h100-580.json for the rest)
+# are the same table. Shared objects, executables, cubins and fat binaries loaded by cuModuleLoadData, PTX
+# files, and NVRTC's output.
 MUTANT = {
-    "sm80": (["sm_80"], [], predict.FAILS, 209),
-    "ptx80": ([], [["compute_80", "9.0"]], predict.WARN, None),
-    "sm90": (["sm_90"], [], predict.RUNS, None),
-    "sm90a": (["sm_90a"], [], predict.RUNS, None),
-    "sm100": (["sm_100"], [], predict.FAILS, 209),
-    "ptx92": ([], [["compute_90", "9.2"]], predict.FAILS, 222),
+    "libimx_sm80.so": ("library", ["sm_80"], [], predict.FAILS, 209),
+    "libimx_ptx80.so": ("library", [], [["compute_80", "9.0"]], predict.WARN, None),
+    "libimx_sm90.so": ("library", ["sm_90"], [], predict.RUNS, None),
+    "libimx_sm90a.so": ("library", ["sm_90a"], [], predict.RUNS, None),
+    "libimx_sm100.so": ("library", ["sm_100"], [], predict.FAILS, 209),
+    "libimx_ptx92.so": ("library", [], [["compute_90", "9.2"]], predict.FAILS, 222),
+    "imx_exe_sm86": ("executable", ["sm_86"], [], predict.FAILS, 209),
+    "imx_exe_sm90": ("executable", ["sm_90"], [], predict.RUNS, None),
+    "imx_sm86.cubin": ("cubin", ["sm_86"], [], predict.FAILS, 209),
+    "imx_sm90.cubin": ("cubin", ["sm_90"], [], predict.RUNS, None),
+    "imx_sm86.fatbin": ("fatbin", ["sm_86"], [], predict.FAILS, 209),
+    "imx_ptx80.fatbin": ("fatbin", [], [["compute_80", "9.0"]], predict.WARN, None),  # compressed PTX
+    "imx_ptx90.ptx": ("ptx", [], [["compute_80", "9.0"]], predict.WARN, None),
+    "imx_ptx92.ptx": ("ptx", [], [["compute_90", "9.2"]], predict.FAILS, 222),
+    "imx_nvrtc132.ptx": ("ptx", [], [["compute_90", "9.2"]], predict.FAILS, 222),  # NVRTC 13.2's PTX
+    "imx_nvrtc132_sm90.cubin": ("cubin", ["sm_90"], [], predict.RUNS, None),  # NVRTC 13.2's SASS
 }
 
 
 @pytest.fixture(scope="module")
 def mutants(tmp_path_factory) -> dict:
-    out = tmp_path_factory.mktemp("scan")
-    doc = scan.scan(MUTANTS, str(cuobjdump()), None, None, python=None, scratch=out)
-    return {Path(o["path"]).name.removeprefix("libimx_").removesuffix(".so"): o for o in doc["objects"]}
+    doc = scan.scan(MUTANTS, str(cuobjdump()), None, None, python=None)
+    return {Path(o["path"]).name: o for o in doc["objects"]}
 
 
-def test_the_scan_reads_sass_ptx_and_its_isa_from_the_mutants(mutants):
+def test_the_scan_finds_every_carrier_by_its_bytes_and_reads_what_it_holds(mutants):
     assert sorted(mutants) == sorted(MUTANT)
-    for name, (sass, ptx, _, _) in MUTANT.items():
-        assert (mutants[name]["sass"], mutants[name]["ptx"], mutants[name]["error"]) == (sass, ptx, ""), name
-        assert mutants[name]["kernels"] == (None if ptx else 1)  # SASS-only objects are counted: not a stub
+    for name, (kind, sass, ptx, _, _) in MUTANT.items():
+        o = mutants[name]
+        assert (o["kind"], o["sass"], o["ptx"], o["error"]) == (kind, sass, ptx, ""), name
+
+
+def test_the_scan_agrees_with_cuobjdump_on_every_object_it_can_read(mutants):
+    """cuobjdump is the referee for what sits in an ELF file, a fat binary or a cubin (it reads no PTX text)."""
+    for name, o in mutants.items():
+        if o["kind"] != "ptx":
+            ref = scan.referee(str(cuobjdump()), MUTANTS / o["path"].lstrip("/"))
+            assert (o["sass"], o["ptx"]) == (ref["sass"], ref["ptx"]), name
 
 
 @pytest.mark.parametrize("name", MUTANT)
 def test_each_mutant_is_predicted_on_an_h100_with_driver_580(mutants, name):
     audit = {"objects": [mutants[name]], "libraries": {"cudart": [{"version": "13.0.96"}]}}
     v = predict.predict(audit, H100, "580.159.04")
-    assert (v.mark, v.code) == MUTANT[name][2:], v.reasons
+    assert (v.mark, v.code) == MUTANT[name][3:], v.reasons
+
+
+def test_a_static_archive_is_listed_but_decides_nothing():
+    archive = {"path": "/usr/lib/libx_static.a", "kind": "archive", "sass": ["sm_80"], "ptx": [], "error": ""}
+    v = predict.predict({"objects": [archive]}, H100, "580")
+    assert v.mark == predict.RUNS and "no device code" in v.reasons[0]
 
 
 def test_arch_specific_sass_runs_only_on_its_own_gpu(mutants):
-    audit = {"objects": [mutants["sm90a"]]}
+    audit = {"objects": [mutants["libimx_sm90a.so"]]}
     assert predict.predict(audit, H100, "580").mark == predict.RUNS
     assert predict.predict(audit, gpus.gpu("B200"), "580").code == 209
     assert (
-        predict.predict({"objects": [mutants["sm80"]]}, gpus.gpu("RTX 3090"), "580").mark == predict.RUNS
+        predict.predict({"objects": [mutants["libimx_sm80.so"]]}, gpus.gpu("RTX 3090"), "580").mark == predict.RUNS
     )  # 8.6 runs sm_80
 
 
 def test_ptx_is_jit_compiled_only_by_a_driver_that_knows_its_isa(mutants):
-    audit = {"objects": [mutants["ptx92"]]}
+    audit = {"objects": [mutants["libimx_ptx92.so"]]}
     assert predict.predict(audit, H100, "580").code == 222
     assert predict.predict(audit, H100, "595").mark == predict.WARN  # R595 is CUDA 13.2: JIT works
     assert "JIT-compiled" in predict.predict(audit, H100, "595").reasons[0]
@@ -87,13 +112,13 @@ def test_torch_215_cu132_runs_from_sass_on_sm75_to_sm120_and_never_on_volta_or_t
 
 def test_the_floor_is_the_newest_of_the_runtime_and_the_ptx():
     fl = predict.floor(TORCH)
-    assert fl.cuda == (13, 4) and "PTX 9.4" in fl.source and fl.native is None  # 13.4 is newer than the table
+    assert fl.cuda == (13, 4) and "PTX 9.4" in fl.source and fl.native == "615"  # NVIDIA's data: 13.4 ships with R615
     assert predict.floor({"libraries": {"cudart": [{"version": "13.2.86"}]}}).native == "595.45.04"
     assert predict.floor({}).cuda is None
 
 
 def test_an_unknown_minor_is_an_unknown_floor_never_native():
-    assert native_driver((13, 4)) is None and native_driver((13, 9)) is None
+    assert native_driver((13, 5)) is None and native_driver((13, 9)) is None  # not in the data: unknown
     assert native_driver((13, 2)) == "595.45.04" and native_driver((12, 7)) == "570.26"
     assert branch_cuda("580.159.04") == (13, 0) and branch_cuda("595") == (13, 2) and branch_cuda("525") == (12, 0)
 

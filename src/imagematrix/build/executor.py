@@ -244,12 +244,16 @@ class Executor:
     def _stop(self, pool: cf.ThreadPoolExecutor, running: dict, why: str) -> None:
         """Ctrl-C: every running build stopped and recorded as failed (interrupted); BuildInterrupted."""
         self.stopping = True
+        # The step each build was in, read before it is stopped: a stopped build prints more that is not a step.
+        steps = {
+            cid: f"#{v.number} {v.name}" if (v := parsed.running) else "" for cid, (_, parsed) in self.running.items()
+        }
         procs.stop_all()
         cf.wait(running)
         pool.shutdown(wait=True)
         stopped = list(self.running.items())
         for cid, (t0, parsed) in stopped:
-            self._interrupted(cid, t0, parsed, why)
+            self._interrupted(cid, t0, parsed, why, steps.get(cid, ""))
         if len(stopped) <= 1:
             raise BuildInterrupted(self._interrupt_message(stopped[0][0] if stopped else None, why)) from None
         raise BuildInterrupted(
@@ -508,9 +512,8 @@ class Executor:
         except StatusError as exc:
             fault.args = (f"{fault}\nThe record could not be updated either: {exc}",)
 
-    def _interrupted(self, cid: str, t0: float, parsed: BuildkitLog, why: str) -> None:
+    def _interrupted(self, cid: str, t0: float, parsed: BuildkitLog, why: str, step: str = "") -> None:
         took = round(time.monotonic() - t0, 1)
-        step = f"#{v.number} {v.name}" if (v := parsed.running) is not None else ""
         rec = self.record(
             cid,
             BuildRecord(

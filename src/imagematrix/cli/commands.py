@@ -118,8 +118,9 @@ def audit_built(p: Plan) -> None:
 
 
 def say(out, line: str) -> None:
-    """One line of plain text: no markup, no highlighting (values come from files and images)."""
-    out.print(line, markup=False, highlight=False)
+    """One line of plain text: no markup, no highlighting (values come from files and images), never wrapped
+    (a line a script or a test reads stays one line)."""
+    out.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def bake(p: Plan, ca_cert: str | None) -> int:

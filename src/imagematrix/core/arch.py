@@ -14,36 +14,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from imagematrix.core import nvidia
+
 # PTX ISA version -> the CUDA release that introduced it: a driver JIT-compiles PTX up to the ISA of the
-# CUDA version it supports (nvidia-smi's "CUDA Version"). From the PTX ISA release notes ("PTX ISA Version
-# history", docs.nvidia.com/cuda/parallel-thread-execution); 9.0 and 9.2 checked with NVIDIA's nvcc wheels
-# 13.0.88 and 13.2.78 (tests/gpu-machine/mutants/make.sh).
-PTX_ISA_CUDA: dict[tuple[int, int], tuple[int, int]] = {
-    (7, 0): (11, 0),
-    (7, 1): (11, 1),
-    (7, 2): (11, 2),
-    (7, 3): (11, 3),
-    (7, 4): (11, 4),
-    (7, 5): (11, 5),
-    (7, 6): (11, 6),
-    (7, 7): (11, 7),
-    (7, 8): (11, 8),
-    (8, 0): (12, 0),
-    (8, 1): (12, 1),
-    (8, 2): (12, 2),
-    (8, 3): (12, 3),
-    (8, 4): (12, 4),
-    (8, 5): (12, 5),
-    (8, 6): (12, 7),
-    (8, 7): (12, 8),
-    (8, 8): (12, 9),
-    (9, 0): (13, 0),
-    (9, 1): (13, 1),
-    (9, 2): (13, 2),
-    (9, 3): (13, 3),
-    (9, 4): (13, 4),
-    (9, 5): (13, 5),
-}
+# CUDA version it supports (nvidia-smi's "CUDA Version"). NVIDIA's data, in ``core/data/nvidia.json``.
+PTX_ISA_CUDA = nvidia.PTX_ISA_CUDA
 
 
 def ptx_isa_cuda(isa: tuple[int, int]) -> tuple[int, int] | None:

@@ -11,6 +11,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from imagematrix.core import nvidia
+
 
 def cuda_int(value: int) -> tuple[int, int] | None:
     """CUDA's integer versions (12080, 13000) -> (12, 8); -1/0/None -> None."""
@@ -31,41 +33,17 @@ def version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in m.group(1).split("."))
 
 
-# The Linux x86_64 driver each toolkit release requires ("CUDA Toolkit and Corresponding Driver Versions",
-# the CUDA Toolkit release notes of each version, e.g. docs.nvidia.com/cuda/archive/13.2.0/cuda-toolkit-release-notes):
-# native support, PTX JIT works. A minor this table lacks (13.4 and later here) has an unknown native driver:
-# ``native_driver`` says None, never a guess.
-NATIVE_DRIVER: dict[tuple[int, int], str] = {
-    (11, 0): "450.51.05",
-    (11, 1): "455.23",
-    (11, 2): "460.27.03",
-    (11, 3): "465.19.01",
-    (11, 4): "470.42.01",
-    (11, 5): "495.29.05",
-    (11, 6): "510.39.01",
-    (11, 7): "515.43.04",
-    (11, 8): "520.61.05",
-    (12, 0): "525.60.13",
-    (12, 1): "530.30.02",
-    (12, 2): "535.54.03",
-    (12, 3): "545.23.06",
-    (12, 4): "550.54.14",
-    (12, 5): "555.42.02",
-    (12, 6): "560.28.03",
-    (12, 8): "570.26",
-    (12, 9): "575.51.03",
-    (13, 0): "580.65.06",
-    (13, 1): "590.44.01",
-    (13, 2): "595.45.04",
-    (13, 3): "610.43.02",
-}
-# Oldest driver of each major's branch: minor-version compatibility (no PTX JIT).
-MINOR_COMPAT_DRIVER: dict[int, str] = {11: "450", 12: "525", 13: "580"}
+# The Linux x86_64 driver each toolkit release requires, and the oldest driver of each major's branch
+# (minor-version compatibility, no PTX JIT): NVIDIA's data, kept in ``core/data/nvidia.json``.
+NATIVE_DRIVER = nvidia.NATIVE_DRIVER
+MINOR_COMPAT_DRIVER = nvidia.MINOR_COMPAT_DRIVER
 
 
 def native_driver(cuda: tuple[int, int]) -> str | None:
     """Driver needed to run CUDA X.Y natively (the next known toolkit's if X.Y was never released, e.g.
-    12.7); None when X.Y is newer than the table (an unknown floor, never assumed native)."""
+    12.7); None when the data does not have it (an unknown floor, never assumed native)."""
+    if cuda in nvidia.TOOLKITS and nvidia.TOOLKITS[cuda] is None:
+        return None
     if cuda in NATIVE_DRIVER:
         return NATIVE_DRIVER[cuda]
     newer = sorted(k for k in NATIVE_DRIVER if k > cuda and k[0] == cuda[0])

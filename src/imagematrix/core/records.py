@@ -325,6 +325,7 @@ class AuditRecord(Record):
     libraries: dict[str, tuple[str, ...]] = field(default_factory=dict)
     torch: dict[str, Any] | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    toolchains: dict[str, Any] | None = None  # Triton and its ptxas, NVRTC, nvJitLink, nvcc, torch's CUDA
     prediction: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # GPU -> branch -> verdict
     extra: dict[str, Any] = field(default_factory=dict)
 

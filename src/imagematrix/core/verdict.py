@@ -5,6 +5,7 @@ None, never a verdict. Stdlib only (the runner decides with it on bare GPU hosts
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 
 
 class Mark(str, enum.Enum):
@@ -22,3 +23,16 @@ class Mark(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One prediction: the mark, why, how to make it ✅, and the CUDA error the failure shows up as."""
+
+    mark: Mark
+    reasons: tuple[str, ...]
+    fix: str = ""
+    code: int | None = None
+
+    def to_json(self) -> dict:
+        return {"mark": self.mark.value, "reasons": list(self.reasons), "fix": self.fix, "code": self.code}

@@ -111,6 +111,7 @@ class Audit:
             "libraries": libs,
             "torch": {k: torch[k] for k in ("version", "cuda", "arch_list") if k in torch} or None,
             "counts": self.doc.get("counts") or {},
+            "toolchains": self.doc.get("toolchains") or None,
             "prediction": table(self.doc),
         }
 
@@ -120,8 +121,11 @@ def _same_arch(image) -> bool:
     return image.attrs.get("Architecture", host) == host
 
 
-def audit_image(client, ref: str, build_dir: Path, *, memory: str = MEMORY, timeout: float = TIMEOUT_S) -> Audit:
-    """Scan the image ``ref`` (pulled if it is not here), in a container of it or from its export."""
+def audit_image(
+    client, ref: str, build_dir: Path, *, memory: str = MEMORY, timeout: float = TIMEOUT_S, say=None
+) -> Audit:
+    """Scan the image ``ref`` (pulled if it is not here), in a container of it or from its export;
+    ``say`` gets a progress line every few seconds."""
     from docker.errors import DockerException, ImageNotFound
 
     try:
@@ -147,11 +151,11 @@ def audit_image(client, ref: str, build_dir: Path, *, memory: str = MEMORY, time
         (work / "new").chmod(0o777)
         t0 = time.monotonic()
         how = "container"
-        doc = _in_container(client, image, cache, work, memory, timeout) if _same_arch(image) else None
+        doc = _in_container(client, image, cache, work, memory, timeout, say) if _same_arch(image) else None
         if doc is None:
             how = "export"
-            doc = _from_export(client, image, cache, work)
-        for entry in (work / "new").glob("*.json"):
+            doc = _from_export(client, image, cache, work, say)
+        for entry in (work / "new").iterdir():  # object entries, and lists of what holds no device code
             with contextlib.suppress(OSError):
                 entry.replace(cache / entry.name)
         return Audit(ref, image.id, doc, how, time.monotonic() - t0)
@@ -170,7 +174,7 @@ def jobs_for(memory: str) -> int:
     return max(1, size // (PEAK_GB * 2**30))
 
 
-def _in_container(client, image, cache: Path, work: Path, memory: str, timeout: float) -> dict | None:
+def _in_container(client, image, cache: Path, work: Path, memory: str, timeout: float, say=None) -> dict | None:
     """The scan in a container of the image; None when the image cannot run it (no shell, no Python)."""
     from docker.errors import APIError, DockerException
 
@@ -199,6 +203,7 @@ def _in_container(client, image, cache: Path, work: Path, memory: str, timeout: 
                 "PYTHONDONTWRITEBYTECODE": "1",
                 "HOME": WORK_IN,
                 scan.JOBS_ENV: str(jobs_for(memory)),
+                scan.PROGRESS_ENV: "2" if say else "0",
             },
             tmpfs={"/tmp": "size=64m"},
             labels={"imagematrix.audit": image.id},
@@ -207,6 +212,8 @@ def _in_container(client, image, cache: Path, work: Path, memory: str, timeout: 
             container.start()
         except APIError:
             return None  # no sh in the image: exported instead
+        if say is not None:
+            _follow(container, say)
         try:
             code = container.wait(timeout=timeout)["StatusCode"]
         except Exception:  # requests' ReadTimeout: the limit
@@ -231,7 +238,21 @@ def _in_container(client, image, cache: Path, work: Path, memory: str, timeout: 
     return json.loads(out.read_text())
 
 
-def _from_export(client, image, cache: Path, work: Path) -> dict:
+def _follow(container, say) -> None:
+    """Pass the scan's progress lines to ``say`` as the container prints them (a thread: the wait is the limit)."""
+    import threading
+
+    def pump() -> None:
+        with contextlib.suppress(Exception):  # the stream ends (or breaks) with the container
+            for raw in container.logs(stream=True, follow=True):
+                for line in raw.decode(errors="replace").splitlines():
+                    if line.startswith("scan: "):
+                        say(line)
+
+    threading.Thread(target=pump, name=f"audit-{container.id[:12]}", daemon=True).start()
+
+
+def _from_export(client, image, cache: Path, work: Path, say=None) -> dict:
     """The image's shared objects and wheel records, copied from ``docker export``, scanned on this host."""
     from docker.errors import DockerException
 
@@ -245,20 +266,34 @@ def _from_export(client, image, cache: Path, work: Path) -> dict:
         with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]  # a stream reader
             for member in tar:
                 name = member.name.lstrip("./")
-                keep = member.isfile() and (
-                    scan.SO.search(Path(name).name) or name.endswith((".dist-info/RECORD", ".dist-info/METADATA"))
-                )
-                if keep and ".." not in Path(name).parts:
+                if not member.isfile() or ".." in Path(name).parts:
+                    continue
+                src = tar.extractfile(member)
+                if src is None:
+                    continue
+                head = src.read(4096)
+                keep = name.endswith((".dist-info/RECORD", ".dist-info/METADATA", "torch/version.py"))
+                if keep or scan.classify(Path(name), head) is not None or any(t in name for t in TOOLS):
                     dest = root / name
                     dest.parent.mkdir(parents=True, exist_ok=True)
-                    with tar.extractfile(member) as src, open(dest, "wb") as f:  # type: ignore[union-attr]
+                    with open(dest, "wb") as f:
+                        f.write(head)
                         shutil.copyfileobj(src, f, 1 << 20)
     except DockerException as exc:
         raise AuditError(f"cannot export {image.id[:19]}: {str(exc).splitlines()[0][:200]}") from None
     finally:
         with contextlib.suppress(DockerException):
             container.remove(force=True)
-    return scan.scan(root, str(cuobjdump()), cache, work / "new", python=None, scratch=work)
+    return scan.scan(root, str(cuobjdump()), cache, work / "new", python=None, env=image_env(image), say=say)
+
+
+TOOLS = ("/bin/nvcc", "/bin/ptxas")  # compilers the toolchain facts are read from, kept from an export
+
+
+def image_env(image) -> dict[str, str]:
+    """The image's configured environment (what its processes start with): where its compilers are."""
+    env = image.attrs.get("Config", {}).get("Env") or []
+    return dict(e.split("=", 1) for e in env if isinstance(e, str) and "=" in e)
 
 
 class _Chunks:
@@ -279,7 +314,8 @@ class _Chunks:
 
 def audit_and_record(client, ref: str, build_dir: Path, cell: str | None = None, **limits: Any) -> Audit:
     """Audit ``ref``, keep the full audit beside the record, and, for a cell, its summary in the record
-    (section "audit"): the one path `imagematrix build` and `imagematrix audit` both take."""
+    (section "audit"): the one path `imagematrix build` and `imagematrix audit` both take. ``limits``:
+    ``audit_image``'s memory, timeout and say (a progress line every few seconds)."""
     from imagematrix.core import status
 
     result = audit_image(client, ref, build_dir, **limits)

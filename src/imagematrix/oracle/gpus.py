@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from imagematrix.core import nvidia
 from imagematrix.core.errors import UsageError
 
 
@@ -43,7 +44,8 @@ GPUS: tuple[Gpu, ...] = (
     Gpu("RTX 5090", (12, 0), min_branch=570),
     Gpu("GB10", (12, 1), min_branch=580),
 )
-BRANCHES: tuple[int, ...] = (535, 550, 560, 570, 575, 580, 590, 595, 610)
+# Driver branches the prediction is made for: every branch of NVIDIA's data whose native CUDA is known.
+BRANCHES: tuple[int, ...] = tuple(b.branch for b in nvidia.BRANCH_DATA if b.cuda is not None)
 
 
 def gpu(name_or_cc: str) -> Gpu:

@@ -20,9 +20,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from imagematrix.core import nvidia
 from imagematrix.core.arch import parse_arch, ptx_isa_cuda, ptx_jits_on, sass_runs_on
 from imagematrix.core.cuda_compat import MINOR_COMPAT_DRIVER, branch_cuda, fmt_mm, native_driver
-from imagematrix.core.verdict import Mark
+from imagematrix.core.verdict import Mark, Verdict
+from imagematrix.oracle import jit
 from imagematrix.oracle.gpus import BRANCHES, GPUS, Gpu
 
 RUNS, WARN, FAILS = Mark.RUNS, Mark.WARNS, Mark.FAILS
@@ -64,9 +66,22 @@ def runtime(audit: Mapping[str, Any]) -> tuple[tuple[int, int], str] | None:
     return max(found) if found else None
 
 
+LOADED = ("library", "extension", "executable", "cubin", "fatbin", "ptx")  # what a verdict covers (scan.LOADED)
+
+
 def kernel_objects(audit: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """The objects whose device code can run: a stub with no kernel, or one cuobjdump could not read, is left out."""
-    return [o for o in audit.get("objects") or [] if not o.get("error") and o.get("kernels") != 0]
+    """The objects whose device code can run: every carrier a process loads (libraries, extension modules,
+    executables, cubins, fat binaries and PTX files); a static archive (linked at build time), a stub with
+    no kernel, and an object the scan could not read are left out."""
+    return [
+        o
+        for o in audit.get("objects") or []
+        if not o.get("error") and o.get("kernels") != 0 and o.get("kind", "library") in LOADED
+    ]
+
+
+def has_device_code(audit: Mapping[str, Any]) -> bool:
+    return bool(kernel_objects(audit))
 
 
 def floor(audit: Mapping[str, Any]) -> Floor:
@@ -86,15 +101,9 @@ def floor(audit: Mapping[str, Any]) -> Floor:
     return Floor(cuda, source, native_driver(cuda), MINOR_COMPAT_DRIVER.get(cuda[0]))
 
 
-@dataclass(frozen=True)
-class Verdict:
-    mark: Mark
-    reasons: tuple[str, ...]
-    fix: str = ""
-    code: int | None = None  # the CUDA error the failure shows up as, when one does
-
-    def to_json(self) -> dict:
-        return {"mark": self.mark.value, "reasons": list(self.reasons), "fix": self.fix, "code": self.code}
+def _named(obj: Mapping[str, Any]) -> str:
+    kind = obj.get("kind", "library")
+    return str(obj["path"]) if kind in ("library", "extension") else f"{obj['path']} ({kind})"
 
 
 def _objects_line(names: Sequence[str]) -> str:
@@ -156,7 +165,7 @@ def predict(audit: Mapping[str, Any], gpu: Gpu, driver: str) -> Verdict:
             (a, isa) for a, isa in ((parse_arch(p), i) for p, i in obj.get("ptx") or []) if a and ptx_jits_on(a, gpu.cc)
         ]
         if not candidates:
-            no_kernel.append(obj["path"])
+            no_kernel.append(_named(obj))
             continue
         jitable = [
             (a, isa)
@@ -164,9 +173,9 @@ def predict(audit: Mapping[str, Any], gpu: Gpu, driver: str) -> Verdict:
             if (c := ptx_isa_cuda(_mm(isa) or (0, 0))) is not None and driver_cuda is not None and c <= driver_cuda
         ]
         if jitable:
-            jit.append(f"{obj['path']} ({jitable[-1][0].name}, PTX {jitable[-1][1]})")
+            jit.append(f"{_named(obj)} ({jitable[-1][0].name}, PTX {jitable[-1][1]})")
         else:
-            too_new.append(f"{obj['path']} (PTX {', '.join(i for _, i in candidates)})")
+            too_new.append(f"{_named(obj)} (PTX {', '.join(i for _, i in candidates)})")
     if no_kernel:
         return Verdict(
             FAILS,
@@ -202,14 +211,26 @@ def predict(audit: Mapping[str, Any], gpu: Gpu, driver: str) -> Verdict:
             tuple(warn),
             f"SASS for this GPU and a driver that runs the image's CUDA natively ({fl.native or 'unknown'}) make it ✅",
         )
+    if not kernel_objects(audit):
+        return Verdict(RUNS, ("no device code: nothing in the image runs on the GPU itself",))
     return Verdict(RUNS, (f"SASS for {gpu.name} in every object; driver R{branch} runs its CUDA natively",))
 
 
 def table(
     audit: Mapping[str, Any], gpus: Sequence[Gpu] = GPUS, branches: Sequence[int] = BRANCHES
 ) -> dict[str, dict[str, dict]]:
-    """GPU name -> branch -> verdict, for the whole catalogue."""
-    return {g.name: {f"R{b}": predict(audit, g, str(b)).to_json() for b in branches} for g in gpus}
+    """GPU name -> branch -> verdict, for the whole catalogue; each with the JIT toolchains' verdicts under
+    "jit" (``oracle.jit``), when the image has any."""
+    out: dict[str, dict[str, dict]] = {}
+    for g in gpus:
+        out[g.name] = {}
+        for b in branches:
+            row = predict(audit, g, str(b)).to_json()
+            tools = jit.verdicts(audit, g, str(b))
+            if tools:
+                row["jit"] = {name: v.to_json() for name, v in tools.items()}
+            out[g.name][f"R{b}"] = row
+    return out
 
 
 def coverage(audit: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -224,15 +245,33 @@ def _arch_key(name: str) -> tuple:
     return (a.major, a.minor, a.suffix) if a else (999, 0, name)
 
 
-def reach(row: Mapping[str, Mapping[str, Any]]) -> str:
-    """One GPU's row of the table in a few words: from which driver branch it runs, and how."""
-    ordered = sorted(row.items(), key=lambda kv: int(kv[0].lstrip("R")))
-    first_ok = next((b for b, v in ordered if Mark.parse(v.get("mark")) is RUNS), None)
-    first_any = next((b for b, v in ordered if Mark.parse(v.get("mark")) in (RUNS, WARN)), None)
+def _ordered(row: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, Mapping[str, Any]]]:
+    return sorted(
+        ((b, v) for b, v in row.items() if str(b).lstrip("R").isdigit() and isinstance(v, Mapping)),
+        key=lambda kv: int(str(kv[0]).lstrip("R")),
+    )
+
+
+def _branch(b: str, today: str | None) -> str:
+    """A branch as the sheet names it: R535, with "(ended 2026-06)" once past its end of life."""
+    if today:
+        known = next((x for x in nvidia.BRANCH_DATA if f"R{x.branch}" == b), None)
+        if known is not None and known.ended(today):
+            return f"{b} (ended {known.end_of_life})"
+    return b
+
+
+def reach(row: Mapping[str, Mapping[str, Any]], today: str | None = None) -> str:
+    """One GPU's row of the table in a few words: from which driver branch it runs, and how (a branch past
+    its end of life says so, given ``today``)."""
+    ordered = _ordered(row)
+    marks = [(b, Mark.parse(v.get("mark"))) for b, v in ordered]
+    first_ok = next((b for b, m in marks if m is RUNS), None)
+    first_any = next((b for b, m in marks if m in (RUNS, WARN)), None)
     if first_any is None:  # the most telling reason: the newest branch that got past the driver checks
         telling = [v for _, v in ordered if v.get("code") != INSUFFICIENT_DRIVER] or [v for _, v in ordered]
         code = telling[-1].get("code") if telling else None
-        reason = telling[-1]["reasons"][0] if telling else ""
+        reason = str((telling[-1].get("reasons") or [""])[0]) if telling else ""
         return f"{FAILS} " + (
             "no kernel image"
             if code == NO_KERNEL
@@ -242,20 +281,65 @@ def reach(row: Mapping[str, Mapping[str, Any]]) -> str:
         )
     parts = []
     if first_any != first_ok:
-        parts.append(f"{WARN} from {first_any}")
+        parts.append(f"{WARN} from {_branch(first_any, today)}")
     if first_ok:
-        parts.append(f"{RUNS} from {first_ok}")
+        parts.append(f"{RUNS} from {_branch(first_ok, today)}")
     return " · ".join(parts)
 
 
+def jit_reach(row: Mapping[str, Mapping[str, Any]], today: str | None = None) -> str:
+    """The JIT toolchains of one GPU's row, each in a few words ("" when the image has none)."""
+    names = {"torch.compile": "torch.compile", "nvrtc": "NVRTC", "cpp_extension": "cpp_extension"}
+    ordered = _ordered(row)
+    out = []
+    for tool, label in names.items():
+        per = {b: v["jit"][tool] for b, v in ordered if isinstance(v.get("jit"), Mapping) and tool in v["jit"]}
+        if per:
+            shown = reach(per, today)
+            if any(Mark.parse(v.get("mark")) is Mark.UNKNOWN for v in per.values()) and RUNS.value not in shown:
+                shown = f"{Mark.UNKNOWN.value} unknown"
+            out.append(f"{label} {shown}")
+    return " · ".join(out)
+
+
+KIND_WORDS = {
+    "library": ("library", "libraries"),
+    "extension": ("extension module", "extension modules"),
+    "executable": ("executable", "executables"),
+    "cubin": ("cubin", "cubins"),
+    "fatbin": ("fat binary", "fat binaries"),
+    "ptx": ("PTX file", "PTX files"),
+}
+
+
+def kinds_line(counts: Mapping[str, Any]) -> str:
+    """The carriers by kind, as counted by the scan ("17 libraries, 2 executables, 1 cubin")."""
+    parts = []
+    for kind, (one, many) in KIND_WORDS.items():
+        n = counts.get(f"kind_{kind}")
+        if isinstance(n, int) and n > 0:
+            parts.append(f"{n} {one if n == 1 else many}")
+    return ", ".join(parts)
+
+
 def coverage_line(summary: Mapping[str, Any]) -> str:
-    """An audit summary (the record's section) in one line: SASS, PTX and the driver floor."""
+    """An audit summary (the record's section) in one line: SASS, PTX, the driver floor and the carriers
+    by kind; an image without device code says so."""
+    found = summary.get("counts")
+    counts: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+    archives = counts.get("kind_archive") if isinstance(counts.get("kind_archive"), int) else 0
+    loaded = (summary.get("objects") or 0) - (archives or 0)
+    static = f"; {archives} static archive(s) with device code, linked at build time, not counted" if archives else ""
+    if loaded <= 0:
+        files = counts.get("files")
+        return f"no device code ({files} files read){static}" if files else f"no device code{static}"
     sass = summary.get("sass") or []
     ptx = sorted({p.split("(")[-1].rstrip(")") for p in summary.get("ptx") or []})
     floor_mm = summary.get("floor")
     fl = f"CUDA {floor_mm[0]}.{floor_mm[1]} ({summary.get('floor_source')})" if floor_mm else "no CUDA runtime"
     native = summary.get("floor_native") or "unknown"
+    by_kind = kinds_line(counts)
     return (
         f"SASS {' '.join(sass) or 'none'} · PTX ISA {', '.join(ptx) or 'none'} · floor {fl}, native driver {native} · "
-        f"{summary.get('objects', 0)} objects with device code"
+        f"{loaded} objects with device code" + (f" ({by_kind})" if by_kind else "") + static
     )

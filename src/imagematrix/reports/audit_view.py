@@ -4,9 +4,12 @@ through ``printable``."""
 
 from __future__ import annotations
 
+from datetime import date
+
 from imagematrix.core.text import printable
 from imagematrix.core.verdict import Mark
-from imagematrix.oracle.predict import coverage_line, predict, reach
+from imagematrix.oracle import jit
+from imagematrix.oracle.predict import coverage_line, has_device_code, jit_reach, predict, reach
 
 
 def audit_lines(label: str, result, target=None, driver: str | None = None) -> tuple[list[str], bool]:
@@ -24,5 +27,15 @@ def audit_lines(label: str, result, target=None, driver: str | None = None) -> t
         )
         if v.fix and v.mark is not Mark.RUNS:
             lines.append(f"  fix: {printable(v.fix, 600)}")
+        for tool, t in jit.verdicts(result.doc, target, driver).items():
+            lines.append(f"  JIT {tool}: {t.mark} {printable('; '.join(t.reasons), 600)}")
+            if t.fix and t.mark is not Mark.RUNS:
+                lines.append(f"    fix: {printable(t.fix, 400)}")
         return lines, v.mark is Mark.FAILS
-    return lines + [f"  {name:<9} {reach(row)}" for name, row in summary["prediction"].items()], False
+    if not has_device_code(result.doc):
+        return [*lines, "  no device code: nothing in it runs on a GPU, so no GPU or driver can fail it"], False
+    today = date.today().isoformat()
+    for name, row in summary["prediction"].items():
+        tools = jit_reach(row, today)
+        lines.append(f"  {name:<9} {reach(row, today)}" + (f"  |  JIT: {tools}" if tools else ""))
+    return lines, False

@@ -16,6 +16,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 from imagematrix.core import history
@@ -298,23 +299,30 @@ def disagreements(records: Mapping[str, CellRecord], events: list[HistoryEvent])
     return out
 
 
-def predicted_section(records: Mapping[str, CellRecord], rs: list[Row], events: list[HistoryEvent]) -> list[str]:
+def predicted_section(
+    records: Mapping[str, CellRecord], rs: list[Row], events: list[HistoryEvent], today: str = ""
+) -> list[str]:
     """Per audited image: its coverage line, and where the catalogue's GPUs run it (predicted from its
-    bytes), each GPU with the measured result beside it where a run on that compute capability exists."""
+    bytes), each GPU with the measured result beside it where a run on that compute capability exists; the
+    JIT toolchains' verdicts in a table of their own. An image without device code says so in its line."""
+    from imagematrix.core import nvidia
     from imagematrix.oracle.gpus import GPUS
-    from imagematrix.oracle.predict import coverage_line, reach
+    from imagematrix.oracle.predict import coverage_line, jit_reach, reach
 
+    today = today or datetime.now(timezone.utc).date().isoformat()
     out = ["## Predicted compatibility (from each image's audit; not measured)", ""]
     audited = [(r, a) for r in rs if (a := (records.get(r.cell.id) or CellRecord()).audit) is not None]
     if not audited:
         return [*out, "No image audited yet (`invoke build` audits each new image; `imagematrix audit` any image).", ""]
     seen = measured(events)
-    lines, body = [], []
+    lines, body, jit_body = [], [], []
     for r, a in audited:
         lines.append(f"- {md(r.cell.id)}: {md(coverage_line(a.to_json()), 400)}")
-        row = [md(r.cell.id)]
+        if not _has_device_code(a):
+            continue
+        row, jit_row = [md(r.cell.id)], [md(r.cell.id)]
         for g in GPUS:
-            cell = md(reach(a.prediction[g.name])) if a.prediction.get(g.name) else "?"
+            cell = md(reach(a.prediction[g.name], today)) if a.prediction.get(g.name) else "?"
             runs = [
                 (k, v)
                 for k, v in seen.items()
@@ -324,17 +332,35 @@ def predicted_section(records: Mapping[str, CellRecord], rs: list[Row], events: 
                 (_, _, _, branch), (_, t) = runs[-1]
                 cell += f" · measured R{md(branch)} {md(t.state)}"
             row.append(cell)
+            jit_row.append(md(jit_reach(a.prediction.get(g.name) or {}, today)) or "-")
         body.append(row)
-    return [
-        *out,
-        *lines,
-        "",
-        *table(["cell", *(md(f"{g.name} ({g.cc[0]}.{g.cc[1]})") for g in GPUS)], body),
-        "",
+        if any(c != "-" for c in jit_row[1:]):
+            jit_body.append(jit_row)
+    header = ["cell", *(md(f"{g.name} ({g.cc[0]}.{g.cc[1]})") for g in GPUS)]
+    ended = [f"R{b.branch} ({b.end_of_life})" for b in nvidia.BRANCH_DATA if b.ended(today)]
+    legend = (
         "✅ runs from that driver branch · ⚠️ runs by PTX JIT or minor-version compatibility · ❌ does not run; "
-        "`imagematrix audit --gpu NAME --driver VERSION` says why and what fixes it.",
-        "",
-    ]
+        "`imagematrix audit --gpu NAME --driver VERSION` says why and what fixes it."
+    )
+    if ended:
+        legend += f" Past their end of life: {', '.join(ended)}."
+    tables: list[str] = []
+    if body:
+        tables += ["", *table(header, body), "", legend]
+    if jit_body:
+        tables += [
+            "",
+            "JIT toolchains (code compiled at run time: torch.compile's Triton ptxas, NVRTC, cpp_extension's nvcc):",
+            "",
+            *table(header, jit_body),
+        ]
+    return [*out, *lines, *tables, ""]
+
+
+def _has_device_code(a) -> bool:
+    """An audit record with device code a process loads (not only static archives)."""
+    counts = a.counts or {}
+    return (a.objects or 0) - int(counts.get("kind_archive") or 0) > 0
 
 
 def trouble_section(events: list[HistoryEvent], records: Mapping[str, CellRecord] | None = None) -> list[str]:
