@@ -55,11 +55,11 @@ def test_the_scan_finds_every_carrier_by_its_bytes_and_reads_what_it_holds(mutan
         assert (o["kind"], o["sass"], o["ptx"], o["error"]) == (kind, sass, ptx, ""), name
 
 
-def test_the_scan_agrees_with_cuobjdump_on_every_object_it_can_read(mutants):
+def test_the_scan_agrees_with_cuobjdump_on_every_object_it_can_read(mutants, tmp_path):
     """cuobjdump is the referee for what sits in an ELF file, a fat binary or a cubin (it reads no PTX text)."""
     for name, o in mutants.items():
         if o["kind"] != "ptx":
-            ref = scan.referee(str(cuobjdump()), MUTANTS / o["path"].lstrip("/"))
+            ref = scan.referee(str(cuobjdump()), MUTANTS / o["path"].lstrip("/"), tmp_path)
             assert (o["sass"], o["ptx"]) == (ref["sass"], ref["ptx"]), name
 
 

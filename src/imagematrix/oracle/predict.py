@@ -225,8 +225,10 @@ def table(
     for g in gpus:
         out[g.name] = {}
         for b in branches:
-            row = predict(audit, g, str(b)).to_json()
-            tools = jit.verdicts(audit, g, str(b))
+            verdict = predict(audit, g, str(b))
+            row = verdict.to_json()
+            # Where the image itself cannot run (the driver is too old for its CUDA), no JIT verdict is given.
+            tools = {} if verdict.code == INSUFFICIENT_DRIVER else jit.verdicts(audit, g, str(b))
             if tools:
                 row["jit"] = {name: v.to_json() for name, v in tools.items()}
             out[g.name][f"R{b}"] = row
@@ -295,9 +297,14 @@ def jit_reach(row: Mapping[str, Mapping[str, Any]], today: str | None = None) ->
     for tool, label in names.items():
         per = {b: v["jit"][tool] for b, v in ordered if isinstance(v.get("jit"), Mapping) and tool in v["jit"]}
         if per:
-            shown = reach(per, today)
-            if any(Mark.parse(v.get("mark")) is Mark.UNKNOWN for v in per.values()) and RUNS.value not in shown:
+            marks = [Mark.parse(v.get("mark")) for v in per.values()]
+            if any(m in (RUNS, WARN) for m in marks):
+                shown = reach(per, today)
+            elif any(m is Mark.UNKNOWN for m in marks):
                 shown = f"{Mark.UNKNOWN.value} unknown"
+            else:  # it fails on every branch: the reason's first clause says why
+                last = list(per.values())[-1]
+                shown = f"{FAILS} {str((last.get('reasons') or ['?'])[0]).split(':')[0][:90]}"
             out.append(f"{label} {shown}")
     return " · ".join(out)
 

@@ -115,7 +115,7 @@ def _container(data, p: int, end: int) -> list[tuple[int, str, str]] | None:
                 suffix = ""  # family SASS is named as its base architecture (cuobjdump does the same)
             out.append((1 if kind == 1 else 2, f"{arch}{suffix}", f"{code >> 16}.{code & 0xFFFF}"))
         p += hsize + padded
-    return out
+    return out if out and p == end else None  # a real container ends exactly after its last entry
 
 
 def ptx_text(head: bytes) -> tuple[str, str] | None:
@@ -217,14 +217,36 @@ def _cuobjdump_cubin(path: Path, cuobjdump: str | None) -> dict:
     return {"sass": sass, "ptx": [], "fatbins": 0, "kernels": None, "error": error}
 
 
-def referee(cuobjdump: str, path: Path) -> dict:
-    """What NVIDIA's cuobjdump lists for a file: SASS architectures and PTX [arch, ISA] pairs (the tests
-    compare ``read_object`` with it, object by object)."""
-    listing = subprocess.run([cuobjdump, "-lelf", "-lptx", str(path)], capture_output=True, text=True, check=False)
+def containers(data) -> list[tuple[int, int]]:
+    """(offset, size) of every fat binary container in ``data`` whose headers hold."""
+    out, pos = [], 0
+    while (i := data.find(FATBIN, pos)) >= 0 and i + 16 <= len(data):
+        version, header, size = struct.unpack_from("<HHQ", data, i + 4)
+        if version == 1 and header == 16 and 0 < size <= len(data) - i - 16 and _container(data, i + 16, i + 16 + size):
+            out.append((i, 16 + size))
+            pos = i + 16 + size
+        else:
+            pos = i + 4
+    return out
+
+
+def referee(cuobjdump: str, path: Path, scratch: Path) -> dict:
+    """What NVIDIA's cuobjdump lists for a file: SASS architectures and PTX [arch, ISA] pairs (the tests and
+    benchmarks/audit.py compare ``read_object`` with it). cuobjdump reads an ELF's ``.nv_fatbin`` section
+    only; fat binaries kept elsewhere (cuFFT's, CUPTI's in their data sections) are handed to it as a file
+    of their own, as a loader hands them to the driver."""
+    target = path
+    if path.read_bytes()[:4] != ELF or classify(path, path.read_bytes()[:4096]) != "cubin":
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            blobs = [bytes(data[o : o + n]) for o, n in containers(data)]
+        if blobs:
+            target = scratch / "referee.fatbin"
+            target.write_bytes(b"".join(blobs))
+    listing = subprocess.run([cuobjdump, "-lelf", "-lptx", str(target)], capture_output=True, text=True, check=False)
     sass = sorted(set(re.findall(r"\.(sm_\d+[af]?)\.cubin", listing.stdout)))
     ptx: set[tuple[str, str]] = set()
     if "PTX file" in listing.stdout:
-        full = subprocess.run([cuobjdump, "-ptx", str(path)], capture_output=True, text=True, check=False).stdout
+        full = subprocess.run([cuobjdump, "-ptx", str(target)], capture_output=True, text=True, check=False).stdout
         block = arch = None
         for line in full.splitlines():
             if m := re.match(r"Fatbin (\w+) code:", line):
@@ -234,7 +256,8 @@ def referee(cuobjdump: str, path: Path) -> dict:
             elif block == "ptx" and arch and (m := re.match(r"\s*code version = \[(\d+),(\d+)\]\s*$", line)):
                 ptx.add((arch, f"{m.group(1)}.{m.group(2)}"))
                 arch = None
-    return {"sass": sass, "ptx": sorted(map(list, ptx))}
+    error = "" if listing.returncode == 0 else (listing.stderr.strip().splitlines() or ["?"])[-1][:300]
+    return {"sass": sass, "ptx": sorted(map(list, ptx)), "error": error}
 
 
 # --- the environment: wheels, libraries, JIT toolchains -------------------------------------------------------
@@ -293,7 +316,8 @@ def tool_release(path: Path) -> str | None:
     ("Cuda compilation tools, release 13.0, V13.0.88" -> "13.0.88"); None when it says none."""
     try:
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-            found = RELEASE.search(m)
+            at = m.find(b"Cuda compilation tools, release ")
+            found = RELEASE.match(m[at : at + 80]) if at >= 0 else None  # re cannot search an mmap everywhere
     except (OSError, ValueError):
         return None
     return found.group(2).decode() if found else None
@@ -446,7 +470,7 @@ def scan(
         progress.carriers += 1
         todo.append((path, kind, digest, st.st_size, owner[2] if owner else None))
 
-    def one(item) -> dict:
+    def one(item) -> dict | None:
         path, kind, digest, size, dist = item
         entry = known.entry(digest)
         if entry is None:
@@ -456,6 +480,9 @@ def scan(
             except (OSError, ValueError, subprocess.SubprocessError) as exc:
                 entry = {"sass": [], "ptx": [], "fatbins": 0, "kernels": None, "error": str(exc)[:300], "kind": kind}
             entry["seconds"] = round(time.monotonic() - t, 3)
+            if not entry["sass"] and not entry["ptx"] and not entry["error"]:
+                known.nothing(digest)  # the magic's bytes, but no fat binary around them (libnvJitLink's code)
+                return None
             known.keep(digest, entry)
         else:
             entry = {**entry, "cached": True}
@@ -468,7 +495,7 @@ def scan(
     jobs = os.environ.get(JOBS_ENV, "")
     limit = int(jobs) if jobs.isdigit() and int(jobs) > 0 else os.cpu_count() or 1
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, limit))) as pool:
-        objects = list(pool.map(one, todo))
+        objects = [o for o in pool.map(one, todo) if o is not None]
     known.close()
     cached = sum(1 for o in objects if o.pop("cached", False))
     progress.tick(force=True)
