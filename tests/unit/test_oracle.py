@@ -178,3 +178,13 @@ def test_paths_from_an_image_reach_the_terminal_without_control_characters():
     lines, fails = audit_lines("img\x1b[31m", result, gpu("H100"), "580")
     assert fails and any("libx" in line for line in lines)
     assert not any(c in line for line in lines for c in "\x1b\x07"), lines
+
+
+def test_lz4_blocks_of_older_fat_binaries_are_read():
+    from imagematrix.oracle.emulate import lz4_block
+
+    assert lz4_block(b"\x50hello", 5) == b"hello"  # literals only
+    assert lz4_block(b"\x13a\x01\x00", 8) == b"a" * 8  # one literal, then a match of 7 that overlaps itself
+    assert lz4_block(b"\x22ab\x02\x00", 8) == b"abababab"
+    with pytest.raises(ValueError):
+        lz4_block(b"\x10a\x05\x00", 8)  # an offset before the start
