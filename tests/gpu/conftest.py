@@ -201,7 +201,8 @@ def gpu_state(config) -> gpu_policy.GpuState:
         drv = gpu_host.probe_driver()
         config.stash[_DRIVER] = drv
         torch_cuda, available, count, warning = None, False, 0, None
-        if drv.error is None and drv.init_code == 0:
+        cell = load_cell(config)
+        if drv.error is None and drv.init_code == 0 and cell.holds_torch:  # a cell without torch: the driver says
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 import torch
@@ -220,6 +221,7 @@ def gpu_state(config) -> gpu_policy.GpuState:
             available,
             count,
             warning,
+            torch_held=cell.holds_torch,
         )
     return config.stash[_GPU]
 
@@ -255,27 +257,13 @@ def pytest_collection_modifyitems(session, config, items):
     cell = load_cell(config)
     require = config.getoption("--require-gpu")
     for i, item in enumerate(items):
-        reason = None
-        for feature in FEATURE_MARKERS:
-            if item.get_closest_marker(feature) and not cell.declares(feature):
-                reason = cell.skip_reason(feature)
-                break
         ext = item.get_closest_marker("pyg_extension")
-        if reason is None and ext and ext.args[0] not in cell.pyg_extensions:
-            reason = f"cell {cell.id} declares no PyG extension {ext.args[0]!r}"
-        if reason is None and item.get_closest_marker("torch") and not cell.holds_torch:
-            reason = (
-                f"cell {cell.id} holds no torch (targets.{cell.target or '<target>'}.torch: false): no torch checks"
-            )
-        if reason is None and item.get_closest_marker("cuda") and cell.cuda is None:
-            reason = f"cell {cell.id} declares no CUDA toolkit (cuda: null, a CPU-only description)"
+        markers = {m.name for m in item.iter_markers()}
+        reason = gpu_policy.collection_skip(markers, ext.args[0] if ext else None, cell)
         if reason is not None:
             item.add_marker(pytest.mark.skip(reason=reason))
             continue
         if not item.get_closest_marker("gpu"):
-            continue
-        if cell.cuda is None:  # a CPU-only cell: no GPU check applies, even on a GPU runner
-            item.add_marker(pytest.mark.skip(reason=f"cell {cell.id} is CPU-only (cuda: null): no GPU checks"))
             continue
         state = gpu_state(config)
         if state.ok:

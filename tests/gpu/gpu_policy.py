@@ -8,7 +8,7 @@ this folder gather the values and turn the decisions into pass/fail.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 # --------------------------------------------------------------------------
@@ -204,8 +204,10 @@ def classify_gpu(
     torch_available: bool,
     device_count: int,
     init_warning: str | None = None,
+    torch_held: bool = True,
 ) -> GpuState:
-    """absent = no driver or no device (skip, or fail under --require-gpu); broken = always fail."""
+    """absent = no driver or no device (skip, or fail under --require-gpu); broken = always fail. A cell
+    that holds no torch has a usable GPU when the driver initialises (cuInit says 100 when it sees none)."""
     if libcuda_error is not None:
         return GpuState(
             "absent",
@@ -216,6 +218,8 @@ def classify_gpu(
         return GpuState("absent", "no GPU visible: " + cuinit_hint(100, init_name, init_text))
     if init_code not in (0, None):
         return GpuState("broken", cuinit_hint(init_code, init_name, init_text))
+    if not torch_held:
+        return GpuState("ok", "")
     if torch_cuda is None:
         return GpuState(
             "broken",
@@ -542,8 +546,35 @@ _FAILURE_HINTS: tuple[tuple[str, str], ...] = (
 )
 
 
+# A module the suite imports, and the declaration that makes the suite ask for it.
+DECLARED_BY = {
+    "torch": "the target holds torch (targets.<name>.torch unset or true); declare targets.<name>.torch: false",
+    "triton": "the 'torch_compile' feature; drop it from targets.<name>.features",
+    "torch_geometric": "the 'pyg' feature; drop it from targets.<name>.features",
+    "ray": "the 'ray' feature; drop it from targets.<name>.features",
+    "marimo": "the 'marimo' feature; drop it from targets.<name>.features",
+    **{e: f"pyg_extensions: [{e}]; drop it from targets.<name>.pyg_extensions" for e in PYG_EXTENSIONS},
+}
+
+
+def missing_module_hint(text: str) -> str | None:
+    """For "No module named 'X'" where X is what a declaration asks for: install it, or drop the declaration
+    (where the image is meant to be without it)."""
+    m = re.search(r"No module named '([\w.]+)'", text)
+    if not m or m.group(1).split(".")[0] not in DECLARED_BY:
+        return None
+    name = m.group(1).split(".")[0]
+    return (
+        f"the image lacks {name}, which the cell asks for by {DECLARED_BY[name]}: install {name} in the image, "
+        "or, if it is meant to be without it, change the declaration"
+    )
+
+
 def failure_hint(text: str) -> str | None:
     """The fix for a known error text, else None."""
+    missing = missing_module_hint(text)
+    if missing:
+        return missing
     low = text.lower()
     for needle, hint in _FAILURE_HINTS:
         if needle.lower() in low:
@@ -573,6 +604,26 @@ COMPILE_CUDA_PROBE = ("compile", ("--device", "cuda"))
 
 def pyg_probe(cell: Cell, gpu_ok: bool) -> tuple[str, tuple[str, ...]]:
     return "pyg", ("--extensions", ",".join(cell.pyg_extensions), *(("--gpu",) if gpu_ok else ()))
+
+
+def collection_skip(markers: Collection[str], pyg_extension: str | None, cell: Cell) -> str | None:
+    """Why a check with these markers does not apply to the cell (None: it does), from what the cell
+    declares alone: a feature it lacks, a PyG extension it does not list, torch it does not hold, no CUDA
+    toolkit, or, for a GPU check, a CPU-only cell. Whether a GPU is there is the session's business.
+    tests/unit/test_suite_declarations.py proves with it that no check can fail on a module its cell
+    did not declare."""
+    for feature in FEATURES:
+        if feature in markers and not cell.declares(feature):
+            return cell.skip_reason(feature)
+    if pyg_extension is not None and pyg_extension not in cell.pyg_extensions:
+        return f"cell {cell.id} declares no PyG extension {pyg_extension!r}"
+    if "torch" in markers and not cell.holds_torch:
+        return f"cell {cell.id} holds no torch (targets.{cell.target or '<target>'}.torch: false): no torch checks"
+    if "cuda" in markers and cell.cuda is None:
+        return f"cell {cell.id} declares no CUDA toolkit (cuda: null, a CPU-only description)"
+    if "gpu" in markers and cell.cuda is None:  # a CPU-only cell: no GPU check applies, even on a GPU runner
+        return f"cell {cell.id} is CPU-only (cuda: null): no GPU checks"
+    return None
 
 
 def probes_to_start(

@@ -579,10 +579,9 @@ def probe_pyg_models(rep, args):
 # --------------------------------------------------------------------------
 
 
-def probe_ray(rep, args):
+def _ray_init():
     import ray
 
-    rep.info["ray"] = ray.__version__
     ray.init(
         num_cpus=2,
         include_dashboard=False,
@@ -590,6 +589,13 @@ def probe_ray(rep, args):
         object_store_memory=80 * 1024 * 1024,
         ignore_reinit_error=True,
     )
+    return ray
+
+
+def probe_ray(rep, args):
+    """A local Ray runtime starts, runs a CPU task, and says which GPUs it detects (no torch needed)."""
+    ray = _ray_init()
+    rep.info["ray"] = ray.__version__
     try:
         rep.info["resources"] = {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
 
@@ -598,30 +604,38 @@ def probe_ray(rep, args):
             return sum(range(n))
 
         rep.run("cpu_task", lambda: f"CPU task returned {ray.get(cpu_task.remote(100), timeout=120)}")
+    finally:
+        ray.shutdown()
 
-        if args.gpu:
 
-            @ray.remote(num_gpus=1)
-            def gpu_task():
-                import torch
+def probe_ray_gpu(rep, args):
+    """A Ray task that asks for a GPU runs a CUDA kernel through torch."""
+    ray = _ray_init()
+    rep.info["ray"] = ray.__version__
+    try:
+        rep.info["resources"] = {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
 
-                x = torch.ones(1024, device="cuda")
-                return {
-                    "sum": float(x.sum().item()),
-                    "gpu_ids": [str(i) for i in ray.get_gpu_ids()],
-                    "visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
-                    "name": torch.cuda.get_device_name(0),
-                }
+        @ray.remote(num_gpus=1)
+        def gpu_task():
+            import torch
 
-            def gpu():
-                gpus = rep.info["resources"].get("GPU", 0)
-                assert gpus >= 1, f"ray.cluster_resources() has GPU={gpus}: Ray did not detect the GPU"
-                out = ray.get(gpu_task.remote(), timeout=180)
-                assert out["sum"] == 1024.0, f"GPU task computed {out['sum']}"
-                ids, visible = out["gpu_ids"], out["visible"]
-                return f"GPU task ran on {out['name']} (ray GPU ids {ids}, CUDA_VISIBLE_DEVICES={visible})"
+            x = torch.ones(1024, device="cuda")
+            return {
+                "sum": float(x.sum().item()),
+                "gpu_ids": [str(i) for i in ray.get_gpu_ids()],
+                "visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                "name": torch.cuda.get_device_name(0),
+            }
 
-            rep.run("gpu_task", gpu)
+        def gpu():
+            gpus = rep.info["resources"].get("GPU", 0)
+            assert gpus >= 1, f"ray.cluster_resources() has GPU={gpus}: Ray did not detect the GPU"
+            out = ray.get(gpu_task.remote(), timeout=180)
+            assert out["sum"] == 1024.0, f"GPU task computed {out['sum']}"
+            ids, visible = out["gpu_ids"], out["visible"]
+            return f"GPU task ran on {out['name']} (ray GPU ids {ids}, CUDA_VISIBLE_DEVICES={visible})"
+
+        rep.run("gpu_task", gpu)
     finally:
         ray.shutdown()
 
@@ -636,6 +650,7 @@ PROBES = {
     "pyg": probe_pyg,
     "pyg_models": probe_pyg_models,
     "ray": probe_ray,
+    "ray_gpu": probe_ray_gpu,
 }
 
 

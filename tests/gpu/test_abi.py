@@ -41,7 +41,8 @@ def test_torch_wheel_tag_matches_interpreter():
             pytest.fail(
                 f"torch is not installed for {sys.executable} (no module, no distribution metadata); "
                 "every torch check needs it. Fix: install torch in the image, or test the interpreter "
-                "the image's torch belongs to",
+                "the image's torch belongs to; if the image is meant to hold no torch, declare "
+                "targets.<name>.torch: false and its torch checks skip",
                 pytrace=False,
             )
         pytest.fail(

@@ -46,6 +46,7 @@ def test_cuinit_succeeds(driver):
 @pytest.mark.xdist_group("kernels")
 @pytest.mark.smoke
 @pytest.mark.gpu
+@pytest.mark.torch
 def test_torch_sees_gpu(kernels):
     info = require(kernels)["info"]
     ensure(
@@ -67,6 +68,7 @@ def test_torch_sees_gpu(kernels):
 @pytest.mark.xdist_group("kernels")
 @pytest.mark.smoke
 @pytest.mark.gpu
+@pytest.mark.torch
 def test_driver_supports_torch_cuda(driver, kernels):
     info = require(kernels)["info"]
     compiled = gpu_policy.cuda_int(info["compiled_cuda"])
@@ -99,6 +101,7 @@ def _loaded(stem):
 
 
 @pytest.mark.smoke
+@pytest.mark.torch
 def test_loaded_cudart_matches_torch():
     cuda_mm = torch_cuda_mm()
     libs = _loaded("libcudart")
@@ -118,6 +121,7 @@ def test_loaded_cudart_matches_torch():
 
 
 @pytest.mark.smoke
+@pytest.mark.torch
 def test_loaded_cudnn_matches_torch():
     cuda_mm = torch_cuda_mm()
     import torch
@@ -149,6 +153,7 @@ def test_loaded_cudnn_matches_torch():
 
 
 @pytest.mark.smoke
+@pytest.mark.torch
 def test_loaded_nccl_matches_torch():
     cuda_mm = torch_cuda_mm()
     import torch
@@ -184,6 +189,7 @@ def test_loaded_nccl_matches_torch():
 @pytest.mark.xdist_group("kernels")
 @pytest.mark.smoke
 @pytest.mark.gpu
+@pytest.mark.torch
 def test_arch_list_covers_device(driver, kernels):
     info = require(kernels)["info"]
     compiled = gpu_policy.cuda_int(info["compiled_cuda"])
@@ -203,6 +209,7 @@ def test_arch_list_covers_device(driver, kernels):
 @pytest.mark.smoke
 @pytest.mark.gpu
 @pytest.mark.parametrize("check", ["sum", "matmul_fp16", "matmul_bf16", "conv_cudnn"])
+@pytest.mark.torch
 def test_kernel_runs_on_gpu(kernels, check):
     data = require(kernels)
     if check == "matmul_bf16" and not data["info"].get("bf16_supported"):
@@ -225,6 +232,7 @@ def nvrtc():
 @pytest.mark.xdist_group("nvrtc")
 @pytest.mark.full
 @pytest.mark.gpu
+@pytest.mark.torch
 def test_nvrtc_jiterator_kernel(nvrtc):
     expect(
         nvrtc,
@@ -237,6 +245,7 @@ def test_nvrtc_jiterator_kernel(nvrtc):
 @pytest.mark.xdist_group("nvrtc")
 @pytest.mark.full
 @pytest.mark.gpu
+@pytest.mark.torch
 def test_bad_device_index_raises(nvrtc):
     expect(
         nvrtc,
@@ -247,6 +256,7 @@ def test_bad_device_index_raises(nvrtc):
 
 @pytest.mark.full
 @pytest.mark.gpu
+@pytest.mark.torch
 def test_device_side_assert_raises():
     result = gpu_host.run_python("device_assert", [], timeout=180)
     expect(

@@ -25,28 +25,36 @@ app = marimo.App()
 
 @app.cell
 def _():
-    import torch
-
-    x = torch.arange(4.0)
-    cuda = torch.cuda.is_available()
+{first}
     return cuda, x
 
 
 @app.cell
 def _(cuda, x):
-    total = float((x * 2).sum())
-    print(f"imagematrix-marimo total={total} cuda={cuda}")
+    total = float(sum(v * 2 for v in x))
+    print(f"imagematrix-marimo total={{total}} cuda={{cuda}}")
     return (total,)
 
 
 if __name__ == "__main__":
     app.run()
 """
+WITH_TORCH = """    import torch
+
+    x = torch.arange(4.0).tolist()
+    cuda = torch.cuda.is_available()"""
+WITHOUT_TORCH = """    x = [0.0, 1.0, 2.0, 3.0]
+    cuda = None  # the cell holds no torch: nothing here asks for the GPU"""
 
 
-def test_marimo_notebook_runs_headless_and_exports(tmp_path, gpu):
+def notebook(cell) -> str:
+    """The notebook: with torch where the cell holds it (it must see the GPU), plain Python where not."""
+    return NOTEBOOK.format(first=WITH_TORCH if cell.holds_torch else WITHOUT_TORCH)
+
+
+def test_marimo_notebook_runs_headless_and_exports(tmp_path, gpu, cell):
     nb = tmp_path / "imagematrix_nb.py"
-    nb.write_text(NOTEBOOK)
+    nb.write_text(notebook(cell))
     env = dict(
         os.environ,
         HOME=str(tmp_path),
@@ -63,7 +71,7 @@ def test_marimo_notebook_runs_headless_and_exports(tmp_path, gpu):
         "imagematrix-marimo total=12.0" in out,
         f"the notebook ran but printed no result:\n{out[-3000:]}",
     )
-    if gpu.ok:
+    if gpu.ok and cell.holds_torch:
         ensure("cuda=True" in out, f"the notebook did not see the GPU the suite sees:\n{out[-2000:]}")
 
     html = tmp_path / "nb.html"
@@ -79,7 +87,7 @@ def test_marimo_notebook_runs_headless_and_exports(tmp_path, gpu):
     )
     page = html.read_text(errors="replace")
     ensure("imagematrix-marimo total=12.0" in page, "the exported page holds no output of the notebook's cells")
-    if gpu.ok:  # the export ran the cells in marimo's own runtime: torch saw the GPU there too
+    if gpu.ok and cell.holds_torch:  # the export ran the cells in marimo's own runtime: torch saw the GPU there too
         ensure("cuda=True" in page, f"the notebook, run by `marimo export html`, did not see the GPU:\n{page[-2000:]}")
     print(f"exported {html.stat().st_size} bytes of HTML, the cells' output in it")
 
@@ -90,9 +98,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_marimo_server_serves_the_notebook(tmp_path):
+def test_marimo_server_serves_the_notebook(tmp_path, cell):
     nb = tmp_path / "imagematrix_nb.py"
-    nb.write_text(NOTEBOOK)
+    nb.write_text(notebook(cell))
     port = _free_port()
     env = dict(
         os.environ,

@@ -661,3 +661,11 @@ def test_the_session_starts_the_probes_the_whole_smoke_suite_will_take():
 def test_a_narrower_run_starts_no_probe_it_may_not_take(narrower):
     args = dict(markexpr="smoke", keyword="", whole_suite=True, has_torch=True, driver_loads=True)
     assert gp.probes_to_start(gp.parse_cell(cell()), **{**args, **narrower}) == []
+
+
+def test_a_missing_module_names_the_declaration_that_asked_for_it():
+    hint = gp.failure_hint("ModuleNotFoundError: No module named 'ray'")
+    assert "targets.<name>.features" in hint and "'ray' feature" in hint
+    assert "torch: false" in gp.failure_hint("No module named 'torch'")
+    assert "pyg_extensions" in gp.failure_hint("No module named 'torch_sparse'")
+    assert gp.missing_module_hint("No module named 'yaml'") is None  # not a declaration's

@@ -34,6 +34,7 @@ KINDS = ("devel", "runtime", "host")  # host: a bare interpreter described by te
 RELATIONS = ("extends", "slim")
 EXTENSION_BUILDS = ("cuda", "cpu")  # cpu: compiled extensions were built without CUDA kernels (no nvcc)
 FEATURES = ("cpp_extension", "cuda_extension", "torch_compile", "pyg", "ray", "marimo")
+TORCH_FEATURES = ("cpp_extension", "cuda_extension", "torch_compile", "pyg")  # nothing to check without torch
 PYG_EXTENSIONS = ("pyg_lib", "torch_scatter", "torch_sparse", "torch_cluster", "torch_spline_conv")
 
 _MAJOR_MINOR = re.compile(r"^(\d+)\.(\d+)$")
@@ -229,6 +230,9 @@ def parse_manifest(data: Any, source: str = "cell.json") -> Manifest:
     # A team's own feature names are allowed: the suite has no checks for them (Manifest.unchecked_features).
     if cuda is None and "cuda_extension" in features:
         bad("features", "'cuda_extension' needs a CUDA toolkit but 'cuda' is null")
+    needing = [f for f in TORCH_FEATURES if f in features]
+    if not holds_torch and needing:
+        bad("features", f"{', '.join(needing)} need torch, but the image holds none ('torch': null)")
 
     pyg_ext = data.get("pyg_extensions", [])
     if pyg_ext is None:

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from imagematrix.core import cron
-from imagematrix.core.contract import FEATURES
+from imagematrix.core.contract import FEATURES, TORCH_FEATURES
 from imagematrix.core.errors import MatrixError, Problem
 from imagematrix.core.reference import MAX_NAME, NAME_RE, TAG_RE, valid_reference
 from imagematrix.matrix import grammar
@@ -287,6 +287,13 @@ class Resolver:
                 uv_lock=self.uv_lock(name, t.uv_project),
                 holds_torch=t.torch if t.torch is not None else inherited.holds_torch if inherited else True,
             )
+            torchless = [f for f in TORCH_FEATURES if f in targets[name].features]
+            if not targets[name].holds_torch and torchless:
+                self.bad(
+                    ("targets", name, "torch"),
+                    f"target {name} holds no torch (torch: false) but declares {', '.join(torchless)}, which need "
+                    "it: drop those features, or give the target torch",
+                )
             locked = [n for n in lineages[name] if targets.get(n) and targets[n].uv_lock]
             if len(locked) > 1:
                 self.bad(
