@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import pytest
 from rendered import render
 
 from imagematrix.core import history, status
@@ -243,3 +244,44 @@ def test_a_stale_audit_predicts_nothing_for_a_newer_image(example_matrix, build_
     _audited(build_dir, "sha256:" + "9" * 64, H100={"R580": {"mark": "❌", "reasons": ["x"]}})
     page = render(report.write_report(plan, check_bases=False).read_text())
     assert "measured" not in " ".join(page.tables[2][1]) and "prediction" not in [r[2] for r in page.tables[3][1:]]
+
+
+def test_an_image_without_device_code_says_so_in_one_line_not_a_row_of_checks(example_matrix, build_dir, monkeypatch):
+    from imagematrix.oracle.audit import Audit
+
+    plan = make_plan(example_matrix, Selection(), build_dir)
+    _record(build_dir, plan, monkeypatch)
+    doc = {"objects": [], "libraries": {}, "counts": {"files": 4120, "objects": 0}}
+    status.update_cell(
+        build_dir, DEVEL, "audit", Audit("x", "sha256:" + "a" * 64, doc, "export", 1.0).summary(), replace=True
+    )
+    text = report.write_report(plan, check_bases=False).read_text()
+    section = text.split("## Predicted compatibility")[1].split("\n## ")[0]
+    assert "no device code (4120 files read)" in section
+    assert "✅" not in section.split("\n\n", 2)[-1] and "H100 (9.0)" not in section  # no table of GPUs
+
+
+def _over_escaped(text: str) -> list[str]:
+    """Backslashes before characters that never change Markdown's structure in running text."""
+    import re
+
+    return sorted({m.group() for m in re.finditer(r"\\[.\-:/()]", text)})
+
+
+@pytest.mark.parametrize("example", ["matrix.yaml", "platform.yaml", "notebooks.yaml"])
+def test_an_ordinary_sheet_reads_like_hand_written_markdown(example, build_dir, monkeypatch, repo_root):
+    """Dates, versions, cell ids, paths and sizes are written as they are: no `2026\\-12\\-07 20\\:52`,
+    no `cu12\\.9\\-py3\\.11`, no `acme\\/notebooks`, no `0\\.31 GB \\(≤ 0\\.6 GB\\)`."""
+    from imagematrix.matrix.load import load_matrix
+
+    m = load_matrix(repo_root / "examples" / example)
+    plan = make_plan(m, Selection(), build_dir)
+    if example == "matrix.yaml":
+        _record(build_dir, plan, monkeypatch)
+        _audited(build_dir, "sha256:" + "a" * 64)
+    monkeypatch.setenv("IMAGEMATRIX_PROGRAM", "imagematrix")
+    text = report.write_report(plan, check_bases=False).read_text()
+    assert _over_escaped(text) == []
+    assert "Written by `imagematrix report`" in text
+    if example == "matrix.yaml":
+        assert "2026-11-04 17:12" in text or "2026-11-04" in text

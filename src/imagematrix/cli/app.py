@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from invoke import Collection, Program
 
 from imagematrix.cli import tasks
+from imagematrix.core.options import PROGRAM_ENV
 from imagematrix.core.version import __version__
 
 program = Program(
@@ -26,6 +28,7 @@ def argv_for_invoke(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
+    os.environ[PROGRAM_ENV] = "imagematrix"  # what the sheet and the hints name as the command to run
     try:
         program.run(argv_for_invoke(list(sys.argv)))
     except BrokenPipeError:  # `imagematrix … | head`: the reader left; nothing more to say

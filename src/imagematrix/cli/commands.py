@@ -110,7 +110,8 @@ def audit_built(p: Plan) -> None:
     client, out = docker_client(), console()
     for cell, image in unaudited(client, p.build_dir, [s.cell for s in p.steps]):
         try:
-            result = audit_and_record(client, image.id, p.build_dir, cell.id)
+            with output.status_line(out, f"audit {cell.id}") as progress:
+                result = audit_and_record(client, image.id, p.build_dir, cell.id, say=progress)
         except ImagematrixError as exc:
             say(out, f"audit {cell.id}: not audited ({printable(exc, 600)}); `imagematrix audit` retries")
             continue
@@ -340,7 +341,9 @@ def audit(
         cells = select_cells(load(matrix), sel)
         todo = [(c.id, c.ref, c.id) for c in built(client, cells, lambda line: say(out, line))]
     for label, ref, cell in todo:
-        lines, fails = audit_lines(label, audit_and_record(client, ref, build_dir, cell), target, driver)
+        with output.status_line(out, f"audit {label}") as progress:
+            result = audit_and_record(client, ref, build_dir, cell, say=progress)
+        lines, fails = audit_lines(label, result, target, driver)
         worst = max(worst, int(fails))
         for line in lines:
             say(out, line)

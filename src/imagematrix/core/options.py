@@ -24,6 +24,15 @@ MATRIX_ENV = "IMAGEMATRIX_MATRIX"
 DEFAULT_MATRIX = "matrix.yaml"
 
 
+PROGRAM_ENV = "IMAGEMATRIX_PROGRAM"  # set by the `imagematrix` command; unset, the tasks ran through invoke
+
+
+def program() -> str:
+    """The command the user runs the tasks with, for text that tells them what to run: `imagematrix`, or
+    `invoke` in this repository."""
+    return "imagematrix" if os.environ.get(PROGRAM_ENV) == "imagematrix" else "invoke"
+
+
 def default_matrix() -> str:
     """The matrix a command reads when --matrix is not given: $IMAGEMATRIX_MATRIX, else matrix.yaml."""
     return os.environ.get(MATRIX_ENV) or DEFAULT_MATRIX

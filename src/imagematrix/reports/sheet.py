@@ -21,6 +21,7 @@ from pathlib import Path
 
 from imagematrix.core import history
 from imagematrix.core.errors import DiskWriteError
+from imagematrix.core.options import program
 from imagematrix.core.records import BuildRecord, CellRecord, HistoryEvent, SuiteRun
 from imagematrix.core.status import Records, read_status
 from imagematrix.core.text import fmt_bytes
@@ -317,7 +318,7 @@ def predicted_section(
     seen = measured(events)
     lines, body, jit_body = [], [], []
     for r, a in audited:
-        lines.append(f"- {md(r.cell.id)}: {md(coverage_line(a.to_json()), 400)}")
+        lines.append(f"- {md(r.cell.id, start=True)}: {md(coverage_line(a.to_json()), 400)}")
         if not _has_device_code(a):
             continue
         row, jit_row = [md(r.cell.id)], [md(r.cell.id)]
@@ -468,7 +469,7 @@ def render_report(
     lines = [
         f"# Build matrix: {md(m.image)}",
         "",
-        f"Written by `invoke report` from {md(m.path.name)}, status.json and {len(events)} history event(s)"
+        f"Written by `{program()} report` from {md(m.path.name)}, status.json and {len(events)} history event(s)"
         f"{' from ' + md(shown_runners, 600) if runners else ''}"
         f"{'; latest ' + md(_when(latest)) + ' UTC' if latest else ''}.",
         "",
@@ -485,7 +486,11 @@ def render_report(
         "",
     ]
     if notes:
-        lines += ["## Notes on the record and the history", "", *(f"- {md(n, 400)}" for n in notes[:NOTE_ROWS])]
+        lines += [
+            "## Notes on the record and the history",
+            "",
+            *(f"- {md(n, 400, start=True)}" for n in notes[:NOTE_ROWS]),
+        ]
         lines += [f"- … and {len(notes) - NOTE_ROWS} more"] if len(notes) > NOTE_ROWS else []
         lines.append("")
     return "\n".join(lines)
