@@ -176,6 +176,8 @@ def test_symlinks_resolve(env_roots):
 
 def test_every_shared_library_resolves(env_files, cell):
     libs = _shared_libraries(env_files)
+    if not libs and not cell.holds_torch:
+        pytest.skip(f"the environment under {sys.prefix} holds no shared libraries: nothing to resolve")
     assert libs, f"no shared libraries under {sys.prefix}: is torch installed in this environment?"
     in_env = {p.name for p in env_files}  # sonames the environment itself supplies
     env = {**os.environ, "LC_ALL": "C"}

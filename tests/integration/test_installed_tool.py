@@ -16,9 +16,15 @@ pytestmark = pytest.mark.docker
 ROOT = Path(__file__).resolve().parents[2]
 
 
+INSTALL_STARTED: list[float] = []
+
+
 @pytest.fixture(scope="module")
 def tool(tmp_path_factory) -> Path:
     """The `imagematrix` command of a fresh venv where the repository is pip-installed (a wheel, not editable)."""
+    import time
+
+    INSTALL_STARTED.append(time.monotonic())
     venv = tmp_path_factory.mktemp("venv")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = subprocess.run(
@@ -120,3 +126,42 @@ def test_another_teams_notebook_stack_is_green_where_it_holds_no_torch_and_red_w
     test = json.loads((project / "build" / "status.json").read_text())["cells"]["cpu-py3.11-base"]["test"]
     assert test["state"] == "failed" and test["failed"] >= 3, test
     assert all("torch" in f["test"] + f["message"] for f in test["failures"]), test["failures"]  # torch's checks only
+
+
+def test_a_strangers_stack_from_the_docs_alone_is_green(tool, tmp_path):
+    """tests/integration/matrices/stranger: written from docs/configuring.md and docs/matrix-schema.md, no
+    torch anywhere but CUDA-labelled cells, its own fragments directory (ops/), its own prune step for the
+    slim copy, three levels (base -> tools -> tools-slim on a plain base). Phase 1 from an empty directory
+    to green with nothing but the installed command."""
+    import shutil
+    import time
+
+    project = tmp_path / "acme"
+    shutil.copytree(ROOT / "tests" / "integration" / "matrices" / "stranger", project)
+    started = time.monotonic()
+    for step in (("build", "--phase", "1"), ("test", "--phase", "1")):
+        done = run(tool, project, *step)
+        assert done.returncode == 0, f"imagematrix {' '.join(step)}:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}"
+    install = f", {time.monotonic() - INSTALL_STARTED[0]:.0f}s from pip install" if INSTALL_STARTED else ""
+    print(f"stranger phase 1 from an empty directory to green: {time.monotonic() - started:.0f}s{install}")
+    cells = ["cu12.9-py3.13-base", "cu12.9-py3.13-tools", "cu12.9-py3.13-tools-slim"]
+    record = json.loads((project / "build" / "status.json").read_text())["cells"]
+    assert {c: r["test"]["state"] for c, r in record.items()} == dict.fromkeys(cells, "passed")
+    assert "holds no torch (targets.tools-slim.torch: false): no torch checks" in done.stdout
+    # the slim copy is the team's prune's output: pip gone, its tool still runs on the plain base
+    ran = subprocess.run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "acme/ops:cu12.9-py3.13-tools-slim",
+            "sh",
+            "-c",
+            "ops-tool && ! python -c 'import pip' 2>/dev/null",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert ran.returncode == 0 and ran.stdout.startswith("ops 25.4.0"), ran.stdout + ran.stderr
