@@ -486,3 +486,57 @@ def test_the_nvidia_runtime_gives_each_parallel_cell_a_device_id_when_the_count_
     ]
     unknown = testrun_docker.gpu_access({"Runtimes": {**RUNC, "nvidia": {}}}, {})
     assert testrun_docker.gpu_slots(unknown, 2)[0].device_requests[0]["count"] == -1
+
+
+def test_the_progress_tally_counts_pytest_lines_however_the_stream_splits_them():
+    from imagematrix.testing.grid import Tally
+
+    log = (
+        b"$ docker run --rm img python -m pytest\n"
+        b"created: 2/2 workers\n"
+        b"[gw0] [ 10%] PASSED ../opt/imagematrix/tests/test_abi.py::test_one \n"
+        b"[gw1] [ 20%] SKIPPED ../opt/imagematrix/tests/test_cuda.py::test_gpu \n"
+        b"../opt/imagematrix/tests/test_x.py::test_y SKIPPED (no GPU: a PASSED check elsewhere) [ 30%]\n"
+        b"../opt/imagematrix/tests/test_x.py::test_z FAILED                     [ 40%]\n"
+        b"FAILED ../opt/imagematrix/tests/test_x.py::test_z - AssertionError: PASSED\n"
+        b"=== 1 failed, 1 passed, 2 skipped in 3s ===\n"
+    )
+    whole = Tally()
+    whole.feed(log)
+    for size in (1, 3, 7, 64):
+        split = Tally()
+        for i in range(0, len(log), size):
+            split.feed(log[i : i + size])
+        assert split.counts == whole.counts and split.percent == whole.percent
+    assert whole.counts == {"passed": 1, "skipped": 2, "failed": 1}  # -ra's summary line is not counted again
+    assert whole.line() == "40%: 1 passed, 1 failed, 2 skipped"
+    assert Tally().line() == "starting"
+
+
+def test_a_line_without_an_end_does_not_grow_without_bound():
+    from imagematrix.testing.grid import Tally
+
+    t = Tally()
+    for _ in range(1000):
+        t.feed(b"x" * 10_000)
+    assert len(t._partial) <= 4096 and t.counts == {}
+
+
+def test_a_failure_that_introduces_a_list_keeps_the_list_in_its_one_line(tmp_path):
+    xml = tmp_path / "out.xml"
+    message = (
+        "Failed: 2 distribution(s) of /opt/venv differ from the lock:&#10;  rogue: installed 1.0, not in the lock"
+        "&#10;  attrs: 25.4.0, the lock says 25.3.0"
+    )
+    xml.write_text(
+        '<testsuites><testsuite name="c" tests="2">'
+        f'<testcase classname="test_environment" name="test_lock"><failure message="{message}"/></testcase>'
+        '<testcase classname="test_x" name="test_y"><failure message="assert 1 == 2&#10;+  where 1 = f()"/></testcase>'
+        "</testsuite></testsuites>"
+    )
+    got = {f.test: f.message for f in testgrid.parse_junit(xml).failures}
+    assert got["test_environment::test_lock"] == (
+        "Failed: 2 distribution(s) of /opt/venv differ from the lock: rogue: installed 1.0, not in the lock; "
+        "attrs: 25.4.0, the lock says 25.3.0"
+    )
+    assert got["test_x::test_y"] == "assert 1 == 2"  # pytest's own detail stays in the log

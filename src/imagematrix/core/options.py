@@ -225,6 +225,13 @@ TEST = (
         "run_anyway", "run a cell the oracle predicts to fail on this GPU and driver (to measure it)", "bool", False
     ),
     Option(
+        "verbose",
+        "stream each image's pytest output as it runs (it is always in build/test-results/<cell>.log); "
+        "default: one progress line per image on a terminal",
+        "bool",
+        False,
+    ),
+    Option(
         "signing_key",
         "sign each result of a GPU run (--require-gpu) with this ed25519 key (imagematrix keygen); "
         "default: $IMAGEMATRIX_SIGNING_KEY_FILE or $IMAGEMATRIX_SIGNING_KEY",

@@ -247,20 +247,50 @@ def detect_gpu(info: dict) -> GpuAccess:
     return gpu_access(info, specs, _gpu_count())
 
 
-def _stream_logs(container, log: Path, echo: bool) -> threading.Thread:
+def _stream_logs(container, log: Path, watch: Callable[[bytes], None] | None) -> threading.Thread:
     def pump():
         # The stream ends (or breaks) when the container goes; either way the log is complete.
-        with open(log, "wb") as f, contextlib.suppress(Exception):
+        with open(log, "ab") as f, contextlib.suppress(Exception):
             for chunk in container.logs(stream=True, follow=True):
                 f.write(chunk)
                 f.flush()
-                if echo:
-                    sys.stdout.buffer.write(chunk)
-                    sys.stdout.flush()
+                if watch:
+                    watch(chunk)
 
     t = threading.Thread(target=pump, name=f"logs-{container.name}", daemon=True)
     t.start()
     return t
+
+
+def done_line(r: CellResult) -> str:
+    s = r.summary
+    return f"{r.cell}: {r.state} ({s.passed} passed, {s.failed} failed, {s.skipped} skipped) in {r.seconds:.0f}s"
+
+
+@contextlib.contextmanager
+def _watching(cell_id: str, shown: bool, verbose: bool):
+    """What to do with each chunk of a running suite's output: write it (verbose), count it for the
+    progress line (a terminal), or nothing (a log, or cells run side by side)."""
+    if not shown:
+        yield None
+    elif verbose:
+
+        def echo(chunk: bytes) -> None:
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+
+        yield echo
+    else:
+        from imagematrix.terminal import console, status_line
+
+        tally = testgrid.Tally()
+        with status_line(console(), f"test {cell_id}") as progress:
+
+            def count(chunk: bytes) -> None:
+                tally.feed(chunk)
+                progress(tally.line())
+
+            yield count
 
 
 @dataclass(frozen=True)
@@ -281,7 +311,7 @@ class TrackedContainer:
     def __init__(self, client, spec: dict):
         self.client, self.spec = client, spec
 
-    def run(self, limit: float, log: Path, echo: bool) -> Outcome:
+    def run(self, limit: float, log: Path, watch: Callable[[bytes], None] | None = None) -> Outcome:
         import docker
         import requests
 
@@ -293,7 +323,7 @@ class TrackedContainer:
             except docker.errors.APIError as exc:
                 note = f"the container did not start: {exc.explanation or exc}"
             else:
-                pump = _stream_logs(container, log, echo)
+                pump = _stream_logs(container, log, watch)
                 try:
                     code = container.wait(timeout=limit)["StatusCode"]
                 except requests.exceptions.RequestException:  # the time limit (or a lost engine)
@@ -314,7 +344,7 @@ def run_in_image(
     opts: Options,
     gpu: GpuAccess,
     tools: Callable[[], Path],
-    echo: bool = True,
+    shown: bool = True,
     host: HostFacts | None = None,
     evidence: Evidence | None = None,
 ) -> CellResult:
@@ -343,7 +373,7 @@ def run_in_image(
     elif d.action is Action.REUSE:
         result = _reused(base, d)
     else:
-        result = _ran(client, image, cell, opts, site, gpu, base, d.notes, echo)
+        result = _ran(client, image, cell, opts, site, gpu, base, d.notes, shown)
         if opts.require_gpu:
             subject = opts.candidates if digest and opts.candidates else cell.ref
             result = evidence.sign(opts.build_dir, cell.id, result, subject, digest)
@@ -408,23 +438,30 @@ def _reused(base: CellResult, d: Decision) -> CellResult:
     )
 
 
-def _ran(client, image, cell, opts: Options, site: Path, gpu: GpuAccess, base: CellResult, notes, echo) -> CellResult:
-    """The suite in a container of ``image``: the result as the JUnit file and the log judge it."""
+def _ran(client, image, cell, opts: Options, site: Path, gpu: GpuAccess, base: CellResult, notes, shown) -> CellResult:
+    """The suite in a container of ``image``: the result as the JUnit file and the log judge it. Shown (one
+    cell at a time): pytest's output with --verbose, else one progress line on a terminal."""
     paths = CellPaths.of(opts.build_dir, cell.id)
     euid = os.geteuid()
     prepare_dirs(paths, owner=CONTAINER_UID if euid == 0 else None)
     name = f"imagematrix-test-{cell.id}-{os.getpid()}-{int(time.time())}"
     env = image.attrs.get("Config", {}).get("Env") or []
     spec = container_spec(image.id, env, opts, cell.id, paths, site, gpu, container_user(euid, os.getegid()), name)
+    command = docker_run_line(spec)
+    paths.log.write_text(f"$ {command}\n")
     print(f"\n==> {cell.id}: {cell.ref} (GPUs: {gpu.label}; limit {opts.limit:.0f}s)", flush=True)
-    print(f"    {docker_run_line(spec)}", flush=True)
-    out = TrackedContainer(client, spec).run(opts.limit, paths.log, echo)
+    if opts.verbose:
+        print(f"    {command}", flush=True)
+    with _watching(cell.id, shown, opts.verbose) as watch:
+        out = TrackedContainer(client, spec).run(opts.limit, paths.log, watch)
     junit_in = paths.results / JUNIT_NAME
     if junit_in.is_file():
         junit_in.replace(paths.junit)
         os.chown(paths.junit, euid, os.getegid())  # the container's uid wrote it; the result is ours
     note = "; ".join(n for n in (*notes, out.note) if n)
     judged = judge_files(cell.id, opts, paths, out.code, out.timed_out, out.seconds, note=note)
+    if shown:
+        print(f"<== {done_line(judged)}; log {judged.log}", flush=True)
     return replace(
         judged, image_id=base.image_id, gpu=base.gpu, digest=base.digest, key=base.key, prediction=base.prediction
     )
@@ -697,15 +734,10 @@ def _run_parallel(
     def one(cell) -> CellResult:
         slot = slots.get()
         try:
-            r = run_in_image(client, m, cell, opts, slot, tools, echo=False, host=host, evidence=evidence)
+            r = run_in_image(client, m, cell, opts, slot, tools, shown=False, host=host, evidence=evidence)
         finally:
             slots.put(slot)
-        s = r.summary
-        print(
-            f"<== {cell.id}: {r.state} ({s.passed} passed, {s.failed} failed, {s.skipped} skipped) "
-            f"in {r.seconds:.0f}s on {slot.label}; log {r.log}",
-            flush=True,
-        )
+        print(f"<== {done_line(r)} on {slot.label}; log {r.log}", flush=True)
         return r
 
     pool = cf.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="cell")

@@ -6,6 +6,7 @@ this on GPU machines that have nothing but torch and pytest.
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -59,6 +60,17 @@ def _ungrouped(name: str | None) -> str | None:
     return name
 
 
+def _gist(lines: list[str]) -> str:
+    """A failure's message in one line: its first, and the list it introduces when it ends with a colon
+    ("2 distribution(s) differ from the lock:" and which), up to 300 characters."""
+    if not lines:
+        return ""
+    first = lines[0].strip()
+    if first.endswith(":"):
+        first = " ".join([first, "; ".join(x.strip() for x in lines[1:4] if x.strip())]).strip()
+    return first[:300]
+
+
 def parse_junit(path: Path) -> Summary:
     """Count the testcases of a pytest JUnit file (xunit1 or xunit2, one or many suites)."""
     root = ET.parse(path).getroot()
@@ -73,7 +85,7 @@ def parse_junit(path: Path) -> Summary:
         for kind in ("failure", "error"):
             if kind in kinds:
                 msg = (kinds[kind].get("message") or (kinds[kind].text or "")).strip().splitlines()
-                failures.append(Failure(name, kind, msg[0][:300] if msg else ""))
+                failures.append(Failure(name, kind, _gist(msg)))
         if "failure" in kinds:
             failed += 1
         if "error" in kinds:
@@ -277,3 +289,39 @@ def print_grid(results: list[CellResult], suite: str) -> None:
     out.print(table)
     for line in _printable([*skip_lines(results), *details(results)]):
         out.print(line, soft_wrap=True, markup=False)
+
+
+# --- a running suite, from pytest -v's lines --------------------------------------------
+# A -v progress line has the outcome after the test id or after "[gwN] [ n%]"; -ra's short summary,
+# which repeats failures and skips, starts with it: not counted again.
+_OUTCOME = re.compile(r"\s(PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)(?=\s|$)")
+_PERCENT = re.compile(r"\[\s*(\d{1,3})%\]")
+
+
+@dataclass
+class Tally:
+    """What a suite has done so far, counted from its streamed log (the JUnit file judges it at the end)."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    percent: int | None = None
+    _partial: bytes = b""
+
+    def feed(self, chunk: bytes) -> None:
+        lines = (self._partial + chunk).split(b"\n")
+        self._partial = lines.pop()[-4096:]
+        for raw in lines:
+            line = raw.decode("utf-8", "replace")
+            summary = _OUTCOME.match(" " + line)
+            found = _OUTCOME.search(line) if "::" in line and not summary else None
+            if found:
+                self.counts[found.group(1).lower()] = self.counts.get(found.group(1).lower(), 0) + 1
+            pct = _PERCENT.search(line)
+            if pct:
+                self.percent = min(100, int(pct.group(1)))
+
+    def line(self) -> str:
+        if not self.counts:
+            return "starting"
+        order = ("passed", "failed", "error", "skipped", "xfail", "xpass")
+        done = ", ".join(f"{self.counts[k]} {k}" for k in order if self.counts.get(k))
+        return f"{self.percent}%: {done}" if self.percent is not None else done

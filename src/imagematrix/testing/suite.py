@@ -102,6 +102,7 @@ class Options:
     reuse_max_age_days: float = 30.0
     run_anyway: bool = False  # run an image the oracle predicts to fail on this host
     signing_key: str | None = None  # sign GPU results (evidence.attest); None: the environment's key, if any
+    verbose: bool = False  # stream pytest's output; else one progress line on a terminal, nothing in a log
 
     @property
     def limit(self) -> float:
@@ -131,6 +132,7 @@ class Options:
             reuse_max_age_days=v["reuse_max_age"],
             run_anyway=v["run_anyway"],
             signing_key=v["signing_key"],
+            verbose=v["verbose"],
         )
 
 
