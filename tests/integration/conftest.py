@@ -8,6 +8,8 @@ end; containers are always removed.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -131,6 +133,18 @@ def invoke_command() -> Callable[..., list[str]]:
     return invoke_argv
 
 
+@contextlib.contextmanager
+def one_worker_at_a_time(tmp_path_factory, name: str) -> Iterator[None]:
+    """Under pytest-xdist, one worker at a time in here (the others wait, then find its work done: an
+    unchanged build skips); alone, no wait. The lock lives in the run's shared temporary root."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 @pytest.fixture(scope="session")
 def example_images(docker_client, invoke, tmp_path_factory) -> dict:
     """examples/matrix.yaml built for real, into its default tags (the GPU-suite tests reuse them).
@@ -138,7 +152,10 @@ def example_images(docker_client, invoke, tmp_path_factory) -> dict:
     Not removed afterwards: they take minutes to build, and an unchanged rerun skips them.
     """
     build_dir = tmp_path_factory.mktemp("example-build")
-    done = invoke("build", "--matrix", str(ROOT / "examples" / "matrix.yaml"), "--out", str(build_dir), timeout=1800)
+    with one_worker_at_a_time(tmp_path_factory, "example-images"):
+        done = invoke(
+            "build", "--matrix", str(ROOT / "examples" / "matrix.yaml"), "--out", str(build_dir), timeout=1800
+        )
     if done.returncode != 0:
         pytest.fail(
             f"invoke build of examples/matrix.yaml failed (exit "
@@ -167,7 +184,7 @@ def wait_for() -> Callable[[Callable[[], object], float, str], None]:
 
 
 @pytest.fixture(scope="session")
-def registry(tmp_path_factory) -> Iterator[str]:
+def registry(tmp_path_factory, docker_client) -> Iterator[str]:
     """A real registry (Debian's docker-registry, distribution 2.8) on a free port: ``127.0.0.1:PORT``."""
     import socket
     import urllib.request
@@ -201,6 +218,14 @@ def registry(tmp_path_factory) -> Iterator[str]:
         yield f"127.0.0.1:{port}"
         proc.terminate()
         proc.wait(timeout=30)
+    # The tags tests gave images to push them here go with the registry (the images stay when other tags hold them).
+    for image in docker_client.images.list():
+        for tag in image.tags:
+            if tag.startswith(f"127.0.0.1:{port}/"):
+                try:
+                    docker_client.images.remove(tag)
+                except Exception as exc:
+                    print(f"could not remove {tag}: {exc}")
 
 
 @pytest.fixture
