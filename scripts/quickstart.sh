@@ -19,7 +19,7 @@ if [ "$managed" = True ] || [ "${IMAGEMATRIX_VENV:-0}" = 1 ]; then
   export PATH="$PWD/.venv/bin:$PATH"
   echo "(using .venv: run '. .venv/bin/activate' before the other commands in README.md)"
 fi
-run "$py" -m pip install --quiet --disable-pip-version-check -e .   # the tests' extras: scripts/test.sh
+run "$py" -m pip install -qq --disable-pip-version-check -e .   # the tests' extras: scripts/test.sh
 
 M=examples/matrix.yaml
 run imagematrix matrix --matrix $M          # the plan: cells, parents, phases, tags

@@ -238,7 +238,7 @@ def details(results: list[CellResult], limit: int = 8) -> list[str]:
     return lines
 
 
-def skip_lines(results: list[CellResult], limit: int = 6) -> list[str]:
+def skip_lines(results: list[CellResult], limit: int = 4) -> list[str]:
     """The distinct skip reasons (e.g. no GPU), so a skip is never silent."""
     reasons: dict[str, int] = {}
     for r in results:
