@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t0=$(date +%s)
-run() { local s; s=$(date +%s); printf '\n$ %s\n' "$*"; "$@"; printf '(%s s; %s s in all)\n' "$(( $(date +%s) - s ))" "$(( $(date +%s) - t0 ))"; }
+run() { local s; s=$(date +%s); printf '$ %s\n' "$*"; "$@"; printf '(%s s; %s s in all)\n' "$(( $(date +%s) - s ))" "$(( $(date +%s) - t0 ))"; }
 
 # A distribution's own Python refuses pip installs (PEP 668): use a venv there.
 # IMAGEMATRIX_VENV=1 asks for the venv anyway.
@@ -22,8 +22,7 @@ fi
 run "$py" -m pip install -qq --disable-pip-version-check -e .   # the tests' extras: scripts/test.sh
 
 M=examples/matrix.yaml
-run imagematrix matrix --matrix $M          # the plan: cells, parents, phases, tags
-run imagematrix build --matrix $M --dry-run # ... and the exact docker commands
+run imagematrix build --matrix $M --dry-run # the plan: cells in order, their stages and docker commands
 run env IMAGEMATRIX_BASE_SUITES=trixie bash scripts/bootstrap-host.sh   # Docker, BuildKit, the example's base
 for target in devel runtime; do
   run imagematrix build --matrix $M --target $target

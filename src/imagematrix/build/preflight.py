@@ -228,9 +228,7 @@ def preflight(
     """Run the checks, print them, and raise PreflightError (exit 2) on failure unless ``skip``."""
     found = checks(plan, options, builder, client)
     if all(c.ok and not c.warning for c in found):  # one line; each check's detail: imagematrix doctor
-        console.print(
-            styled("preflight ", ("ok  ", "green"), f" {', '.join(c.name for c in found)}"), soft_wrap=True
-        )
+        console.print(styled("preflight ", ("ok  ", "green"), f" {', '.join(c.name for c in found)}"), soft_wrap=True)
     else:
         print_checks(found, console, "preflight", skip)
     failed = [c for c in found if not c.ok and (c.fatal or not skip)]

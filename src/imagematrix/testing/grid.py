@@ -238,7 +238,7 @@ def details(results: list[CellResult], limit: int = 8) -> list[str]:
     return lines
 
 
-def skip_lines(results: list[CellResult], limit: int = 4) -> list[str]:
+def skip_lines(results: list[CellResult], limit: int = 3) -> list[str]:
     """The distinct skip reasons (e.g. no GPU), so a skip is never silent."""
     reasons: dict[str, int] = {}
     for r in results:
@@ -270,7 +270,17 @@ def render_plain(results: list[CellResult], suite: str) -> str:
     return "\n".join([*_printable(lines), *_printable(skip_lines(results)), *_printable(details(results))])
 
 
-def print_grid(results: list[CellResult], suite: str) -> None:
+def print_grid(results: list[CellResult], suite: str, table: bool = True) -> None:
+    """The grid, then the skip reasons and what went wrong. ``table=False``: the headline instead of
+    the table (one cell whose result line was just printed)."""
+    if not table:
+        from imagematrix.terminal import console
+
+        out = console()
+        out.print(headline(results, suite), markup=False)
+        for line in _printable([*skip_lines(results), *details(results)]):
+            out.print(line, soft_wrap=True, markup=False)
+        return
     try:
         from rich.table import Table
         from rich.text import Text
@@ -279,14 +289,14 @@ def print_grid(results: list[CellResult], suite: str) -> None:
     except ImportError:  # host mode on a bare GPU machine: the same grid as plain text
         print(render_plain(results, suite), flush=True)
         return
-    table = Table(title=headline(results, suite), title_justify="left")
+    grid = Table(title=headline(results, suite), title_justify="left")
     for col in COLUMNS:
-        table.add_column(col, no_wrap=col != "note", justify="right" if col in COLUMNS[2:7] else "left")
+        grid.add_column(col, no_wrap=col != "note", justify="right" if col in COLUMNS[2:7] else "left")
     for r, row in zip(results, rows(results), strict=True):
         style = STYLE.get(r.state, "")
-        table.add_row(row[0], Text(row[1], style=style), *row[2:])
+        grid.add_row(row[0], Text(row[1], style=style), *row[2:])
     out = console()
-    out.print(table)
+    out.print(grid)
     for line in _printable([*skip_lines(results), *details(results)]):
         out.print(line, soft_wrap=True, markup=False)
 
