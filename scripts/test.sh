@@ -14,7 +14,7 @@ took() { printf '[test] %s: %s s\n' "$1" "$(( $(date +%s) - $2 ))"; }
 
 # quickstart.sh installs the package alone; the tests need its dev extras too
 python3 -c 'import pytest, xdist, hypothesis, mypy' 2>/dev/null \
-  || python3 -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+  || python3 -m pip install -qq --disable-pip-version-check -e '.[dev]'
 
 unit_pid=
 if [ $# -eq 0 ]; then
