@@ -9,6 +9,7 @@ and pytest (pytest-xdist optional).
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import subprocess
@@ -138,6 +139,36 @@ def record_gpu(artifacts: str | None) -> None:
             (Path(artifacts) / "gpu.json").write_text(done.stdout)
     except (OSError, subprocess.TimeoutExpired):
         pass  # the GPU checks themselves say what is wrong; the record only lacks the GPU's name
+
+
+def pytest_sessionfinish(session, exitstatus):
+    record_torch(os.environ.get("IMAGEMATRIX_ARTIFACTS"))
+
+
+def record_torch(artifacts: str | None) -> None:
+    """The torch this process imported (a worker's checks import it), for the record and the signed result:
+    ``imagematrix verify --chain`` holds it to the torch the image's SBOM lists. Nothing when none was
+    imported (a cell without torch, or checks that all skipped)."""
+    torch = sys.modules.get("torch")
+    if not artifacts or torch is None:
+        return
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution("torch")
+        seen = {
+            "version": str(getattr(torch, "__version__", "")),
+            "distribution": dist.metadata["Name"],
+            "distribution_version": dist.version,
+            "cuda": str(getattr(getattr(torch, "version", None), "cuda", None) or ""),
+        }
+        out = Path(artifacts)
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out / f".torch.json.{os.getpid()}"
+        tmp.write_text(json.dumps(seen))
+        os.replace(tmp, out / "torch.json")  # workers write the same facts; the last one stands
+    except (OSError, metadata.PackageNotFoundError):
+        pass
 
 
 def pytest_unconfigure(config):

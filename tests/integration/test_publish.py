@@ -304,7 +304,12 @@ def test_a_two_platform_release_tag_becomes_one_index_over_the_tested_digests(
 
 # --- evidence: signed results and an SBOM beside the published digest ------------------------------
 
-ATT_TYPES = ["https://imagematrix.dev/attestation/gpu-test/v1", "https://cyclonedx.org/bom"]
+ATT_TYPES = [
+    "https://in-toto.io/attestation/test-result/v0.1",
+    "https://imagematrix.dev/attestation/gpu-test/v1",
+    "https://cyclonedx.org/bom",
+]
+BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 RUN_KEY = {"value": "e" * 64, "image": "i" * 64, "suite": "s" * 64, "host": "h" * 64}
 
 
@@ -343,17 +348,39 @@ def test_a_signed_publish_puts_the_result_and_an_sbom_beside_the_digest_where_ve
     )
     rec = status.read_raw(built["out"])[CELL]["publish"]
     att = rec["digest"].replace(":", "-") + ".att"
+    assert rec["storage"] == "referrers tag + cosign .att"  # distribution 2.8 has no referrers API
 
-    # A plain walk of the registry API: the tag cosign uses, one OCI manifest, a DSSE layer per attestation.
+    # Another client (oras-py) finds them through the OCI referrers tag schema: the index under
+    # sha256-<hex>, one Sigstore bundle v0.3 manifest per statement, each naming the image as its subject.
+    import oras.client
+    from sigstore_protobuf_specs.dev.sigstore.bundle.v1 import Bundle
+
+    oras_client = oras.client.OrasClient(hostname=registry, insecure=True)
+    assert rec["digest"].replace(":", "-") in oras_client.get_tags(f"{registry}/signed/tiny")
+    index = oras_client.get_manifest(
+        f"{registry}/signed/tiny:{rec['digest'].replace(':', '-')}",
+        allowed_media_type=["application/vnd.oci.image.index.v1+json"],
+    )
+    assert [d["artifactType"] for d in index["manifests"]] == [BUNDLE] * 3
+    assert [d["annotations"]["dev.sigstore.bundle.predicateType"] for d in index["manifests"]] == ATT_TYPES
+    for d in index["manifests"]:
+        m = oras_client.get_manifest(f"{registry}/signed/tiny@{d['digest']}")
+        assert m["subject"]["digest"] == rec["digest"] and m["artifactType"] == BUNDLE
+        blob = oras_client.download_blob(f"{registry}/signed/tiny", m["layers"][0]["digest"], str(tmp_path / "b"))
+        doc = json.loads(Path(blob).read_text())
+        assert Bundle.from_dict(doc).to_dict() == doc  # Sigstore's schema, nothing dropped
+        assert doc["verificationMaterial"]["publicKey"]["hint"]
+
+    # A plain walk of the registry API: cosign v2's tag, one OCI manifest, a DSSE layer per statement.
     tags = json.loads(_get(registry, "/v2/signed/tiny/tags/list"))["tags"]
     assert att in tags
     manifest = json.loads(
         _get(registry, f"/v2/signed/tiny/manifests/{att}", "application/vnd.oci.image.manifest.v1+json")
     )
     assert manifest["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
-    assert [layer["mediaType"] for layer in manifest["layers"]] == ["application/vnd.dsse.envelope.v1+json"] * 2
+    assert [layer["mediaType"] for layer in manifest["layers"]] == ["application/vnd.dsse.envelope.v1+json"] * 3
     assert [layer["annotations"]["predicateType"] for layer in manifest["layers"]] == ATT_TYPES
-    envelope = json.loads(_get(registry, f"/v2/signed/tiny/blobs/{manifest['layers'][1]['digest']}"))
+    envelope = json.loads(_get(registry, f"/v2/signed/tiny/blobs/{manifest['layers'][2]['digest']}"))
     import base64
 
     statement = json.loads(base64.b64decode(envelope["payload"]))
@@ -370,7 +397,13 @@ def test_a_signed_publish_puts_the_result_and_an_sbom_beside_the_digest_where_ve
     assert done.returncode == 0 and done.stdout.startswith(f"verified: {rec['digest'][:19]} passed the smoke suite"), (
         done.stdout
     )
-    assert f"{repo}:{att}, layer 1" in done.stdout
+    assert "Sigstore bundle" in done.stdout and "read from its in-toto test-result/v0.1 statement" in done.stdout
+    # --chain: the result, the signed SBOM and the audit name one image, and the SBOM's torch is the suite's
+    done = _verify(ref, "--key", str(public), "--chain", "--out", str(built["out"]))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "chain: test result: holds" in done.stdout and "chain: SBOM: holds" in done.stdout, done.stdout
+    assert "chain: torch: holds: neither the SBOM nor the result has torch" in done.stdout, done.stdout
+    assert "chain: provenance: absent" in done.stdout, done.stdout
     done = _verify(ref, "--key", str(public), "--cc", "8.0")
     assert (
         done.returncode == 1
@@ -434,17 +467,17 @@ def test_verify_refuses_a_tampered_predicate_another_digest_another_key_a_failed
     done = _verify(f"{repo}:v1", "--key", str(public), "--max-age", "90")
     assert done.returncode == 1, done.stdout
     lines = done.stdout.splitlines()
-    assert [line.split(":")[0] for line in lines] == [
-        "refused by signature",
-        "refused by subject",
-        "refused by signature",
-        "refused by result",
-        "refused by expired",
-    ], done.stdout
-    assert "the smoke suite failed" in lines[3] and "more than 90 days ago" in lines[4]
+    reasons = ["refused by signature", "refused by subject", "refused by signature", "refused by result"]
+    reasons.append("refused by expired")
+    # each forgery is read twice, as a Sigstore bundle (the referrers tag) and as a layer of cosign v2's .att
+    bundles = [line for line in lines if "Sigstore bundle" in line]
+    layers = [line for line in lines if ".att, layer" in line]
+    assert [line.split(":")[0] for line in bundles] == reasons, done.stdout
+    assert [line.split(":")[0] for line in layers] == reasons, done.stdout
+    assert "the smoke suite failed" in bundles[3] and "more than 90 days ago" in bundles[4]
     oci.attach(repo, digest, [(attest.PREDICATE_TYPE, signed(private))])  # the real one, beside the forgeries
     done = _verify(f"{repo}@{digest}", "--key", str(public), "--max-age", "90")
-    assert done.returncode == 0 and "layer 6" in done.stdout, done.stdout
+    assert done.returncode == 0 and "Sigstore bundle" in done.stdout, done.stdout
 
 
 def test_publish_with_a_verify_key_refuses_a_result_no_attestation_by_that_key_backs(invoke, built, registry, tmp_path):

@@ -240,6 +240,18 @@ class VerifyArgs(Args):
     digest: str | None = opt(
         "with an envelope file: the digest (or local image id) the statement must be about", metavar="SHA256"
     )
+    chain: bool = opt(
+        "also check that the result, the signed SBOM, the build's provenance and the audit name the same "
+        "image, and that the torch the suite imported is the SBOM's",
+        "bool",
+        False,
+    )
+    out: str = opt(
+        "with --chain: the build directory that published the image (its publish record and audit)",
+        "dir",
+        "build",
+        metavar="DIR",
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -369,6 +369,19 @@ def keygen(directory: Path) -> int:
 def verify(v: VerifyArgs) -> int:
     from imagematrix.evidence import verify as check
 
+    if v.chain:
+        ok, lines = check.verify_chain(
+            v.image or "",
+            v.key,
+            Path(v.out),
+            cc=check.gpu_cc(v.gpu, v.cc),
+            driver=v.driver,
+            suite=v.suite,
+            max_age_days=v.max_age,
+        )
+        for line in lines:
+            say(console(), printable(line, 2000))
+        return 0 if ok else 1
     answer = check.verify_asked(
         v.image or "",
         v.key,

@@ -26,6 +26,7 @@ LIMITS = {
     "history": 256 * MIB,
     "lock": 64 * KIB,
     "config": 1 * MIB,  # a tool's configuration (Docker's config.json)
+    "junit": 64 * MIB,  # a suite's JUnit file: the names of its tests for a signed result
 }
 MAX_DEPTH = 64  # JSON nesting: imagematrix writes under ten levels
 MAX_PATH = 4096  # characters: the kernel's PATH_MAX

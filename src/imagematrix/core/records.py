@@ -167,6 +167,16 @@ class GpuInfo(Record):
 
 
 @dataclass(frozen=True)
+class TorchSeen(Record):
+    """The torch the suite imported: torch.__version__, its distribution's name and version, its CUDA."""
+
+    version: str | None = None
+    distribution: str | None = None
+    distribution_version: str | None = None
+    cuda: str | None = None
+
+
+@dataclass(frozen=True)
 class Failure(Record):
     test: str = ""
     kind: str = ""
@@ -245,6 +255,7 @@ class SuiteRun(Record):
     reused_from: dict[str, Any] | None = None  # the run whose result this is: runner, finished, key
     prediction: dict[str, Any] | None = None  # the oracle's verdict for this host, when there was one
     attestation: str | None = None  # the signed statement of this result (a file or a registry reference)
+    torch: TorchSeen | None = None  # the torch the suite imported (verify --chain holds it to the SBOM)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

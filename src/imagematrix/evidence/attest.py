@@ -1,11 +1,15 @@
-"""Signed test attestations: an in-toto Statement whose subject is an image digest and whose predicate
-is a GPU suite's result, in a DSSE envelope signed with the team's ed25519 key (securesystemslib).
+"""Signed test attestations: in-toto Statements whose subject is an image digest and whose predicate is a
+GPU suite's result, in DSSE envelopes signed with the team's ed25519 key (securesystemslib).
 
-The predicate is imagematrix's own (``PREDICATE_TYPE``), documented in docs/publishing.md: in-toto's
-test-result predicate names passed and failed tests but has no place for the GPU, the driver and the
-suite's hash that say what a result holds for. The private key comes from a file (``--signing-key``)
-or the environment (``IMAGEMATRIX_SIGNING_KEY``: the PEM itself, or ``IMAGEMATRIX_SIGNING_KEY_FILE``),
-never from the matrix; the public key is what `verify` and `publish` are given.
+Each result is said twice, both signed with the same key: in in-toto's standard test-result predicate
+(``TEST_RESULT_TYPE``), which policy engines and ``gh attestation verify --predicate-type`` read, with
+what only this project knows (the suite's hash, the GPUs, the driver, the reuse key, the torch imported)
+as annotations of its ``configuration``; and in the project's own predicate (``PREDICATE_TYPE``), which
+says the same in fields of its own. ``claim_of`` reads either into one ``Claim``; ``check`` holds a
+claim to what is asked. docs/publishing.md shows both. The private key comes from a file
+(``--signing-key``) or the environment (``IMAGEMATRIX_SIGNING_KEY``: the PEM itself, or
+``IMAGEMATRIX_SIGNING_KEY_FILE``), never from the matrix; the public key is what `verify` and
+`publish` are given.
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ from imagematrix.core.version import __version__
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://imagematrix.dev/attestation/gpu-test/v1"
+TEST_RESULT_TYPE = "https://in-toto.io/attestation/test-result/v0.1"
+RESULT_TYPES = (TEST_RESULT_TYPE, PREDICATE_TYPE)
+SUITE_DESCRIPTOR = "imagematrix-gpu-suite"  # the configuration entry of a test-result that carries our facts
+TORCH_DESCRIPTOR = "torch"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 KEY_ENV, KEY_FILE_ENV = "IMAGEMATRIX_SIGNING_KEY", "IMAGEMATRIX_SIGNING_KEY_FILE"
 PRIVATE_NAME, PUBLIC_NAME = "imagematrix.key", "imagematrix.pub"
@@ -146,9 +154,79 @@ def statement(subject: str, digest: str, cell: str, run: Mapping[str, Any]) -> d
             "imageId": run.get("image_id"),
             "finished": run.get("finished"),
             "reusedFrom": run.get("reused_from"),
+            "torch": run.get("torch"),
             "imagematrix": __version__,
         },
     }
+
+
+def test_result_statement(
+    subject: str, digest: str, cell: str, run: Mapping[str, Any], tests: Mapping[str, list[str]] | None = None
+) -> dict[str, Any]:
+    """The same run in in-toto's test-result/v0.1. ``result`` is "PASSED" or "FAILED" (docs/publishing.md
+    says why that spelling); every fact of ours rides in the annotations of the suite's configuration
+    entry, whose digest is the suite's hash; the torch imported is an entry of its own (a purl)."""
+    info = run.get("gpu_info") or {}
+    key = run.get("key") or {}
+    suite_hash = str(key.get("suite") or "")
+    facts = {
+        "suite": run.get("suite"),
+        "cell": cell,
+        "requireGpu": bool(run.get("require_gpu")),
+        "runKey": key.get("value"),
+        "passed": run.get("passed", 0),
+        "failed": run.get("failed", 0),
+        "skipped": run.get("skipped", 0),
+        "gpus": [
+            {"name": d.get("name"), "computeCapability": d.get("compute_capability")} for d in info.get("devices") or []
+        ],
+        "driver": info.get("driver"),
+        "driverCuda": info.get("driver_cuda"),
+        "libcuda": info.get("libcuda"),
+        "imageId": run.get("image_id"),
+        "finished": run.get("finished"),
+        "imagematrix": __version__,
+    }
+    suite_entry: dict[str, Any] = {
+        "name": SUITE_DESCRIPTOR,
+        "uri": f"pkg:pypi/imagematrix@{__version__}",
+        "annotations": {k: v for k, v in facts.items() if v is not None},
+    }
+    if len(suite_hash) == 64:
+        suite_entry["digest"] = {"sha256": suite_hash}
+    configuration = [suite_entry]
+    torch = run.get("torch") or {}
+    if torch.get("distribution_version"):
+        configuration.append(
+            {
+                "name": TORCH_DESCRIPTOR,
+                "uri": f"pkg:pypi/torch@{torch['distribution_version']}",
+                "annotations": {k: v for k, v in torch.items() if isinstance(v, str)},
+            }
+        )
+    tests = tests or {}
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": [{"name": subject, "digest": {"sha256": digest.removeprefix("sha256:")}}],
+        "predicateType": TEST_RESULT_TYPE,
+        "predicate": {
+            "result": "PASSED" if run.get("state") == "passed" else "FAILED",
+            "configuration": configuration,
+            "passedTests": list(tests.get("passed", [])),
+            "warnedTests": [],
+            "failedTests": list(tests.get("failed", [])),
+        },
+    }
+
+
+def result_statements(
+    subject: str, digest: str, cell: str, run: Mapping[str, Any], tests: Mapping[str, list[str]] | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """Both statements of one run, as (predicate type, statement), the standard one first."""
+    return [
+        (TEST_RESULT_TYPE, test_result_statement(subject, digest, cell, run, tests)),
+        (PREDICATE_TYPE, statement(subject, digest, cell, run)),
+    ]
 
 
 def sbom_statement(subject: str, digest: str, bom: Mapping[str, Any]) -> dict[str, Any]:
@@ -224,6 +302,8 @@ def _statement_shape(doc: dict[str, Any]) -> str | None:
     if not isinstance(doc.get("predicateType"), str) or not isinstance(doc.get("predicate"), dict):
         return "'predicateType' is not a string or 'predicate' not an object"
     p = doc["predicate"]
+    if doc["predicateType"] == TEST_RESULT_TYPE:
+        return _test_result_shape(p)
     gpus = p.get("gpus", [])
     if not isinstance(gpus, list) or not all(
         isinstance(g, dict) and all(isinstance(g.get(k), (str, type(None))) for k in ("name", "computeCapability"))
@@ -238,6 +318,105 @@ def _statement_shape(doc: dict[str, Any]) -> str | None:
     return None
 
 
+def _test_result_shape(p: dict[str, Any]) -> str | None:
+    """in-toto's test-result/v0.1 as its spec and protobuf define it: ``result`` a string, ``configuration``
+    a list of ResourceDescriptors (each with a uri, a digest or content), the test lists of strings; and
+    our entry's annotations typed as ``statement`` types its fields."""
+    if not isinstance(p.get("result"), str):
+        return "'result' is not a string"
+    config = p.get("configuration")
+    if not isinstance(config, list) or not config:
+        return "'configuration' is not a non-empty list"
+    for i, d in enumerate(config):
+        if not isinstance(d, dict) or not any(
+            isinstance(d.get(k), (str, dict)) and d.get(k) for k in ("uri", "digest", "content")
+        ):
+            return f"configuration[{i}] is not a resource descriptor (it needs a uri, a digest or content)"
+        if not isinstance(d.get("annotations", {}), dict) or not isinstance(d.get("digest", {}), dict):
+            return f"configuration[{i}]: 'annotations' or 'digest' is not an object"
+    for name in ("passedTests", "warnedTests", "failedTests"):
+        tests = p.get(name, [])
+        if not isinstance(tests, list) or not all(isinstance(t, str) for t in tests):
+            return f"{name!r} is not a list of strings"
+    ours = [d for d in config if d.get("name") == SUITE_DESCRIPTOR]
+    if len(ours) > 1:
+        return f"{len(ours)} configuration entries named {SUITE_DESCRIPTOR!r}: which one holds is ambiguous"
+    if ours:
+        return _statement_shape(
+            {"subject": [], "predicateType": PREDICATE_TYPE, "predicate": ours[0].get("annotations") or {}}
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a verified result statement says, whichever predicate says it."""
+
+    predicate_type: str
+    passed: bool  # the result is a pass ("passed" or "PASSED")
+    result: str  # as written
+    require_gpu: bool
+    suite: str | None
+    run_key: str | None
+    gpus: tuple[tuple[str | None, str | None], ...]  # (name, compute capability)
+    driver: str | None
+    driver_cuda: str | None
+    finished: str | None
+    passed_count: Any
+    skipped_count: Any
+    torch: dict[str, str]
+    image_id: str | None = None  # the local image id the suite ran
+
+    @property
+    def standard(self) -> bool:
+        return self.predicate_type == TEST_RESULT_TYPE
+
+    @property
+    def reads(self) -> str:
+        return "in-toto test-result/v0.1" if self.standard else "imagematrix gpu-test/v1"
+
+
+def claim_of(verified: Verified) -> Claim:
+    """The claim of a result statement (either predicate); VerifyError("predicate") for another kind."""
+    st, p = verified.statement, verified.predicate
+    ptype = st.get("predicateType")
+    if ptype == TEST_RESULT_TYPE:
+        config = p.get("configuration") or []
+        facts = next((d.get("annotations") or {} for d in config if d.get("name") == SUITE_DESCRIPTOR), {})
+        torch_entry = next((d for d in config if d.get("name") == TORCH_DESCRIPTOR), None)
+        torch = {k: v for k, v in ((torch_entry or {}).get("annotations") or {}).items() if isinstance(v, str)}
+        result = str(p.get("result"))
+        passed = result == "PASSED" and not p.get("failedTests") and not p.get("warnedTests")
+    elif ptype == PREDICATE_TYPE:
+        facts = p
+        torch = (
+            {k: v for k, v in (p.get("torch") or {}).items() if isinstance(v, str)}
+            if isinstance(p.get("torch"), dict)
+            else {}
+        )
+        result = str(p.get("result"))
+        passed = result == "passed"
+    else:
+        raise VerifyError("predicate", f"type {str(ptype)[:120]!r} is not a GPU test result")
+    key = facts.get("runKey") if ptype == TEST_RESULT_TYPE else (facts.get("key") or {}).get("value")
+    return Claim(
+        predicate_type=ptype,
+        passed=passed,
+        result=result,
+        require_gpu=facts.get("requireGpu") is True,
+        suite=facts.get("suite"),
+        run_key=key if isinstance(key, str) else None,
+        gpus=tuple((g.get("name"), g.get("computeCapability")) for g in facts.get("gpus") or []),
+        driver=facts.get("driver"),
+        driver_cuda=facts.get("driverCuda"),
+        finished=facts.get("finished"),
+        passed_count=facts.get("passed"),
+        skipped_count=facts.get("skipped"),
+        torch=torch,
+        image_id=facts.get("imageId") if isinstance(facts.get("imageId"), str) else None,
+    )
+
+
 def check(
     verified: Verified,
     digest: str,
@@ -248,14 +427,13 @@ def check(
     max_age_days: float | None = None,
     run_key: Mapping[str, Any] | None = None,
     now: datetime | None = None,
-) -> None:
-    """That a verified test attestation covers what is asked: the subject is ``digest``, the result passed
-    with the GPU checks required, on the same compute capability and driver branch, of the suite asked,
-    not older than ``max_age_days``, for the reuse key ``run_key`` (image, suite and host) when given.
-    "Covers" means measured: a prediction never counts."""
-    st, p = verified.statement, verified.predicate
-    if st.get("predicateType") != PREDICATE_TYPE:
-        raise VerifyError("predicate", f"type {st.get('predicateType')!r} is not a GPU test result")
+) -> Claim:
+    """That a verified test attestation (either predicate) covers what is asked: the subject is ``digest``,
+    the result passed with the GPU checks required, on the same compute capability and driver branch, of
+    the suite asked, not older than ``max_age_days``, for the reuse key ``run_key`` (image, suite and host)
+    when given. "Covers" means measured: a prediction never counts. Returns the claim it held."""
+    st = verified.statement
+    c = claim_of(verified)
     want = digest.removeprefix("sha256:")
     subjects = [s.get("digest", {}).get("sha256") for s in st.get("subject") or [] if isinstance(s, dict)]
     if want not in subjects:
@@ -263,28 +441,27 @@ def check(
             "subject",
             f"the statement is for {', '.join(f'sha256:{s[:12]}' for s in subjects if s)}, not sha256:{want[:12]}",
         )
-    if p.get("result") != "passed" or p.get("requireGpu") is not True:
+    if not c.passed or not c.require_gpu:
         raise VerifyError(
             "result",
-            f"the {p.get('suite')} suite {p.get('result')}"
-            + ("" if p.get("requireGpu") is True else " without --require-gpu (GPU checks may have skipped)"),
+            f"the {c.suite} suite {c.result}"
+            + ("" if c.require_gpu else " without --require-gpu (GPU checks may have skipped)"),
         )
-    if suite and p.get("suite") != suite:
-        raise VerifyError("suite", f"the attestation is for the {p.get('suite')} suite, not {suite}")
-    if run_key is not None and (p.get("key") or {}).get("value") != run_key.get("value"):
+    if suite and c.suite != suite:
+        raise VerifyError("suite", f"the attestation is for the {c.suite} suite, not {suite}")
+    if run_key is not None and c.run_key != run_key.get("value"):
         raise VerifyError(
             "key",
-            f"the attestation is for run key {str((p.get('key') or {}).get('value'))[:12]}, not the "
+            f"the attestation is for run key {str(c.run_key)[:12]}, not the "
             f"recorded {str(run_key.get('value'))[:12]} (another image, suite or host)",
         )
-    gpus = p.get("gpus") or []
-    if cc and not any(g.get("computeCapability") == cc for g in gpus):
-        seen = ", ".join(f"{g.get('name')} ({g.get('computeCapability')})" for g in gpus) or "no GPU"
+    if cc and not any(g_cc == cc for _, g_cc in c.gpus):
+        seen = ", ".join(f"{n} ({g_cc})" for n, g_cc in c.gpus) or "no GPU"
         raise VerifyError("gpu", f"measured on {seen}, not on compute capability {cc}")
-    if driver and str(p.get("driver") or "").split(".")[0] != driver.split(".")[0]:
-        raise VerifyError("driver", f"measured with driver {p.get('driver')}, not the {driver.split('.')[0]} branch")
+    if driver and str(c.driver or "").split(".")[0] != driver.split(".")[0]:
+        raise VerifyError("driver", f"measured with driver {c.driver}, not the {driver.split('.')[0]} branch")
     if max_age_days is not None:
-        finished = str(p.get("finished") or "")
+        finished = str(c.finished or "")
         try:
             when = datetime.fromisoformat(finished.replace("Z", "+00:00"))
         except (ValueError, OverflowError):
@@ -293,6 +470,7 @@ def check(
             raise VerifyError("expired", f"the run's time {finished[:40]!r} has no zone: its age is unknown")
         if (now or datetime.now(timezone.utc)) - when > timedelta(days=max_age_days):
             raise VerifyError("expired", f"measured {finished}, more than {max_age_days:g} days ago")
+    return c
 
 
 def b64(data: bytes) -> str:

@@ -1,10 +1,13 @@
 """Attestations beside an image in its registry, over the OCI distribution API (stdlib HTTP only).
 
-Where they go: an OCI referrer (a manifest whose ``subject`` is the image) where the registry answers the
-referrers API; otherwise the tag scheme cosign uses, ``<repo>:sha256-<hex>.att``, one OCI manifest whose
-layers are DSSE envelopes (media type ``application/vnd.dsse.envelope.v1+json``, annotation
-``predicateType``), so ``cosign verify-attestation --key`` reads them. Debian's docker-registry 2.8
-answers the referrers API with 404, so there it is the tag.
+Where they go (``attach``): one manifest per signed statement, whose ``subject`` is the image and whose
+one layer is a Sigstore bundle v0.3 holding the DSSE envelope (artifact type
+``application/vnd.dev.sigstore.bundle.v0.3+json``, annotations ``dev.sigstore.bundle.content`` and
+``dev.sigstore.bundle.predicateType``: cosign v3's layout). A registry that answers the referrers API
+lists them itself; where it does not (Debian's docker-registry 2.8, GHCR), they are also listed in the
+OCI referrers tag schema's index (``<repo>:sha256-<hex>``), which ORAS, notation and
+go-containerregistry read, and the envelopes are added as layers of cosign v2's ``sha256-<hex>.att``.
+``attestations_of`` reads all of these back, and only what names the image as its subject.
 
 Registries on localhost (127.0.0.1, ::1) are spoken to over HTTP, every other over HTTPS, as Docker does.
 Credentials come from Docker's config (``~/.docker/config.json`` or ``$DOCKER_CONFIG``: ``auths`` or a
@@ -33,6 +36,9 @@ from imagematrix.core.errors import ImagematrixError
 from imagematrix.core.reference import DIGEST_RE, NAME_RE, TAG_RE
 
 DSSE = "application/vnd.dsse.envelope.v1+json"
+BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+BUNDLE_CONTENT = "dev.sigstore.bundle.content"  # the annotations cosign v3 writes and looks for
+BUNDLE_PREDICATE = "dev.sigstore.bundle.predicateType"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -327,18 +333,71 @@ class Registry:
 
 
 def att_tag(digest: str) -> str:
-    """cosign's tag for the attestations of ``digest``."""
+    """cosign v2's tag for the attestations of ``digest``."""
     return digest.replace(":", "-") + ".att"
+
+
+def referrers_tag(digest: str) -> str:
+    """The OCI referrers tag schema's tag for ``digest`` (an index of its referrers, where a registry has
+    no referrers API): ``sha256-<hex>``."""
+    return digest.replace(":", "-")
+
+
+def _canonical(doc: Mapping[str, Any]) -> bytes:
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+
+
+def bundle_of(envelope: Mapping[str, Any], hint: str) -> dict[str, Any]:
+    """A DSSE envelope as a Sigstore bundle v0.3 signed by a key (no certificate, no transparency log:
+    the key path works offline and air-gapped); ``hint`` names the key."""
+    return {
+        "mediaType": BUNDLE,
+        "verificationMaterial": {"publicKey": {"hint": hint}},
+        "dsseEnvelope": {
+            "payload": envelope.get("payload"),
+            "payloadType": envelope.get("payloadType"),
+            "signatures": [
+                {"sig": sig.get("sig"), **({"keyid": sig["keyid"]} if sig.get("keyid") else {})}
+                for sig in envelope.get("signatures") or []
+                if isinstance(sig, dict)
+            ],
+        },
+    }
+
+
+def envelope_of_bundle(doc: Any) -> dict[str, Any] | None:
+    """The DSSE envelope a Sigstore bundle holds (None: not a v0.3 bundle of a DSSE envelope)."""
+    if not isinstance(doc, dict) or doc.get("mediaType") != BUNDLE or not isinstance(doc.get("dsseEnvelope"), dict):
+        return None
+    env = doc["dsseEnvelope"]
+    if not isinstance(env.get("payload"), str) or not isinstance(env.get("signatures"), list):
+        return None
+    return {"payload": env["payload"], "payloadType": env.get("payloadType"), "signatures": env["signatures"]}
 
 
 @dataclass(frozen=True)
 class Found:
     envelope: dict
     predicate_type: str
-    where: str  # e.g. "127.0.0.1:5000/team/x:sha256-….att, layer 2"
+    where: str  # e.g. "127.0.0.1:5000/team/x@sha256:… (Sigstore bundle, referrers tag)"
 
 
-def _envelopes_of(reg: Registry, repository: str, manifest: Mapping[str, Any], where: str) -> list[Found]:
+@dataclass(frozen=True)
+class Attached:
+    where: tuple[str, ...]  # each statement's place, in the order given
+    storage: str  # "referrers" (the registry's API) or "referrers tag + cosign .att"
+
+
+@dataclass(frozen=True)
+class Discovered:
+    digest: str
+    found: tuple[Found, ...]
+    notes: tuple[str, ...]  # what was there but not read, and why
+    storage: str  # where the referrers were listed: "referrers API", "referrers tag", or "none"
+
+
+def _dsse_layers(reg: Registry, repository: str, manifest: Mapping[str, Any], where: str) -> list[Found]:
+    """cosign v2's layout (and this project's before bundles): DSSE envelopes as layers."""
     layers = manifest.get("layers")
     if not isinstance(layers, list):
         return []
@@ -358,29 +417,85 @@ def _envelopes_of(reg: Registry, repository: str, manifest: Mapping[str, Any], w
     return out
 
 
-def attestations_of(ref: str) -> tuple[str, list[Found]]:
-    """The digest ``ref`` names in its registry and every DSSE envelope attached to it (referrers and the .att tag)."""
+def _listed(reg: Registry, repository: str, digest: str) -> tuple[list[dict], str, list[str]]:
+    """The referrers of ``digest``: from the API where the registry answers it, else from the referrers
+    tag's index; (descriptors, where they were listed, notes)."""
+    notes: list[str] = []
+    api = reg.referrers(repository, digest)
+    if api is not None:
+        return api, "referrers API", notes
+    got = reg.manifest(repository, referrers_tag(digest))
+    if got is None:
+        return [], "none", notes
+    _, media, doc = got
+    if media != OCI_INDEX or not isinstance(doc.get("manifests"), list):
+        notes.append(
+            f"the tag {referrers_tag(digest)} is not an OCI index ({str(media)[:80] or 'no media type'}): not read"
+        )
+        return [], "none", notes
+    return [m for m in doc["manifests"][:MAX_LAYERS] if isinstance(m, dict)], "referrers tag", notes
+
+
+def attestations_of(ref: str) -> Discovered:
+    """The digest ``ref`` names in its registry and every attestation attached to it: Sigstore bundles and
+    DSSE manifests listed as its referrers (the API, or the referrers tag where there is none), and the
+    layers of cosign v2's ``.att`` tag. A listed manifest is read only if its own ``subject`` is the image."""
     r = Ref.parse(ref)
     reg = Registry(r.registry)
     digest = reg.resolve(r)
+    listed, storage, notes = _listed(reg, r.repository, digest)
     found: list[Found] = []
-    for m in reg.referrers(r.repository, digest) or []:
-        if m.get("artifactType") == DSSE and isinstance(m.get("digest"), str) and DIGEST_RE.fullmatch(m["digest"]):
-            got = reg.manifest(r.repository, m["digest"])
-            if got:
-                found += _envelopes_of(
-                    reg, r.repository, got[2], f"{r.registry}/{r.repository}@{m['digest'][:19]} (referrer)"
-                )
+    for m in listed:
+        at = m.get("digest")
+        if not isinstance(at, str) or not DIGEST_RE.fullmatch(at):
+            notes.append("a referrer without a sha256 digest: not read")
+            continue
+        if at == digest:
+            notes.append(f"a referrer that is the image itself ({at[:19]}): not read")
+            continue
+        if m.get("artifactType") not in (BUNDLE, DSSE):
+            continue  # another kind of referrer (a signature, an SBOM of another tool)
+        got = reg.manifest(r.repository, at)
+        if got is None:
+            notes.append(f"the referrer {at[:19]} is listed but not in the registry")
+            continue
+        manifest = got[2]
+        subject = manifest.get("subject")
+        if not isinstance(subject, dict) or subject.get("digest") != digest:
+            notes.append(f"the referrer {at[:19]} names another subject: not read")
+            continue
+        where = f"{r.registry}/{r.repository}@{at[:19]} ({storage})"
+        if m.get("artifactType") == DSSE:
+            found += _dsse_layers(reg, r.repository, manifest, where)
+            continue
+        layers = manifest.get("layers")
+        layer = layers[0] if isinstance(layers, list) and len(layers) == 1 and isinstance(layers[0], dict) else {}
+        if layer.get("mediaType") != BUNDLE or not DIGEST_RE.fullmatch(str(layer.get("digest") or "")):
+            notes.append(f"the bundle referrer {at[:19]} does not hold one bundle layer: not read")
+            continue
+        try:
+            envelope = envelope_of_bundle(files.parse_json(reg.blob(r.repository, layer["digest"]), "a bundle"))
+        except ValueError:
+            envelope = None
+        if envelope is None:
+            notes.append(f"the bundle referrer {at[:19]} holds no Sigstore bundle v0.3 of a DSSE envelope")
+            continue
+        annotations = manifest.get("annotations")
+        ptype = annotations.get(BUNDLE_PREDICATE) if isinstance(annotations, dict) else None
+        found.append(Found(envelope, str(ptype or ""), f"{where}, Sigstore bundle"))
     got = reg.manifest(r.repository, att_tag(digest))
     if got:
-        found += _envelopes_of(reg, r.repository, got[2], f"{r.registry}/{r.repository}:{att_tag(digest)}")
-    return digest, found
+        found += _dsse_layers(reg, r.repository, got[2], f"{r.registry}/{r.repository}:{att_tag(digest)}")
+    return Discovered(digest, tuple(found), tuple(notes), storage)
 
 
-def attach(repository: str, digest: str, envelopes: Iterable[tuple[str, dict]]) -> list[str]:
-    """Attach each (predicate type, envelope) to ``repository@digest``; where each went. As a referrer
-    where the API is answered, else added to the ``.att`` tag's manifest (cosign's scheme, which keeps
-    what was there: an envelope already attached is not added twice)."""
+def attach(repository: str, digest: str, envelopes: Iterable[tuple[str, dict]], hint: str = "") -> Attached:
+    """Attach each (predicate type, envelope) to ``repository@digest`` where common clients look:
+    a Sigstore bundle v0.3 referrer per statement (cosign v3's layout: artifact type and annotations as
+    cosign writes them), found through the registry's referrers API; where the registry has none, also
+    listed in the referrers tag's index (``sha256-<hex>``, the OCI tag schema ORAS, notation and
+    go-containerregistry read) and added to cosign v2's ``.att`` tag (its DSSE layers). Idempotent: a
+    statement already attached is not added twice."""
     r = Ref.parse(f"{repository}@{digest}")
     reg = Registry(r.registry)
     subject = reg.manifest(r.repository, digest)
@@ -388,52 +503,118 @@ def attach(repository: str, digest: str, envelopes: Iterable[tuple[str, dict]]) 
         raise RegistryError(
             f"{repository}@{digest[:19]} is not in the registry: push the image before its attestations"
         )
-    items = [(ptype, json.dumps(env, separators=(",", ":"), sort_keys=True).encode()) for ptype, env in envelopes]
-    where = []
-    if reg.referrers(r.repository, digest) is not None:
-        empty = reg.push_blob(r.repository, b"{}", OCI_EMPTY)
-        raw = json.dumps(subject[2], separators=(",", ":"), sort_keys=True).encode()
-        for ptype, data in items:
-            layer = reg.push_blob(r.repository, data, DSSE, {"predicateType": ptype})
-            doc = {
-                "schemaVersion": 2,
+    items = [(ptype, dict(env)) for ptype, env in envelopes]
+    subject_desc = {"mediaType": subject[1] or OCI_MANIFEST, "digest": digest, "size": len(_canonical(subject[2]))}
+    empty = reg.push_blob(r.repository, b"{}", OCI_EMPTY)
+    descriptors, where = [], []
+    for ptype, env in items:
+        sig = (env.get("signatures") or [{}])[0]
+        layer = reg.push_blob(r.repository, _canonical(bundle_of(env, hint or str(sig.get("keyid") or ""))), BUNDLE)
+        annotations = {BUNDLE_CONTENT: "dsse-envelope", BUNDLE_PREDICATE: ptype}
+        doc = {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": BUNDLE,
+            "config": empty,
+            "layers": [layer],
+            "subject": subject_desc,
+            "annotations": annotations,
+        }
+        m = reg.put_manifest(r.repository, sha256(_canonical(doc)), doc)
+        descriptors.append(
+            {
                 "mediaType": OCI_MANIFEST,
-                "artifactType": DSSE,
-                "config": empty,
-                "layers": [layer],
-                "subject": {"mediaType": subject[1] or OCI_MANIFEST, "digest": digest, "size": len(raw)},
-                "annotations": {"predicateType": ptype},
+                "digest": m,
+                "size": len(_canonical(doc)),
+                "artifactType": BUNDLE,
+                "annotations": annotations,
             }
-            m = reg.put_manifest(
-                r.repository, sha256(json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()), doc
-            )
-            where.append(f"{r.registry}/{r.repository}@{m} (referrer of {digest[:19]})")
-        return where
+        )
+        where.append(f"{r.registry}/{r.repository}@{m[:19]} (Sigstore bundle, referrer of {digest[:19]})")
+    if reg.referrers(r.repository, digest) is not None:
+        return Attached(tuple(where), "referrers")
+    _add_to_referrers_tag(reg, r.repository, digest, descriptors)
+    _add_to_att_tag(reg, r.repository, digest, items)
+    return Attached(tuple(where), "referrers tag + cosign .att")
+
+
+def _add_to_referrers_tag(reg: Registry, repository: str, digest: str, descriptors: list[dict]) -> None:
+    tag = referrers_tag(digest)
+    got = reg.manifest(repository, tag)
+    kept = []
+    if got is not None and got[1] == OCI_INDEX and isinstance(got[2].get("manifests"), list):
+        kept = [m for m in got[2]["manifests"] if isinstance(m, dict) and m.get("digest") != digest]
+    seen = {m.get("digest") for m in kept}
+    index = {
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": kept + [d for d in descriptors if d["digest"] not in seen],
+    }
+    reg.put_manifest(repository, tag, index)
+
+
+def _add_to_att_tag(reg: Registry, repository: str, digest: str, items: list[tuple[str, dict]]) -> None:
     tag = att_tag(digest)
-    existing = reg.manifest(r.repository, tag)
+    existing = reg.manifest(repository, tag)
     layers = [layer for layer in (existing[2].get("layers") or [] if existing else []) if isinstance(layer, dict)]
-    for ptype, data in items:
-        layer = reg.push_blob(r.repository, data, DSSE, {"predicateType": ptype})
+    for ptype, env in items:
+        layer = reg.push_blob(repository, _canonical(env), DSSE, {"predicateType": ptype})
         if layer["digest"] not in {x.get("digest") for x in layers}:
             layers.append(layer)
-        where.append(
-            f"{r.registry}/{r.repository}:{tag}, layer {[x.get('digest') for x in layers].index(layer['digest']) + 1}"
-        )
-    config = json.dumps(
+    config = _canonical(
         {
             "architecture": "",
             "os": "",
             "config": {},
             "rootfs": {"type": "layers", "diff_ids": [x.get("digest") for x in layers]},
-        },
-        separators=(",", ":"),
-        sort_keys=True,
-    ).encode()
+        }
+    )
     doc = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
-        "config": reg.push_blob(r.repository, config, OCI_CONFIG),
+        "config": reg.push_blob(repository, config, OCI_CONFIG),
         "layers": layers,
     }
-    reg.put_manifest(r.repository, tag, doc)
-    return where
+    reg.put_manifest(repository, tag, doc)
+
+
+def _annotations(item: Any) -> dict:
+    """A descriptor's annotations, or {} for anything else (a registry's answer assumes no shape)."""
+    got = item.get("annotations") if isinstance(item, dict) else None
+    return got if isinstance(got, dict) else {}
+
+
+def provenance_of(ref: str, digest: str) -> tuple[dict | None, frozenset[str]]:
+    """BuildKit's SLSA provenance of ``digest`` where its builder attached one (an image index whose
+    ``attestation-manifest`` entries hold in-toto layers), and the platform manifests the index lists
+    (the provenance's subjects are those); (None, {}) for an image without."""
+    r = Ref.parse(ref)
+    reg = Registry(r.registry)
+    got = reg.manifest(r.repository, digest)
+    if got is None or got[1] not in (OCI_INDEX, "application/vnd.docker.distribution.manifest.list.v2+json"):
+        return None, frozenset()
+    entries = [m for m in (got[2].get("manifests") or [])[:MAX_LAYERS] if isinstance(m, dict)]
+    platforms = frozenset(
+        str(m.get("digest"))
+        for m in entries
+        if _annotations(m).get("vnd.docker.reference.type") != "attestation-manifest"
+    )
+    for m in entries:
+        if _annotations(m).get("vnd.docker.reference.type") != "attestation-manifest":
+            continue
+        if not DIGEST_RE.fullmatch(str(m.get("digest") or "")):
+            continue
+        att = reg.manifest(r.repository, m["digest"])
+        for layer in (att[2].get("layers") or [])[:MAX_LAYERS] if att else []:
+            ptype = (
+                (layer.get("annotations") or {}).get("in-toto.io/predicate-type") if isinstance(layer, dict) else None
+            )
+            if not str(ptype).startswith("https://slsa.dev/provenance/"):
+                continue
+            try:
+                doc = files.parse_json(reg.blob(r.repository, str(layer.get("digest"))), "a provenance")
+            except (ValueError, RegistryError):
+                continue
+            if isinstance(doc, dict):
+                return doc, platforms
+    return None, platforms

@@ -1,7 +1,7 @@
-"""Where evidence lives beside the record: ``build/attestations/<cell>.<suite>.<key>.intoto.json`` (the
-signed result of each run, by the first 16 digits of its reuse key: a later run of the cell never
-overwrites the attestation a reused result points at) and ``build/sbom/<cell>.cdx.json`` (the SBOM of
-what was published)."""
+"""Where evidence lives beside the record: ``build/attestations/<cell>.<suite>.<key>.intoto.jsonl`` (the
+signed result of each run, one DSSE envelope a line: the in-toto test-result statement and the project's
+own; by the first 16 digits of its reuse key, so a later run of the cell never overwrites the attestation
+a reused result points at) and ``build/sbom/<cell>.cdx.json`` (the SBOM of what was published)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,11 @@ def write_sbom(build_dir: Path, cell: str, bom: dict[str, Any]) -> Path:
     return _write(Path(build_dir) / SBOM_DIR / f"{cell}.cdx.json", bom)
 
 
-def write_attestation(build_dir: Path, cell: str, suite: str, key: str, envelope: dict[str, Any]) -> Path:
-    name = f"{cell}.{suite}.{key[:16]}.intoto.json" if key else f"{cell}.{suite}.intoto.json"
-    return _write(Path(build_dir) / ATTESTATIONS_DIR / name, envelope)
+def write_attestation(build_dir: Path, cell: str, suite: str, key: str, envelopes: list[dict[str, Any]]) -> Path:
+    name = f"{cell}.{suite}.{key[:16]}.intoto.jsonl" if key else f"{cell}.{suite}.intoto.jsonl"
+    out = Path(build_dir) / ATTESTATIONS_DIR / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text("".join(json.dumps(e, separators=(",", ":"), sort_keys=True) + "\n" for e in envelopes))
+    os.replace(tmp, out)
+    return out

@@ -10,12 +10,12 @@ found; "covers" means measured on the same compute capability and driver branch,
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from imagematrix.core import files
-from imagematrix.core.errors import UsageError
+from imagematrix.core.errors import ImagematrixError, UsageError
 from imagematrix.evidence import attest
 from imagematrix.evidence.registry import Found
 
@@ -25,6 +25,7 @@ class Answer:
     ok: bool
     digest: str
     lines: tuple[str, ...]
+    claim: attest.Claim | None = None  # what the statement that held says
 
 
 def verify_envelopes(
@@ -48,25 +49,25 @@ def verify_envelopes(
         envelope, where = (item.envelope, f" ({item.where})") if isinstance(item, Found) else (item, "")
         try:
             verified = attest.open_envelope(envelope, key)
-            if verified.statement.get("predicateType") != attest.PREDICATE_TYPE:
+            if verified.statement.get("predicateType") not in attest.RESULT_TYPES:
                 continue  # an SBOM or another attestation: not a test result
-            attest.check(
+            c = attest.check(
                 verified, digest, cc=cc, driver=driver, suite=suite, max_age_days=max_age_days, run_key=run_key
             )
         except attest.VerifyError as exc:
             refusals.append(f"refused by {exc.part}: {exc.detail}{where}")
             continue
-        p = verified.predicate
-        gpus = ", ".join(f"{g.get('name')} ({g.get('computeCapability')})" for g in p.get("gpus") or []) or "no GPU"
+        gpus = ", ".join(f"{n} ({g_cc})" for n, g_cc in c.gpus) or "no GPU"
         return Answer(
             True,
             digest,
             (
-                f"verified: {digest[:19]} passed the {p.get('suite')} suite "
-                f"({p.get('passed')} passed, {p.get('skipped')} skipped) on {gpus}, driver "
-                f"{p.get('driver')} (CUDA {p.get('driverCuda')}), {p.get('finished')}; signed by "
+                f"verified: {digest[:19]} passed the {c.suite} suite "
+                f"({c.passed_count} passed, {c.skipped_count} skipped) on {gpus}, driver "
+                f"{c.driver} (CUDA {c.driver_cuda}), {c.finished}; read from its {c.reads} statement, signed by "
                 f"key {verified.keyid[:16]}{where}",
             ),
+            c,
         )
     if not found:
         return Answer(False, digest, (f"no attestation found for {digest[:19]}",))
@@ -102,8 +103,9 @@ def verify_asked(
         )
     from imagematrix.evidence.registry import attestations_of
 
-    found, envelopes = attestations_of(ref)
-    return verify_envelopes(envelopes, public, found, **asked)
+    discovered = attestations_of(ref)
+    answer = verify_envelopes(discovered.found, public, discovered.digest, **asked)
+    return replace(answer, lines=(*answer.lines, *(f"note: {n}" for n in discovered.notes)))
 
 
 def gpu_cc(gpu: str | None, cc: str | None) -> str | None:
@@ -132,3 +134,57 @@ def read_envelope(path: Path) -> list[dict]:
         raise UsageError(f"cannot read {path}: no such file") from None
     except files.Unreadable as exc:
         raise UsageError(f"{path} is not an envelope file ({exc})") from None
+
+
+def verify_chain(ref: str, key: str | None, out: Path, **asked: Any) -> tuple[bool, list[str]]:
+    """`imagematrix verify REF --chain`: the result as `verify` checks it, then the links between it, the
+    signed SBOM, the build's provenance and the audit (``evidence.chain``); (ok, lines)."""
+    from imagematrix.core import status
+    from imagematrix.evidence import chain
+    from imagematrix.evidence.registry import attestations_of, provenance_of
+    from imagematrix.evidence.sbom import PREDICATE_TYPE as CYCLONEDX
+    from imagematrix.oracle.audit import load as load_audit
+
+    if not key:
+        raise UsageError("--key FILE: the public key the results must be signed with")
+    if not ref or (ref.endswith((".json", ".jsonl")) and Path(ref).is_file()):
+        raise UsageError(
+            "--chain reads the evidence beside an image in its registry: give its reference (REPO@sha256:...)"
+        )
+    public = attest.public_key(Path(key))
+    discovered = attestations_of(ref)
+    answer = verify_envelopes(discovered.found, public, discovered.digest, **asked)
+    lines = [*answer.lines, *(f"note: {n}" for n in discovered.notes)]
+    if not answer.ok or answer.claim is None:
+        return False, lines
+    sboms = []
+    for f in discovered.found:
+        try:
+            v = attest.open_envelope(f.envelope, public)
+        except attest.VerifyError:
+            continue
+        if v.statement.get("predicateType") == CYCLONEDX:
+            sboms.append(v)
+    named = [
+        v
+        for v in sboms
+        if any(
+            s.get("digest", {}).get("sha256") == discovered.digest.removeprefix("sha256:")
+            for s in v.statement.get("subject") or []
+            if isinstance(s, dict)
+        )
+    ]
+    sbom = (named or sboms)[0] if (named or sboms) else None
+    provenance, platforms = provenance_of(ref, discovered.digest)
+    published, audit_image = None, None
+    try:
+        records = status.read_status(out)
+    except (ImagematrixError, OSError):
+        records = None
+    for rec in records.cells.values() if records else ():
+        if rec.publish is not None and rec.publish.digest == discovered.digest:
+            published = {"digest": rec.publish.digest, "image_id": rec.publish.image_id}
+            if rec.publish.image_id and load_audit(out, rec.publish.image_id) is not None:
+                audit_image = rec.publish.image_id
+    links = chain.check_chain(discovered.digest, answer.claim, sbom, provenance, audit_image, published, platforms)
+    return chain.holds(links), [*lines, *(f"chain: {link.line()}" for link in links)]

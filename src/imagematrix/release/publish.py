@@ -188,22 +188,28 @@ def unbacked(
 def attest_release(build_dir: Path, repo: str, digest: str, cell: str, runs: dict, listed: dict, signer) -> dict:
     """Sign each required result and the SBOM for ``repo@digest`` and attach them there; what to record."""
     from imagematrix.evidence import attest, registry, sbom, store
+    from imagematrix.testing.grid import test_names
 
     doc = sbom.bom(repo, digest, listed)
     path = store.write_sbom(build_dir, cell, doc)
     envelopes = [
-        (
-            attest.PREDICATE_TYPE,
-            attest.sign(attest.statement(repo, digest, cell, {**run.to_json(), "suite": n}), signer),
-        )
+        (ptype, attest.sign(st, signer))
         for n, run in runs.items()
+        for ptype, st in attest.result_statements(
+            repo, digest, cell, {**run.to_json(), "suite": n}, test_names(run.junit)
+        )
     ]
     envelopes.append((sbom.PREDICATE_TYPE, attest.sign(attest.sbom_statement(repo, digest, doc), signer)))
     try:
-        where = registry.attach(repo, digest, envelopes)
+        attached = registry.attach(repo, digest, envelopes)
     except registry.RegistryError as exc:
         raise PublishError(f"{repo}@{digest[:19]} is published but its attestations are not: {exc}") from None
-    return {"attestations": where, "sbom": str(path), "sbom_packages": sbom.count(doc)}
+    return {
+        "attestations": list(attached.where),
+        "storage": attached.storage,
+        "sbom": str(path),
+        "sbom_packages": sbom.count(doc),
+    }
 
 
 def run_publish(
@@ -270,7 +276,7 @@ def _unbacked(plan: Plan, record: CellRecord, required: tuple[str, ...], image, 
     envelopes = None
     if candidate is not None:
         try:
-            envelopes = attestations_of(f"{candidate.repository}@{candidate.digest}")[1]
+            envelopes = list(attestations_of(f"{candidate.repository}@{candidate.digest}").found)
         except RegistryError as exc:
             return f"its attestations cannot be read: {exc}"
     digest = candidate.digest if candidate else image.id

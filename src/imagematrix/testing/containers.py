@@ -514,14 +514,19 @@ class Evidence:
 
         subject_digest = digest or result.image_id
         run = {**result.record(), "image_id": result.image_id, "suite": result.suite}
-        envelope = attest.sign(attest.statement(subject, subject_digest, cell, run), self.signer)
-        path = write_attestation(build_dir, cell, result.suite, str(result.key.get("value", "")), envelope)
+        tests = testgrid.test_names(result.junit)
+        signed = [
+            (ptype, attest.sign(st, self.signer))
+            for ptype, st in attest.result_statements(subject, subject_digest, cell, run, tests)
+        ]
+        key = str(result.key.get("value", ""))
+        path = write_attestation(build_dir, cell, result.suite, key, [e for _, e in signed])
         where = str(path)
         if digest:  # a candidate tested by digest: the attestation goes beside it, for publish and verify
             from imagematrix.evidence.registry import RegistryError, attach
 
             try:
-                where = attach(subject, digest, [(attest.PREDICATE_TYPE, envelope)])[0]
+                where = attach(subject, digest, signed).where[0]
             except RegistryError as exc:
                 print(f"    warning: the signed result stays in {path} only: {exc}", flush=True)
         keyid = self.signer.public_key.keyid[:12]

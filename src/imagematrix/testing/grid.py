@@ -71,6 +71,27 @@ def _gist(lines: list[str]) -> str:
     return first[:300]
 
 
+def test_names(path: str | Path | None, limit: int = 2000) -> dict[str, list[str]]:
+    """The names of the tests that passed and failed (an error counts as failed) in a JUnit file, for a
+    signed test result; {} when there is no readable file (the statement then carries counts alone)."""
+    from imagematrix.core import files
+
+    if not path:
+        return {}
+    try:
+        root = ET.fromstring(files.read_bytes(path, "junit"))
+    except (OSError, ValueError, ET.ParseError):
+        return {}
+    out: dict[str, list[str]] = {"passed": [], "failed": []}
+    for case in root.iter("testcase"):
+        name = "::".join(p for p in (case.get("classname"), _ungrouped(case.get("name"))) if p)
+        kinds = {child.tag for child in case}
+        which = "failed" if kinds & {"failure", "error"} else None if "skipped" in kinds else "passed"
+        if which and len(out[which]) < limit:
+            out[which].append(printable(name, 300))
+    return out
+
+
 def parse_junit(path: Path) -> Summary:
     """Count the testcases of a pytest JUnit file (xunit1 or xunit2, one or many suites)."""
     root = ET.parse(path).getroot()
@@ -124,6 +145,7 @@ class CellResult:
     reused_from: dict = field(default_factory=dict)
     prediction: dict = field(default_factory=dict)  # the oracle's verdict for this host
     attestation: str = ""  # the signed statement of this result (a reused one: its original run's)
+    torch: dict = field(default_factory=dict)  # the torch the suite imported (version, distribution)
 
     @property
     def counts(self) -> str:
@@ -161,6 +183,7 @@ class CellResult:
             "reused_from": self.reused_from or None,
             "prediction": self.prediction or None,
             "attestation": self.attestation or None,
+            "torch": self.torch or None,
         }
         return {k: v for k, v in out.items() if v not in ("", None)}
 

@@ -338,6 +338,7 @@ def judge_files(
     note = "; ".join(n for n in (note, extra.pop("note", "")) if n)
     tail = "" if summary and not timed_out else _tail(paths.log)  # no JUnit to explain it: the log must
     extra.setdefault("gpu_info", _gpu_seen(paths.results / "artifacts" / GPU_SEEN))
+    extra.setdefault("torch", _torch_seen(paths.results / "artifacts" / TORCH_SEEN))
     extra.setdefault("require_gpu", opts.require_gpu)
     return CellResult(
         cell_id,
@@ -372,8 +373,25 @@ SUITE_KEYS = (
     "reused_from",
     "prediction",
     "attestation",
+    "torch",
 )
 GPU_SEEN = "gpu.json"  # written by the suite (tests/gpu/conftest.py, imagematrix.core.driver_probe)
+TORCH_SEEN = "torch.json"  # written by the suite: the torch it imported
+
+
+def _torch_seen(path: Path) -> dict:
+    """The torch the suite imported, as the record keeps it ({} if it imported none, or unreadable): strings
+    of bounded length only (the file was written inside the image)."""
+    from imagematrix.core import files
+
+    try:
+        seen = files.read_json(path, "config", f"the suite's {TORCH_SEEN}")
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(seen, dict):
+        return {}
+    fields = ("version", "distribution", "distribution_version", "cuda")
+    return {k: seen[k][:200] for k in fields if isinstance(seen.get(k), str) and seen[k]}
 
 
 def _gpu_seen(path: Path) -> dict:
