@@ -81,12 +81,12 @@ oracle)
   echo "smoke-3 (a test file changed): $(wc -l < "$OUT/containers-3.txt") container(s) created" | tee -a "$OUT/times.txt"
   grep -h "passed\|reused" "$OUT"/smoke-*.log | grep "cu13.0-py3.12-devel" | tail -3
   if [ "$CRYPTO" = 1 ]; then
-    env_file=$(ls -t build/attestations/*devel.smoke.*intoto.json | head -1)
+    env_file=$(ls -t build/attestations/*devel.smoke.*intoto.json* | head -1)
     image=$(docker image inspect -f '{{.Id}}' gpuhost/imagematrix:cu13.0-py3.12-devel)
     timed verify python3 -m invoke verify "$env_file" --digest "$image" --key $KEYS/imagematrix.pub --cc 9.0 --driver 580 --suite smoke
     timed verify-other-gpu python3 -m invoke verify "$env_file" --digest "$image" --key $KEYS/imagematrix.pub --cc 8.0
     cat "$OUT/verify.log" "$OUT/verify-other-gpu.log"
-    cp "$env_file" "$OUT/devel.smoke.intoto.json"; cp $KEYS/imagematrix.pub "$OUT/"
+    cp "$env_file" "$OUT/devel.smoke.$(basename "$env_file" | sed 's/.*\.intoto\./intoto./')"; cp $KEYS/imagematrix.pub "$OUT/"
   fi
   git checkout -q tests/gpu/test_environment.py 2>/dev/null || sed -i '$ d' tests/gpu/test_environment.py
   cp build/status.json build/history.jsonl "$OUT/" 2>/dev/null
