@@ -6,11 +6,25 @@ ENV FORCE_ONLY_CPU=1 CCACHE_DIR=/root/.cache/ccache
 {% endif %}
 # No pip cache: pip keys the wheels it builds by sdist alone, so a shared cache hands a wheel built
 # against one torch to the next. BuildKit's layer cache and ccache remain.
-# PyG's setup.py files turn ninja off, so each extension compiles one file at a time: build the
-# extensions of a package side by side instead (setuptools' build_ext --parallel, one per CPU).
+# One package at a time, each parallel in the one way it can be without racing. A setup.py that turns
+# ninja off (use_ninja=False: torch_scatter, torch_cluster, torch_spline_conv) compiles one file at a
+# time, so its extensions are built side by side (setuptools' build_ext --parallel). One that keeps
+# ninja (torch_sparse) compiles each extension's files in parallel (MAX_JOBS), and its extensions must
+# go one after another: each writes build.ninja into the one build directory they share.
 RUN --mount=type=cache,target=/root/.cache/ccache {{ secret_mount }} \
     {{ with_ca }} \
     printf '[build_ext]\nparallel = %s\n' "$(nproc)" > /tmp/imagematrix-build-ext.cfg && \
-    PATH=/usr/lib/ccache:$PATH DIST_EXTRA_CONFIG=/tmp/imagematrix-build-ext.cfg \
-    python -m pip install --no-cache-dir --no-build-isolation{% for ext in pyg_extensions %} {{ pin(ext) }}{% endfor %} \
-    && rm /tmp/imagematrix-build-ext.cfg
+    for spec in{% for ext in pyg_extensions %} {{ pin(ext) }}{% endfor %}; do \
+      rm -rf /tmp/imagematrix-sdist && \
+      python -m pip download --no-cache-dir --no-deps --no-binary :all: --no-build-isolation -q \
+        -d /tmp/imagematrix-sdist "$spec" && \
+      sdist=$(find /tmp/imagematrix-sdist -type f | head -n 1) && \
+      if tar -xOzf "$sdist" --wildcards '*/setup.py' | grep -Eq 'use_ninja *= *False'; then \
+        cfg=/tmp/imagematrix-build-ext.cfg; echo "$spec: no ninja; its extensions side by side ($(nproc))"; \
+      else \
+        cfg=/dev/null; echo "$spec: ninja, $(nproc) jobs; its extensions one after another"; \
+      fi && \
+      PATH=/usr/lib/ccache:$PATH DIST_EXTRA_CONFIG=$cfg MAX_JOBS=$(nproc) \
+        python -m pip install --no-cache-dir --no-build-isolation "$sdist" || exit 1; \
+    done && \
+    rm -rf /tmp/imagematrix-build-ext.cfg /tmp/imagematrix-sdist

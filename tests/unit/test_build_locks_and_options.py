@@ -122,3 +122,17 @@ def test_a_cell_of_the_platforms_axis_is_built_for_its_platform(example_matrix, 
     arm = replace(step, cell=replace(step.cell, platform="linux/arm64"))
     argv = build_argv(arm, BuildOptions(), BUILDX)
     assert argv[argv.index("--platform") + 1] == "linux/arm64"
+
+
+def test_a_missing_debian_base_is_answered_with_the_exact_command_that_makes_it():
+    from imagematrix.build.preflight import bootstrap_hint
+
+    assert bootstrap_hint(["debian:forky-slim"]) == (
+        "make them from Debian's mirror with `IMAGEMATRIX_BASE_SUITES=forky bash scripts/bootstrap-host.sh` (as root)"
+    )
+    both = bootstrap_hint(["debian:forky-slim", "docker.io/library/debian:bookworm-slim", "debian:forky-slim"])
+    assert "`IMAGEMATRIX_BASE_SUITES='forky bookworm' bash scripts/bootstrap-host.sh`" in both
+    arm = bootstrap_hint(["imagematrix-base/debian-arm64:trixie-slim"])
+    assert "`IMAGEMATRIX_BASE_ARM64=trixie bash scripts/bootstrap-host.sh`" in arm
+    assert bootstrap_hint(["nvidia/cuda:12.8.1-devel-ubuntu24.04"]).startswith("make Debian bases with")
+    assert bootstrap_hint(["debian:forky-slim; rm -rf /"]).startswith("make Debian bases with")  # not a suite name

@@ -8,6 +8,8 @@ except an unreachable engine, with which nothing could be built at all.
 
 from __future__ import annotations
 
+import re
+import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +46,21 @@ def print_checks(found: list[Check], console: Console, prefix: str, skip: bool =
         else:
             mark = ("warn", "yellow") if skip and not c.fatal else ("FAIL", "red")
         console.print(styled(f"{prefix} ", mark, f" {c.name}: {c.detail}"), soft_wrap=True, highlight=False)
+
+
+_DEBIAN = re.compile(r"(?:docker\.io/)?(?:library/)?debian:([a-z]+)-slim")
+_DEBIAN_ARM64 = re.compile(r"imagematrix-base/debian-arm64:([a-z]+)-slim")
+
+
+def bootstrap_hint(refs: list[str]) -> str:
+    """The exact command that makes the missing Debian bases from Debian's mirror, as root."""
+    suites = [m.group(1) for r in refs if (m := _DEBIAN.fullmatch(r))]
+    arm64 = [m.group(1) for r in refs if (m := _DEBIAN_ARM64.fullmatch(r))]
+    if not suites and not arm64:
+        return "make Debian bases with `bash scripts/bootstrap-host.sh` (as root)"
+    env = [f"IMAGEMATRIX_BASE_SUITES={shlex.quote(' '.join(dict.fromkeys(suites)))}"] if suites else []
+    env += [f"IMAGEMATRIX_BASE_ARM64={shlex.quote(' '.join(dict.fromkeys(arm64)))}"] if arm64 else []
+    return f"make them from Debian's mirror with `{' '.join(env)} bash scripts/bootstrap-host.sh` (as root)"
 
 
 def base_images(plan: Plan) -> list[str]:
@@ -182,8 +199,7 @@ def checks(plan: Plan, options: BuildOptions, builder: Builder, client) -> list[
                 "base images",
                 False,
                 f"not present and cannot be pulled: {', '.join(missing)} ({'; '.join(reasons)}). Where no registry is "
-                "reachable, "
-                "make Debian bases with `sudo bash scripts/bootstrap-host.sh`, `docker load` them from a tarball, "
+                f"reachable, {bootstrap_hint(list(missing))}, `docker load` them from a tarball, "
                 f"or point cuda.*.bases in {where} at images you have",
             )
         )
