@@ -15,16 +15,16 @@ RUN --mount=type=cache,target=/root/.cache/ccache {{ secret_mount }} \
     {{ with_ca }} \
     printf '[build_ext]\nparallel = %s\n' "$(nproc)" > /tmp/imagematrix-build-ext.cfg && \
     for spec in{% for ext in pyg_extensions %} {{ pin(ext) }}{% endfor %}; do \
-      rm -rf /tmp/imagematrix-sdist && \
+      rm -rf /tmp/imagematrix-sdist && mkdir -p /tmp/imagematrix-sdist/src && \
       python -m pip download --no-cache-dir --no-deps --no-binary :all: --no-build-isolation -q \
         -d /tmp/imagematrix-sdist "$spec" && \
-      sdist=$(find /tmp/imagematrix-sdist -type f | head -n 1) && \
-      if tar -xOzf "$sdist" --wildcards '*/setup.py' | grep -Eq 'use_ninja *= *False'; then \
+      tar -xzf /tmp/imagematrix-sdist/*.tar.gz -C /tmp/imagematrix-sdist/src --wildcards '*/setup.py' && \
+      if grep -Eq 'use_ninja *= *False' /tmp/imagematrix-sdist/src/*/setup.py; then \
         cfg=/tmp/imagematrix-build-ext.cfg; echo "$spec: no ninja; its extensions side by side ($(nproc))"; \
       else \
         cfg=/dev/null; echo "$spec: ninja, $(nproc) jobs; its extensions one after another"; \
       fi && \
       PATH=/usr/lib/ccache:$PATH DIST_EXTRA_CONFIG=$cfg MAX_JOBS=$(nproc) \
-        python -m pip install --no-cache-dir --no-build-isolation "$sdist" || exit 1; \
+        python -m pip install --no-cache-dir --no-build-isolation /tmp/imagematrix-sdist/*.tar.gz || exit 1; \
     done && \
     rm -rf /tmp/imagematrix-build-ext.cfg /tmp/imagematrix-sdist
