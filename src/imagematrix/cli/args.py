@@ -228,7 +228,7 @@ class VerifyArgs(Args):
 
     image: str | None = opt(
         "the first argument: the image to verify, a reference in a registry (repo:tag or repo@sha256:...); or a "
-        "signed envelope file (build/attestations/*.intoto.json) with --digest",
+        "signed envelope file (build/attestations/*.intoto.jsonl) with --digest",
         metavar="REF",
     )
     key: str | None = opt("the public key the results must be signed with (imagematrix.pub)", metavar="FILE")
