@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from imagematrix.build.preflight import docker_client
+from imagematrix.build.engine import docker_client
 from imagematrix.core.status import read_status
 from imagematrix.matrix.load import load_matrix
 from imagematrix.matrix.plan import Selection, select_cells

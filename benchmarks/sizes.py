@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from imagematrix.build.buildkit import BuildOptions, build_argv, build_env, detect_builder
-from imagematrix.build.preflight import docker_client
+from imagematrix.build.engine import docker_client
 from imagematrix.matrix.load import load_matrix
 from imagematrix.matrix.plan import BuildStep
 from imagematrix.matrix.render import render_cell, write_context
