@@ -6,6 +6,7 @@
 # (scripts/gpu-machine-wheelhouse.sh) copied beside it:
 #
 #   bash scripts/gpu-machine-proof.sh oracle   # alone: mutants and cells predicted vs measured; reuse; a signed result
+#   bash scripts/gpu-machine-proof.sh evidence # alone: invoke build and nox with a signing key; both statements verified
 #   bash scripts/gpu-machine-proof.sh start    # engine + bases; invoke build, detached
 #   bash scripts/gpu-machine-proof.sh profile  # meanwhile: the devel cell's smoke cold, warm, by workers; its full suite
 #   bash scripts/gpu-machine-proof.sh doctor   # alone: invoke doctor, then the devel cell's smoke cold, warm, by workers
@@ -90,6 +91,30 @@ oracle)
   fi
   git checkout -q tests/gpu/test_environment.py 2>/dev/null || sed -i '$ d' tests/gpu/test_environment.py
   cp build/status.json build/history.jsonl "$OUT/" 2>/dev/null
+  ;;
+evidence)
+  # Alone (carry .carry/gpu and tests/gpu-machine/test-tools): the devel cell through the user's own
+  # commands (invoke build, nox's GPU session) with a signing key, then both signed statements verified
+  # from the file, the torch the suite imported as the result records it, and another GPU refused.
+  stamp "engine and base"
+  bash .carry/gpu/up.sh 2>&1 | tail -2
+  env_up
+  nvidia-smi --query-gpu=name,driver_version,compute_cap --format=csv,noheader | tee "$OUT/gpu.txt"
+  KEYS=/tmp/keys; rm -rf $KEYS
+  python3 -m invoke keygen --out $KEYS > "$OUT/keygen.log" 2>&1 || { echo "keygen failed (cryptography?)"; cat "$OUT/keygen.log"; }
+  timed build-devel python3 -m invoke build --matrix $M --target devel --no-audit
+  IMAGEMATRIX_MATRIX=$M timed nox-smoke python3 -m nox -s gpu_smoke-3.12 -- --matrix $M --target devel \
+    --require-gpu --signing-key $KEYS/imagematrix.key
+  tail -n 8 "$OUT/nox-smoke.log"
+  env_file=$(ls -t build/attestations/*devel.smoke.*.intoto.jsonl | head -1)
+  image=$(docker image inspect -f '{{.Id}}' gpuhost/imagematrix:cu13.0-py3.12-devel)
+  timed verify python3 -m invoke verify "$env_file" --digest "$image" --key $KEYS/imagematrix.pub --cc 9.0 --driver 580 --suite smoke
+  timed verify-other-gpu python3 -m invoke verify "$env_file" --digest "$image" --key $KEYS/imagematrix.pub --cc 8.0
+  cat "$OUT/verify.log" "$OUT/verify-other-gpu.log"
+  find build/test-results -name torch.json -exec cat {} \; | head -c 600; echo
+  python3 -c 'import json; c = json.load(open("build/status.json"))["cells"]["cu13.0-py3.12-devel"]; print(json.dumps(c)[:2000])' \
+    2>&1 | tee "$OUT/status-devel.txt"
+  cp "$env_file" "$OUT/devel.smoke.intoto.jsonl"; cp $KEYS/imagematrix.pub "$OUT/"; cp build/status.json "$OUT/"
   ;;
 start)
   stamp "engine and bases"
@@ -238,5 +263,5 @@ print("torch.compile ran:", bool(torch.allclose(f(x), torch.sin(x) * 2 + 1)))'
   for f in compile-bundled-ptxas compile-ptxas-11.7; do stamp "$f"; grep -E "ran:|Error|error|ptxas" "$OUT/$f.log" | head -n 6; done
   ;;
 *)
-  echo "usage: $0 start|profile|doctor|host|speed|finish|collect|parallel|apps|carriers" >&2; exit 2 ;;
+  echo "usage: $0 oracle|evidence|start|profile|doctor|host|speed|finish|collect|parallel|apps|carriers" >&2; exit 2 ;;
 esac

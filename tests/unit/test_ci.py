@@ -272,3 +272,102 @@ def test_the_gate_refuses_a_hand_edited_schedule_with_the_reason(sheet_matrix, c
 def test_the_gate_has_help():
     done = subprocess.run([sys.executable, "-m", "imagematrix.core.cron", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "usage:" in done.stdout
+
+
+# --- publish and the keyless path (ci.publish) -------------------------------------------------------
+
+
+def _with_publish(m, *modes: str):
+    return replace(m, ci=replace(m.ci, publish=modes))
+
+
+def _build_steps(m) -> list[dict]:
+    return yaml.safe_load(ci.render_workflow(m))["jobs"]["build-test"]["steps"]
+
+
+def test_without_ci_publish_the_workflow_publishes_nothing_and_asks_for_no_token(sheet_matrix):
+    wf = yaml.safe_load(ci.render_workflow(sheet_matrix))
+    assert wf["jobs"]["build-test"]["permissions"] == {"contents": "read"}
+    assert not [s for s in _build_steps(sheet_matrix) if "publish" in s.get("run", "") or "attest" in s.get("uses", "")]
+
+
+def test_the_key_path_publishes_after_the_suite_with_the_secret_and_stops_when_it_is_empty(sheet_matrix, tmp_path):
+    m = _with_publish(sheet_matrix, "key")
+    steps = _build_steps(m)
+    names = [s["name"] for s in steps]
+    assert names.index("Publish") == names.index("GPU suite (smoke)") + 1
+    publish = steps[names.index("Publish")]
+    assert publish["env"] == {"IMAGEMATRIX_SIGNING_KEY": "${{ secrets.IMAGEMATRIX_SIGNING_KEY }}"}
+    assert not any("attest" in s.get("uses", "") for s in steps)
+    assert yaml.safe_load(ci.render_workflow(m))["jobs"]["build-test"]["permissions"] == {"contents": "read"}
+    stubs = tmp_path / "stubs"
+    stubs.mkdir()
+    (stubs / "imagematrix").write_text(STUB)
+    (stubs / "imagematrix").chmod(0o755)
+    env = {**HOSTILE, "PHASES": "1", "IMAGEMATRIX_SIGNING_KEY": ""}
+    assert _run_step(publish["run"], env, tmp_path, stubs) == 2 and not (tmp_path / "calls").exists()
+    env["IMAGEMATRIX_SIGNING_KEY"] = "-----BEGIN PRIVATE KEY-----\n$(touch pwned)"
+    assert _run_step(publish["run"], env, tmp_path, stubs) == 0 and not (tmp_path / "pwned").exists()
+    argv = json.loads((tmp_path / "calls").read_text())
+    assert argv[:2] == ["imagematrix", "publish"] and argv[argv.index("--cuda") + 1] == HOSTILE["CUDA"]
+
+
+def test_the_keyless_path_attests_each_cell_a_job_can_publish_with_a_pinned_action(sheet_matrix):
+    from imagematrix.evidence.attest import TEST_RESULT_TYPE
+
+    m = _with_publish(sheet_matrix, "key", "github")
+    wf = yaml.safe_load(ci.render_workflow(m))
+    job = wf["jobs"]["build-test"]
+    assert job["permissions"] == {"contents": "read", "id-token": "write", "attestations": "write"}
+    assert wf["permissions"] == {} and wf["jobs"]["plan"]["permissions"] == {"contents": "read"}
+    publish = next(s for s in job["steps"] if s["name"] == "Publish")
+    assert publish["id"] == "publish" and 'imagematrix publish --attest-github "${args[@]}"' in publish["run"]
+    attest = [s for s in job["steps"] if s.get("uses", "").startswith("actions/attest@")]
+    slots = list(dict.fromkeys(ci.output_slot(c) for c in m.cells))
+    assert [s["name"] for s in attest] == [f"Attest {t}'s smoke result (GitHub, keyless)" for t in slots]
+    assert set(slots) == set(m.targets)  # one platform: a slot per target
+    for step, slot in zip(attest, slots, strict=True):
+        sha = step["uses"].split("@")[1]
+        assert len(sha) == 40 and all(c in "0123456789abcdef" for c in sha)
+        names = ci.step_outputs(slot, "smoke")
+        assert step["if"] == f"!cancelled() && steps.publish.outputs.{names['digest']} != ''"
+        assert step["with"]["predicate-type"] == TEST_RESULT_TYPE
+        assert step["with"]["subject-digest"] == f"${{{{ steps.publish.outputs.{names['digest']} }}}}"
+        assert step["with"]["predicate-path"] == f"${{{{ steps.publish.outputs.{names['predicate']} }}}}"
+        assert step["with"]["push-to-registry"] is True
+
+
+def test_a_two_platform_matrix_attests_each_architecture_of_a_target(sheet_matrix):
+    from imagematrix.matrix.model import make_cell
+
+    m = _with_publish(sheet_matrix, "github")
+    cuda = next(iter(m.cudas.values()))
+    two = replace(m, platforms=("linux/amd64", "linux/arm64"))
+    cells = tuple(make_cell(two, cuda, m.pythons[0], t, platform=p) for t in m.targets.values() for p in two.platforms)
+    two = replace(two, cells=cells)
+    attest = [s["name"] for s in _build_steps(two) if s.get("uses", "").startswith("actions/attest@")]
+    assert "Attest devel-arm64's smoke result (GitHub, keyless)" in attest and len(attest) == 2 * len(m.targets)
+
+
+def test_publishing_from_the_workflow_with_a_suite_it_never_runs_is_refused(sheet_matrix):
+    m = replace(_with_publish(sheet_matrix, "key"), publish_require=("smoke", "full"))
+    with pytest.raises(ci.CIError, match=r"publish.require is \['smoke', 'full'\]: every cell would be refused"):
+        ci.render_workflow(m)
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [([], "at least 1"), (["cosign"], "unknown value 'cosign' (allowed: key, github)"), ("key", "list")],
+)
+def test_ci_publish_attest_is_refused_when_it_names_no_known_way(tmp_path, repo_root, value, needle):
+    from imagematrix.core.errors import MatrixError
+    from imagematrix.matrix.load import load_matrix
+
+    data = yaml.safe_load((repo_root / "examples" / "matrix.yaml").read_text())
+    data["build"]["fragments_dir"] = str(repo_root / "dockerfiles")
+    data.setdefault("ci", {})["publish"] = {"attest": value}
+    path = tmp_path / "matrix.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(MatrixError, match=r"ci\.publish\.attest") as err:
+        load_matrix(path)
+    assert needle in str(err.value)

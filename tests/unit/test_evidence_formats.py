@@ -457,3 +457,55 @@ def test_a_result_file_from_a_run_holds_both_statements(keys, tmp_path):
     assert [json.loads(base64.b64decode(e["payload"]))["predicateType"] for e in read] == [STD, OWN]
     assert verify_envelopes(read, keys["public"], DIGEST).ok
     assert Path(path).read_text().count("\n") == 2
+
+
+# --- the keyless path's step outputs: the one writer of $GITHUB_OUTPUT ------------------------------
+
+
+def test_the_step_outputs_name_the_subject_and_a_predicate_file(tmp_path):
+    from imagematrix.evidence import github
+
+    out = tmp_path / "out"
+    digest = "sha256:" + "a" * 64
+    values = github.write_subject(
+        tmp_path / "build",
+        out,
+        "devel",
+        "cu13.0-py3.12-devel",
+        "ghcr.io/acme/t",
+        digest,
+        {"smoke": {"result": "PASSED"}},
+    )
+    lines = dict(line.split("=", 1) for line in out.read_text().splitlines())
+    assert lines == values and lines["devel-digest"] == digest and lines["devel-name"] == "ghcr.io/acme/t"
+    assert json.loads(Path(lines["devel-smoke-predicate"]).read_text()) == {"result": "PASSED"}
+
+
+@pytest.mark.parametrize(
+    ("repo", "digest", "build"),
+    [
+        ("ghcr.io/acme/t\nother-digest=sha256:" + "b" * 64, "sha256:" + "a" * 64, "build"),
+        ("ghcr.io/acme/t", "sha256:" + "a" * 63 + "\n", "build"),
+        ("ghcr.io/acme/t", "sha512:" + "a" * 64, "build"),
+        ("ghcr.io/acme/t", "sha256:" + "a" * 64, "bu\nild"),
+        ("ghcr.io/acme/t", "sha256:" + "a" * 64, "bu\x1b[2Jild"),
+    ],
+)
+def test_a_value_that_could_open_another_output_is_refused_and_nothing_is_written(tmp_path, repo, digest, build):
+    from imagematrix.core.errors import UsageError
+    from imagematrix.evidence import github
+
+    out = tmp_path / "out"
+    with pytest.raises(UsageError, match=r"refusing the step output|not a repository and a sha256 digest"):
+        github.write_subject(tmp_path / build, out, "devel", "c", repo, digest, {"smoke": {}})
+    assert not out.exists()
+
+
+def test_an_output_name_the_workflow_never_uses_is_refused(tmp_path):
+    from imagematrix.core.errors import UsageError
+    from imagematrix.evidence import github
+
+    for name in ("Devel-digest", "a b", "x=y", ""):
+        with pytest.raises(UsageError):
+            github.write_outputs(tmp_path / "out", {name: "v"})
+    assert not (tmp_path / "out").exists()

@@ -126,6 +126,12 @@ class PublishArgs(InBuildDir):
         "registry (default: $IMAGEMATRIX_SIGNING_KEY_FILE or $IMAGEMATRIX_SIGNING_KEY)",
         metavar="FILE",
     )
+    attest_github: bool = opt(
+        "for GitHub's attest action (the generated workflow's keyless path): write each published cell's "
+        "test-result predicate under build/attestations/github/ and its subject to the step outputs ($GITHUB_OUTPUT)",
+        "bool",
+        False,
+    )
 
 
 @dataclasses.dataclass(frozen=True)

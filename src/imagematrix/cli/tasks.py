@@ -8,6 +8,7 @@ from ``core.options``); ``command`` turns a function of it into an invoke task w
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from invoke import Exit, task
 from imagematrix.cli import args as a
 from imagematrix.cli import commands
 from imagematrix.core import options as table
-from imagematrix.core.errors import outcome
+from imagematrix.core.errors import UsageError, outcome
 
 
 def command(kind: type[a.Args], **task_kwargs: Any) -> Callable:
@@ -94,6 +95,12 @@ def publish(v: a.PublishArgs):
     from imagematrix.release.publish import run_publish
 
     key = signer(v.signing_key)  # read and checked before anything else
+    outputs = os.environ.get("GITHUB_OUTPUT") if v.attest_github else None
+    if v.attest_github and not outputs:
+        raise UsageError(
+            "--attest-github writes step outputs for GitHub's attest action: run it in a workflow step "
+            "($GITHUB_OUTPUT is not set); nothing was pushed"
+        )
     p = _plan(v)
     return run_publish(
         p,
@@ -104,6 +111,7 @@ def publish(v: a.PublishArgs):
         dry_run=v.dry_run,
         candidates=v.candidates,
         signer=key,
+        github_output=Path(outputs) if outputs else None,
     )
 
 

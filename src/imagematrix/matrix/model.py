@@ -155,6 +155,7 @@ class CI:
     keep_images: int = 2
     cache_hours: int = 336
     install: str = "imagematrix"  # what the workflow hands pip to install imagematrix on the runners
+    publish: tuple[str, ...] = ()  # how the publish step signs ("key", "github"); empty: no publish step
 
 
 @dataclass(frozen=True)

@@ -508,6 +508,7 @@ def resolve(spec: MatrixSpec, path: Path, loc: Index) -> Matrix:
             spec.ci.keep_images,
             spec.ci.cache_hours,
             spec.ci.install,
+            tuple(dict.fromkeys(spec.ci.publish.attest)) if spec.ci.publish else (),
         ),
         publish_require=tuple(dict.fromkeys(spec.publish.require)),
         publish_verify_key=(path.parent / spec.publish.verify_key) if spec.publish.verify_key else None,

@@ -290,6 +290,18 @@ class BuildSpec(_Model):
     )
 
 
+class CIPublishSpec(_Model):
+    """The workflow's publish step: after the GPU suite, `imagematrix publish` of the job's cells."""
+
+    attest: list[Literal["key", "github"]] = Field(
+        ["key"],
+        min_length=1,
+        description="how each published result is signed: key (imagematrix's ed25519 key, from the "
+        "IMAGEMATRIX_SIGNING_KEY secret; works with any registry, verifiable offline) and/or github (keyless: "
+        "GitHub's attest action signs the standard test-result statement with the workflow's identity)",
+    )
+
+
 class CISpec(_Model):
     """`invoke ci`: the GitHub Actions workflow generated from phases and schedule."""
 
@@ -309,6 +321,7 @@ class CISpec(_Model):
         "(imagematrix==X.Y.Z, imagematrix @ https://...) or a path in the repository (. where this is imagematrix's "
         "own)",
     )
+    publish: CIPublishSpec | None = None  # absent: the workflow builds and tests, and publishes nothing
 
 
 class PublishSpec(_Model):

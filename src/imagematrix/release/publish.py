@@ -222,9 +222,11 @@ def run_publish(
     dry_run: bool = False,
     candidates: str | None = None,
     signer=None,
+    github_output: Path | None = None,
 ) -> int:
     """Promote every cell that passes the gate (``decide``); 1 if any was refused. With ``candidates``,
-    what is promoted is the candidate's digest, and only if the required runs tested that digest."""
+    what is promoted is the candidate's digest, and only if the required runs tested that digest. With
+    ``github_output``, each promoted cell's test-result predicates and subject go to GitHub's attest action."""
     records = status.read_status(plan.build_dir)
     if records.warning():
         console.print(f"warning: {records.warning()}", markup=False, highlight=False)
@@ -239,7 +241,11 @@ def run_publish(
             console.print(f"refused {d.cell}: {d.reason}", markup=False, highlight=False)
             continue
         candidate = record.candidate if candidates else None
-        promote(plan, step, d, image, record, candidate, required, client, console, repository, dry_run, signer)
+        pushed = promote(
+            plan, step, d, image, record, candidate, required, client, console, repository, dry_run, signer
+        )
+        if github_output is not None and pushed is not None:
+            keyless_subject(plan.build_dir, step, record, required, pushed, github_output)
     if len(plan.matrix.platforms) > 1 and not dry_run:
         for line in publish_indexes(plan, repository):
             console.print(line, markup=False, highlight=False)
@@ -299,9 +305,9 @@ def promote(
     repository: str | None,
     dry_run: bool,
     signer,
-) -> None:
+) -> dict | None:
     """Push one cell that passed the gate under its tags, its record image beside it and, with a signer,
-    its evidence; the publish record written once."""
+    its evidence; the publish record written once, and returned (None: a dry run)."""
 
     def say(line: str) -> None:
         console.print(line, markup=False, highlight=False)
@@ -314,7 +320,8 @@ def promote(
             "(several COPY steps) or slim the environment"
         )
     if dry_run:
-        return say(f"would publish {d.cell}: {image.id[:19]} as {', '.join(f'{repo}:{t}' for t in tags)} ({d.reason})")
+        say(f"would publish {d.cell}: {image.id[:19]} as {', '.join(f'{repo}:{t}' for t in tags)} ({d.reason})")
+        return None
     listed = packages.manifest(client, image.id)  # before any push: a failure here leaves the registry untouched
     digest = push_image(client, image, repo, tags[::-1])  # the immutable tag first: never behind a moving one
     if candidate and digest != candidate.digest:
@@ -339,6 +346,25 @@ def promote(
             )
     finally:  # published, signed or not: the record says so before any error travels on
         status.update_cell(plan.build_dir, d.cell, SECTION, published, replace=True)
+    return published
+
+
+def keyless_subject(
+    build_dir: Path, step: BuildStep, record: CellRecord, required: tuple[str, ...], pushed: dict, output: Path
+) -> None:
+    """The published digest's test-result predicates and subject, as the workflow's attest steps read them."""
+    from imagematrix.evidence import attest, github
+    from imagematrix.matrix.workflow import output_slot
+    from imagematrix.testing.grid import test_names
+
+    repo, digest = pushed["repository"], pushed["digest"]
+    predicates = {
+        n: attest.test_result_statement(
+            repo, digest, step.cell.id, {**record.suites[n].to_json(), "suite": n}, test_names(record.suites[n].junit)
+        )["predicate"]
+        for n in required
+    }
+    github.write_subject(build_dir, output, output_slot(step.cell), step.cell.id, repo, digest, predicates)
 
 
 def index_groups(plan: Plan) -> dict[str, list[BuildStep]]:
