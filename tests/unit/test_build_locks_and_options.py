@@ -136,3 +136,46 @@ def test_a_missing_debian_base_is_answered_with_the_exact_command_that_makes_it(
     assert "`IMAGEMATRIX_BASE_ARM64=trixie bash scripts/bootstrap-host.sh`" in arm
     assert bootstrap_hint(["nvidia/cuda:12.8.1-devel-ubuntu24.04"]).startswith("make Debian bases with")
     assert bootstrap_hint(["debian:forky-slim; rm -rf /"]).startswith("make Debian bases with")  # not a suite name
+
+
+def test_provenance_is_asked_for_only_where_the_builder_keeps_it(example_matrix, tmp_path):
+    from imagematrix.build.buildkit import build_argv, for_builder
+    from imagematrix.matrix.plan import make_plan
+
+    step = make_plan(example_matrix, Selection(), tmp_path).steps[0]
+    classic_store = Builder(BUILDX, driver="docker")
+    containerd_store = Builder(BUILDX, driver="docker", provenance=True)
+    assert "--provenance=mode=max" not in build_argv(step, for_builder(BuildOptions(), classic_store), BUILDX)
+    assert "--provenance=mode=max" in build_argv(step, for_builder(BuildOptions(), containerd_store), BUILDX)
+    assert "provenance kept (containerd image store)" in containerd_store.describe()
+    assert "provenance" not in classic_store.describe()
+    # the classic CLI has no such flag, whatever the options say
+    assert "--provenance=mode=max" not in build_argv(step, BuildOptions(provenance=True), CLASSIC)
+
+
+def test_the_digest_of_a_push_is_read_from_either_image_store_s_answer():
+    from imagematrix.build.candidates import push_image
+
+    digest = "sha256:" + "c" * 64
+
+    class Image:
+        def tag(self, repository, tag):
+            pass
+
+    class Images:
+        def __init__(self, lines):
+            self.lines = lines
+
+        def push(self, repository, tag, stream, decode):
+            return iter(self.lines)
+
+    class Client:
+        def __init__(self, lines):
+            self.images = Images(lines)
+
+    classic = [{"status": "Pushed"}, {"aux": {"Tag": "v1", "Digest": digest, "Size": 1}}]
+    containerd = [{"status": "Pushed", "id": "3d218c71f205"}, {"status": f"v1: digest: {digest} size: 855"}]
+    assert push_image(Client(classic), Image(), "r/x", ["v1"]) == digest
+    assert push_image(Client(containerd), Image(), "r/x", ["v1"]) == digest
+    with pytest.raises(Exception, match="gave no digest"):  # a status that only looks like one is no digest
+        push_image(Client([{"status": "v1: digest: sha256:abc size: 1"}]), Image(), "r/x", ["v1"])

@@ -42,6 +42,7 @@ class BuildOptions:
     context: str = ""  # a docker context whose own (docker-driver) builder builds: `docker --context NAME buildx`
     build_args: tuple[str, ...] = ()  # NAME (value from the environment) or NAME=VALUE
     no_cache_filter: tuple[str, ...] = ()  # stages to build without cache (buildx); the rest may come from cache
+    provenance: bool = False  # BuildKit's SLSA provenance (mode=max) on the image: only where the builder keeps it
 
 
 @dataclass(frozen=True)
@@ -55,13 +56,17 @@ class Builder:
     client: str = ""  # docker CLI version (the classic builder only)
     name: str = ""  # the buildx builder's name, when one was asked for
     engine: str = ""  # where a docker-driver builder's images land (its context's socket); "" = DOCKER_HOST
+    # What it loads keeps BuildKit's attestations: the docker driver over an engine whose images live in the
+    # containerd image store (Docker 24+); the classic store, and `--load` from any other driver, drop them.
+    provenance: bool = False
 
     def describe(self) -> str:
         if self.kind == BUILDX:
             named = f"builder {self.name}: " if self.name else ""
             into = f", images into {self.engine}" if self.engine else ""
+            kept = ", provenance kept (containerd image store)" if self.provenance else ""
             driver, buildkit = self.driver or "?", self.buildkit or "?"
-            return f"{named}buildx {self.version or '?'} ({driver} driver, BuildKit {buildkit}{into})"
+            return f"{named}buildx {self.version or '?'} ({driver} driver, BuildKit {buildkit}{into}{kept})"
         return f"DOCKER_BUILDKIT=1 docker build (docker CLI {self.client or '?'}, no buildx plugin)"
 
     @property
@@ -97,10 +102,23 @@ def _run(argv: list[str]) -> str:
 
 
 def for_builder(options: BuildOptions, builder: Builder) -> BuildOptions:
-    """Options that address ``builder``: a context's docker-driver builder through --context."""
+    """Options that address ``builder``: a context's docker-driver builder through --context; provenance
+    where the builder keeps it."""
+    options = replace(options, provenance=builder.provenance)
     if builder.name and builder.engine:
         return replace(options, context=builder.name, builder="")
     return options
+
+
+CONTAINERD_STORE = "io.containerd.snapshotter.v1"
+
+
+def keeps_attestations(engine: str = "") -> bool:
+    """Whether the engine (``engine``: its socket; "" the current one) stores images in containerd, where a
+    docker-driver build keeps its provenance and the image id is the index that carries it."""
+    return CONTAINERD_STORE in _run(
+        ["docker", *(["--host", engine] if engine else []), "info", "--format", "{{json .DriverStatus}}"]
+    )
 
 
 def describe_builder(kind: str | None = None, name: str = "") -> Builder:
@@ -130,6 +148,7 @@ def describe_builder(kind: str | None = None, name: str = "") -> Builder:
         )
     return Builder(
         BUILDX,
+        provenance=driver == "docker" and keeps_attestations(engine),
         version=version[1] if len(version) > 1 else "",
         driver=driver,
         # buildx >= 0.11 says "BuildKit version:", older ones "Buildkit:".
@@ -222,6 +241,8 @@ def build_argv(step: BuildStep, options: BuildOptions, builder: str = BUILDX) ->
         argv.append("--no-cache")
     if options.pull:
         argv.append("--pull")
+    if options.provenance and builder == BUILDX:
+        argv.append("--provenance=mode=max")
     argv.append(str(step.context))
     return argv
 

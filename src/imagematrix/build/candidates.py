@@ -4,6 +4,8 @@ test by digest, and for publish to promote only that digest. Also the one push o
 
 from __future__ import annotations
 
+import re
+
 from rich.console import Console
 
 from imagematrix.core import status
@@ -78,6 +80,9 @@ def pull_candidate(client, repository: str, cell: Cell, input_hash: str):
     return image, digest
 
 
+PUSHED_DIGEST = re.compile(r": digest: (sha256:[0-9a-f]{64}) size: \d+$")
+
+
 def push_image(client, image, repository: str, tags: list[str]) -> str:
     """Tag ``image`` as repository:tag for each tag and push; the digest the registry answered."""
     digest = None
@@ -92,7 +97,9 @@ def push_image(client, image, repository: str, tags: list[str]) -> str:
                         "`docker login` (or a credential helper) has its credentials; nothing more was recorded as "
                         "published"
                     )
-                digest = (line.get("aux") or {}).get("Digest") or digest
+                # The classic image store answers in "aux"; the containerd store only in the status line.
+                said = PUSHED_DIGEST.search(str(line.get("status") or ""))
+                digest = (line.get("aux") or {}).get("Digest") or (said.group(1) if said else None) or digest
         except RegistryError:
             raise
         except Exception as exc:  # connection refused, TLS, auth: the SDK's own errors

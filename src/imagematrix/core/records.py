@@ -299,6 +299,7 @@ class Published(Record):
     attestations: tuple[str, ...] = ()  # where the signed test results and SBOM went in the registry
     sbom: str | None = None  # the SBOM file kept beside the record
     sbom_packages: int | None = None
+    provenance: str | None = None  # the attestation manifest with BuildKit's SLSA provenance of the digest
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -99,7 +99,11 @@ def check_chain(
     # the build's provenance
     if provenance is None:
         links.append(
-            Link("provenance", ABSENT, "none attached (the builder made none: BuildKit's docker driver cannot)")
+            Link(
+                "provenance",
+                ABSENT,
+                "none attached (the build kept none: the docker driver keeps it only with the containerd image store)",
+            )
         )
     elif provenance.get("predicateType") not in SLSA_PROVENANCE:
         links.append(

@@ -584,15 +584,25 @@ def _annotations(item: Any) -> dict:
     return got if isinstance(got, dict) else {}
 
 
-def provenance_of(ref: str, digest: str) -> tuple[dict | None, frozenset[str]]:
+@dataclass(frozen=True)
+class Provenance:
+    """BuildKit's SLSA provenance statement as an image index carries it (None: none), the platform
+    manifests the index lists (its subjects), and the attestation manifest that holds it."""
+
+    statement: dict | None
+    platforms: frozenset[str]
+    manifest: str = ""
+
+
+def provenance_of(ref: str, digest: str) -> Provenance:
     """BuildKit's SLSA provenance of ``digest`` where its builder attached one (an image index whose
     ``attestation-manifest`` entries hold in-toto layers), and the platform manifests the index lists
-    (the provenance's subjects are those); (None, {}) for an image without."""
+    (the provenance's subjects are those); no statement for an image without."""
     r = Ref.parse(ref)
     reg = Registry(r.registry)
     got = reg.manifest(r.repository, digest)
     if got is None or got[1] not in (OCI_INDEX, "application/vnd.docker.distribution.manifest.list.v2+json"):
-        return None, frozenset()
+        return Provenance(None, frozenset())
     entries = [m for m in (got[2].get("manifests") or [])[:MAX_LAYERS] if isinstance(m, dict)]
     platforms = frozenset(
         str(m.get("digest"))
@@ -616,5 +626,5 @@ def provenance_of(ref: str, digest: str) -> tuple[dict | None, frozenset[str]]:
             except (ValueError, RegistryError):
                 continue
             if isinstance(doc, dict):
-                return doc, platforms
-    return None, platforms
+                return Provenance(doc, platforms, m["digest"])
+    return Provenance(None, platforms)

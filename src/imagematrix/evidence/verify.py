@@ -175,7 +175,8 @@ def verify_chain(ref: str, key: str | None, out: Path, **asked: Any) -> tuple[bo
         )
     ]
     sbom = (named or sboms)[0] if (named or sboms) else None
-    provenance, platforms = provenance_of(ref, discovered.digest)
+    found = provenance_of(ref, discovered.digest)
+    provenance, platforms = found.statement, found.platforms
     published, audit_image = None, None
     try:
         records = status.read_status(out)

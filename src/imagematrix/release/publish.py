@@ -336,6 +336,7 @@ def promote(
     push_record(client, repo, record_tag, document)
     published = {"repository": repo, "tags": tags, "digest": digest, "image_id": image.id, "published": utcnow()}
     published |= {"record_tag": record_tag, **({"candidate": candidate.digest} if candidate else {})}
+    published |= provenance_record(repo, digest)
     say(f"published {d.cell}: {repo}@{digest} as {', '.join(tags)}; its test record and packages: {repo}:{record_tag}")
     try:
         if signer is not None:
@@ -347,6 +348,18 @@ def promote(
     finally:  # published, signed or not: the record says so before any error travels on
         status.update_cell(plan.build_dir, d.cell, SECTION, published, replace=True)
     return published
+
+
+def provenance_record(repo: str, digest: str) -> dict:
+    """Where BuildKit's SLSA provenance of the pushed digest is (its attestation manifest), when the build
+    kept one: what the publish record says, never more than the registry answered."""
+    from imagematrix.evidence.registry import RegistryError, provenance_of
+
+    try:
+        found = provenance_of(f"{repo}@{digest}", digest)
+    except RegistryError as exc:
+        return {"provenance": None, "provenance_note": f"the registry did not say: {exc}"[:500]}
+    return {"provenance": found.manifest or None}
 
 
 def keyless_subject(
