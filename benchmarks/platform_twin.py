@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, missed = [], []
     for c in cells:
         meas = prober.measure(c.id, c.ref)
-        rec = records.get(c.id, {}).get("build", {})
+        rec = records.get(c.id).build
         if meas is None:
             rows.append((c.target.name, "-", "-", "-", "-", "not built", f"{SHEET_GB.get(c.target.name, 0):.1f} GB"))
             continue
@@ -88,11 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "ok" if ratio <= goal else "MISSED"
         if verdict != "ok":
             missed.append(c.id)
-        took = rec.get("duration_s")
+        state, took = (rec.state, rec.duration_s) if rec else ("?", None)
         rows.append(
             (
                 c.target.name,
-                f"{rec.get('state', '?')} {took:.0f}s" if took is not None else rec.get("state", "?"),
+                f"{state} {took:.0f}s" if took is not None else state,
                 fmt_bytes(meas.size_bytes),
                 fmt_bytes(floor),
                 f"{ratio:.3f}",
