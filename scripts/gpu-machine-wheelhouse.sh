@@ -27,5 +27,14 @@ PY
 tools=tests/gpu-machine/test-tools
 mkdir -p "$tools"
 pytest_spec=$(python3 -c 'from imagematrix.testing.suite import TOOLS; print(TOOLS[0])')
-python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: -d "$tools" "$pytest_spec"
+python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: -d "$tools" "$pytest_spec" \
+  pytest-xdist execnet pluggy iniconfig pygments
 ls "$tools"
+# ../shared/gpu-machine/pack.sh's wheels repeat these (one pytest newer than the suite pins) and lack
+# securesystemslib (signing): with both folders carried, the call must stay under 64 MiB.
+if [ -d .carry/gpu/wheels ]; then
+  (cd .carry/gpu/wheels && rm -f pygments-*.whl pytest-*.whl pytest_xdist-*.whl execnet-*.whl pluggy-*.whl iniconfig-*.whl)
+  python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: --python-version 3.12 \
+    --implementation cp --platform any -d .carry/gpu/wheels securesystemslib
+  du -sbc .carry/gpu "$tools" | tail -n 1
+fi
