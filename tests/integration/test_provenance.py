@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,9 @@ CELL = "cu1.0-py3.13-plain"
 
 
 @pytest.fixture(scope="module")
-def containerd_engine(docker_client) -> str:
-    """The second engine's DOCKER_HOST, with the tiny matrix's base copied in from the host's engine."""
+def containerd_engine(docker_client) -> Iterator[str]:
+    """The second engine's DOCKER_HOST, with the tiny matrix's base copied in from the host's engine; its
+    images go afterwards (the engine stays up for the next run)."""
     done = subprocess.run(
         ["bash", str(ROOT / "scripts" / "containerd-engine.sh")], capture_output=True, text=True, timeout=600
     )
@@ -34,7 +36,8 @@ def containerd_engine(docker_client) -> str:
     save = subprocess.Popen(["docker", "save", "debian:trixie-slim"], stdout=subprocess.PIPE, env=here)
     load = subprocess.run(["docker", "load"], stdin=save.stdout, capture_output=True, env={**here, "DOCKER_HOST": host})
     assert save.wait() == 0 and load.returncode == 0, load.stderr
-    return host
+    yield host
+    subprocess.run(["docker", "image", "prune", "-af"], capture_output=True, env={**here, "DOCKER_HOST": host})
 
 
 def _index(registry: str, repo: str, reference: str) -> dict:
