@@ -336,9 +336,9 @@ def promote(
     push_record(client, repo, record_tag, document)
     published = {"repository": repo, "tags": tags, "digest": digest, "image_id": image.id, "published": utcnow()}
     published |= {"record_tag": record_tag, **({"candidate": candidate.digest} if candidate else {})}
-    published |= provenance_record(repo, digest)
     say(f"published {d.cell}: {repo}@{digest} as {', '.join(tags)}; its test record and packages: {repo}:{record_tag}")
     try:
+        published |= provenance_record(repo, digest)
         if signer is not None:
             published |= attest_release(plan.build_dir, repo, digest, d.cell, runs, listed, signer)
             say(
