@@ -6,7 +6,6 @@ workflow run's identity; nothing here holds a key."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,9 +13,9 @@ from typing import Any
 
 from imagematrix.core.errors import UsageError
 from imagematrix.core.reference import NAME_RE
+from imagematrix.evidence import store
 from imagematrix.matrix.workflow import step_outputs
 
-GITHUB_DIR = "github"
 OUTPUT_NAME = re.compile(r"[a-z][a-z0-9-]{0,99}")
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 VALUE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,998}[\x21-\x7e])?")  # one printable line: none can open another
@@ -47,13 +46,10 @@ def write_subject(
     """Write each suite's predicate and the outputs naming them with ``repository@digest``; the outputs."""
     if not NAME_RE.fullmatch(repository) or not DIGEST.fullmatch(digest):
         raise UsageError(f"{repository[:200]}@{digest[:80]} is not a repository and a sha256 digest")
-    where = (Path(build_dir) / "attestations" / GITHUB_DIR).resolve()
-    where.mkdir(parents=True, exist_ok=True)
     values: dict[str, str] = {}
     for suite, predicate in predicates.items():
         names = step_outputs(slot, suite)
-        path = where / f"{cell}.{suite}.test-result.json"
-        path.write_text(json.dumps(predicate, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        path = store.write_github_predicate(build_dir, cell, suite, dict(predicate))
         values |= {names["name"]: repository, names["digest"]: digest, names["predicate"]: str(path)}
     write_outputs(output, values)
     return values

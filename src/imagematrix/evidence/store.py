@@ -12,6 +12,7 @@ from typing import Any
 
 ATTESTATIONS_DIR = "attestations"
 SBOM_DIR = "sbom"
+GITHUB_DIR = "github"  # under ATTESTATIONS_DIR: the predicates the workflow's keyless attest steps sign
 
 
 def _write(out: Path, doc: dict[str, Any]) -> Path:
@@ -24,6 +25,12 @@ def _write(out: Path, doc: dict[str, Any]) -> Path:
 
 def write_sbom(build_dir: Path, cell: str, bom: dict[str, Any]) -> Path:
     return _write(Path(build_dir) / SBOM_DIR / f"{cell}.cdx.json", bom)
+
+
+def write_github_predicate(build_dir: Path, cell: str, suite: str, predicate: dict[str, Any]) -> Path:
+    return _write(
+        Path(build_dir).resolve() / ATTESTATIONS_DIR / GITHUB_DIR / f"{cell}.{suite}.test-result.json", predicate
+    )
 
 
 def write_attestation(build_dir: Path, cell: str, suite: str, key: str, envelopes: list[dict[str, Any]]) -> Path:
