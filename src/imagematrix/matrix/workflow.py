@@ -257,12 +257,13 @@ def publish_steps(m: Matrix) -> list[dict]:
     steps = [_step("Publish", script, id="publish", **({"env": env} if env else {}))]
     if keyless:
         for slot in dict.fromkeys(output_slot(c) for c in m.cells):
-            out = {k: f"${{{{ steps.publish.outputs.{v} }}}}" for k, v in step_outputs(slot, "smoke").items()}
+            names = step_outputs(slot, "smoke")
+            out = {k: f"${{{{ steps.publish.outputs.{v} }}}}" for k, v in names.items()}
             steps.append(
                 {
                     "name": f"Attest {slot}'s smoke result (GitHub, keyless)",
                     # also after a refusal of another cell: what was published is attested
-                    "if": f"!cancelled() && steps.publish.outputs.{step_outputs(slot, 'smoke')['digest']} != ''",
+                    "if": f"!cancelled() && steps.publish.outputs.{names['digest']} != ''",
                     "uses": ATTEST,
                     "with": {
                         "subject-name": out["name"],
